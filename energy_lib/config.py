@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -131,3 +133,8 @@ class AttackEnergyConfig(Config):
         "paper": dict(n_images=10000, steps=10, aa_iters=100, square_queries=5000, batch_size=256,
                       eps_grid=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
     }
+
+
+def runs_root() -> Path:
+    """The run store: `$ENERGY_RUNS`, else `runs/` at the repository root."""
+    return Path(os.environ.get("ENERGY_RUNS", Path(__file__).resolve().parent.parent / "runs"))

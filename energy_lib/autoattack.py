@@ -1,0 +1,174 @@
+"""AutoAttack (Croce & Hein 2020) through the `pyautoattack` package, resumable and itemised.
+
+`run_autoattack` runs the standard sequence APGD-CE -> APGD-T -> FAB-T -> Square, each attack on
+the points still robust, and records the robust accuracy after each attack and its wall time.
+Progress is saved to a state file after every chunk of images, so an interrupted evaluation
+resumes where it stopped; a state file made for other images or settings is refused.
+
+`run_autoattack_individual` runs each component on all points (the energy analysis of chapter 1
+needs every attack's own adversarial examples, PAPER.md 2.1).
+
+The AutoAttack logger (`auto-attack`) is shown when `verbose` is on.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .attacks import eval_mode, predict_logits
+from .config import ConfigError, check_eps
+
+STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
+
+
+@dataclass
+class AutoAttackSettings:
+    """AutoAttack 'standard' hyperparameters; lower them only for quick CPU previews."""
+
+    eps: float = 8 / 255
+    seed: int = 0
+    n_iter: int = 100              # APGD-CE, APGD-T and FAB-T iterations
+    n_target_classes: int = 9      # APGD-T and FAB-T
+    n_queries: int = 5000          # Square
+    attacks: tuple = STANDARD_ATTACKS
+
+    def is_standard(self) -> bool:
+        return (self.n_iter, self.n_target_classes, self.n_queries, tuple(self.attacks)) == (
+            100, 9, 5000, STANDARD_ATTACKS)
+
+
+@dataclass
+class AutoAttackResult:
+    x_adv: torch.Tensor
+    clean_accuracy: float
+    robust_accuracy: float
+    accuracy_after: dict = field(default_factory=dict)   # attack -> robust accuracy after it
+    seconds: dict = field(default_factory=dict)          # attack -> wall time
+    n_images: int = 0
+    settings: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """JSON-ready summary (no tensors)."""
+        return {"clean_accuracy": self.clean_accuracy, "autoattack_accuracy": self.robust_accuracy,
+                "accuracy_after": self.accuracy_after, "seconds": self.seconds,
+                "n_images": self.n_images, "settings": self.settings}
+
+
+def _show_logging(verbose: bool) -> None:
+    logger = logging.getLogger("auto-attack")
+    if verbose and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[autoattack] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _adversary(model, settings: AutoAttackSettings, attack: str, device):
+    from pyautoattack import AutoAttack
+
+    check_eps(settings.eps)
+    if attack not in ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr", "fab"):
+        raise ConfigError(f"unknown AutoAttack component {attack!r}; choose from {STANDARD_ATTACKS}")
+    # A fresh object per call: pyautoattack keeps per-run state on the object.
+    adv = AutoAttack(model, eps=settings.eps, norm="Linf", version="standard", seed=settings.seed,
+                     device=device)
+    adv.attacks_to_run = [attack]
+    adv.apgd.n_iter = adv.apgd_targeted.n_iter = adv.fab.n_iter = settings.n_iter
+    adv.apgd_targeted.n_target_classes = adv.fab.n_target_classes = settings.n_target_classes
+    adv.square.n_queries = settings.n_queries
+    return adv
+
+
+def _fingerprint(x: torch.Tensor, y: torch.Tensor, settings: AutoAttackSettings) -> str:
+    h = hashlib.sha256()
+    h.update(x.detach().cpu().float().numpy().tobytes())
+    h.update(y.detach().cpu().numpy().tobytes())
+    h.update(repr(sorted(vars(settings).items())).encode())
+    return h.hexdigest()[:16]
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, fingerprint: str):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise RuntimeError(f"AutoAttack state file {path} is unreadable ({err}); delete it to restart "
+                           "the evaluation") from err
+    if state.get("fingerprint") != fingerprint:
+        raise ConfigError(f"AutoAttack state file {path} was made for other images or settings; "
+                          "use another state_path or delete the file")
+    return state
+
+
+def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                   settings: AutoAttackSettings | None = None, batch_size: int = 250,
+                   chunk_size: int = 1000, state_path: str | Path | None = None,
+                   verbose: bool = True) -> AutoAttackResult:
+    """AutoAttack's sequential robust accuracy, resumable from `state_path`."""
+    settings = settings or AutoAttackSettings()
+    device = x.device
+    _show_logging(verbose)
+    state_path = Path(state_path) if state_path is not None else None
+    fingerprint = _fingerprint(x, y, settings)
+    if state_path is not None and state_path.exists():
+        state = _load_state(state_path, fingerprint)
+    else:
+        correct = predict_logits(model, x, batch_size).argmax(1) == y
+        state = {"fingerprint": fingerprint, "robust": correct.cpu(), "x_adv": x.detach().cpu().clone(),
+                 "clean_accuracy": correct.float().mean().item(), "done": [], "accuracy_after": {},
+                 "seconds": {}, "pending": None, "cursor": 0}
+    with eval_mode(model):
+        for attack in settings.attacks:
+            if attack in state["done"]:
+                continue
+            if state["pending"] is None:  # starting this attack: it sees the points still robust
+                state["pending"], state["cursor"] = torch.nonzero(state["robust"]).flatten(), 0
+            pending = state["pending"]
+            while state["cursor"] < len(pending):
+                t0 = time.time()
+                idx = pending[state["cursor"]:state["cursor"] + chunk_size]
+                adversary = _adversary(model, settings, attack, device)
+                xa, _ = adversary.run_standard_evaluation(x[idx.to(device)], y[idx.to(device)],
+                                                          batch_size=batch_size)
+                fooled = (predict_logits(model, xa, batch_size).argmax(1) != y[idx.to(device)]).cpu()
+                state["robust"][idx[fooled]] = False
+                state["x_adv"][idx[fooled]] = xa[fooled.to(device)].detach().cpu()
+                state["cursor"] += len(idx)
+                state["seconds"][attack] = state["seconds"].get(attack, 0.0) + time.time() - t0
+                if state_path is not None:
+                    _save_atomic(state, state_path)
+            state["accuracy_after"][attack] = state["robust"].float().mean().item()
+            state["done"].append(attack)
+            state["pending"] = None
+            if state_path is not None:
+                _save_atomic(state, state_path)
+    return AutoAttackResult(
+        x_adv=state["x_adv"].to(device), clean_accuracy=state["clean_accuracy"],
+        robust_accuracy=state["robust"].float().mean().item(), accuracy_after=dict(state["accuracy_after"]),
+        seconds=dict(state["seconds"]), n_images=int(x.shape[0]),
+        settings={**vars(settings), "attacks": list(settings.attacks), "standard": settings.is_standard()})
+
+
+def run_autoattack_individual(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                              settings: AutoAttackSettings | None = None, batch_size: int = 250,
+                              verbose: bool = False) -> dict[str, AutoAttackResult]:
+    """Each AutoAttack component on all points. Points an attack does not fool keep x unchanged
+    (AutoAttack returns only successful perturbations)."""
+    settings = settings or AutoAttackSettings()
+    out = {}
+    for attack in settings.attacks:
+        single = AutoAttackSettings(**{**vars(settings), "attacks": (attack,)})
+        out[attack] = run_autoattack(model, x, y, settings=single, batch_size=batch_size,
+                                     chunk_size=max(1, x.shape[0]), verbose=verbose)
+    return out
