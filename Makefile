@@ -1,0 +1,66 @@
+# Two commands on a fresh machine (Python 3.11 + package registries):  make book  /  make test
+# Each creates or reuses the virtual environment $(VENV) and installs the pinned requirements once.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOOT_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STAMP := $(VENV)/.requirements-installed
+ASSETS := book/_assets/vendor/VERSIONS.json
+
+PROFILE ?= default
+# extra papermill overrides for `make book` / `make chapter`, e.g. PARAMS="-p device cpu -p n_images 64"
+PARAMS ?=
+
+# Offline real data (see README "Data"); override with ENERGY_DATA=/path.
+ENERGY_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+ifneq ($(ENERGY_DATA),)
+export ENERGY_DATA
+endif
+# Run store reused by `make book`; the tests use a temporary one (tests/conftest.py).
+ENERGY_RUNS ?= $(CURDIR)/runs
+# So that `python -m energy_lib` and the papermill kernels import the library from this checkout.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: help venv assets book chapter html test clean
+
+help:
+	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
+	@echo "make test     run the test suite (unit tests, smoke chapters, strict build, Chromium check)"
+	@echo "make chapter NB=book/01_attack_energies.ipynb [PROFILE=smoke] [PARAMS='-p device cpu']"
+	@echo "make html     rebuild the HTML from the already executed chapters"
+	@echo "make clean    remove _build/ (not runs/ and not the venv)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	@test -n "$(BOOT_PYTHON)" || { echo "error: python3.11 or python3 not found; install Python 3.11" >&2; exit 1; }
+	test -x $(PY) || $(BOOT_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	touch $@
+
+assets: $(ASSETS)
+
+$(ASSETS): tools/fetch_web_assets.py | $(STAMP)
+	$(PY) tools/fetch_web_assets.py
+
+book: $(STAMP) $(ASSETS)
+	rm -rf _build/executed
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/book.py execute --profile $(PROFILE) $(PARAMS)
+	$(PY) tools/book.py build
+	@echo "open _build/html/index.html"
+
+chapter: $(STAMP)
+	@test -n "$(NB)" || { echo "error: name the chapter, e.g. make chapter NB=book/01_attack_energies.ipynb" >&2; exit 1; }
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/book.py execute --profile $(PROFILE) --only $(NB) $(PARAMS)
+
+html: $(STAMP) $(ASSETS)
+	$(PY) tools/book.py build
+
+test: $(STAMP) $(ASSETS)
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,167 @@
+"""The book pipeline end to end: every chapter executes in the `smoke` profile, the book builds
+strictly (-W -n --keep-going) offline, and the HTML renders in headless Chromium (figures load,
+equations typeset by the local MathJax, no error outputs, nothing fetched from another host).
+
+A tiny throwaway book checks the pipeline and the HTML checker themselves, including that the
+checker does report broken pages.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import book  # noqa: E402
+import check_html  # noqa: E402
+import fetch_web_assets  # noqa: E402
+
+CHAPTERS = [
+    "book/intro.md",
+    "book/01_attack_energies.ipynb",
+    "book/02_at_phases.ipynb",
+    "book/03_trades_ebm.ipynb",
+    "book/04_weat_der.ipynb",
+    "book/05_generation.ipynb",
+    "book/appendix_performance.ipynb",
+]
+
+
+@pytest.fixture(scope="session")
+def web_assets():
+    """The vendored MathJax / require.js / widget manager (fetched with npm once, then reused)."""
+    assert fetch_web_assets.main([]) == 0, "could not fetch the book's web assets (see stderr)"
+    return ROOT / "book" / "_assets" / "vendor"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    try:
+        return check_html.find_chromium()
+    except check_html.ChromiumMissing as err:
+        pytest.fail(str(err))  # never skip: the HTML check is part of the test suite
+
+
+# ----------------------------------------------------------------------------- the chapter list
+def test_toc_lists_every_chapter():
+    listed = [str(p) for p in book.chapters()]  # raises if a listed chapter is missing
+    assert listed[: len(CHAPTERS)] == CHAPTERS
+
+
+def test_missing_chapter_is_an_error(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/nope\n")
+    with pytest.raises(book.BookError, match="book/nope"):
+        book.chapters(tmp_path)
+
+
+# ----------------------------------------------------------------------------- tiny book self-test
+def _tiny_book(root: Path, web_assets: Path) -> None:
+    (root / "book").mkdir(parents=True)
+    shutil.copy2(ROOT / "_config.yml", root / "_config.yml")
+    for name in ("intro.md", "references.md", "references.bib"):
+        shutil.copy2(ROOT / "book" / name, root / "book" / name)
+    (root / "book" / "_assets").mkdir()
+    (root / "book" / "_assets" / "vendor").symlink_to(web_assets, target_is_directory=True)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n  - file: book/references\n")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "default"\ndevice = "auto"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Tiny\n\nEnergy $E(x) = -\\log\\sum_k e^{f_k(x)}$; "
+                                      "the profile was {glue:text}`used_profile`."),
+        params,
+        nbformat.v4.new_code_cell(
+            "import matplotlib.pyplot as plt\nfrom myst_nb import glue\n"
+            "glue('used_profile', profile, display=False)\n"
+            "fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([1, 3, 2]); plt.show()"),
+        nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)"),
+    ]
+    nbformat.write(nb, root / "book" / "tiny.ipynb")
+
+
+@pytest.fixture(scope="module")
+def tiny_html(tmp_path_factory, web_assets):
+    root = tmp_path_factory.mktemp("tinybook")
+    _tiny_book(root, web_assets)
+    book.execute("smoke", root=root, out_dir=root / "_build" / "executed")
+    src = book.stage(root=root, executed=root / "_build" / "executed", src=root / "_build" / "src")
+    return root, book.build(src, root, strict=True)
+
+
+def test_tiny_book_pipeline(tiny_html, chromium):
+    root, html = tiny_html
+    executed = json.loads((root / "_build" / "executed" / "book" / "tiny.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "remove-cell" in injected[0]["metadata"]["tags"]
+    page = (html / "book" / "tiny.html").read_text()
+    assert "smoke" in page and "injected-parameters" not in page  # glued value, hidden cell
+    reports, problems = check_html.check_pages(html, [str(p) for p in book.html_pages(root)])
+    assert not problems, "\n".join(problems)
+    tiny = reports["book/tiny.html"]
+    assert [im["w"] > 0 for im in tiny["images"]] == [True] and tiny["mjx_containers"] >= 1
+    assert tiny["widget_views"] == 1 and tiny["widgets_rendered"] >= 1
+    assert reports["book/intro.html"]["mjx_containers"] >= 2
+
+
+def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
+    """A checker that cannot fail proves nothing: feed it pages with each defect."""
+    _, html = tiny_html
+    broken = tmp_path / "html"
+    shutil.copytree(html, broken)
+    head = '<html><head><title>bad</title>{}</head><body><p>{}</p>{}</body></html>'
+    filler = "x" * 100
+    (broken / "bad_img.html").write_text(head.format("", filler, '<img src="missing.png">'))
+    (broken / "bad_math.html").write_text(head.format("", filler, r'<span class="math">\(x^2\)</span>'))
+    (broken / "bad_err.html").write_text(head.format("", filler, '<div class="output traceback">'
+                                                     'Traceback (most recent call last): boom</div>'))
+    (broken / "bad_cdn.html").write_text(head.format('<script src="https://cdn.invalid/x.js"></script>',
+                                                     filler, ""))
+    pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html"]
+    _, problems = check_html.check_pages(broken, pages)
+    text = "\n".join(problems)
+    for page, words in [("bad_img", "image did not load"), ("bad_math", "MathJax"),
+                        ("bad_err", "error output"), ("bad_cdn", "another host"),
+                        ("not_built", "not built")]:
+        assert f"{page}.html: " in text and words in text, f"{page} not reported:\n{text}"
+
+
+# ----------------------------------------------------------------------------- the real book
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory, web_assets):
+    """Execute every chapter (smoke profile) into a temp folder and build the book strictly."""
+    out = tmp_path_factory.mktemp("smokebook")
+    timings = book.execute("smoke", out_dir=out / "executed")
+    src = book.stage(executed=out / "executed", src=out / "src")
+    html = book.build(src, out, strict=True)
+    print(f"smoke chapter timings (s): {timings}")
+    return out, html
+
+
+def test_chapters_execute_in_smoke_profile(smoke_book):
+    out, _ = smoke_book
+    for nb in book.notebooks():
+        executed = out / "executed" / nb
+        assert not book.error_outputs(executed), f"{nb}: {book.error_outputs(executed)}"
+        cells = json.loads(executed.read_text())["cells"]
+        injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert injected, f"{nb}: papermill injected no parameters (is a cell tagged `parameters`?)"
+        assert "remove-cell" in injected[0]["metadata"]["tags"]
+        assert "profile = \"smoke\"" in "".join(injected[0]["source"])
+
+
+def test_book_html_in_chromium(smoke_book, chromium):
+    _, html = smoke_book
+    assert (html / "index.html").is_file()
+    pages = [str(p) for p in book.html_pages()]
+    reports, problems = check_html.check_pages(html, pages)
+    assert not problems, "\n".join(problems)
+    assert reports["book/intro.html"]["mjx_containers"] >= 2, "intro equations not typeset"

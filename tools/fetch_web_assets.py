@@ -1,0 +1,150 @@
+"""Fetch the JavaScript the built book needs offline (MathJax, require.js, widget manager).
+
+By default Jupyter Book's HTML loads these from CDNs; offline, equations stay raw TeX and
+widgets vanish. This script gets them with the ordinary `npm` client (`npm pack`), checks each
+tarball against the sha512 integrity pinned below (and against what npm reports), and copies
+the files the book uses into a git-ignored folder that `_config.yml` serves as static files:
+
+    book/_assets/vendor/{requirejs,html-manager,mathjax}/...
+
+Usage:  python tools/fetch_web_assets.py [--dest book/_assets/vendor] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DEST = ROOT / "book" / "_assets" / "vendor"
+
+# name@version -> (folder under vendor/, sha512 integrity, files/dirs to copy from the tarball's
+# `package/` folder). Pinned so a changed tarball is an error, not a silent update.
+PACKAGES = {
+    "requirejs@2.3.8": (
+        "requirejs",
+        "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
+        ["require.js"],
+    ),
+    "@jupyter-widgets/html-manager@1.0.15": (
+        "html-manager",
+        "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
+        ["dist"],  # embed-amd.js plus the icon fonts it references; source maps are dropped
+    ),
+    "mathjax@3.2.2": (
+        "mathjax",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+        # the combined component plus what it loads lazily (fonts, TeX extensions, a11y, menu)
+        ["es5/tex-mml-chtml.js", "es5/output/chtml", "es5/input/tex/extensions", "es5/a11y",
+         "es5/ui", "es5/sre", "LICENSE"],
+    ),
+}
+# Files the book's _config.yml points at; their absence after a fetch is an error.
+REQUIRED = [
+    "requirejs/require.js",
+    "html-manager/dist/embed-amd.js",
+    "mathjax/es5/tex-mml-chtml.js",
+    "mathjax/es5/output/chtml/fonts/woff-v2",
+    "mathjax/es5/input/tex/extensions",
+]
+MANIFEST = "VERSIONS.json"
+
+
+class AssetError(RuntimeError):
+    pass
+
+
+def sri_sha512(path: Path) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def npm_pack(specs: list[str], workdir: Path) -> list[dict]:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise AssetError("`npm` not found: the book's offline MathJax/widget files are fetched with "
+                         "the npm client. Install it (Debian: `apt-get install -y npm`) and re-run.")
+    cmd = [npm, "pack", *specs, "--json", "--pack-destination", str(workdir)]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssetError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def fetch(dest: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        reports = npm_pack(list(PACKAGES), tmpdir)
+        by_name = {f"{r['name']}@{r['version']}": r for r in reports}
+        stage = tmpdir / "vendor"
+        manifest = {}
+        for spec, (folder, pinned, members) in PACKAGES.items():
+            report = by_name.get(spec)
+            if report is None:
+                raise AssetError(f"npm pack did not report {spec}; got {sorted(by_name)}")
+            tgz = tmpdir / report["filename"]
+            actual = sri_sha512(tgz)
+            if actual != pinned or report["integrity"] != pinned:
+                raise AssetError(f"{spec}: integrity mismatch (pinned {pinned}, npm reported "
+                                 f"{report['integrity']}, file hashes to {actual}); refusing to use it")
+            with tarfile.open(tgz) as tar:
+                tar.extractall(tmpdir / folder, filter="data")
+            pkg = tmpdir / folder / "package"
+            for member in members:
+                src, dst = pkg / member, stage / folder / member
+                if src.is_dir():
+                    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.map"))
+                elif src.is_file():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+                else:
+                    raise AssetError(f"{spec}: expected `{member}` in the package, not found")
+            manifest[spec] = {"integrity": pinned, "shasum": report["shasum"], "folder": folder}
+        missing = [p for p in REQUIRED if not (stage / p).exists()]
+        if missing:
+            raise AssetError(f"after unpacking, missing {missing}")
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # replace the destination only once everything is verified
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(stage, dest)
+    return manifest
+
+
+def up_to_date(dest: Path) -> bool:
+    try:
+        manifest = json.loads((dest / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    pinned = {spec: integ for spec, (_, integ, _) in PACKAGES.items()}
+    return ({k: v["integrity"] for k, v in manifest.items()} == pinned
+            and all((dest / p).exists() for p in REQUIRED))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dest", type=Path, default=DEFAULT_DEST)
+    ap.add_argument("--force", action="store_true", help="fetch even if the folder is up to date")
+    args = ap.parse_args(argv)
+    if not args.force and up_to_date(args.dest):
+        print(f"web assets up to date in {args.dest}")
+        return 0
+    try:
+        manifest = fetch(args.dest)
+    except AssetError as err:
+        print(f"fetch_web_assets: {err}", file=sys.stderr)
+        return 1
+    for spec, info in manifest.items():
+        print(f"verified {spec} ({info['integrity'][:20]}...) -> {args.dest / info['folder']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
