@@ -12,6 +12,8 @@ ASSETS := book/_assets/vendor/VERSIONS.json
 PROFILE ?= default
 # extra papermill overrides for `make book` / `make chapter`, e.g. PARAMS="-p device cpu -p n_images 64"
 PARAMS ?=
+# extra pytest arguments, e.g. PYTEST_ARGS="tests/test_book.py -x"
+PYTEST_ARGS ?=
 
 # Offline real data (see README "Data"); override with ENERGY_DATA=/path.
 ENERGY_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
@@ -60,7 +62,7 @@ html: $(STAMP) $(ASSETS)
 	$(PY) tools/book.py build
 
 test: $(STAMP) $(ASSETS)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build
