@@ -125,8 +125,9 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
             raise BookError(f"{unknown} not a notebook chapter in _toc.yml; chapters: {[str(n) for n in nbs]}")
         nbs = [n for n in nbs if n in wanted]
     parameters = {"profile": profile, **(params or {})}
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(root) not in paths:  # the kernel inherits this environment
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + paths)
     timings = {}
     for nb in nbs:
         target = out_dir / nb
@@ -162,6 +163,9 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     if missing:
         raise BookError(f"no executed copy of {missing} in {executed}: run "
                         "`make book` (or `python tools/book.py execute`) first")
+    if not (root / "book" / "_assets" / "vendor" / "VERSIONS.json").exists():
+        raise BookError("book/_assets/vendor is missing: run `python tools/fetch_web_assets.py` "
+                        "(the Makefile does it) so MathJax and the widget manager are served locally")
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
@@ -170,10 +174,6 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     # every non-notebook file under book/ (markdown, images, bib, vendored JS)
     shutil.copytree(root / "book", src / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"))
-    missing_assets = not (root / "book" / "_assets" / "vendor" / "VERSIONS.json").exists()
-    if missing_assets:
-        raise BookError("book/_assets/vendor is missing: run `python tools/fetch_web_assets.py` "
-                        "(the Makefile does it) so MathJax and the widget manager are served locally")
     for nb in nbs:
         shutil.copy2(executed / nb, src / nb)
     return src
