@@ -140,6 +140,75 @@ def runs_root() -> Path:
     return Path(os.environ.get("ENERGY_RUNS", Path(__file__).resolve().parent.parent / "runs"))
 
 
+TRAIN_SCHEDULES = ("onecycle", "piecewise", "constant")
+TRAIN_PRECISIONS = ("fp32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """One adversarial-training run (PAPER.md 3.3). Defaults = the `default` profile: a real
+    CIFAR-10 subset and the small CNN on a 2-core CPU; `paper` = ResNet-18, full data, 100 epochs.
+
+    Every value the paper leaves unknown (PAPER.md 4) is a field with a documented default.
+    """
+
+    method: str = "sat"               # a name in energy_lib.losses.LOSSES
+    dataset: str = "cifar10"
+    model: str = "small_cnn"          # a name in energy_lib.models.MODELS
+    n_train: int | None = 1000        # training images (balanced fixed subset); None = all
+    n_train_track: int = 256          # fixed training subset for per-epoch energy tracking
+    n_test_track: int = 256           # first n test images, tracked every epoch (and used for "best")
+    n_track_samples: int = 256        # of the tracked training subset: per-sample energies kept per epoch
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1                   # SGD, peak LR of the one-cycle schedule
+    momentum: float = 0.9             # nominal; OneCycleLR cycles it 0.95 -> 0.85 -> 0.95 (PAPER 6.3)
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"        # 'onecycle' (paper), 'piecewise' (x0.1 at 50%, 75%), 'constant'
+    pct_start: float = 0.25           # one-cycle warm-up fraction
+    eps: float = 8 / 255
+    step_size: float = 2 / 255        # PGD step of the training attack
+    attack_steps: int = 4             # training attack steps (paper: 10; fewer on CPU)
+    beta: float = 6.0                 # TRADES / WEAT / MART β (WEAT_adv code default hints 7.0)
+    der_beta: float = 1.0             # DER coefficient: UNKNOWN in the paper (PAPER 2.7), documented choice
+    der_gamma: float = 0.1            # DER dead-zone margin γ: UNKNOWN in the paper, documented choice
+    fgsm_alpha: float = 1.25          # single-step step size in units of ε (Wong et al. FGSM-RS)
+    track_attack_steps: int = 5       # PGD-CE steps of the tracking attack on the test subset (fp32)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"           # 'bf16': autocast for the training forward/backward only
+    channels_last: bool = False
+    compile: bool = False             # torch.compile the training model
+    name: str = ""                    # optional run directory name (default: derived from the config)
+
+    PROFILES: ClassVar = {
+        "smoke": dict(n_train=256, n_train_track=64, n_test_track=64, n_track_samples=32, epochs=2,
+                      batch_size=64, attack_steps=2, track_attack_steps=2),
+        "default": {},
+        "paper": dict(model="resnet18", n_train=None, n_train_track=2000, n_test_track=1000,
+                      n_track_samples=500, epochs=100, attack_steps=10, track_attack_steps=20,
+                      precision="bf16", channels_last=True),
+    }
+
+    def __post_init__(self):
+        check_eps(self.eps)
+        check_eps(self.step_size, "step_size")
+        if self.schedule not in TRAIN_SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
+        for key in ("epochs", "batch_size", "n_train_track", "n_test_track", "n_track_samples"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        if self.n_track_samples > self.n_train_track:
+            raise ConfigError(f"n_track_samples ({self.n_track_samples}) must not exceed n_train_track "
+                              f"({self.n_train_track}): the samples are taken from that subset")
+        if self.n_train is not None and self.n_train_track > self.n_train:
+            raise ConfigError(f"n_train_track ({self.n_train_track}) must not exceed n_train ({self.n_train})")
+        if self.attack_steps < 0 or self.track_attack_steps < 0:
+            raise ConfigError("attack_steps and track_attack_steps must be non-negative")
+
+
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")
 
 

@@ -1,0 +1,245 @@
+"""The one training loop (it knows no method: it calls `losses.get_loss(cfg.method)`) and the
+per-epoch energy tracking (PAPER.md 1.3, 2.2, 3.5).
+
+Every epoch, on a fixed training subset and a fixed test subset, in eval mode and float32:
+clean / adversarial accuracy and CE, and mean, std and quantiles of E(x), E(x*), E(x,y), E(x*,y),
+ΔE(x), ΔE(x,y). The training subset is attacked with the method's own training attack (the
+paper's training-set ΔE); the test subset with PGD-CE (`track_attack_steps` steps, uniform start).
+Per-sample energies of the first `n_track_samples` tracked training images are kept per epoch.
+
+Determinism: the batches of epoch e come from `BatchIterator(seed)` (seeded by (seed, e)), the
+attack random starts from a generator seeded by (seed, e), and the global torch RNG is re-seeded
+per epoch too, so a run resumed after epoch k reproduces an uninterrupted run exactly on CPU.
+
+Model selection ("best"): the highest PGD accuracy on the tracked test subset among the last
+`BEST_WINDOW` fraction of epochs (the paper: epochs 91-100 of 100 on a generated validation set,
+PAPER.md 3.3; we have none offline, so the tracked test subset stands in; the full evaluation in
+`metrics/robust.py` uses other test images).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import attacks, data, models
+from .config import ConfigError, TrainConfig, resolve_device
+from .energy import energy_summary, joint_energy, marginal_energy
+from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
+
+BEST_WINDOW = 0.1
+DATA_SUBSET_SEED = 0        # the same training images for every method and seed
+ENERGY_KEYS = ("E_nat", "E_adv", "Ey_nat", "Ey_adv", "dE", "dEy")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainingData:
+    train: data.ImageData
+    train_track: data.ImageData
+    test_track: data.ImageData
+
+
+def load_training_data(cfg: TrainConfig) -> TrainingData:
+    full = data.load_dataset(cfg.dataset, "train")
+    train = full if cfg.n_train is None else data.fixed_subset(full, cfg.n_train, seed=DATA_SUBSET_SEED)
+    train_track = data.fixed_subset(train, cfg.n_train_track, seed=DATA_SUBSET_SEED + 1)
+    test_track = data.load_dataset(cfg.dataset, "test", n=cfg.n_test_track)
+    return TrainingData(train, train_track, test_track)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    """SGD + the LR schedule, stepped every iteration (PAPER.md 3.3)."""
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":   # torch defaults: div 25 (start 0.004), final_div 1e4, cycled momentum
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+    elif cfg.schedule == "piecewise":
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.5 * total), int(0.75 * total)], gamma=0.1)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def first_best_epoch(epochs: int) -> int:
+    """Epochs >= this one compete for best.pt (the last 10%, at least one)."""
+    return epochs - max(1, math.ceil(BEST_WINDOW * epochs))
+
+
+def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4 + stream)
+
+
+def tracking_attack_description(cfg: TrainConfig) -> dict[str, str]:
+    train_attack = ATTACK_DESCRIPTIONS[get_training_attack(cfg.method)].format(attack_steps=cfg.attack_steps)
+    return {
+        "train": f"{cfg.method} training attack: {train_attack}, eps={cfg.eps:.6g}, step_size={cfg.step_size:.6g}, "
+                 "eval mode, fp32",
+        "test": f"PGD-CE, uniform start, {cfg.track_attack_steps} steps of {cfg.step_size:.6g}, eps={cfg.eps:.6g}, "
+                "eval mode, fp32",
+    }
+
+
+@torch.no_grad()
+def _energies(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return marginal_energy(logits), joint_energy(logits, y)
+
+
+def measure(model, x: torch.Tensor, y: torch.Tensor, attack, cfg: TrainConfig, generator: torch.Generator,
+            batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Per-sample energies, CE and correctness of natural and attacked images (eval mode, fp32)."""
+    ctx = StepContext(generator=generator)
+    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("E_nat", "E_adv", "Ey_nat", "Ey_adv", "ce_nat",
+                                                            "ce_adv", "ok_nat", "ok_adv")}
+    with attacks.eval_mode(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            with torch.no_grad():
+                ln = model(xb).float()
+            if attack is trades_kl_attack:  # the clean softmax is already here: pass it
+                xa = attack(model, xb, yb, cfg, ctx, p_nat=F.softmax(ln, dim=1))
+            else:
+                xa = attack(model, xb, yb, cfg, ctx)
+            with torch.no_grad():
+                la = model(xa).float()
+            for tag, lg in (("nat", ln), ("adv", la)):
+                e, ey = _energies(lg, yb)
+                cols[f"E_{tag}"].append(e)
+                cols[f"Ey_{tag}"].append(ey)
+                cols[f"ce_{tag}"].append(F.cross_entropy(lg, yb, reduction="none"))
+                cols[f"ok_{tag}"].append((lg.argmax(1) == yb).float())
+    out = {k: torch.cat(v).cpu() for k, v in cols.items()}
+    out["dE"] = out["E_nat"] - out["E_adv"]
+    out["dEy"] = out["Ey_nat"] - out["Ey_adv"]
+    return out
+
+
+def pgd_test_attack(model, x, y, cfg, ctx, p_nat=None):
+    return attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.track_attack_steps,
+                       loss="ce", random_start="uniform", generator=ctx.generator)
+
+
+def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tuple[dict, dict]:
+    """One epoch's tracking record (flat floats) and the per-sample energies of the tracked samples."""
+    record: dict[str, float] = {}
+    per_sample: dict[str, list] = {}
+    for split, subset, attack, stream in (("train", td.train_track, get_training_attack(cfg.method), 1),
+                                          ("test", td.test_track, pgd_test_attack, 2)):
+        x, y = subset.tensors(device)
+        m = measure(model, x, y, attack, cfg, epoch_generator(cfg, epoch, stream))
+        record[f"{split}_acc_nat"] = m["ok_nat"].mean().item()
+        record[f"{split}_acc_adv"] = m["ok_adv"].mean().item()
+        record[f"{split}_ce_nat"] = m["ce_nat"].mean().item()
+        record[f"{split}_ce_adv"] = m["ce_adv"].mean().item()
+        for key in ENERGY_KEYS:
+            record.update({f"{split}_{key}_{stat}": v for stat, v in energy_summary(m[key]).items()})
+        if split == "train":
+            n = cfg.n_track_samples
+            per_sample = {key: [round(v, 5) for v in m[key][:n].tolist()] for key in ("E_nat", "E_adv", "Ey_nat",
+                                                                                       "Ey_adv")}
+            per_sample["correct_nat"] = m["ok_nat"][:n].int().tolist()
+            per_sample["correct_adv"] = m["ok_adv"][:n].int().tolist()
+    return record, per_sample
+
+
+def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator, cfg: TrainConfig, epoch: int,
+                    progress: bool, run_dir) -> dict[str, float]:
+    """One pass over the training batches; returns the epoch's training statistics."""
+    from tqdm.auto import tqdm
+
+    loss_fn = get_loss(cfg.method)
+    ctx = StepContext(generator=epoch_generator(cfg, epoch, 0),
+                      autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None, epoch=epoch)
+    model.train()
+    sums = {"loss": 0.0, "acc_adv": 0.0, "acc_nat": 0.0}
+    extras: dict[str, float] = {}
+    n_seen, n_nat = 0, 0
+    bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
+               disable=not progress, leave=False)
+    for step, (xb, yb) in enumerate(bar):
+        ctx.step = step
+        out = loss_fn(train_model, xb, yb, cfg, ctx)
+        loss_value = out.loss.item()   # one sync per step: cheap next to the attack's passes
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"training loss is {loss_value} at epoch {epoch + 1}, step {step} ({cfg.method}); training "
+                f"stopped and the last good checkpoint is kept in {run_dir} (last.pt = the last completed "
+                "epoch). Lower lr, use precision='fp32', or check the data.")
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        sched.step()
+        b = yb.shape[0]
+        n_seen += b
+        sums["loss"] += loss_value * b
+        sums["acc_adv"] += (out.logits_adv.detach().argmax(1) == yb).sum().item()
+        if out.logits_nat is not None:
+            n_nat += b
+            sums["acc_nat"] += (out.logits_nat.detach().argmax(1) == yb).sum().item()
+        for k, v in out.extras.items():
+            extras[k] = extras.get(k, 0.0) + v.item() * b
+        if progress:
+            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}", adv_acc=f"{sums['acc_adv'] / n_seen:.3f}")
+    stats = {"loss": sums["loss"] / n_seen, "batch_acc_adv": sums["acc_adv"] / n_seen,
+             "batch_acc_nat": sums["acc_nat"] / n_nat if n_nat else None}
+    stats.update({f"batch_{k}": v / n_seen for k, v in extras.items()})
+    return stats
+
+
+def fit(cfg: TrainConfig, run, progress: bool = True) -> None:
+    """Train `cfg` into the run store entry `run` (a runs.Run), resuming from its last.pt if present."""
+    get_loss(cfg.method)   # fail on an unknown method before loading anything
+    device = resolve_device(cfg.device)
+    td = load_training_data(cfg)
+    num_classes = data.dataset_info(cfg.dataset).num_classes
+    torch.manual_seed(cfg.seed)
+    model = models.build_model(cfg.model, num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batches = data.BatchIterator(td.train, cfg.batch_size, shuffle=True, augment=True, device=device,
+                                 seed=cfg.seed, channels_last=cfg.channels_last)
+    opt, sched = make_optimizer(model, cfg, len(batches))
+    state = run.restore(model, opt, sched)   # {} for a fresh run
+    start = state.get("epoch", 0)
+    metrics, samples = state.get("metrics", []), state.get("samples", [])
+    best = state.get("best", {"metric": -1.0, "epoch": None})
+    train_model = torch.compile(model) if cfg.compile else model   # checkpoints save the plain module
+    run.write_env(device, resumed_from=start, n_train=len(td.train))
+    first_best = first_best_epoch(cfg.epochs)
+    description = tracking_attack_description(cfg)
+    if start:   # a crash may have come between last.pt and the logs: rewrite them from last.pt
+        run.write_logs(metrics, samples, description)
+    from tqdm.auto import tqdm
+
+    epochs = tqdm(range(start, cfg.epochs), desc=f"{cfg.method}", disable=not progress, initial=start,
+                  total=cfg.epochs)
+    try:
+        for epoch in epochs:
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
+            t0 = time.perf_counter()
+            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir)
+            t_train = time.perf_counter() - t0
+            record, per_sample = track(model, td, cfg, epoch, device)
+            rec = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], **stats, **record,
+                   "time_train_s": t_train, "time_track_s": time.perf_counter() - t0 - t_train,
+                   "images_per_s": len(td.train) / t_train}
+            metrics.append(rec)
+            samples.append({"epoch": epoch + 1, **per_sample})
+            if epoch >= first_best and rec["test_acc_adv"] > best["metric"]:
+                best = {"metric": rec["test_acc_adv"], "epoch": epoch + 1}
+                run.save_checkpoint("best.pt", model, opt, sched, epoch + 1, best, metrics, samples)
+            run.save_checkpoint("last.pt", model, opt, sched, epoch + 1, best, metrics, samples)
+            run.write_logs(metrics, samples, description)
+            if progress:
+                epochs.set_postfix(test_pgd_acc=f"{rec['test_acc_adv']:.3f}", train_dE=f"{rec['train_dE_mean']:.3f}")
+    except KeyboardInterrupt:
+        print(f"interrupted: {run.dir} keeps the checkpoint of epoch {len(metrics)}; "
+              "call train_or_load(cfg) again to resume.")
+        raise
+    run.mark_done()
