@@ -126,8 +126,8 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
         nbs = [n for n in nbs if n in wanted]
     parameters = {"profile": profile, **(params or {})}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(root) not in paths:  # the kernel inherits this environment
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(root)] + paths)
+    if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
     timings = {}
     for nb in nbs:
         target = out_dir / nb
