@@ -1,0 +1,164 @@
+"""The run store: resume equals an uninterrupted run, finished runs are reused, configs are never
+overwritten, writes are atomic, corrupt checkpoints and non-finite losses fail clearly."""
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("ENERGY_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+import pytest
+import torch
+
+from energy_lib import losses, runs
+from energy_lib.config import TrainConfig
+from energy_lib.runs import CheckpointError, ConfigMismatchError, Run, run_dir, train_or_load
+from energy_lib.train import NonFiniteLossError
+
+TINY = TrainConfig.from_profile("smoke", overrides=dict(
+    n_train=64, batch_size=32, epochs=3, n_train_track=16, n_test_track=16, n_track_samples=8,
+    attack_steps=1, track_attack_steps=1, device="cpu"))
+TIMING = ("time_train_s", "time_track_s", "images_per_s")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def failing_at(epoch, make_error):
+    """The SAT loss, except that it fails at the first step of `epoch` (0-based)."""
+    original = losses.LOSSES["sat"]
+
+    def loss_fn(model, x, y, cfg, ctx):
+        out = original(model, x, y, cfg, ctx)
+        if ctx.epoch == epoch:
+            make_error(out)
+        return out
+
+    return loss_fn
+
+
+def results(run):
+    frame = run.metrics.drop(columns=list(TIMING))
+    return frame.to_dict("records"), run.tracked_samples
+
+
+def test_run_dir_is_readable_and_hashed(store):
+    d = run_dir(TINY)
+    assert d.parent == store and d.name.startswith("sat-cifar10-small_cnn-n64-e3-")
+    assert run_dir(TINY.replace(beta=5.0)) != d
+    assert run_dir(TINY.replace(name="mine")) == store / "mine"
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(store, tmp_path, monkeypatch):
+    full = train_or_load(TINY, progress=False)
+    assert full.done and len(full.metrics) == 3
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "other"))
+
+    def interrupt(out):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setitem(losses.LOSSES, "sat", failing_at(2, interrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_or_load(TINY, progress=False)
+    part = Run(TINY, run_dir(TINY))
+    assert not part.done and len(part.metrics) == 2 and part.checkpoint_info("last")["epoch"] == 2
+    resumed = train_or_load(TINY, progress=False)
+    assert resumed.done
+    assert len(resumed.env["sessions"]) == 2 and resumed.env["sessions"][1]["resumed_from_epoch"] == 2
+
+    metrics_a, samples_a = results(full)
+    metrics_b, samples_b = results(resumed)
+    assert metrics_a == metrics_b                                  # exact, every float
+    assert samples_a.equals(samples_b)
+    for which in ("last", "best"):
+        sa, sb = full.load_model(which).state_dict(), resumed.load_model(which).state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_finished_run_is_loaded_not_retrained(store, monkeypatch):
+    first = train_or_load(TINY.replace(epochs=1), progress=False)
+
+    def explode(*a, **k):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setitem(losses.LOSSES, "sat", explode)
+    again = train_or_load(TINY.replace(epochs=1), progress=False)
+    assert again.dir == first.dir and again.metrics.equals(first.metrics)
+    model = again.load_model("best")
+    assert not model.training
+    best = again.checkpoint_info("best")
+    assert best["best"]["epoch"] == 1 and best["best"]["metric"] == again.metrics["test_acc_adv"].iloc[-1]
+
+
+def test_a_directory_with_another_config_is_never_overwritten(store):
+    Run(TINY.replace(name="shared"), run_dir(TINY.replace(name="shared"))).open()
+    before = (store / "shared" / "config.json").read_text()
+    with pytest.raises(ConfigMismatchError, match=r"different config.*'epochs': \(3, 5\).*another `name`"):
+        train_or_load(TINY.replace(name="shared", epochs=5), progress=False)
+    assert (store / "shared" / "config.json").read_text() == before
+
+
+def test_corrupt_or_truncated_checkpoint_names_the_file(store):
+    run = train_or_load(TINY.replace(epochs=1), progress=False)
+    last = run.dir / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"checkpoint {last} is corrupt or truncated.*Delete it"):
+        run.load_model("last")
+    # an unfinished run resumes from last.pt, so the same clear error comes from train_or_load
+    (run.dir / "DONE").unlink()
+    with pytest.raises(CheckpointError, match="last.pt is corrupt"):
+        train_or_load(TINY.replace(epochs=1), progress=False)
+
+
+def test_a_crash_during_a_save_leaves_the_previous_checkpoint(store, monkeypatch):
+    run = train_or_load(TINY.replace(epochs=1), progress=False)
+    last = run.dir / "last.pt"
+    before = last.read_bytes()
+
+    def crashing_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs.torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_torch_save({"x": 1}, last)
+    assert last.read_bytes() == before
+    assert [p.name for p in run.dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(store, monkeypatch):
+    def poison(out):
+        out.loss = out.loss * float("nan")
+
+    monkeypatch.setitem(losses.LOSSES, "sat", failing_at(1, poison))
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last good checkpoint is kept"):
+        train_or_load(TINY, progress=False)
+    run = Run(TINY, run_dir(TINY))
+    assert not run.done and run.checkpoint_info("last")["epoch"] == 1 and len(run.metrics) == 1
+    assert torch.isfinite(torch.cat([p.flatten() for p in run.load_model("last").parameters()])).all()
+
+
+def test_run_record_holds_config_env_and_tracking(store):
+    run = train_or_load(TINY.replace(epochs=1), progress=False)
+    assert TrainConfig.from_dict(json.loads((run.dir / "config.json").read_text())) == TINY.replace(epochs=1)
+    env = run.env["sessions"][0]
+    for key in ("torch", "cuda", "device", "precision", "channels_last", "compile", "git", "evaluation_precision"):
+        assert key in env
+    assert env["device"] == "cpu" and env["precision"] == "fp32" and env["n_train"] == 64
+    row = run.metrics.iloc[0]
+    for split in ("train", "test"):
+        for key in ("E_nat", "E_adv", "Ey_nat", "Ey_adv", "dE", "dEy"):
+            assert {f"{split}_{key}_{s}" for s in ("mean", "std", "q05", "q50", "q95")} <= set(row.index)
+        # the recorded identities: ΔE = E(x) - E(x*) on the means; CE = E(x,y) - E(x) (PAPER 1.2)
+        assert row[f"{split}_dE_mean"] == pytest.approx(row[f"{split}_E_nat_mean"] - row[f"{split}_E_adv_mean"],
+                                                        abs=1e-5)
+        assert row[f"{split}_ce_nat"] == pytest.approx(row[f"{split}_Ey_nat_mean"] - row[f"{split}_E_nat_mean"],
+                                                       abs=1e-5)
+    assert "PGD-CE" in run.tracking_attack["test"] and "1 steps" in run.tracking_attack["test"]
+    samples = run.tracked_samples
+    assert len(samples) == 8 and (samples["Ey_nat"] >= samples["E_nat"] - 1e-4).all()
