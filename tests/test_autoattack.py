@@ -1,0 +1,60 @@
+"""The AutoAttack wrapper: itemised accuracies, monotone, and an interrupted evaluation resumes."""
+import pytest
+import torch
+
+from energy_lib import autoattack, data, models
+from energy_lib.config import ConfigError
+
+QUICK = autoattack.AutoAttackSettings(n_iter=2, n_target_classes=2, n_queries=10)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = models.pretrained_standard_resnet18()
+    x, y = data.load_dataset("cifar10", "test", n=12).tensors()
+    return model, x, y
+
+
+def test_itemised_result_is_consistent(setup):
+    model, x, y = setup
+    res = autoattack.run_autoattack(model, x, y, settings=QUICK, verbose=False)
+    accs = [res.clean_accuracy] + [res.accuracy_after[a] for a in QUICK.attacks]
+    assert accs == sorted(accs, reverse=True)           # each attack only removes robust points
+    assert res.robust_accuracy == accs[-1] < res.clean_accuracy
+    assert set(res.seconds) <= set(QUICK.attacks) and all(t >= 0 for t in res.seconds.values())
+    assert (res.x_adv - x).abs().max() <= QUICK.eps + 1e-6 and 0 <= res.x_adv.min() and res.x_adv.max() <= 1
+    assert res.record()["settings"]["standard"] is False
+
+
+def test_interrupted_evaluation_resumes_to_the_same_result(setup, tmp_path, monkeypatch):
+    model, x, y = setup
+    full = autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, verbose=False)
+    state = tmp_path / "aa_state.pt"
+    real_adversary, calls = autoattack._adversary, []
+
+    def interrupt_on_third_chunk(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_adversary(*args, **kwargs)
+
+    monkeypatch.setattr(autoattack, "_adversary", interrupt_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, state_path=state, verbose=False)
+    assert state.exists()
+    monkeypatch.setattr(autoattack, "_adversary", real_adversary)
+    resumed = autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, state_path=state,
+                                        verbose=False)
+    assert resumed.accuracy_after == full.accuracy_after
+    assert torch.equal(resumed.x_adv, full.x_adv)
+
+
+def test_state_file_for_other_inputs_is_refused(setup, tmp_path):
+    model, x, y = setup
+    state = tmp_path / "aa_state.pt"
+    autoattack.run_autoattack(model, x[:6], y[:6], settings=QUICK, state_path=state, verbose=False)
+    with pytest.raises(ConfigError, match="made for other images or settings"):
+        autoattack.run_autoattack(model, x, y, settings=QUICK, state_path=state, verbose=False)
+    state.write_bytes(b"garbage")
+    with pytest.raises(RuntimeError, match="unreadable"):
+        autoattack.run_autoattack(model, x, y, settings=QUICK, state_path=state, verbose=False)

@@ -1,0 +1,40 @@
+"""Architectures, the registry, and the real pretrained standard ResNet-18 (real CIFAR-10 test images)."""
+import pytest
+import torch
+
+from energy_lib import data, models
+from energy_lib.attacks import predict_logits
+from energy_lib.config import ConfigError
+
+
+@pytest.mark.parametrize("name, classes, params_range", [
+    ("resnet18", 10, (11.1e6, 11.2e6)),        # the paper's CIFAR ResNet-18: 11.17M parameters
+    ("preact_resnet18", 10, (11.1e6, 11.2e6)),
+    ("small_cnn", 10, (0.4e6, 0.8e6)),
+    ("resnet18", 100, (11.2e6, 11.3e6)),
+])
+def test_models_build_with_expected_size_and_shape(name, classes, params_range):
+    model = models.build_model(name, num_classes=classes).eval()
+    assert params_range[0] <= models.count_parameters(model) <= params_range[1]
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, classes)
+
+
+def test_wrn34_10_size():
+    assert 46.1e6 <= models.count_parameters(models.build_model("wrn34_10")) <= 46.2e6  # 46.16M
+
+
+def test_resnet18_handles_tiny_imagenet_resolution():
+    assert models.build_model("resnet18", 200).eval()(torch.rand(1, 3, 64, 64)).shape == (1, 200)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="unknown model 'resnet19'.*resnet18"):
+        models.build_model("resnet19")
+
+
+def test_pretrained_standard_resnet18_is_accurate_on_real_test_images():
+    model = models.pretrained_standard_resnet18()
+    assert isinstance(model, models.ResNet18) and not model.training
+    x, y = data.load_dataset("cifar10", "test", n=500).tensors()
+    accuracy = (predict_logits(model, x).argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.90, accuracy
