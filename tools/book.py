@@ -46,10 +46,11 @@ def _toc_entries(node) -> list[str]:
     return out
 
 
-def chapters(root: Path = ROOT) -> list[Path]:
+def chapters(root: Path = ROOT, require_all: bool = True) -> list[Path]:
     """Chapter source files listed in `<root>/_toc.yml`, in order, relative to `root`.
 
-    A listed chapter that does not exist is an error (nothing is skipped silently)."""
+    A listed chapter that does not exist is an error (nothing is skipped silently) unless
+    `require_all` is false (executing one chapter while others are still being written)."""
     toc_path = root / "_toc.yml"
     if not toc_path.exists():
         raise BookError(f"{toc_path} not found: the chapter list lives there")
@@ -62,14 +63,14 @@ def chapters(root: Path = ROOT) -> list[Path]:
             found.append(Path(hits[0]))
         else:
             missing.append(entry)
-    if missing:
+    if missing and require_all:
         raise BookError(f"_toc.yml lists chapter(s) with no source file: {missing}; "
                         "create them or remove them from _toc.yml")
     return found
 
 
-def notebooks(root: Path = ROOT) -> list[Path]:
-    return [c for c in chapters(root) if c.suffix == ".ipynb"]
+def notebooks(root: Path = ROOT, require_all: bool = True) -> list[Path]:
+    return [c for c in chapters(root, require_all) if c.suffix == ".ipynb"]
 
 
 # ----------------------------------------------------------------------------- execute
@@ -117,12 +118,12 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
     import papermill
 
     out_dir = Path(out_dir or BUILD / "executed")
-    nbs = notebooks(root)
+    nbs = notebooks(root, require_all=not only)
     if only:
         wanted = [Path(o) for o in only]
         unknown = [str(w) for w in wanted if w not in nbs]
         if unknown:
-            raise BookError(f"{unknown} not a notebook chapter in _toc.yml; chapters: {[str(n) for n in nbs]}")
+            raise BookError(f"{unknown}: not a notebook chapter listed in _toc.yml (or its file is missing); available: {[str(n) for n in nbs]}")
         nbs = [n for n in nbs if n in wanted]
     parameters = {"profile": profile, **(params or {})}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
