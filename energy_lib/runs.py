@@ -266,3 +266,17 @@ def train_or_load(cfg: TrainConfig, progress: bool = True) -> Run:
 
         fit(cfg, run, progress=progress)
     return run
+
+
+def finished_runs(root: Path | None = None) -> list[Run]:
+    """Every finished training run in the store, oldest first (by completion time)."""
+    root = Path(root) if root is not None else runs_root()
+    found = []
+    for directory in root.glob("*/DONE"):
+        config_path = directory.parent / "config.json"
+        try:
+            cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue  # not a training run of this version (e.g. attack-energy caches, bench records)
+        found.append((directory.stat().st_mtime, Run(cfg, directory.parent)))
+    return [run for _, run in sorted(found, key=lambda item: item[0])]
