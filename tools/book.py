@@ -139,7 +139,7 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
             papermill.execute_notebook(str(root / nb), str(target), parameters=parameters,
                                        kernel_name="python3", cwd=str(root), progress_bar=False)
         except papermill.PapermillExecutionError as err:
-            raise BookError(f"{nb} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+            raise BookError(f"{nb} failed in the cell executed as [{err.exec_count}] ({err.ename}: {err.evalue}); "
                             f"the executed copy with the traceback is {target}") from None
         timings[str(nb)] = round(time.perf_counter() - start, 1)
         tag_injected_cell(target)
