@@ -183,7 +183,7 @@ class TrainConfig(Config):
 
     PROFILES: ClassVar = {
         "smoke": dict(n_train=128, n_train_track=32, n_test_track=32, n_track_samples=16, epochs=2,
-                      attack_steps=1, track_attack_steps=1),
+                      batch_size=32, attack_steps=1, track_attack_steps=1),
         "default": {},
         "paper": dict(model="resnet18", n_train=None, n_train_track=2000, n_test_track=1000,
                       n_track_samples=500, epochs=100, batch_size=128, attack_steps=10, track_attack_steps=20,

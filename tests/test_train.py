@@ -1,0 +1,82 @@
+"""The training loop and its surroundings: phase boundaries, the command line, chapters 2-3 in the
+smoke profile, and the paper's TRADES-vs-SAT energy alignment on real CIFAR-10 (PAPER.md 5.2 item 3)."""
+import json
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ENERGY_DATA", str(REPO / ".." / "shared" / "data"))
+
+import numpy as np
+import pytest
+
+from energy_lib import __main__ as cli
+from energy_lib.config import TrainConfig
+from energy_lib.runs import Run, run_dir, train_or_load
+from energy_lib.train import first_best_epoch, phase_boundaries
+
+
+def test_phase_boundaries_find_the_three_phases_of_a_synthetic_curve():
+    e = np.arange(100)
+    # fast drop to epoch 10, slow drift, collapse from epoch 78 (the shape of PAPER.md 2.2)
+    y = np.where(e < 10, -0.015 * e, -0.15 - 0.002 * (e - 10))
+    y = np.where(e >= 78, y[77] - 0.04 * (e - 77), y)
+    end1, start3 = phase_boundaries(y)
+    assert 10 <= end1 <= 14 and 76 <= start3 <= 80
+    assert phase_boundaries(-0.015 * e) == (None, None)       # a straight line has no phases
+
+
+def test_best_checkpoint_window_is_the_last_tenth():
+    assert first_best_epoch(100) == 90          # 0-based: epochs 91..100 compete, as in PAPER.md 3.3
+    assert first_best_epoch(2) == 1 and first_best_epoch(1) == 0
+
+
+def test_cli_flags_are_the_config_fields_and_given_flags_win_over_the_profile():
+    parser = cli.build_parser()
+    text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    for name in TrainConfig.field_names():
+        assert f"--{name.replace('_', '-')}" in text
+    args = parser.parse_args(["train", "--method", "weat_adv", "--profile", "paper", "--n-train", "all",
+                              "--eps", "4/255", "--no-channels-last", "--epochs", "100"])
+    cfg = cli.config_from_args(args)
+    paper = TrainConfig.from_profile("paper")
+    assert cfg == paper.replace(method="weat_adv", eps=4 / 255, channels_last=False)
+
+
+def test_cli_trains_into_the_run_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    argv = ["train", "--profile", "smoke", "--epochs", "1", "--n-train", "64", "--batch-size", "32",
+            "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == 0
+    cfg = TrainConfig.from_profile("smoke", overrides=dict(epochs=1, n_train=64, batch_size=32, device="cpu"))
+    assert Run(cfg, run_dir(cfg)).done
+    assert "PGD acc" in capsys.readouterr().out
+
+
+def test_trades_aligns_energies_better_than_sat_on_real_cifar10(tmp_path, monkeypatch):
+    """PAPER.md 5.2 item 3: after short training on the same real subset and seed, the training-set
+    |mean ΔE(x)| of TRADES is below SAT's (each measured with its own training attack)."""
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    base = TrainConfig.from_profile("smoke", overrides=dict(
+        n_train=256, batch_size=32, epochs=8, schedule="constant", lr=0.05, attack_steps=2,
+        n_train_track=64, n_test_track=32, n_track_samples=16, track_attack_steps=1, device="cpu"))
+    sat = train_or_load(base.replace(method="sat"), progress=False).metrics
+    trades = train_or_load(base.replace(method="trades"), progress=False).metrics
+    assert abs(trades["train_dE_mean"].iloc[-1]) < abs(sat["train_dE_mean"].iloc[-1])
+    assert sat["train_acc_adv"].iloc[-1] > 0.15      # SAT actually learned something on its own x*
+
+
+@pytest.mark.parametrize("chapters", [("02_at_phases.ipynb", "03_trades_ebm.ipynb")])
+def test_chapters_2_and_3_execute_in_the_smoke_profile_and_chapter_3_reuses_the_runs(chapters, tmp_path,
+                                                                                    monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    for chapter in chapters:
+        papermill.execute_notebook(str(REPO / "book" / chapter), str(tmp_path / chapter),
+                                   parameters={"profile": "smoke"}, cwd=str(REPO / "book"), progress_bar=False)
+    trained = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/DONE"))
+    assert [name.split("-")[0] for name in trained] == ["fgsm_rs", "fgsm_rs_der", "sat", "trades"]
+    for directory in (tmp_path / "runs").glob("*/env.json"):   # one training session each: no retraining
+        assert len(json.loads(directory.read_text())["sessions"]) == 1
