@@ -1,0 +1,255 @@
+"""Robust-accuracy evaluation records: clean, PGD-20 (fp32) and AutoAttack on fixed test images.
+
+One evaluation = one JSON record in the run directory, `robust_eval-<key>.json`, where `<key>`
+hashes everything that defines the numbers (checkpoint, images, attack settings, seed). Tables
+are generated from these records (`energy_lib.tables`), never typed by hand.
+
+Resuming an interrupted evaluation:
+* clean and PGD-20 accuracies are written to the record (``"complete": false``) as soon as they
+  are known, and are reused, not recomputed, by the next call with the same key;
+* AutoAttack saves its progress after every chunk to `robust_eval-<key>.aa_state.pt` next to the
+  record (`energy_lib.autoattack.run_autoattack`), and continues from there;
+* once AutoAttack has finished, the record is completed (``"complete": true``) and the state file
+  is kept (small) so the adversarial examples can be inspected.
+
+Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
+lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
+(PAPER.md 3.3). `energy_lib.train` already implements that rule and writes it to `best.pt`:
+among the last `train.BEST_WINDOW` (10 %) of the epochs it keeps the one with the highest PGD
+accuracy on the tracked test subset (the first `n_test_track` test images, PGD-CE with
+`track_attack_steps` steps: 20 in the paper profile, i.e. PGD-20). No generated validation set
+exists offline, so those first test images stand in for it. To keep the reported numbers free of
+that selection, `evaluate_run` evaluates test images *after* the selection images
+(`start = n_test_track`) whenever the dataset has enough of them; the paper protocol
+(`start=0`, all test images) overlaps the selection images, and the record says so
+(`"overlaps_selection_images"`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import attacks, autoattack, data
+from ..config import ConfigError, check_eps, resolve_device
+
+RECORD_PREFIX = "robust_eval-"
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RobustEvalSettings:
+    """What defines an evaluation's numbers. Defaults: the paper's protocol (PAPER.md 3.4)."""
+
+    eps: float = 8 / 255
+    pgd_steps: int = 20              # PGD-20, CE loss, uniform random start, eval mode, fp32
+    pgd_step_size: float = 2 / 255
+    autoattack: bool = True          # AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square)
+    aa_iters: int = 100              # APGD / FAB iterations (standard: 100)
+    aa_target_classes: int = 9       # APGD-T / FAB-T target classes (standard: 9)
+    aa_queries: int = 5000           # Square queries (standard: 5000)
+    seed: int = 0
+    batch_size: int = 256
+    aa_chunk_size: int = 1000        # images per saved AutoAttack progress step
+
+    def __post_init__(self):
+        check_eps(self.eps)
+        check_eps(self.pgd_step_size, "pgd_step_size")
+        for key in ("pgd_steps", "aa_iters", "aa_target_classes", "aa_queries", "batch_size", "aa_chunk_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+
+    def aa_settings(self) -> autoattack.AutoAttackSettings:
+        return autoattack.AutoAttackSettings(eps=self.eps, seed=self.seed, n_iter=self.aa_iters,
+                                             n_target_classes=self.aa_target_classes,
+                                             n_queries=self.aa_queries)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the numbers (batching and chunking do not)."""
+        out = asdict(self)
+        for key in ("batch_size", "aa_chunk_size"):
+            out.pop(key)
+        if not self.autoattack:
+            for key in ("aa_iters", "aa_target_classes", "aa_queries"):
+                out.pop(key)
+        return out
+
+
+@dataclass
+class EvalImages:
+    """The evaluated images and where they come from."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    description: dict = field(default_factory=dict)   # dataset, split, start, n, source, sha256
+
+
+def images_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(x.detach().cpu().float().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def eval_slice(dataset: str, n: int | None, start: int = 0) -> EvalImages:
+    """Test images [start, start + n) of `dataset` (n=None: to the end of the test set).
+
+    Raises data.DataNotFoundError (with the fix) when the dataset is not on disk."""
+    info = data.dataset_info(dataset)
+    if start < 0 or (n is not None and n <= 0):
+        raise ConfigError(f"need start >= 0 and n > 0 (or None); got start={start}, n={n}")
+    stop = info.test_size if n is None else start + n
+    if stop > info.test_size:
+        raise ConfigError(f"test images [{start}, {stop}) requested but {dataset} has {info.test_size}; "
+                          "lower n or start")
+    loaded = data.load_dataset(dataset, "test", n=stop)
+    part = loaded.subset(torch.arange(start, stop))
+    x, y = part.tensors()
+    return EvalImages(x, y, {"dataset": dataset, "split": "test", "start": start, "n": stop - start,
+                             "source": loaded.source, "sha256": images_fingerprint(x, y)})
+
+
+def _key(checkpoint: dict, images: dict, settings: RobustEvalSettings) -> str:
+    blob = json.dumps({"checkpoint": checkpoint, "images": images["sha256"], "settings": settings.identity()},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def record_path(directory: Path, key: str) -> Path:
+    return Path(directory) / f"{RECORD_PREFIX}{key}.json"
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from ..runs import atomic_write_text   # atomic: an interruption never leaves half a record
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSettings, directory: Path, *,
+             checkpoint: dict | None = None, extra: dict | None = None, device: str = "auto",
+             progress: bool = True) -> dict:
+    """Clean, PGD and (optionally) AutoAttack accuracy of `model` on `images`, as a record.
+
+    The record is stored in `directory` and returned; a complete record with the same key is
+    returned as is, a partial one is resumed (see the module docstring).
+    checkpoint: what identifies the weights (e.g. run, which, epoch); part of the key.
+    extra: more fields copied into the record (method, dataset, ...).
+    """
+    from tqdm.auto import tqdm
+
+    checkpoint = dict(checkpoint or {})
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = _key(checkpoint, images.description, settings)
+    path = record_path(directory, key)
+    rec = json.loads(path.read_text()) if path.is_file() else None
+    if rec is not None and rec.get("complete"):
+        return rec
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    x, y = images.x.to(dev), images.y.to(dev)
+    if rec is None:
+        steps = tqdm(total=2, desc="clean + PGD", disable=not progress, leave=False)
+        t0 = time.perf_counter()
+        clean_ok = attacks.predict_logits(model, x, settings.batch_size).argmax(1) == y
+        t_clean = time.perf_counter() - t0
+        steps.update()
+        t0 = time.perf_counter()
+        x_pgd = attacks.attack_in_batches("pgd", model, x, y, eps=settings.eps, step_size=settings.pgd_step_size,
+                                          steps=settings.pgd_steps, batch_size=settings.batch_size,
+                                          seed=settings.seed, progress=progress)
+        pgd_ok = attacks.predict_logits(model, x_pgd, settings.batch_size).argmax(1) == y
+        t_pgd = time.perf_counter() - t0
+        steps.update()
+        steps.close()
+        rec = {
+            "kind": "robust_eval", "version": RECORD_VERSION, "key": key, "complete": False,
+            **(extra or {}), "checkpoint": checkpoint, "images": images.description,
+            "n_images": int(x.shape[0]), "seed": settings.seed, "eps": settings.eps, "settings": asdict(settings),
+            "pgd": {"steps": settings.pgd_steps, "step_size": settings.pgd_step_size, "loss": "ce",
+                    "random_start": "uniform", "precision": "fp32", "mode": "eval"},
+            "accuracy": {"clean": clean_ok.float().mean().item(), "pgd": pgd_ok.float().mean().item()},
+            "seconds": {"clean": t_clean, "pgd": t_pgd},
+            "device": str(dev), "torch": torch.__version__,
+            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _write_json(path, rec)   # the PGD part is cached from here on
+    if settings.autoattack:
+        res = autoattack.run_autoattack(model, x, y, settings=settings.aa_settings(),
+                                        batch_size=settings.batch_size, chunk_size=settings.aa_chunk_size,
+                                        state_path=path.with_suffix(".aa_state.pt"), verbose=progress)
+        if abs(res.clean_accuracy - rec["accuracy"]["clean"]) > 1e-9:
+            raise RuntimeError(f"AutoAttack's clean accuracy {res.clean_accuracy} differs from the record's "
+                               f"{rec['accuracy']['clean']} on the same images: the model changed between the "
+                               f"two parts; delete {path} and its .aa_state.pt to start over")
+        rec["autoattack"] = {"standard": res.settings["standard"], "attacks": res.settings["attacks"],
+                             "n_iter": settings.aa_iters, "n_target_classes": settings.aa_target_classes,
+                             "n_queries": settings.aa_queries, "accuracy_after": res.accuracy_after}
+        rec["accuracy"]["autoattack"] = res.robust_accuracy
+        rec["seconds"]["autoattack"] = sum(res.seconds.values())
+        rec["seconds"]["autoattack_per_attack"] = res.seconds
+    rec["complete"] = True
+    _write_json(path, rec)
+    return rec
+
+
+def selection_description(run) -> dict:
+    """How best.pt was chosen (train.BEST_WINDOW rule) and from which images."""
+    from ..train import first_best_epoch
+
+    cfg = run.config
+    return {"rule": "highest PGD accuracy on the tracked test subset among the last epochs (train.BEST_WINDOW)",
+            "epochs_considered": [first_best_epoch(cfg.epochs) + 1, cfg.epochs],
+            "images": {"split": "test", "start": 0, "n": cfg.n_test_track},
+            "attack": run.tracking_attack.get("test", "")}
+
+
+def evaluate_run(run, settings: RobustEvalSettings | None = None, *, n_images: int | None = None,
+                 start: int | None = None, which: str = "best", device: str = "auto",
+                 progress: bool = True) -> dict:
+    """Evaluate a finished training run's `which` checkpoint; the record goes into `run.dir`.
+
+    n_images: None = every test image from `start` on (the paper protocol with start=0).
+    start: first test image; None = right after the model-selection images (n_test_track) when
+    the test set has room for n_images there, else 0.
+    """
+    from ..runs import RunError
+
+    settings = settings or RobustEvalSettings()
+    if not run.done:
+        raise RunError(f"run {run.dir} is not finished (no DONE file); finish it with train_or_load(config) "
+                       "before evaluating its checkpoints")
+    cfg = run.config
+    test_size = data.dataset_info(cfg.dataset).test_size
+    if start is None:
+        start = cfg.n_test_track if n_images is not None and cfg.n_test_track + n_images <= test_size else 0
+    images = eval_slice(cfg.dataset, n_images, start)
+    info = run.checkpoint_info(which)
+    checkpoint = {"run": run.dir.name, "which": which, "epoch": info["epoch"],
+                  "selection_metric": info["best"].get("metric")}
+    selection = selection_description(run)
+    extra = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "train_epochs": cfg.epochs,
+             "n_train": cfg.n_train, "selection": selection,
+             "overlaps_selection_images": start < cfg.n_test_track}
+    model = run.load_model(which, "cpu")
+    return evaluate(model, images, settings, run.dir, checkpoint=checkpoint, extra=extra, device=device,
+                    progress=progress)
+
+
+def load_records(root: Path | None = None, complete_only: bool = True) -> list[dict]:
+    """Every evaluation record under the run store (`$ENERGY_RUNS/<run>/robust_eval-*.json`)."""
+    from ..config import runs_root
+
+    root = Path(root) if root is not None else runs_root()
+    out = []
+    for path in sorted(root.glob(f"*/{RECORD_PREFIX}*.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("kind") == "robust_eval" and (rec.get("complete") or not complete_only):
+            rec["path"] = str(path)
+            out.append(rec)
+    return out

@@ -1,0 +1,121 @@
+"""Result tables generated from records, never typed by hand (RobustBench style).
+
+Inputs are the robust-evaluation records of `energy_lib.metrics.robust` (one JSON file per
+evaluated checkpoint in its run directory) and the paper's published numbers, stored as data in
+`runs/paper_reference.json` (PAPER.md 4.1). Accuracies in every table are percentages.
+
+* `records_frame(records)`   one row per (record, metric): the long form of all records;
+* `results_table(records)`    methods x (dataset, metric), one record per (method, dataset);
+* `comparison_table(records)` this run next to the paper, with the difference, per metric;
+* `paper_reference()`         the paper's numbers as a long DataFrame.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+REFERENCE_PATH = Path(__file__).resolve().parent.parent / "runs" / "paper_reference.json"
+METRICS = ("clean", "pgd", "autoattack")
+METRIC_LABELS = {"clean": "clean", "pgd": "PGD", "autoattack": "AA"}
+METHOD_LABELS = {"sat": "SAT", "trades": "TRADES", "mart": "MART", "mail_trades": "MAIL-TR",
+                 "weat_nat": "WEAT_nat", "weat_adv": "WEAT_adv", "sat_der": "SAT + DER",
+                 "trades_der": "TRADES + DER", "fgsm": "FGSM-AT", "fgsm_rs": "FGSM-RS",
+                 "fgsm_rs_der": "FGSM-RS + DER"}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "tiny-imagenet": "Tiny-ImageNet"}
+
+
+def paper_reference(path: str | Path | None = None) -> pd.DataFrame:
+    """The paper's numbers: columns method, dataset, metric, paper (%)."""
+    path = Path(path) if path is not None else REFERENCE_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"paper reference {path} not found: it is part of the repository "
+                                "(runs/paper_reference.json); restore it from git")
+    ref = json.loads(path.read_text())
+    frame = pd.DataFrame(ref["records"]).rename(columns={"accuracy_percent": "paper"})
+    return frame[["method", "dataset", "metric", "paper"]]
+
+
+def protocol(rec: dict) -> str:
+    """One line saying where a record's numbers come from."""
+    aa = rec.get("autoattack")
+    aa_text = ("AA standard" if aa and aa["standard"] else
+               f"AA cheap ({aa['n_iter']} it, {aa['n_target_classes']} targets, {aa['n_queries']} queries)"
+               if aa else "no AA")
+    img = rec["images"]
+    return (f"{rec['model']}, {rec['train_epochs']} ep on {rec['n_train'] or 'all'} imgs; {rec['n_images']} test imgs "
+            f"[{img['start']}:{img['start'] + img['n']}]; PGD-{rec['pgd']['steps']}; {aa_text}; seed {rec['seed']}")
+
+
+def records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    """Long form: one row per record and metric, accuracy in %."""
+    rows = []
+    for rec in records:
+        for metric, value in rec["accuracy"].items():
+            rows.append({"method": rec["method"], "dataset": rec["dataset"], "model": rec["model"],
+                         "metric": metric, "accuracy": 100.0 * value, "n_images": rec["n_images"],
+                         "time_utc": rec.get("time_utc", ""), "key": rec["key"], "run": rec["checkpoint"]["run"],
+                         "protocol": protocol(rec)})
+    return pd.DataFrame(rows, columns=["method", "dataset", "model", "metric", "accuracy", "n_images", "time_utc",
+                                       "key", "run", "protocol"])
+
+
+def _one_per_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """Several records of one (method, dataset, model): keep the one on most images, then the newest."""
+    best = (frame[["method", "dataset", "model", "key", "n_images", "time_utc"]].drop_duplicates("key")
+            .sort_values(["n_images", "time_utc"]).groupby(["method", "dataset", "model"]).tail(1)["key"])
+    return frame[frame["key"].isin(set(best))]
+
+
+def _order(methods: Iterable[str]) -> list[str]:
+    known = [m for m in METHOD_LABELS if m in set(methods)]
+    return known + sorted(set(methods) - set(known))
+
+
+def results_table(records: Iterable[dict]) -> pd.DataFrame:
+    """Methods (rows) x (dataset, metric) accuracy in %, from the records."""
+    frame = _one_per_method(records_frame(records))
+    if frame.empty:
+        raise ValueError("no evaluation records given: run energy_lib.metrics.robust.evaluate_run first")
+    table = frame.pivot_table(index="method", columns=["dataset", "metric"], values="accuracy", aggfunc="first")
+    cols = [(d, m) for d in DATASET_LABELS for m in METRICS if (d, m) in table.columns]
+    table = table.reindex(index=_order(table.index), columns=cols)
+    table.index = [METHOD_LABELS.get(m, m) for m in table.index]
+    table.columns = pd.MultiIndex.from_tuples([(DATASET_LABELS[d], METRIC_LABELS[m]) for d, m in cols])
+    return table.round(2)
+
+
+def comparison_table(records: Iterable[dict], reference: pd.DataFrame | None = None,
+                     include_missing_paper: bool = True) -> pd.DataFrame:
+    """This run vs the paper, per (method, dataset, metric): columns this run, paper, difference,
+    protocol. `difference` = this run - paper (percentage points); empty where the paper's number
+    is unknown (e.g. clean accuracy, DER: PAPER.md 4)."""
+    frame = _one_per_method(records_frame(records))
+    reference = paper_reference() if reference is None else reference
+    merged = frame.merge(reference, on=["method", "dataset", "metric"], how="left")
+    if not include_missing_paper:
+        merged = merged[merged["paper"].notna()]
+    merged["difference"] = merged["accuracy"] - merged["paper"]
+    merged["metric"] = pd.Categorical(merged["metric"], METRICS, ordered=True)
+    merged["method"] = pd.Categorical(merged["method"], _order(merged["method"]), ordered=True)
+    merged = merged.sort_values(["dataset", "method", "metric"])
+    out = pd.DataFrame({
+        "dataset": merged["dataset"].map(lambda d: DATASET_LABELS.get(d, d)),
+        "method": merged["method"].astype(str).map(lambda m: METHOD_LABELS.get(m, m)),
+        "metric": merged["metric"].astype(str).map(METRIC_LABELS),
+        "this run (%)": merged["accuracy"].round(2), "paper (%)": merged["paper"],
+        "difference (pt)": merged["difference"].round(2), "protocol": merged["protocol"]})
+    return out.set_index(["dataset", "method", "metric"])
+
+
+def paper_table(reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's table itself (methods x (dataset, metric)), from the reference data."""
+    ref = paper_reference() if reference is None else reference
+    table = ref.pivot_table(index="method", columns=["dataset", "metric"], values="paper", aggfunc="first")
+    cols = [(d, m) for d in DATASET_LABELS for m in METRICS if (d, m) in table.columns]
+    table = table.reindex(index=_order(table.index), columns=cols)
+    table.index = [METHOD_LABELS.get(m, m) for m in table.index]
+    table.columns = pd.MultiIndex.from_tuples([(DATASET_LABELS[d], METRIC_LABELS[m]) for d, m in cols])
+    return table
