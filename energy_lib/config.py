@@ -280,3 +280,73 @@ class GenerationConfig(Config):
         if self.kid_subset_size > min(self.n_fid_samples, self.n_reference):
             raise ConfigError(f"kid_subset_size ({self.kid_subset_size}) must not exceed n_fid_samples "
                               f"({self.n_fid_samples}) or n_reference ({self.n_reference})")
+
+
+CHAPTER4_TRAIN_FIELDS = ("dataset", "model", "n_train", "epochs", "attack_steps", "track_attack_steps",
+                         "n_train_track", "n_test_track", "n_track_samples", "beta", "der_beta", "der_gamma",
+                         "seed", "device")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeatDerConfig(Config):
+    """Chapter 4, WEAT and DER against the baselines (PAPER.md 2.6, 2.7, 4.1). Defaults = `default`.
+
+    Training fields are passed to every method's TrainConfig (on top of TrainConfig's own profile
+    of the same name: batch size, precision, ...). The `default` profile is a CPU-sized protocol
+    (~10 minutes on an idle 2-core CPU for all methods); `smoke` equals TrainConfig's smoke
+    profile (runs shared with chapter 2); `paper` is PAPER.md 3.3/3.4 (ResNet-18, full data,
+    100 epochs, PGD-20 + AutoAttack standard on the full test set) and needs a GPU.
+    """
+
+    dataset: str = "cifar10"
+    methods: tuple = ("sat", "trades", "mart", "weat_nat", "weat_adv", "sat_der")
+    model: str = "small_cnn"
+    n_train: int | None = 256
+    epochs: int = 5
+    attack_steps: int = 2
+    track_attack_steps: int = 3
+    n_train_track: int = 100
+    n_test_track: int = 100          # model-selection images (first test images); evaluation uses later ones
+    n_track_samples: int = 100
+    beta: float = 6.0
+    der_beta: float = 1.0            # UNKNOWN in the paper (PAPER.md 2.7): documented choice
+    der_gamma: float = 0.1           # UNKNOWN in the paper: documented choice
+    n_eval: int | None = 100         # evaluated test images (None = the whole test set, the paper protocol)
+    eval_pgd_steps: int = 20         # PGD-20, as in the paper (fp32, CE, uniform start)
+    autoattack: bool = True
+    aa_iters: int = 10               # AutoAttack standard: 100
+    aa_target_classes: int = 3       # standard: 9
+    aa_queries: int = 100            # standard: 5000
+    seed: int = 0
+    device: str = "auto"
+
+    PROFILES: ClassVar = {
+        "smoke": dict(n_train=128, epochs=2, attack_steps=1, track_attack_steps=1, n_train_track=32,
+                      n_test_track=32, n_track_samples=16, n_eval=16, eval_pgd_steps=5, aa_iters=2,
+                      aa_target_classes=2, aa_queries=10),
+        "default": {},
+        "paper": dict(model="resnet18", n_train=None, epochs=100, attack_steps=10, track_attack_steps=20,
+                      n_train_track=2000, n_test_track=1000, n_track_samples=500, n_eval=None, aa_iters=100,
+                      aa_target_classes=9, aa_queries=5000),
+    }
+
+    def __post_init__(self):
+        if not self.methods:
+            raise ConfigError("methods is empty: name at least one training method (energy_lib.losses.LOSSES)")
+        if self.n_eval is not None and self.n_eval <= 0:
+            raise ConfigError(f"n_eval must be positive or None (all test images); got {self.n_eval}")
+        for key in ("eval_pgd_steps", "aa_iters", "aa_target_classes", "aa_queries"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+
+    def train_config(self, method: str, profile: str) -> TrainConfig:
+        """The TrainConfig of one method: TrainConfig's `profile`, then this chapter's training fields."""
+        return TrainConfig.from_profile(profile, overrides={"method": method, **{
+            k: getattr(self, k) for k in CHAPTER4_TRAIN_FIELDS}})
+
+    def eval_settings(self):
+        from .metrics.robust import RobustEvalSettings
+
+        return RobustEvalSettings(eps=TrainConfig.eps, pgd_steps=self.eval_pgd_steps, autoattack=self.autoattack,
+                                  aa_iters=self.aa_iters, aa_target_classes=self.aa_target_classes,
+                                  aa_queries=self.aa_queries, seed=self.seed)
