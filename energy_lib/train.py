@@ -59,8 +59,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: in
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":   # torch defaults: div 25 (start 0.004), final_div 1e4, cycled momentum
-        if cfg.pct_start * total < 2:
-            raise ConfigError(f"the one-cycle schedule needs at least 2 warm-up steps; {cfg.epochs} epochs x "
+        if cfg.pct_start * total <= 1:   # torch's OneCycleLR divides by zero or misbehaves below that
+            raise ConfigError(f"the one-cycle schedule needs more than 1 warm-up step; {cfg.epochs} epochs x "
                               f"{steps_per_epoch} steps x pct_start {cfg.pct_start} gives fewer. Use more epochs, "
                               "a smaller batch_size, or schedule='constant'.")
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)

@@ -15,8 +15,9 @@ from energy_lib.runs import CheckpointError, ConfigMismatchError, Run, run_dir, 
 from energy_lib.train import NonFiniteLossError
 
 TINY = TrainConfig.from_profile("smoke", overrides=dict(
-    n_train=64, batch_size=32, epochs=3, n_train_track=16, n_test_track=16, n_track_samples=8,
+    n_train=64, batch_size=16, epochs=3, n_train_track=16, n_test_track=16, n_track_samples=8,
     attack_steps=1, track_attack_steps=1, device="cpu"))
+TINY1 = TINY.replace(epochs=1, schedule="constant")   # one-cycle needs more than 1 warm-up step
 TIMING = ("time_train_s", "time_track_s", "images_per_s")
 
 
@@ -80,13 +81,13 @@ def test_resume_after_interrupt_equals_uninterrupted_run(store, tmp_path, monkey
 
 
 def test_finished_run_is_loaded_not_retrained(store, monkeypatch):
-    first = train_or_load(TINY.replace(epochs=1), progress=False)
+    first = train_or_load(TINY1, progress=False)
 
     def explode(*a, **k):
         raise AssertionError("a finished run must not train again")
 
     monkeypatch.setitem(losses.LOSSES, "sat", explode)
-    again = train_or_load(TINY.replace(epochs=1), progress=False)
+    again = train_or_load(TINY1, progress=False)
     assert again.dir == first.dir and again.metrics.equals(first.metrics)
     model = again.load_model("best")
     assert not model.training
@@ -103,7 +104,7 @@ def test_a_directory_with_another_config_is_never_overwritten(store):
 
 
 def test_corrupt_or_truncated_checkpoint_names_the_file(store):
-    run = train_or_load(TINY.replace(epochs=1), progress=False)
+    run = train_or_load(TINY1, progress=False)
     last = run.dir / "last.pt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
@@ -112,11 +113,11 @@ def test_corrupt_or_truncated_checkpoint_names_the_file(store):
     # an unfinished run resumes from last.pt, so the same clear error comes from train_or_load
     (run.dir / "DONE").unlink()
     with pytest.raises(CheckpointError, match="last.pt is corrupt"):
-        train_or_load(TINY.replace(epochs=1), progress=False)
+        train_or_load(TINY1, progress=False)
 
 
 def test_a_crash_during_a_save_leaves_the_previous_checkpoint(store, monkeypatch):
-    run = train_or_load(TINY.replace(epochs=1), progress=False)
+    run = train_or_load(TINY1, progress=False)
     last = run.dir / "last.pt"
     before = last.read_bytes()
 
@@ -144,8 +145,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(store, monkeyp
 
 
 def test_run_record_holds_config_env_and_tracking(store):
-    run = train_or_load(TINY.replace(epochs=1), progress=False)
-    assert TrainConfig.from_dict(json.loads((run.dir / "config.json").read_text())) == TINY.replace(epochs=1)
+    run = train_or_load(TINY1, progress=False)
+    assert TrainConfig.from_dict(json.loads((run.dir / "config.json").read_text())) == TINY1
     env = run.env["sessions"][0]
     for key in ("torch", "cuda", "device", "precision", "channels_last", "compile", "git", "evaluation_precision"):
         assert key in env
