@@ -1,0 +1,125 @@
+"""Robust evaluation records: complete and consistent on a real (briefly trained) model, stored in
+the run directory, resumable after an interruption, and refusing unfinished runs."""
+import json
+
+import pytest
+import torch
+
+from energy_lib import attacks, autoattack
+from energy_lib.config import ConfigError, TrainConfig
+from energy_lib.metrics import robust
+from energy_lib.runs import Run, RunError, run_dir, train_or_load
+
+# Cheap AutoAttack on a handful of images; the PGD part keeps the paper's 20 steps of 2/255.
+CHEAP = robust.RobustEvalSettings(aa_iters=3, aa_target_classes=2, aa_queries=10, batch_size=16, aa_chunk_size=4)
+N = 12
+TIME_KEYS = ("seconds", "time_utc")
+
+
+@pytest.fixture(scope="module")
+def run():
+    """A SAT small CNN trained on real CIFAR-10 images (smoke profile), in the test run store."""
+    return train_or_load(TrainConfig.from_profile("smoke", method="sat", device="cpu"), progress=False)
+
+
+def _without_times(rec: dict) -> dict:
+    out = {k: v for k, v in rec.items() if k not in TIME_KEYS + ("path",)}
+    return json.loads(json.dumps(out))
+
+
+def test_record_is_complete_and_consistent(run):
+    rec = robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False)
+    path = robust.record_path(run.dir, rec["key"])
+    assert json.loads(path.read_text()) == rec                      # what is returned is what is stored
+    assert rec["complete"] and rec["n_images"] == N and rec["seed"] == CHEAP.seed
+    assert rec["method"] == "sat" and rec["checkpoint"]["which"] == "best"
+    assert rec["checkpoint"]["epoch"] == run.checkpoint_info("best")["epoch"]
+    # evaluation images come after the model-selection images
+    assert rec["images"]["start"] == run.config.n_test_track and not rec["overlaps_selection_images"]
+    acc = rec["accuracy"]
+    assert 0 <= acc["autoattack"] <= acc["pgd"] <= acc["clean"] <= 1
+    assert acc["clean"] > 0                                          # a trained model, not a constant
+    after = [rec["autoattack"]["accuracy_after"][a] for a in autoattack.STANDARD_ATTACKS]
+    assert after == sorted(after, reverse=True) and after[-1] == acc["autoattack"]
+    assert rec["autoattack"]["standard"] is False                    # cheap settings are labelled as such
+    assert all(rec["seconds"][k] >= 0 for k in ("clean", "pgd", "autoattack"))
+    # the stored clean accuracy is the model's on exactly those images
+    images = robust.eval_slice("cifar10", N, run.config.n_test_track)
+    assert images.description == rec["images"]
+    model = run.load_model("best")
+    assert (attacks.predict_logits(model, images.x).argmax(1) == images.y).float().mean().item() == acc["clean"]
+    assert rec["key"] in [r["key"] for r in robust.load_records(run.dir.parent)]
+
+
+def test_complete_record_is_reused_not_recomputed(run, monkeypatch):
+    first = robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("an attack ran although the record was complete")
+
+    monkeypatch.setattr(attacks, "attack_in_batches", fail)
+    monkeypatch.setattr(autoattack, "run_autoattack", fail)
+    assert robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False) == first
+
+
+def test_interrupted_evaluation_resumes_to_the_uninterrupted_record(run, monkeypatch):
+    settings = robust.RobustEvalSettings(**{**CHEAP.__dict__, "seed": 1})   # a fresh key
+    start = run.config.n_test_track + N
+    real_adversary, calls = autoattack._adversary, []
+
+    def interrupt_on_third_chunk(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_adversary(*args, **kwargs)
+
+    monkeypatch.setattr(autoattack, "_adversary", interrupt_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        robust.evaluate_run(run, settings, n_images=N, start=start, device="cpu", progress=False)
+    partial = robust.load_records(run.dir.parent, complete_only=False)
+    partial = [r for r in partial if not r["complete"]]
+    assert len(partial) == 1 and "pgd" in partial[0]["accuracy"]      # PGD part cached in the record
+    assert robust.record_path(run.dir, partial[0]["key"]).with_suffix(".aa_state.pt").is_file()
+
+    # resume: PGD must not run again; AutoAttack continues from its state file
+    monkeypatch.setattr(autoattack, "_adversary", real_adversary)
+    real_attack = attacks.attack_in_batches
+
+    def no_pgd(*args, **kwargs):
+        raise AssertionError("PGD recomputed on resume")
+
+    monkeypatch.setattr(attacks, "attack_in_batches", no_pgd)
+    resumed = robust.evaluate_run(run, settings, n_images=N, start=start, device="cpu", progress=False)
+    monkeypatch.setattr(attacks, "attack_in_batches", real_attack)
+
+    # the same evaluation without interruption, in a fresh directory
+    images = robust.eval_slice("cifar10", N, start)
+    info = run.checkpoint_info("best")
+    fresh_dir = run.dir.parent / "uninterrupted"
+    uninterrupted = robust.evaluate(run.load_model("best"), images, settings, fresh_dir,
+                                    checkpoint=resumed["checkpoint"],
+                                    extra={k: resumed[k] for k in ("method", "dataset", "model", "train_epochs",
+                                                                   "n_train", "selection",
+                                                                   "overlaps_selection_images")},
+                                    device="cpu", progress=False)
+    assert info["epoch"] == resumed["checkpoint"]["epoch"]
+    assert _without_times(resumed) == _without_times(uninterrupted)
+
+
+def test_other_settings_give_another_record(run):
+    a = robust.evaluate_run(run, robust.RobustEvalSettings(autoattack=False, pgd_steps=2, batch_size=16),
+                            n_images=4, device="cpu", progress=False)
+    b = robust.evaluate_run(run, robust.RobustEvalSettings(autoattack=False, pgd_steps=3, batch_size=16),
+                            n_images=4, device="cpu", progress=False)
+    assert a["key"] != b["key"] and "autoattack" not in a["accuracy"]
+    assert robust.record_path(run.dir, a["key"]).is_file() and robust.record_path(run.dir, b["key"]).is_file()
+
+
+def test_unfinished_run_and_bad_values_are_refused(tmp_path):
+    cfg = TrainConfig.from_profile("smoke", method="trades", device="cpu", name="never-trained")
+    with pytest.raises(RunError, match="not finished"):
+        robust.evaluate_run(Run(cfg, run_dir(cfg)), CHEAP, n_images=4)
+    with pytest.raises(ConfigError, match="outside"):
+        robust.RobustEvalSettings(eps=8)
+    with pytest.raises(ConfigError, match="has 10000"):
+        robust.eval_slice("cifar10", 20, start=9990)
