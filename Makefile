@@ -25,13 +25,15 @@ ENERGY_RUNS ?= $(CURDIR)/runs
 # So that `python -m energy_lib` and the papermill kernels import the library from this checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv assets book chapter html test clean
+.PHONY: help venv assets book chapter html test bench paper clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
 	@echo "make test     run the test suite (unit tests, smoke chapters, strict build, Chromium check)"
 	@echo "make chapter NB=book/01_attack_energies.ipynb [PROFILE=smoke] [PARAMS='-p device cpu']"
 	@echo "make html     rebuild the HTML from the already executed chapters"
+	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
+	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -63,6 +65,16 @@ html: $(STAMP) $(ASSETS)
 
 test: $(STAMP) $(ASSETS)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# BENCH_ARGS e.g. "--model resnet18 --batch-size 512 --device cuda"
+BENCH_ARGS ?=
+bench: $(STAMP)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) -m energy_lib.bench $(BENCH_ARGS)
+
+# The paper's WEAT/DER table: all methods x datasets, paper profile, GPU; resumable (rerun to continue).
+SWEEP_ARGS ?=
+paper: $(STAMP)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py $(SWEEP_ARGS)
 
 clean:
 	rm -rf _build
