@@ -1,5 +1,7 @@
 """Command line: `python -m energy_lib train --method weat_adv --dataset cifar10 --profile paper`.
 
+Several GPUs: `torchrun --nproc_per_node N -m energy_lib train ...` (DistributedDataParallel).
+
 The flags are generated from the `TrainConfig` fields (same names as the notebook parameters and
 the stored run record, dashes or underscores both accepted). Only the flags you give override the
 profile. `train_or_load` does the work, so an existing run is reused and an interrupted one resumed.
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     train.add_argument("--dry-run", action="store_true", default=False,
                        help="print the resolved config and run directory, train nothing")
+    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                       help="train at most this many epochs now, then exit (rerun to resume)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
-    run = train_or_load(cfg, progress=args.progress)
+    run = train_or_load(cfg, progress=args.progress, stop_after=args.stop_after)
+    if run.metrics.empty:   # a torchrun worker other than rank 0 has nothing to report
+        return 0
     last = run.metrics.iloc[-1]
     print(f"{run}: epoch {int(last['epoch'])}, tracked test clean acc {last['test_acc_nat']:.3f}, "
           f"PGD acc {last['test_acc_adv']:.3f}, train mean dE(x) {last['train_dE_mean']:.4f}")

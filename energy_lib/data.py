@@ -252,17 +252,23 @@ class BatchIterator:
 
     def __init__(self, data: ImageData, batch_size: int, *, shuffle: bool = True, augment: bool = True,
                  device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, rank: int = 0, world_size: int = 1):
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive; got {batch_size}")
+        if batch_size < world_size:
+            raise ConfigError(f"batch_size {batch_size} is smaller than the {world_size} processes sharing it")
         self.x = data.x.to(device)
         self.y = data.y.to(device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
+        # Distributed: every process draws the same global batches and keeps rows rank::world_size.
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         n = self.x.shape[0]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last or n % self.batch_size < self.world_size:  # a last batch too small to share
+            return n // self.batch_size
+        return -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.x.shape[0]
@@ -272,8 +278,10 @@ class BatchIterator:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             xb = self.x[idx].float().div_(255)
-            if self.augment:
+            if self.augment:  # drawn for the global batch, so every rank's generator stays in step
                 xb = random_crop_flip(xb, g)
+            if self.world_size > 1:
+                xb, idx = xb[self.rank::self.world_size], idx[self.rank::self.world_size]
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, self.y[idx]

@@ -258,13 +258,15 @@ class Run:
         return f"Run({self.dir}, done={self.done}, epochs={len(self.metrics)}/{self.config.epochs})"
 
 
-def train_or_load(cfg: TrainConfig, progress: bool = True) -> Run:
-    """The finished run if it exists; else resume it from last.pt; else train it from scratch."""
+def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> Run:
+    """The finished run if it exists; else resume it from last.pt; else train it from scratch.
+
+    stop_after: train at most this many more epochs now (the run stays resumable)."""
     run = Run(cfg, run_dir(cfg)).open()
     if not run.done:
         from .train import fit
 
-        fit(cfg, run, progress=progress)
+        fit(cfg, run, progress=progress, stop_after=stop_after)
     return run
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import attacks, data, models
+from . import attacks, data, distributed, models
 from .config import ConfigError, TrainConfig, resolve_device
 from .energy import energy_summary, joint_energy, marginal_energy
 from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
@@ -76,8 +76,9 @@ def first_best_epoch(epochs: int) -> int:
     return epochs - max(1, math.ceil(BEST_WINDOW * epochs))
 
 
-def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4 + stream)
+def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0) -> torch.Generator:
+    # rank 0 (and a single process) keeps the single-process seeds; other ranks get their own
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4 + stream + rank * 7_919_000_003)
 
 
 def tracking_attack_description(cfg: TrainConfig) -> dict[str, str]:
@@ -153,12 +154,12 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
 
 
 def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator, cfg: TrainConfig, epoch: int,
-                    progress: bool, run_dir) -> dict[str, float]:
+                    progress: bool, run_dir, rank: int = 0) -> dict[str, float]:
     """One pass over the training batches; returns the epoch's training statistics."""
     from tqdm.auto import tqdm
 
     loss_fn = get_loss(cfg.method)
-    ctx = StepContext(generator=epoch_generator(cfg, epoch, 0),
+    ctx = StepContext(generator=epoch_generator(cfg, epoch, 0, rank),
                       autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None, epoch=epoch)
     model.train()
     sums = {"loss": 0.0, "acc_adv": 0.0, "acc_nat": 0.0}
@@ -196,10 +197,17 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
     return stats
 
 
-def fit(cfg: TrainConfig, run, progress: bool = True) -> None:
-    """Train `cfg` into the run store entry `run` (a runs.Run), resuming from its last.pt if present."""
+def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = None) -> None:
+    """Train `cfg` into the run store entry `run` (a runs.Run), resuming from its last.pt if present.
+
+    stop_after: train at most this many epochs in this call, then return without marking the run
+    done (for time-limited jobs; the next call resumes). Under torchrun the processes share every
+    batch (`distributed.py`); rank 0 alone tracks and writes.
+    """
     get_loss(cfg.method)   # fail on an unknown method before loading anything
-    device = resolve_device(cfg.device)
+    dist = distributed.setup(cfg.device)
+    device = dist.device
+    progress = progress and dist.is_main
     td = load_training_data(cfg)
     num_classes = data.dataset_info(cfg.dataset).num_classes
     torch.manual_seed(cfg.seed)
@@ -207,17 +215,20 @@ def fit(cfg: TrainConfig, run, progress: bool = True) -> None:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     batches = data.BatchIterator(td.train, cfg.batch_size, shuffle=True, augment=True, device=device,
-                                 seed=cfg.seed, channels_last=cfg.channels_last)
+                                 seed=cfg.seed, channels_last=cfg.channels_last, rank=dist.rank,
+                                 world_size=dist.world_size)
     opt, sched = make_optimizer(model, cfg, len(batches))
     state = run.restore(model, opt, sched)   # {} for a fresh run
     start = state.get("epoch", 0)
     metrics, samples = state.get("metrics", []), state.get("samples", [])
     best = state.get("best", {"metric": -1.0, "epoch": None})
-    train_model = torch.compile(model) if cfg.compile else model   # checkpoints save the plain module
-    run.write_env(device, resumed_from=start, n_train=len(td.train))
+    train_model = distributed.wrap(model, dist)
+    train_model = torch.compile(train_model) if cfg.compile else train_model  # checkpoints save the plain module
+    if dist.is_main:
+        run.write_env(device, resumed_from=start, n_train=len(td.train), world_size=dist.world_size)
     first_best = first_best_epoch(cfg.epochs)
     description = tracking_attack_description(cfg)
-    if start:   # a crash may have come between last.pt and the logs: rewrite them from last.pt
+    if start and dist.is_main:   # a crash may have come between last.pt and the logs: rewrite them
         run.write_logs(metrics, samples, description)
     from tqdm.auto import tqdm
 
@@ -225,10 +236,18 @@ def fit(cfg: TrainConfig, run, progress: bool = True) -> None:
                   total=cfg.epochs)
     try:
         for epoch in epochs:
+            if stop_after is not None and epoch - start >= stop_after:
+                return   # resumable: last.pt holds the last completed epoch
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
+            distributed.sync_buffers(model, dist)
             t0 = time.perf_counter()
-            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir)
+            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir,
+                                    dist.rank)
+            stats = distributed.mean_over_ranks(stats, dist)
             t_train = time.perf_counter() - t0
+            if not dist.is_main:
+                distributed.barrier(dist)   # rank 0 tracks and saves this epoch meanwhile
+                continue
             record, per_sample = track(model, td, cfg, epoch, device)
             rec = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], **stats, **record,
                    "time_train_s": t_train, "time_track_s": time.perf_counter() - t0 - t_train,
@@ -240,13 +259,16 @@ def fit(cfg: TrainConfig, run, progress: bool = True) -> None:
                 run.save_checkpoint("best.pt", model, opt, sched, epoch + 1, best, metrics, samples)
             run.save_checkpoint("last.pt", model, opt, sched, epoch + 1, best, metrics, samples)
             run.write_logs(metrics, samples, description)
+            distributed.barrier(dist)
             if progress:
                 epochs.set_postfix(test_pgd_acc=f"{rec['test_acc_adv']:.3f}", train_dE=f"{rec['train_dE_mean']:.3f}")
     except KeyboardInterrupt:
         print(f"interrupted: {run.dir} keeps the checkpoint of epoch {len(metrics)}; "
               "call train_or_load(cfg) again to resume.")
         raise
-    run.mark_done()
+    if dist.is_main:
+        run.mark_done()
+    distributed.barrier(dist)
 
 
 def phase_boundaries(delta_e, window: int = 3, flat: float = 0.25, k: float = 3.0) -> tuple[int | None, int | None]:
