@@ -24,3 +24,26 @@ if not os.environ.get("ENERGY_DATA") and (ROOT.parent / "shared" / "data").is_di
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def interrupt_autoattack(monkeypatch):
+    """`arm(n)` makes the n-th AutoAttack chunk raise KeyboardInterrupt (an interrupted
+    evaluation) and returns `disarm()`, which restores the real attack for the resume."""
+    from energy_lib import autoattack
+
+    real = autoattack._adversary
+
+    def arm(n: int):
+        calls = []
+
+        def adversary(*args, **kwargs):
+            calls.append(args[2])
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(autoattack, "_adversary", adversary)
+        return lambda: monkeypatch.setattr(autoattack, "_adversary", real)
+
+    return arm

@@ -26,23 +26,15 @@ def test_itemised_result_is_consistent(setup):
     assert res.record()["settings"]["standard"] is False
 
 
-def test_interrupted_evaluation_resumes_to_the_same_result(setup, tmp_path, monkeypatch):
+def test_interrupted_evaluation_resumes_to_the_same_result(setup, tmp_path, interrupt_autoattack):
     model, x, y = setup
     full = autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, verbose=False)
     state = tmp_path / "aa_state.pt"
-    real_adversary, calls = autoattack._adversary, []
-
-    def interrupt_on_third_chunk(*args, **kwargs):
-        calls.append(args[2])
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_adversary(*args, **kwargs)
-
-    monkeypatch.setattr(autoattack, "_adversary", interrupt_on_third_chunk)
+    disarm = interrupt_autoattack(3)
     with pytest.raises(KeyboardInterrupt):
         autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, state_path=state, verbose=False)
     assert state.exists()
-    monkeypatch.setattr(autoattack, "_adversary", real_adversary)
+    disarm()
     resumed = autoattack.run_autoattack(model, x, y, settings=QUICK, chunk_size=4, state_path=state,
                                         verbose=False)
     assert resumed.accuracy_after == full.accuracy_after

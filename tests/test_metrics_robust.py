@@ -62,18 +62,10 @@ def test_complete_record_is_reused_not_recomputed(run, monkeypatch):
     assert robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False) == first
 
 
-def test_interrupted_evaluation_resumes_to_the_uninterrupted_record(run, monkeypatch):
+def test_interrupted_evaluation_resumes_to_the_uninterrupted_record(run, monkeypatch, interrupt_autoattack):
     settings = robust.RobustEvalSettings(**{**CHEAP.__dict__, "seed": 1})   # a fresh key
     start = run.config.n_test_track + N
-    real_adversary, calls = autoattack._adversary, []
-
-    def interrupt_on_third_chunk(*args, **kwargs):
-        calls.append(args[2])
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_adversary(*args, **kwargs)
-
-    monkeypatch.setattr(autoattack, "_adversary", interrupt_on_third_chunk)
+    disarm = interrupt_autoattack(3)
     with pytest.raises(KeyboardInterrupt):
         robust.evaluate_run(run, settings, n_images=N, start=start, device="cpu", progress=False)
     partial = robust.load_records(run.dir.parent, complete_only=False)
@@ -82,7 +74,7 @@ def test_interrupted_evaluation_resumes_to_the_uninterrupted_record(run, monkeyp
     assert robust.record_path(run.dir, partial[0]["key"]).with_suffix(".aa_state.pt").is_file()
 
     # resume: PGD must not run again; AutoAttack continues from its state file
-    monkeypatch.setattr(autoattack, "_adversary", real_adversary)
+    disarm()
     real_attack = attacks.attack_in_batches
 
     def no_pgd(*args, **kwargs):
