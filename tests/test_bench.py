@@ -52,11 +52,13 @@ def test_fast_path_trains_like_the_reference(method):
     x, y = data.load_dataset("cifar10", "test", n=512).tensors()
     accs = {}
     for path in ("reference", "energy_lib"):
-        model = _train(path, method, n_steps=60)
+        model = _train(path, method, n_steps=100)
         clean = (attacks.predict_logits(model, x).argmax(1) == y).float().mean().item()
         x_adv = attacks.attack_in_batches("pgd", model, x, y, eps=8 / 255, steps=5, step_size=2 / 255)
         accs[path] = (clean, (attacks.predict_logits(model, x_adv).argmax(1) == y).float().mean().item())
+    # Both learned something, or their agreement would prove nothing: on 512 images chance is
+    # 0.10 ± 0.013, so these bounds are several standard errors above it.
     for clean, robust in accs.values():
-        assert clean > 0.2 and robust > 0.1     # both learned something (chance is 0.1)
+        assert clean > 0.17 and robust > 0.12, accs
     assert abs(accs["reference"][0] - accs["energy_lib"][0]) < 0.08, accs
     assert abs(accs["reference"][1] - accs["energy_lib"][1]) < 0.08, accs
