@@ -70,6 +70,8 @@ class ResNet18(nn.Module):
 
 
 class PreActBlock(nn.Module):
+    """BN-ReLU-conv twice with an identity (or 1x1-conv) shortcut; PreActResNet's and WideResNet's block."""
+
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
@@ -109,24 +111,6 @@ class PreActResNet18(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-class WideBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
-        return out + shortcut
-
-
 class WideResNet(nn.Module):
     """WRN-depth-width (Zagoruyko & Komodakis); WRN-34-10 is the robustness benchmarks' model."""
 
@@ -140,7 +124,7 @@ class WideResNet(nn.Module):
         blocks, in_planes = [], widths[0]
         for stage, stride in zip(widths[1:], [1, 2, 2]):
             for i in range(n):
-                blocks.append(WideBlock(in_planes, stage, stride if i == 0 else 1))
+                blocks.append(PreActBlock(in_planes, stage, stride if i == 0 else 1))
                 in_planes = stage
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(in_planes)
