@@ -69,9 +69,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+    from .data import DataNotFoundError
+    from .runs import RunError, run_dir, train_or_load
+
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
+    try:
+        return _train(args)
+    except (ConfigError, DataNotFoundError, RunError) as err:   # the message names the fix
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
     from .runs import run_dir, train_or_load
+
+    cfg = config_from_args(args).canonical()
 
     print(f"run directory: {run_dir(cfg)}")
     if args.dry_run:

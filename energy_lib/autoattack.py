@@ -45,7 +45,7 @@ class AutoAttackSettings:
 
 @dataclass
 class AutoAttackResult:
-    x_adv: torch.Tensor
+    x_adv: torch.Tensor | None     # None when run with keep_adversarial=False
     clean_accuracy: float
     robust_accuracy: float
     accuracy_after: dict = field(default_factory=dict)   # attack -> robust accuracy after it
@@ -114,8 +114,12 @@ def _load_state(path: Path, fingerprint: str):
 def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                    settings: AutoAttackSettings | None = None, batch_size: int = 250,
                    chunk_size: int = 1000, state_path: str | Path | None = None,
-                   verbose: bool = True) -> AutoAttackResult:
-    """AutoAttack's sequential robust accuracy, resumable from `state_path`."""
+                   verbose: bool = True, keep_adversarial: bool = True) -> AutoAttackResult:
+    """AutoAttack's sequential robust accuracy, resumable from `state_path`.
+
+    keep_adversarial: also return (and keep in the state file) the adversarial images. An
+    accuracy-only evaluation turns it off: the state file then holds masks, not 120 MB of images.
+    """
     settings = settings or AutoAttackSettings()
     device = x.device
     _show_logging(verbose)
@@ -125,7 +129,8 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         state = _load_state(state_path, fingerprint)
     else:
         correct = predict_logits(model, x, batch_size).argmax(1) == y
-        state = {"fingerprint": fingerprint, "robust": correct.cpu(), "x_adv": x.detach().cpu().clone(),
+        state = {"fingerprint": fingerprint, "robust": correct.cpu(),
+                 "x_adv": x.detach().cpu().clone() if keep_adversarial else None,
                  "clean_accuracy": correct.float().mean().item(), "done": [], "accuracy_after": {},
                  "seconds": {}, "pending": None, "cursor": 0}
     with eval_mode(model):
@@ -143,7 +148,8 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                                                           batch_size=batch_size)
                 fooled = (predict_logits(model, xa, batch_size).argmax(1) != y[idx.to(device)]).cpu()
                 state["robust"][idx[fooled]] = False
-                state["x_adv"][idx[fooled]] = xa[fooled.to(device)].detach().cpu()
+                if state["x_adv"] is not None:
+                    state["x_adv"][idx[fooled]] = xa[fooled.to(device)].detach().cpu()
                 state["cursor"] += len(idx)
                 state["seconds"][attack] = state["seconds"].get(attack, 0.0) + time.time() - t0
                 if state_path is not None:
@@ -154,7 +160,7 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
             if state_path is not None:
                 _save_atomic(state, state_path)
     return AutoAttackResult(
-        x_adv=state["x_adv"].to(device), clean_accuracy=state["clean_accuracy"],
+        x_adv=state["x_adv"].to(device) if state["x_adv"] is not None else None, clean_accuracy=state["clean_accuracy"],
         robust_accuracy=state["robust"].float().mean().item(), accuracy_after=dict(state["accuracy_after"]),
         seconds=dict(state["seconds"]), n_images=int(x.shape[0]),
         settings={**vars(settings), "attacks": list(settings.attacks), "standard": settings.is_standard()})

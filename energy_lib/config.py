@@ -156,8 +156,9 @@ class TrainConfig(Config):
     dataset: str = "cifar10"
     model: str = "small_cnn"          # a name in energy_lib.models.MODELS
     n_train: int | None = 500         # training images (balanced fixed subset); None = all
+    n_val: int = 200                  # training images held out (never trained on) to select best.pt
     n_train_track: int = 200          # fixed training subset for per-epoch energy tracking
-    n_test_track: int = 200           # first n test images, tracked every epoch (and used for "best")
+    n_test_track: int = 200           # first n test images, tracked every epoch (curves only)
     n_track_samples: int = 200        # of the tracked training subset: per-sample energies kept per epoch
     epochs: int = 30
     batch_size: int = 64              # paper: 128; 64 gives a small subset enough SGD steps
@@ -174,7 +175,7 @@ class TrainConfig(Config):
     der_gamma: float = 0.1            # DER dead-zone margin γ: UNKNOWN in the paper, documented choice
     fgsm_alpha: float = 1.25          # single-step step size in units of ε (Wong et al. FGSM-RS)
     track_attack_steps: int = 5       # PGD-CE steps of the tracking attack on the test subset (fp32)
-    seed: int = 0
+    seed: int = 0                     # paper profile: 1, as the paper's code
     device: str = "auto"
     precision: str = "fp32"           # 'bf16': autocast for the training forward/backward only
     channels_last: bool = False
@@ -182,22 +183,34 @@ class TrainConfig(Config):
     name: str = ""                    # optional run directory name (default: derived from the config)
 
     PROFILES: ClassVar = {
-        "smoke": dict(n_train=128, n_train_track=32, n_test_track=32, n_track_samples=16, epochs=2,
+        "smoke": dict(n_train=128, n_val=32, n_train_track=32, n_test_track=32, n_track_samples=16, epochs=2,
                       batch_size=32, attack_steps=1, track_attack_steps=1),
         "default": {},
-        "paper": dict(model="resnet18", n_train=None, n_train_track=2000, n_test_track=1000,
+        # bf16 autocast + channels_last are the GPU fast path (the paper's code trains in fp32;
+        # attacks' perturbation arithmetic and every evaluation stay fp32, see losses.py).
+        "paper": dict(model="resnet18", n_train=None, n_val=1000, n_train_track=2000, n_test_track=1000,
                       n_track_samples=500, epochs=100, batch_size=128, attack_steps=10, track_attack_steps=20,
-                      precision="bf16", channels_last=True),
+                      precision="bf16", channels_last=True, seed=1),
     }
 
     def __post_init__(self):
+        # Names are checked here, before a run directory exists (imports are local: those modules
+        # import this one).
+        from .data import dataset_info
+        from .losses import get_loss
+        from .models import MODELS
+
+        get_loss(self.method)
+        dataset_info(self.dataset)
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
         check_eps(self.eps)
         check_eps(self.step_size, "step_size")
         if self.schedule not in TRAIN_SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
-        for key in ("epochs", "batch_size", "n_train_track", "n_test_track", "n_track_samples"):
+        for key in ("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
         if self.n_track_samples > self.n_train_track:
@@ -207,6 +220,14 @@ class TrainConfig(Config):
             raise ConfigError(f"n_train_track ({self.n_train_track}) must not exceed n_train ({self.n_train})")
         if self.attack_steps < 0 or self.track_attack_steps < 0:
             raise ConfigError("attack_steps and track_attack_steps must be non-negative")
+
+    def canonical(self) -> "TrainConfig":
+        """This config with the hyperparameters its method never reads reset to their defaults
+        (e.g. der_beta for SAT), so they do not change the run's identity in the run store."""
+        from .losses import unused_hyperparameters
+
+        defaults = TrainConfig()
+        return self.replace(**{k: getattr(defaults, k) for k in unused_hyperparameters(self.method)})
 
 
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")
@@ -282,7 +303,7 @@ class GenerationConfig(Config):
                               f"({self.n_fid_samples}) or n_reference ({self.n_reference})")
 
 
-CHAPTER4_TRAIN_FIELDS = ("dataset", "model", "n_train", "epochs", "attack_steps", "track_attack_steps",
+CHAPTER4_TRAIN_FIELDS = ("dataset", "model", "n_train", "n_val", "epochs", "attack_steps", "track_attack_steps",
                          "n_train_track", "n_test_track", "n_track_samples", "beta", "der_beta", "der_gamma",
                          "seed", "device")
 
@@ -306,7 +327,8 @@ class WeatDerConfig(Config):
     attack_steps: int = 2
     track_attack_steps: int = 3
     n_train_track: int = 100
-    n_test_track: int = 100          # model-selection images (first test images); evaluation uses later ones
+    n_val: int = 100                 # held-out training images that select best.pt (never test images)
+    n_test_track: int = 100          # first test images tracked per epoch (curves only)
     n_track_samples: int = 100
     beta: float = 6.0
     der_beta: float = 1.0            # UNKNOWN in the paper (PAPER.md 2.7): documented choice
@@ -321,12 +343,12 @@ class WeatDerConfig(Config):
     device: str = "auto"
 
     PROFILES: ClassVar = {
-        "smoke": dict(n_train=128, epochs=2, attack_steps=1, track_attack_steps=1, n_train_track=32,
+        "smoke": dict(n_train=128, n_val=32, epochs=2, attack_steps=1, track_attack_steps=1, n_train_track=32,
                       n_test_track=32, n_track_samples=16, n_eval=16, eval_pgd_steps=5, aa_iters=2,
                       aa_target_classes=2, aa_queries=10),
         "default": {},
-        "paper": dict(model="resnet18", n_train=None, epochs=100, attack_steps=10, track_attack_steps=20,
-                      n_train_track=2000, n_test_track=1000, n_track_samples=500, n_eval=None, aa_iters=100,
+        "paper": dict(model="resnet18", n_train=None, n_val=1000, epochs=100, attack_steps=10, track_attack_steps=20,
+                      seed=1, n_train_track=2000, n_test_track=1000, n_track_samples=500, n_eval=None, aa_iters=100,
                       aa_target_classes=9, aa_queries=5000),
     }
 

@@ -203,12 +203,7 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
     return data if n is None else data.head(n)
 
 
-def fixed_subset(data: ImageData, n: int, seed: int = 0, balanced: bool = True) -> ImageData:
-    """A deterministic subset of `n` images: the same for the same (data, n, seed) on any machine.
-
-    `balanced` takes n / num_classes images of each class (the remainder from the lowest classes).
-    The order of the returned images follows the dataset's order.
-    """
+def _subset_indices(data: ImageData, n: int, seed: int = 0, balanced: bool = True) -> torch.Tensor:
     if not 0 < n <= len(data):
         raise ConfigError(f"subset of {n} images requested from {len(data)}")
     g = torch.Generator().manual_seed(seed)
@@ -224,7 +219,27 @@ def fixed_subset(data: ImageData, n: int, seed: int = 0, balanced: bool = True) 
                 raise ConfigError(f"class {c} has {len(members)} images, {k} requested; use balanced=False")
             picks.append(members[torch.randperm(len(members), generator=g)[:k]])
         idx = torch.cat(picks)
-    return data.subset(torch.sort(idx).values)
+    return torch.sort(idx).values
+
+
+def fixed_subset(data: ImageData, n: int, seed: int = 0, balanced: bool = True) -> ImageData:
+    """A deterministic subset of `n` images: the same for the same (data, n, seed) on any machine.
+
+    `balanced` takes n / num_classes images of each class (the remainder from the lowest classes).
+    The order of the returned images follows the dataset's order.
+    """
+    return data.subset(_subset_indices(data, n, seed, balanced))
+
+
+def holdout_split(data: ImageData, n: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """(rest, held_out): a fixed class-balanced subset of `n` images and every other image.
+
+    Used to hold out a validation set from the training split, so that model selection never
+    looks at test images (PAPER.md 3.3)."""
+    idx = _subset_indices(data, n, seed)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[idx] = False
+    return data.subset(torch.nonzero(keep).flatten()), data.subset(idx)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:

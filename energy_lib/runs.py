@@ -261,7 +261,9 @@ class Run:
 def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> Run:
     """The finished run if it exists; else resume it from last.pt; else train it from scratch.
 
-    stop_after: train at most this many more epochs now (the run stays resumable)."""
+    stop_after: train at most this many more epochs now (the run stays resumable).
+    Hyperparameters the method does not read are reset first (`TrainConfig.canonical`)."""
+    cfg = cfg.canonical()
     run = Run(cfg, run_dir(cfg)).open()
     if not run.done:
         from .train import fit

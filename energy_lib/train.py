@@ -11,10 +11,11 @@ Determinism: the batches of epoch e come from `BatchIterator(seed)` (seeded by (
 attack random starts from a generator seeded by (seed, e), and the global torch RNG is re-seeded
 per epoch too, so a run resumed after epoch k reproduces an uninterrupted run exactly on CPU.
 
-Model selection ("best"): the highest PGD accuracy on the tracked test subset among the last
-`BEST_WINDOW` fraction of epochs (the paper: epochs 91-100 of 100 on a generated validation set,
-PAPER.md 3.3; we have none offline, so the tracked test subset stands in; the full evaluation in
-`metrics/robust.py` uses other test images).
+Model selection ("best"): the highest PGD accuracy on a validation set among the last
+`BEST_WINDOW` fraction of epochs (the paper: PGD-20 on a generated validation set, epochs 91-100 of
+100, PAPER.md 3.3). The paper's generated images are not available, so `n_val` class-balanced
+training images are held out (never trained on) and attacked like the tracked test subset; test
+images are never used for selection.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_att
 
 BEST_WINDOW = 0.1
 DATA_SUBSET_SEED = 0        # the same training images for every method and seed
+VAL_SEED = 12345            # which training images are held out for validation
 ENERGY_KEYS = ("E_nat", "E_adv", "Ey_nat", "Ey_adv", "dE", "dEy")
 
 
@@ -42,16 +44,21 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class TrainingData:
     train: data.ImageData
+    val: data.ImageData           # held out of the training split: model selection only
     train_track: data.ImageData
     test_track: data.ImageData
 
 
 def load_training_data(cfg: TrainConfig) -> TrainingData:
     full = data.load_dataset(cfg.dataset, "train")
-    train = full if cfg.n_train is None else data.fixed_subset(full, cfg.n_train, seed=DATA_SUBSET_SEED)
+    if cfg.n_val >= len(full) or (cfg.n_train is not None and cfg.n_train > len(full) - cfg.n_val):
+        raise ConfigError(f"{cfg.dataset} has {len(full)} training images: not enough for n_val={cfg.n_val} "
+                          f"held-out images plus n_train={cfg.n_train}; lower one of them")
+    rest, val = data.holdout_split(full, cfg.n_val, seed=VAL_SEED)
+    train = rest if cfg.n_train is None else data.fixed_subset(rest, cfg.n_train, seed=DATA_SUBSET_SEED)
     train_track = data.fixed_subset(train, cfg.n_train_track, seed=DATA_SUBSET_SEED + 1)
     test_track = data.load_dataset(cfg.dataset, "test", n=cfg.n_test_track)
-    return TrainingData(train, train_track, test_track)
+    return TrainingData(train, val, train_track, test_track)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int):
@@ -88,6 +95,8 @@ def tracking_attack_description(cfg: TrainConfig) -> dict[str, str]:
                  "eval mode, fp32",
         "test": f"PGD-CE, uniform start, {cfg.track_attack_steps} steps of {cfg.step_size:.6g}, eps={cfg.eps:.6g}, "
                 "eval mode, fp32",
+        "val": f"the same PGD-CE on {cfg.n_val} class-balanced training images held out from training; "
+               "selects best.pt",
     }
 
 
@@ -135,13 +144,16 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
     record: dict[str, float] = {}
     per_sample: dict[str, list] = {}
     for split, subset, attack, stream in (("train", td.train_track, get_training_attack(cfg.method), 1),
-                                          ("test", td.test_track, pgd_test_attack, 2)):
+                                          ("test", td.test_track, pgd_test_attack, 2),
+                                          ("val", td.val, pgd_test_attack, 3)):
         x, y = subset.tensors(device)
         m = measure(model, x, y, attack, cfg, epoch_generator(cfg, epoch, stream))
         record[f"{split}_acc_nat"] = m["ok_nat"].mean().item()
         record[f"{split}_acc_adv"] = m["ok_adv"].mean().item()
         record[f"{split}_ce_nat"] = m["ce_nat"].mean().item()
         record[f"{split}_ce_adv"] = m["ce_adv"].mean().item()
+        if split == "val":   # selection only: accuracies and CE are enough
+            continue
         for key in ENERGY_KEYS:
             record.update({f"{split}_{key}_{stat}": v for stat, v in energy_summary(m[key]).items()})
         if split == "train":
@@ -254,8 +266,8 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
                    "images_per_s": len(td.train) / t_train}
             metrics.append(rec)
             samples.append({"epoch": epoch + 1, **per_sample})
-            if epoch >= first_best and rec["test_acc_adv"] > best["metric"]:
-                best = {"metric": rec["test_acc_adv"], "epoch": epoch + 1}
+            if epoch >= first_best and rec["val_acc_adv"] > best["metric"]:
+                best = {"metric": rec["val_acc_adv"], "epoch": epoch + 1}
                 run.save_checkpoint("best.pt", model, opt, sched, epoch + 1, best, metrics, samples)
             run.save_checkpoint("last.pt", model, opt, sched, epoch + 1, best, metrics, samples)
             run.write_logs(metrics, samples, description)

@@ -92,7 +92,7 @@ def test_finished_run_is_loaded_not_retrained(store, monkeypatch):
     model = again.load_model("best")
     assert not model.training
     best = again.checkpoint_info("best")
-    assert best["best"]["epoch"] == 1 and best["best"]["metric"] == again.metrics["test_acc_adv"].iloc[-1]
+    assert best["best"]["epoch"] == 1 and best["best"]["metric"] == again.metrics["val_acc_adv"].iloc[-1]
 
 
 def test_a_directory_with_another_config_is_never_overwritten(store):

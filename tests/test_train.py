@@ -9,9 +9,10 @@ os.environ.setdefault("ENERGY_DATA", str(REPO / ".." / "shared" / "data"))
 
 import numpy as np
 import pytest
+import torch
 
 from energy_lib import __main__ as cli
-from energy_lib.config import TrainConfig
+from energy_lib.config import ConfigError, TrainConfig
 from energy_lib.runs import Run, run_dir, train_or_load
 from energy_lib.train import first_best_epoch, phase_boundaries
 
@@ -83,3 +84,38 @@ def test_chapters_2_and_3_execute_in_the_smoke_profile_and_chapter_3_reuses_the_
     assert [name.split("-")[0] for name in trained] == ["fgsm_rs", "fgsm_rs_der", "sat", "trades"]
     for directory in (tmp_path / "runs").glob("*/env.json"):   # one training session each: no retraining
         assert len(json.loads(directory.read_text())["sessions"]) == 1
+
+
+def test_validation_images_are_held_out_of_training_and_select_best(tmp_path, monkeypatch):
+    """Model selection never sees test images nor images it trained on (PAPER.md 3.3)."""
+    from energy_lib import train
+
+    cfg = TrainConfig.from_profile("smoke", overrides=dict(n_train=None, n_val=40, device="cpu"))
+    td = train.load_training_data(cfg)
+    assert len(td.train) + len(td.val) == 50_000 and len(td.val) == 40
+    assert td.val.y.bincount(minlength=10).tolist() == [4] * 10          # class-balanced
+    train_rows = {bytes(r) for r in td.train.x.flatten(1).numpy()}
+    assert not any(bytes(r) in train_rows for r in td.val.x.flatten(1).numpy())   # CIFAR-10 images are distinct
+    again = train.load_training_data(cfg)
+    assert torch.equal(again.val.x, td.val.x)                              # the same images every time
+    with pytest.raises(ConfigError, match="n_val"):
+        train.load_training_data(cfg.replace(n_train=49_990))
+
+
+def test_bad_names_fail_before_any_run_directory_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    for field, value, word in (("method", "pgd", "training method"), ("model", "resnet50", "model"),
+                               ("dataset", "mnist", "dataset")):
+        with pytest.raises(ConfigError, match=f"unknown {word} '{value}'"):
+            TrainConfig(**{field: value})
+        assert cli.main(["train", "--profile", "smoke", f"--{field}", value, "--device", "cpu"]) == 2
+        assert f"unknown {word} '{value}'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hyperparameters_a_method_does_not_read_do_not_change_its_run():
+    sat = TrainConfig(method="sat")
+    assert run_dir(sat.replace(der_beta=5.0, beta=1.0, fgsm_alpha=2.0).canonical()) == run_dir(sat)
+    assert run_dir(TrainConfig(method="sat_der", der_beta=5.0).canonical()) != run_dir(TrainConfig(method="sat_der"))
+    assert TrainConfig(method="trades", beta=3.0).canonical().beta == 3.0
+    assert TrainConfig(method="fgsm_rs", attack_steps=7).canonical().attack_steps == TrainConfig().attack_steps

@@ -10,19 +10,15 @@ Resuming an interrupted evaluation:
 * AutoAttack saves its progress after every chunk to `robust_eval-<key>.aa_state.pt` next to the
   record (`energy_lib.autoattack.run_autoattack`), and continues from there;
 * once AutoAttack has finished, the record is completed (``"complete": true``) and the state file
-  is kept (small) so the adversarial examples can be inspected.
+  (robustness masks only, no images) is deleted: the record holds everything it knew.
 
 Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
 lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
-(PAPER.md 3.3). `energy_lib.train` already implements that rule and writes it to `best.pt`:
-among the last `train.BEST_WINDOW` (10 %) of the epochs it keeps the one with the highest PGD
-accuracy on the tracked test subset (the first `n_test_track` test images, PGD-CE with
-`track_attack_steps` steps: 20 in the paper profile, i.e. PGD-20). No generated validation set
-exists offline, so those first test images stand in for it. To keep the reported numbers free of
-that selection, `evaluate_run` evaluates test images *after* the selection images
-(`start = n_test_track`) whenever the dataset has enough of them; the paper protocol
-(`start=0`, all test images) overlaps the selection images, and the record says so
-(`"overlaps_selection_images"`).
+(PAPER.md 3.3). `energy_lib.train` implements that rule and writes it to `best.pt`: among the
+last `train.BEST_WINDOW` (10 %) of the epochs it keeps the one with the highest PGD accuracy
+(PGD-CE, `track_attack_steps` steps: 20 in the paper profile) on `n_val` training images held out
+from training. The generated validation set is not available offline; held-out training images
+play its role, so no test image is ever used for selection and every test image can be reported.
 """
 from __future__ import annotations
 
@@ -163,7 +159,8 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
         x_pgd = attacks.attack_in_batches("pgd", model, x, y, eps=settings.eps, step_size=settings.pgd_step_size,
                                           steps=settings.pgd_steps, batch_size=settings.batch_size,
                                           seed=settings.seed, progress=progress)
-        pgd_ok = attacks.predict_logits(model, x_pgd, settings.batch_size).argmax(1) == y
+        # robust = correct on the clean image and on its attacked one, as AutoAttack counts it
+        pgd_ok = (attacks.predict_logits(model, x_pgd, settings.batch_size).argmax(1) == y) & clean_ok
         t_pgd = time.perf_counter() - t0
         steps.update()
         steps.close()
@@ -182,7 +179,8 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     if settings.autoattack:
         res = autoattack.run_autoattack(model, x, y, settings=settings.aa_settings(),
                                         batch_size=settings.batch_size, chunk_size=settings.aa_chunk_size,
-                                        state_path=path.with_suffix(".aa_state.pt"), verbose=progress)
+                                        state_path=path.with_suffix(".aa_state.pt"), verbose=progress,
+                                        keep_adversarial=False)
         if abs(res.clean_accuracy - rec["accuracy"]["clean"]) > 1e-9:
             raise RuntimeError(f"AutoAttack's clean accuracy {res.clean_accuracy} differs from the record's "
                                f"{rec['accuracy']['clean']} on the same images: the model changed between the "
@@ -195,6 +193,7 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
         rec["seconds"]["autoattack_per_attack"] = res.seconds
     rec["complete"] = True
     _write_json(path, rec)
+    path.with_suffix(".aa_state.pt").unlink(missing_ok=True)
     return rec
 
 
@@ -203,20 +202,20 @@ def selection_description(run) -> dict:
     from ..train import first_best_epoch
 
     cfg = run.config
-    return {"rule": "highest PGD accuracy on the tracked test subset among the last epochs (train.BEST_WINDOW)",
+    return {"rule": "highest PGD accuracy on the held-out validation images among the last epochs "
+                    "(train.BEST_WINDOW)",
             "epochs_considered": [first_best_epoch(cfg.epochs) + 1, cfg.epochs],
-            "images": {"split": "test", "start": 0, "n": cfg.n_test_track},
-            "attack": run.tracking_attack.get("test", "")}
+            "images": {"split": "train (held out, never trained on)", "n": cfg.n_val},
+            "attack": run.tracking_attack.get("val", "")}
 
 
 def evaluate_run(run, settings: RobustEvalSettings | None = None, *, n_images: int | None = None,
-                 start: int | None = None, which: str = "best", device: str = "auto",
+                 start: int = 0, which: str = "best", device: str = "auto",
                  progress: bool = True) -> dict:
     """Evaluate a finished training run's `which` checkpoint; the record goes into `run.dir`.
 
     n_images: None = every test image from `start` on (the paper protocol with start=0).
-    start: first test image; None = right after the model-selection images (n_test_track) when
-    the test set has room for n_images there, else 0.
+    start: first test image.
     """
     from ..runs import RunError
 
@@ -225,17 +224,13 @@ def evaluate_run(run, settings: RobustEvalSettings | None = None, *, n_images: i
         raise RunError(f"run {run.dir} is not finished (no DONE file); finish it with train_or_load(config) "
                        "before evaluating its checkpoints")
     cfg = run.config
-    test_size = data.dataset_info(cfg.dataset).test_size
-    if start is None:
-        start = cfg.n_test_track if n_images is not None and cfg.n_test_track + n_images <= test_size else 0
     images = eval_slice(cfg.dataset, n_images, start)
     info = run.checkpoint_info(which)
     checkpoint = {"run": run.dir.name, "which": which, "epoch": info["epoch"],
                   "selection_metric": info["best"].get("metric")}
     selection = selection_description(run)
     extra = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model, "train_epochs": cfg.epochs,
-             "n_train": cfg.n_train, "selection": selection,
-             "overlaps_selection_images": start < cfg.n_test_track}
+             "n_train": cfg.n_train, "selection": selection}
     model = run.load_model(which, "cpu")
     return evaluate(model, images, settings, run.dir, checkpoint=checkpoint, extra=extra, device=device,
                     progress=progress)
