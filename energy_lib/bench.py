@@ -33,9 +33,13 @@ from . import data, losses, models
 from .config import TrainConfig, runs_root
 from .energy import marginal_energy, weat_weights
 
-# Dense bf16 / fp32 tensor-core peaks (TFLOP/s) of GPUs we know; unknown hardware gets no fraction.
-PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp32": 67.0}, "H200": {"bf16": 989.0, "fp32": 67.0},
-               "A100": {"bf16": 312.0, "fp32": 19.5}}
+# Dense peaks (TFLOP/s) of GPUs we know, first matching name wins; unknown hardware gets no
+# fraction. fp32 convolutions run on TF32 tensor cores when cuDNN allows TF32 (PyTorch's default),
+# so an fp32 row is compared with the TF32 peak then, with the plain fp32 peak otherwise.
+PEAK_TFLOPS = (("H100 PCIe", {"bf16": 756.0, "tf32": 378.0, "fp32": 51.0}),
+               ("H100", {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0}),
+               ("H200", {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0}),
+               ("A100", {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}))
 METHODS = ("sat", "trades", "weat_adv")
 
 
@@ -111,8 +115,10 @@ def reference_step(model, opt, x, y, cfg: TrainConfig, method: str) -> float:
 
 
 def reference_batches(images: data.ImageData, batch_size: int, seed: int, device):
+    # one loader worker, as the paper's main.py
     loader = torch.utils.data.DataLoader(_TransformDataset(images), batch_size=batch_size, shuffle=True,
-                                         num_workers=0, generator=torch.Generator().manual_seed(seed))
+                                         num_workers=1, persistent_workers=True,
+                                         generator=torch.Generator().manual_seed(seed))
     while True:
         for xb, yb in loader:
             yield xb.to(device), yb.to(device)
@@ -199,9 +205,14 @@ def time_steps(step, batches, n_warmup: int, n_steps: int, device) -> float:
 
 
 def hardware(device: torch.device) -> dict:
+    """Hardware, versions, the numerics flags in force, and the code's git commit."""
+    from .runs import _git_commit
+
     info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "python": platform.python_version()}
+            "python": platform.python_version(),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "git": _git_commit()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -210,8 +221,10 @@ def hardware(device: torch.device) -> dict:
 def _peak(device: torch.device, precision: str) -> float | None:
     if device.type != "cuda":
         return None
+    if precision == "fp32" and torch.backends.cudnn.allow_tf32:
+        precision = "tf32"
     name = torch.cuda.get_device_name(device)
-    return next((p[precision] for key, p in PEAK_TFLOPS.items() if key in name), None)
+    return next((p[precision] for key, p in PEAK_TFLOPS if key in name), None)
 
 
 def run_bench(bench: BenchConfig, progress: bool = True) -> dict:
@@ -271,8 +284,10 @@ def save_record(record: dict, out_dir: Path | None = None) -> Path:
 
 
 def load_records(directory: Path | None = None) -> list[dict]:
+    """Every bench record, oldest measurement first."""
     directory = Path(directory) if directory is not None else runs_root() / "bench"
-    return [json.loads(p.read_text()) for p in sorted(directory.glob("bench-*.json"))]
+    records = [json.loads(p.read_text()) for p in directory.glob("bench-*.json")]
+    return sorted(records, key=lambda r: r["measured_at"])
 
 
 def table(records: list[dict]):

@@ -77,7 +77,8 @@ def mean_over_ranks(values: dict, d: Dist) -> dict:
     if not d.enabled:
         return values
     keys = [k for k, v in values.items() if v is not None]
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    # on the process's device: NCCL reduces CUDA tensors only (gloo takes CPU ones)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=d.device)
     dist.all_reduce(t)
     return {**values, **{k: v / d.world_size for k, v in zip(keys, t.tolist())}}
 

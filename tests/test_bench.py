@@ -27,6 +27,8 @@ def test_bench_writes_a_complete_record(tmp_path):
         assert row["fraction_of_peak"] is None  # CPU: no known peak, so no made-up fraction
     assert all(r["ratio_to_reference"] == 1 for r in saved["rows"] if r["path"] == "reference")
     assert saved["hardware"]["torch"] == torch.__version__
+    assert saved["hardware"]["tf32_cudnn"] == torch.backends.cudnn.allow_tf32   # numerics in force
+    assert len(saved["hardware"]["git"]["commit"]) == 40                        # which code was measured
     assert len(bench.table(bench.load_records(tmp_path))) == 6
 
 
@@ -62,3 +64,17 @@ def test_fast_path_trains_like_the_reference(method):
         assert clean > 0.17 and robust > 0.12, accs
     assert abs(accs["reference"][0] - accs["energy_lib"][0]) < 0.08, accs
     assert abs(accs["reference"][1] - accs["energy_lib"][1]) < 0.08, accs
+
+
+def test_records_are_ordered_by_measurement_time_not_file_name(tmp_path):
+    base = {"config": {"model": "x"}, "hardware": {"threads": 2}, "rows": []}
+    for name, when in (("bench-a-gpu.json", "2026-11-23T00:00:00Z"), ("bench-z-cpu.json", "2026-11-22T00:00:00Z")):
+        (tmp_path / name).write_text(json.dumps({**base, "measured_at": when}))
+    assert [r["measured_at"][:10] for r in bench.load_records(tmp_path)] == ["2026-11-22", "2026-11-23"]
+
+
+def test_work_per_step_counts_forward_equivalents():
+    # PGD-10: 10 x (forward + input-gradient backward); SAT then 1 forward + 1 full backward (=3);
+    # TRADES-style: the clean softmax once, then clean and adversarial forward + backward
+    assert bench.forward_equivalents("sat", 10) == 23
+    assert bench.forward_equivalents("trades", 10) == 27 and bench.forward_equivalents("weat_adv", 10) == 27
