@@ -27,7 +27,7 @@ import io
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -337,14 +337,17 @@ class FidelityRecord:
     feature_layer: str
     weights: str
     torch_fidelity_version: str
+    scored: dict = field(default_factory=dict)   # what made the samples: model, init, sampler settings
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> Path:
+        from ..runs import atomic_write_text   # never half a record
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod
