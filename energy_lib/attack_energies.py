@@ -72,6 +72,7 @@ def _jobs(cfg: AttackEnergyConfig) -> list[tuple[str, float]]:
 def _run_attack(model, x, y, attack: str, eps: float, cfg: AttackEnergyConfig) -> torch.Tensor:
     if attack in AUTOATTACK_COMPONENTS:
         settings = autoattack.AutoAttackSettings(eps=eps, seed=cfg.seed, n_iter=cfg.aa_iters,
+                                                 n_target_classes=cfg.aa_target_classes,
                                                  n_queries=cfg.square_queries, attacks=(attack,))
         return autoattack.run_autoattack(model, x, y, settings=settings, batch_size=cfg.batch_size,
                                          chunk_size=x.shape[0], verbose=False).x_adv
@@ -120,3 +121,16 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["agrees"] = [None if EXPECTED_SHIFT_SIGN[a] == 0 else bool(s * EXPECTED_SHIFT_SIGN[a] > 0)
                        for s, a in zip(shift, table["attack"])]
     return table
+
+
+# Multi-step adversarial training yields robust models; single-step methods may have collapsed
+# (catastrophic overfitting), so they are not shown as "the robust model".
+ROBUST_METHODS = ("sat", "trades", "mart", "weat_nat", "weat_adv", "sat_der", "trades_der")
+
+
+def pick_robust_run(finished_runs, dataset: str):
+    """The finished multi-step AT run on `dataset` with the highest tracked PGD test accuracy
+    (its last epoch), or None. `finished_runs`: e.g. `runs.finished_runs()`."""
+    candidates = [r for r in finished_runs if r.config.dataset == dataset and r.config.method in ROBUST_METHODS
+                  and not r.metrics.empty]
+    return max(candidates, key=lambda r: r.metrics["test_acc_adv"].iloc[-1], default=None)

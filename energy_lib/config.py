@@ -9,9 +9,9 @@ same field names. The dataclass defaults ARE the `default` profile (what `make b
 * ``paper``   - the paper's full protocol, meant for a GPU.
 
 `Config.from_profile(profile, **values)` starts from the defaults, applies the profile, then every
-value that differs from its default (an explicit papermill ``-p`` or CLI flag) wins over the
-profile. To force a default-valued field under another profile, edit the profile or pass
-``overrides={...}``, which always wins.
+given value, which always wins (also when it equals the default). A chapter's parameters cell sets
+its fields to ``None``, meaning "the profile's value"; `Config.from_namespace` passes on only the
+names set to something else, i.e. what papermill's ``-p`` injected.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Config:
     @classmethod
     def from_profile(cls, profile: str = "default", overrides: Mapping[str, Any] | None = None,
                      **values: Any):
-        """Defaults < `PROFILES[profile]` < values that differ from the defaults < `overrides`."""
+        """Defaults < `PROFILES[profile]` < `values` and `overrides` (explicit values always win)."""
         if profile not in PROFILE_NAMES:
             raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
         known = set(cls.field_names())
@@ -58,16 +58,15 @@ class Config:
             )
         merged = cls.defaults()
         merged.update(cls.PROFILES.get(profile, {}))
-        defaults = cls.defaults()
-        merged.update({k: v for k, v in values.items() if k != "profile" and v != defaults[k]})
+        merged.update({k: v for k, v in values.items() if k != "profile"})
         merged.update(overrides or {})
         return cls(**merged)
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any], profile: str | None = None):
-        """Build from a notebook's globals(): picks the fields (and `profile`) out of it."""
+        """Build from a notebook's globals(): its fields that are not None win over the profile."""
         profile = profile if profile is not None else namespace.get("profile", "default")
-        values = {k: namespace[k] for k in cls.field_names() if k in namespace}
+        values = {k: namespace[k] for k in cls.field_names() if namespace.get(k) is not None}
         return cls.from_profile(profile, **values)
 
     @classmethod
@@ -121,18 +120,32 @@ class AttackEnergyConfig(Config):
     eps_grid: tuple = (2 / 255, 4 / 255, 8 / 255)  # for the interactive view (fast attacks only)
     autoattack: bool = True      # also run APGD-CE, APGD-T, FAB-T, Square individually
     aa_iters: int = 20           # APGD/FAB iterations (AutoAttack standard: 100)
+    aa_target_classes: int = 3   # APGD-T / FAB-T target classes (standard: 9; each costs a full attack)
     square_queries: int = 300    # Square queries (AutoAttack standard: 5000)
     batch_size: int = 100
     seed: int = 0
     device: str = "auto"
 
     PROFILES: ClassVar = {
-        "smoke": dict(n_images=16, steps=3, eps_grid=(8 / 255,), aa_iters=3, square_queries=20,
-                      batch_size=16),
+        "smoke": dict(n_images=16, steps=3, eps_grid=(8 / 255,), aa_iters=3, aa_target_classes=2,
+                      square_queries=20, batch_size=16),
         "default": {},
-        "paper": dict(n_images=10000, steps=10, aa_iters=100, square_queries=5000, batch_size=256,
-                      eps_grid=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
+        "paper": dict(n_images=10000, steps=10, aa_iters=100, aa_target_classes=9, square_queries=5000,
+                      batch_size=256, eps_grid=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
     }
+
+    def __post_init__(self):
+        from .data import dataset_info
+
+        dataset_info(self.dataset)
+        check_eps(self.step_size, "step_size")
+        for value in (self.eps, *self.eps_grid):
+            check_eps(value)
+            if value == 0:
+                raise ConfigError("eps must be positive: at eps = 0 there is no attack to compare with")
+        for key in ("n_images", "steps", "aa_iters", "aa_target_classes", "square_queries", "batch_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
 
 
 def runs_root() -> Path:
