@@ -122,15 +122,3 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
                        for s, a in zip(shift, table["attack"])]
     return table
 
-
-# Multi-step adversarial training yields robust models; single-step methods may have collapsed
-# (catastrophic overfitting), so they are not shown as "the robust model".
-ROBUST_METHODS = ("sat", "trades", "mart", "weat_nat", "weat_adv", "sat_der", "trades_der")
-
-
-def pick_robust_run(finished_runs, dataset: str):
-    """The finished multi-step AT run on `dataset` with the highest tracked PGD test accuracy
-    (its last epoch), or None. `finished_runs`: e.g. `runs.finished_runs()`."""
-    candidates = [r for r in finished_runs if r.config.dataset == dataset and r.config.method in ROBUST_METHODS
-                  and not r.metrics.empty]
-    return max(candidates, key=lambda r: r.metrics["test_acc_adv"].iloc[-1], default=None)

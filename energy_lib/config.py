@@ -278,6 +278,7 @@ class GenerationConfig(Config):
     kid_subset_size: int = 30         # torch-fidelity default 1000; must not exceed the sample counts
     robust_model: bool = True         # train/load a small robust model via energy_lib.runs when available
     robust_method: str = "sat"        # its training method (TrainConfig.method)
+    other_robust_runs: int = 1        # also sample from this many other finished multi-step runs in runs/ (best first)
     fidelity: bool = True             # compute FID/KID (needs Inception weights, see metrics.fidelity)
     snapshot_every: int = 2           # keep chain frames every k steps for the slider
     batch_size: int = 128
@@ -290,7 +291,7 @@ class GenerationConfig(Config):
         "default": {},
         "paper": dict(steps=50, n_fit_per_class=5000, local_k=200, n_energy_ref_per_class=5000,
                       n_per_class=8, n_fid_samples=10000, n_reference=50000, kid_subset_size=1000,
-                      snapshot_every=5, batch_size=200),
+                      snapshot_every=5, batch_size=200, other_robust_runs=3),
     }
 
     def __post_init__(self):
@@ -300,7 +301,7 @@ class GenerationConfig(Config):
         if not 0.0 < self.retained_variance <= 1.0:
             raise ConfigError(f"retained_variance={self.retained_variance} must be in (0, 1], e.g. 0.95 "
                               "(not 95: the official eval.py divides by 100, PAPER.md 2.8)")
-        for key in ("step_size", "noise_std", "pca_sigma", "tau", "gaussian_jitter", "momentum"):
+        for key in ("step_size", "noise_std", "pca_sigma", "tau", "gaussian_jitter", "momentum", "other_robust_runs"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be non-negative; got {getattr(self, key)}")
         for key in ("steps", "n_fit_per_class", "local_k", "n_energy_ref_per_class", "n_per_class",

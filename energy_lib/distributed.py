@@ -5,6 +5,10 @@ single-process loop. Under torchrun each process trains on its share of every gl
 (`data.BatchIterator(rank=, world_size=)`), gradients are averaged by DDP, and only rank 0 tracks
 energies and writes metrics and checkpoints; the others wait at a barrier. Backend: NCCL on GPUs,
 gloo on CPUs (what the tests use).
+
+BatchNorm is not synchronised (no SyncBatchNorm, as in the paper's single-GPU code): each process
+normalises its share of the global batch with its own statistics, and rank 0's running statistics
+are broadcast to all processes at the start of every epoch (`sync_buffers`).
 """
 from __future__ import annotations
 
@@ -70,6 +74,15 @@ def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
+
+
+def any_rank(flag: bool, d: Dist | None) -> bool:
+    """True on every process if `flag` is true on any (so that all of them stop together)."""
+    if d is None or not d.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=d.device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
 
 
 def mean_over_ranks(values: dict, d: Dist) -> dict:

@@ -249,6 +249,10 @@ ATTACK_DESCRIPTIONS = {
 }
 
 
+# Multi-step methods yield robust models; single-step ones may have collapsed (catastrophic
+# overfitting), so the chapters never present them as "the robust model".
+MULTI_STEP_METHODS = ("sat", "trades", "weat_nat", "weat_adv", "mart", "sat_der", "trades_der")
+
 # TrainConfig hyperparameters that only some methods read; the rest are reset by
 # TrainConfig.canonical() so that, e.g., der_beta does not change a SAT run's identity.
 METHOD_HYPERPARAMETERS = ("attack_steps", "beta", "der_beta", "der_gamma", "fgsm_alpha")

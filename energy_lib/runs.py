@@ -284,3 +284,13 @@ def finished_runs(root: Path | None = None) -> list[Run]:
             continue  # not a training run of this version (e.g. attack-energy caches, bench records)
         found.append((directory.stat().st_mtime, Run(cfg, directory.parent)))
     return [run for _, run in sorted(found, key=lambda item: item[0])]
+
+
+def robust_runs(finished: list[Run], dataset: str) -> list[Run]:
+    """The finished multi-step adversarial-training runs on `dataset`, best tracked PGD test
+    accuracy (last epoch) first. `finished`: e.g. `finished_runs()`."""
+    from .losses import MULTI_STEP_METHODS
+
+    found = [r for r in finished if r.config.dataset == dataset and r.config.method in MULTI_STEP_METHODS
+             and not r.metrics.empty]
+    return sorted(found, key=lambda r: r.metrics["test_acc_adv"].iloc[-1], reverse=True)

@@ -166,11 +166,12 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
 
 
 def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator, cfg: TrainConfig, epoch: int,
-                    progress: bool, run_dir, rank: int = 0) -> dict[str, float]:
+                    progress: bool, run_dir, dist: distributed.Dist | None = None) -> dict[str, float]:
     """One pass over the training batches; returns the epoch's training statistics."""
     from tqdm.auto import tqdm
 
     loss_fn = get_loss(cfg.method)
+    rank = dist.rank if dist is not None else 0
     ctx = StepContext(generator=epoch_generator(cfg, epoch, 0, rank),
                       autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None, epoch=epoch)
     model.train()
@@ -183,7 +184,8 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
         ctx.step = step
         out = loss_fn(train_model, xb, yb, cfg, ctx)
         loss_value = out.loss.item()   # one sync per step: cheap next to the attack's passes
-        if not math.isfinite(loss_value):
+        # under torchrun every process must stop together, or the others would hang in DDP's all-reduce
+        if distributed.any_rank(not math.isfinite(loss_value), dist):
             raise NonFiniteLossError(
                 f"training loss is {loss_value} at epoch {epoch + 1}, step {step} ({cfg.method}); training "
                 f"stopped and the last good checkpoint is kept in {run_dir} (last.pt = the last completed "
@@ -219,6 +221,8 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
     get_loss(cfg.method)   # fail on an unknown method before loading anything
     dist = distributed.setup(cfg.device)
     device = dist.device
+    if device.type == "cuda":   # fixed input shapes: let cuDNN pick the fastest kernels (recorded in env.json)
+        torch.backends.cudnn.benchmark = True
     progress = progress and dist.is_main
     td = load_training_data(cfg)
     num_classes = data.dataset_info(cfg.dataset).num_classes
@@ -253,8 +257,7 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
             distributed.sync_buffers(model, dist)
             t0 = time.perf_counter()
-            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir,
-                                    dist.rank)
+            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist)
             stats = distributed.mean_over_ranks(stats, dist)
             t_train = time.perf_counter() - t0
             if not dist.is_main:

@@ -61,20 +61,3 @@ def test_summary_table_signs_and_agreement():
     assert table.loc["pgd", "agrees"] and table.loc["apgd-t", "agrees"]
     assert table.loc["pgd_targeted_ce", "agrees"] is None
 
-
-def test_the_robust_model_of_chapter_1_is_the_best_multi_step_run_of_the_dataset():
-    from types import SimpleNamespace
-
-    import pandas as pd
-
-    from energy_lib.config import TrainConfig
-
-    def run(method, dataset, pgd):
-        return SimpleNamespace(config=TrainConfig(method=method, dataset=dataset),
-                               metrics=pd.DataFrame({"test_acc_adv": [0.05, pgd]}))
-
-    sat, trades = run("sat", "cifar10", 0.30), run("trades", "cifar10", 0.35)
-    fgsm = run("fgsm_rs", "cifar10", 0.60)          # single-step: possibly collapsed, never picked
-    other = run("weat_adv", "cifar100", 0.90)      # another dataset
-    assert attack_energies.pick_robust_run([sat, fgsm, trades, other], "cifar10") is trades
-    assert attack_energies.pick_robust_run([fgsm, other], "cifar10") is None

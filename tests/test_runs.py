@@ -163,3 +163,19 @@ def test_run_record_holds_config_env_and_tracking(store):
     assert "PGD-CE" in run.tracking_attack["test"] and "1 steps" in run.tracking_attack["test"]
     samples = run.tracked_samples
     assert len(samples) == 8 and (samples["Ey_nat"] >= samples["E_nat"] - 1e-4).all()
+
+
+def test_robust_runs_are_multi_step_runs_of_the_dataset_best_first():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    def run(method, dataset, pgd):
+        return SimpleNamespace(config=TrainConfig(method=method, dataset=dataset),
+                               metrics=pd.DataFrame({"test_acc_adv": [0.05, pgd]}))
+
+    sat, trades = run("sat", "cifar10", 0.30), run("trades", "cifar10", 0.35)
+    fgsm = run("fgsm_rs", "cifar10", 0.60)          # single-step: possibly collapsed, never offered
+    other = run("weat_adv", "cifar100", 0.90)      # another dataset
+    assert runs.robust_runs([sat, fgsm, trades, other], "cifar10") == [trades, sat]
+    assert runs.robust_runs([fgsm, other], "cifar10") == []
