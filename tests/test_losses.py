@@ -1,5 +1,6 @@
-"""Training losses: each trains, WEAT is the paper's formula, DER's dead zone and AAE masking,
-the WEAT/TRADES reductions of PAPER.md 5.1 item 4, and the one-cycle LR facts of item 8."""
+"""Training losses: each trains, WEAT is the paper's formula with no gradient through its weight,
+DER's dead zone and AAE masking, MART is its paper's formula, the WEAT/TRADES reductions of
+PAPER.md 5.1 item 4, and the one-cycle LR and momentum facts of item 8 / 3.3."""
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from energy_lib import attacks, data, losses, models
+from energy_lib import attacks, data, energy, losses, models
 from energy_lib.config import ConfigError, TrainConfig
 from energy_lib.train import make_optimizer
 
@@ -115,6 +116,55 @@ def test_weat_weights_carry_no_gradient(batch):
     assert not seen["w"].requires_grad
 
 
+def _flat_grad(loss, model):
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.parameters()))])
+
+
+@pytest.mark.parametrize("method,ce_on", [("weat_adv", "adv"), ("weat_nat", "nat")])
+def test_weat_gradient_does_not_flow_through_the_weight(method, ce_on, batch):
+    """PAPER.md 2.6: w(E(x)) is detached. The parameter gradient of the WEAT loss equals the gradient
+    with the same weight values fed in as constants, whether weight_fn detaches or not; and it
+    differs from the gradient of the same loss with the weight left in the graph (so this can fail)."""
+    x, y = batch[0][:16], batch[1][:16]
+    model = fresh_model()
+    loss_fn = losses.get_loss(method)
+
+    def run(**kw):   # a fresh copy each time: same parameters, BN running stats and attack seed
+        m = copy.deepcopy(model)
+        out = loss_fn(m, x, y, CFG, ctx(seed=5, **kw))
+        return out, _flat_grad(out.loss, m)
+
+    with torch.no_grad():   # the weight values beforehand: train-mode clean forward, as in _weat
+        w_const = energy.weat_weights(energy.marginal_energy(copy.deepcopy(model)(x)))
+    out_const, g_const = run(weight_fn=lambda e: w_const.clone())
+    out_default, g_default = run()                                  # energy.weat_weights
+    seen = {}
+
+    def attached(e):   # 1/softplus(|E|) still connected to the parameters
+        w = 1.0 / F.softplus(e.abs())
+        seen["requires_grad"] = w.requires_grad
+        return w
+
+    out_attached, g_attached = run(weight_fn=attached)
+    assert seen["requires_grad"], "weight_fn must receive the graph-connected energy for this test to mean anything"
+    e = energy.marginal_energy(model(x))
+    assert e.requires_grad and not energy.weat_weights(e).requires_grad
+    for out, g in [(out_default, g_default), (out_attached, g_attached)]:
+        assert torch.equal(out.x_adv, out_const.x_adv)
+        assert out.loss.item() == pytest.approx(out_const.loss.item(), rel=1e-6)
+        assert torch.allclose(g, g_const, rtol=1e-5, atol=1e-8), (g - g_const).abs().max()
+
+    # The same loss value with the weight NOT detached has a clearly different gradient.
+    m = copy.deepcopy(model)
+    logits_nat, logits_adv = m(x), m(out_const.x_adv)
+    w = 1.0 / F.softplus(energy.marginal_energy(logits_nat).abs())
+    ce = F.cross_entropy(logits_nat if ce_on == "nat" else logits_adv, y, reduction="none")
+    leaky = (w * (ce + CFG.beta * losses.kl_per_sample(logits_nat, logits_adv))).sum() / len(y)
+    assert leaky.item() == pytest.approx(out_const.loss.item(), rel=1e-6)
+    g_leaky = _flat_grad(leaky, m)
+    assert (g_leaky - g_const).norm() > 0.05 * g_const.norm()
+
+
 def test_der_dead_zone_and_excess():
     torch.manual_seed(0)
     nat = torch.randn(6, 10, dtype=torch.float64)
@@ -136,6 +186,79 @@ def test_der_is_zero_with_finite_gradient_when_x_adv_equals_x(batch):
     assert out.loss.item() == pytest.approx(F.cross_entropy(out.logits_adv, y).item(), abs=1e-6)
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_der_is_the_euclidean_excess_for_generic_delta_energies():
+    """PAPER.md 1.5 / 5.1 item 5 with ΔE(x) != ΔE(x,y): max(sqrt(ΔE(x)² + ΔE(x,y)²) − γ, 0), exactly
+    0 inside the γ-ball (boundary included) and the excess outside."""
+    g = torch.Generator().manual_seed(1)
+    nat = 3 * torch.randn(16, 10, dtype=torch.float64, generator=g)
+    adv = nat + torch.randn(16, 10, dtype=torch.float64, generator=g)
+    y = torch.arange(16) % 10
+    rows = torch.arange(16)
+    d_marginal = -torch.logsumexp(nat, 1) + torch.logsumexp(adv, 1)     # E(x) − E(x*)
+    d_joint = -nat[rows, y] + adv[rows, y]                              # E(x,y) − E(x*,y)
+    assert (d_marginal - d_joint).abs().min() > 1e-3                    # two different components
+    norm = (d_marginal ** 2 + d_joint ** 2).sqrt()
+    for gamma in [0.0, norm.median().item(), norm.max().item() + 0.5]:
+        pen = losses.der_penalty(nat, adv, y, gamma)
+        assert torch.allclose(pen, (norm - gamma).clamp(min=0), atol=1e-12)
+        inside = norm < gamma - 1e-9
+        assert (pen[inside] == 0).all() and (pen[norm > gamma + 1e-9] > 0).all()
+    on_boundary = losses.der_penalty(nat[:1], adv[:1], y[:1], norm[0].item())
+    assert on_boundary.abs().item() < 1e-12
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 3.0])
+def test_der_is_zero_for_any_gamma_when_x_adv_equals_x(gamma, batch):
+    x, y = batch[0][:8], batch[1][:8]
+    logits = fresh_model()(x).double()
+    pen = losses.der_penalty(logits, logits.detach().clone().requires_grad_(True), y, gamma)
+    assert torch.equal(pen, torch.zeros_like(pen))
+    (grad,) = torch.autograd.grad(pen.sum(), logits)
+    assert torch.isfinite(grad).all() and grad.abs().max() == 0
+    # the same through every DER method: ε = 0 forces x* = x, so DER adds nothing
+    for method in ("sat_der", "trades_der", "fgsm_rs_der"):
+        cfg = CFG.replace(method=method, eps=0.0, der_gamma=gamma, der_beta=5.0)
+        out = losses.get_loss(method)(fresh_model(), x, y, cfg, ctx())
+        assert torch.equal(out.x_adv, x) and out.extras["der"].item() == 0.0, method
+
+
+def test_mart_matches_its_paper_formula(batch, monkeypatch):
+    """Wang et al. 2020 / PAPER.md 2.6b, recomputed in float64 from the logits for a fixed x*:
+    mean[CE(f(x*), y) − log(1.0001 − max_{k≠y} p_k(x*))] + β·mean[KL(p(x) ‖ p(x*))·(1 − p_y(x))]."""
+    import numpy as np
+
+    x, _ = batch
+    model = fresh_model()
+    with torch.no_grad():                 # sharper than at init: p far from uniform, KL far from symmetric
+        model.head[-1].weight.mul_(10)
+        model.head[-1].bias.mul_(10)
+    g = torch.Generator().manual_seed(11)
+    x_adv = (x + CFG.eps * torch.randn(x.shape, generator=g).sign()).clamp(0, 1)
+    monkeypatch.setattr(losses, "pgd_ce_attack", lambda *a, **k: x_adv)
+    with torch.no_grad():                 # train mode, like the loss (BN batch statistics)
+        nat, adv = model(x).double().numpy(), model(x_adv).double().numpy()
+    # labels: y = argmax p(x*) for half the batch (then max_{k≠y} is the runner-up), another class otherwise
+    top = adv.argmax(1)
+    y_np = np.where(np.arange(len(x)) % 2 == 0, top, (top + 1 + np.arange(len(x)) % 9) % 10)
+    y = torch.from_numpy(y_np)
+    out = losses.mart_loss(model, x, y, CFG.replace(method="mart", beta=6.0), ctx())
+    assert torch.equal(out.x_adv, x_adv)
+
+    def softmax(a):
+        e = np.exp(a - a.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    rows = np.arange(len(x))
+    p_nat, p_adv = softmax(nat), softmax(adv)
+    others = p_adv.copy()
+    others[rows, y_np] = -np.inf
+    bce = -np.log(p_adv[rows, y_np]) - np.log(1.0001 - others.max(1))
+    kl = (p_nat * (np.log(p_nat) - np.log(p_adv))).sum(1)
+    expected = bce.mean() + 6.0 * (kl * (1.0 - p_nat[rows, y_np])).mean()
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    assert out.extras["kl"].item() == pytest.approx(kl.mean(), rel=1e-4)
 
 
 def test_fgsm_rs_with_start_reproduces_attacks_fgsm(batch):
@@ -177,14 +300,19 @@ def test_single_step_der_has_zero_gradient_for_non_aae_samples(batch, monkeypatc
 
 
 def test_onecycle_schedule_paper_5_1_item_8():
-    cfg = TrainConfig(epochs=100, lr=0.1, device="cpu")
+    """PAPER.md 3.3 / 5.1 item 8: LR 0.004 -> 0.1 at 25% -> 4e-7, and OneCycleLR's momentum cycling
+    0.95 -> 0.85 -> 0.95 of SGD (overriding the nominal 0.9), through the paper profile's config."""
+    cfg = TrainConfig.from_profile("paper", overrides={"device": "cpu"})
+    assert (cfg.epochs, cfg.schedule, cfg.lr, cfg.pct_start, cfg.momentum) == (100, "onecycle", 0.1, 0.25, 0.9)
     model = torch.nn.Linear(2, 2)
     opt, sched = make_optimizer(model, cfg, steps_per_epoch=391)   # floor(50000/128)+1
-    lrs = [sched.get_last_lr()[0]]
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["weight_decay"] == 5e-4
+    lrs, moms = [sched.get_last_lr()[0]], [opt.param_groups[0]["momentum"]]
     for _ in range(100 * 391 - 1):
         opt.step()
         sched.step()
         lrs.append(sched.get_last_lr()[0])
+        moms.append(opt.param_groups[0]["momentum"])
     assert lrs[0] == pytest.approx(0.004)
     peak = max(range(len(lrs)), key=lrs.__getitem__)
     assert lrs[peak] == pytest.approx(0.1)
@@ -193,3 +321,11 @@ def test_onecycle_schedule_paper_5_1_item_8():
     # the LR at epoch boundaries quoted in PAPER.md 3.3
     for epoch, lr in [(10, 0.037), (50, 0.075), (75, 0.025), (90, 0.0043)]:
         assert lrs[epoch * 391] == pytest.approx(lr, rel=0.05)
+    # momentum: 0.95 at the start, its minimum 0.85 exactly at the LR peak, back to 0.95 at the end
+    assert moms[0] == pytest.approx(0.95) and moms[-1] == pytest.approx(0.95, abs=1e-6)
+    assert moms[peak] == pytest.approx(0.85)
+    assert min(range(len(moms)), key=moms.__getitem__) == peak
+    assert min(moms) == pytest.approx(0.85) and max(moms) == pytest.approx(0.95)
+    assert moms[peak // 2] == pytest.approx(0.90, abs=2e-3)          # cosine: halfway down at half the warm-up
+    assert all(a >= b for a, b in zip(moms[:peak], moms[1:peak + 1]))  # falls while the LR rises ...
+    assert all(a <= b for a, b in zip(moms[peak:-1], moms[peak + 1:]))  # ... and rises while it falls
