@@ -45,9 +45,18 @@ class CheckpointError(RunError):
     pass
 
 
+# Fields that do not define a run: `name` only picks the directory, and `device` only where it
+# runs (a run trained on one device is reused, or resumed, on another).
+NOT_IDENTITY = ("name", "device")
+
+
+def identity(cfg: TrainConfig) -> dict:
+    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IDENTITY}
+
+
 def config_hash(cfg: TrainConfig) -> str:
-    """Short hash of every field except `name` (which only picks the directory)."""
-    values = {k: v for k, v in cfg.to_dict().items() if k != "name"}
+    """Short hash of the fields that define the run (`identity`)."""
+    values = identity(cfg)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -209,8 +218,8 @@ class Run:
         """Create the directory, or check that an existing one holds this very config."""
         cfg_path = self.dir / "config.json"
         if cfg_path.is_file():
-            stored = json.loads(cfg_path.read_text())
-            wanted = json.loads(self.config.to_json())
+            stored = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k not in NOT_IDENTITY}
+            wanted = json.loads(json.dumps(identity(self.config)))
             if stored != wanted:
                 diff = {k: (stored.get(k), wanted.get(k)) for k in sorted(set(stored) | set(wanted))
                         if stored.get(k) != wanted.get(k)}

@@ -179,3 +179,10 @@ def test_robust_runs_are_multi_step_runs_of_the_dataset_best_first():
     other = run("weat_adv", "cifar100", 0.90)      # another dataset
     assert runs.robust_runs([sat, fgsm, trades, other], "cifar10") == [trades, sat]
     assert runs.robust_runs([fgsm, other], "cifar10") == []
+
+
+def test_where_a_run_trains_is_not_part_of_its_identity(store):
+    first = train_or_load(TINY1, progress=False)
+    again = train_or_load(TINY1.replace(device="auto"), progress=False)   # reused, not retrained
+    assert again.dir == first.dir and again.done
+    assert len(again.env["sessions"]) == 1
