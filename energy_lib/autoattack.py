@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .attacks import eval_mode, predict_logits
+from .attacks import _check_inputs, eval_mode, predict_logits
 from .config import ConfigError, check_eps
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -49,7 +49,7 @@ class AutoAttackResult:
     clean_accuracy: float
     robust_accuracy: float
     accuracy_after: dict = field(default_factory=dict)   # attack -> robust accuracy after it
-    seconds: dict = field(default_factory=dict)          # attack -> wall time
+    seconds: dict = field(default_factory=dict)          # attack -> wall time (0.0: no points left)
     n_images: int = 0
     settings: dict = field(default_factory=dict)
 
@@ -121,6 +121,7 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     accuracy-only evaluation turns it off: the state file then holds masks, not 120 MB of images.
     """
     settings = settings or AutoAttackSettings()
+    _check_inputs(x, y, settings.eps)  # same checks and messages as the PGD attacks, before any work
     device = x.device
     _show_logging(verbose)
     state_path = Path(state_path) if state_path is not None else None
@@ -154,6 +155,7 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 state["seconds"][attack] = state["seconds"].get(attack, 0.0) + time.time() - t0
                 if state_path is not None:
                     _save_atomic(state, state_path)
+            state["seconds"].setdefault(attack, 0.0)  # no robust points left: the attack did not run
             state["accuracy_after"][attack] = state["robust"].float().mean().item()
             state["done"].append(attack)
             state["pending"] = None

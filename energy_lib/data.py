@@ -6,7 +6,8 @@ mean/std normalisation anywhere).
 
 Where data comes from, in order:
 1. the offline folder `$ENERGY_DATA` (the project's shipped real CIFAR files, see
-   `../shared/data/README.md`), when it holds enough images for the request;
+   `../shared/data/README.md`), when it holds enough images for the request (n=None, the whole
+   split, only when the file holds the complete split: a partial copy is never returned as if whole);
 2. torchvision's loaders under `$ENERGY_TORCHVISION_ROOT` (default `~/.cache/energy_lib/datasets`),
    downloading when the network allows;
 3. otherwise a `DataNotFoundError` naming the paths that were tried and how to fill them.
@@ -113,19 +114,37 @@ def _from_hwc(x: np.ndarray, y: np.ndarray, name: str, split: str, source: str) 
     return ImageData(x_t, torch.from_numpy(np.asarray(y, dtype=np.int64)), name, split, source)
 
 
-def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
+def _offline_count(name: str, split: str) -> tuple[Path, int] | None:
+    """(path, number of images) of the offline file for a split, or None when there is none."""
     root = offline_dir()
     if root is None or (name, split) not in OFFLINE_FILES:
         return None
-    rel, xkey, ykey = OFFLINE_FILES[(name, split)]
+    rel, _, ykey = OFFLINE_FILES[(name, split)]
     path = root / rel
     if not path.is_file():
         return None
     with np.load(path) as archive:
-        available = archive[ykey].shape[0]
-        if n is not None and n > available:
-            return None
-        stop = available if n is None else n
+        return path, int(archive[ykey].shape[0])
+
+
+def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
+    """The first n images from the offline file, or None when it does not hold them.
+
+    n=None means the whole split: an offline file holding only part of it is not used, so a
+    partial copy is never returned as if it were the complete dataset."""
+    found = _offline_count(name, split)
+    if found is None:
+        return None
+    path, available = found
+    info = dataset_info(name)
+    size = info.train_size if split == "train" else info.test_size
+    if n is None and available < size:
+        return None
+    if n is not None and n > available:
+        return None
+    _, xkey, ykey = OFFLINE_FILES[(name, split)]
+    stop = available if n is None else n
+    with np.load(path) as archive:
         return _from_hwc(archive[xkey][:stop], archive[ykey][:stop], name, split, f"offline:{path}")
 
 
@@ -150,24 +169,54 @@ def _load_torchvision(name: str, split: str, download: bool) -> ImageData:
 
 
 def _load_tiny_imagenet(root: Path, split: str) -> ImageData:
-    """Tiny-ImageNet from its standard folder layout `tiny-imagenet-200/` (no download exists)."""
+    """Tiny-ImageNet from its standard folder layout `tiny-imagenet-200/` (no download exists).
+
+    Labels are indices into the sorted wnids; train images come class by class (sorted wnids),
+    each class's files sorted by name; val images in the order of val_annotations.txt."""
     base = root / "tiny-imagenet-200"
+    layout = "wnids.txt, train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt"
+    fix = (f"Download tiny-imagenet-200.zip from the CS231n site and unzip it under {root} "
+           "(or set ENERGY_TORCHVISION_ROOT).")
     if not (base / "wnids.txt").is_file():
         raise DataNotFoundError(
-            f"Tiny-ImageNet not found: expected the standard folder layout at {base} "
-            "(wnids.txt, train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt). "
-            "Download tiny-imagenet-200.zip from the CS231n site and unzip it under "
-            f"{root} (or set ENERGY_TORCHVISION_ROOT)."
-        )
+            f"Tiny-ImageNet not found: expected the standard folder layout at {base} ({layout}). {fix}")
+
+    def missing(path: Path, what: str) -> DataNotFoundError:
+        return DataNotFoundError(f"Tiny-ImageNet at {base} is incomplete: {what} {path} is missing "
+                                 f"(the standard layout has {layout}). {fix}")
+
     from PIL import Image
 
     wnids = (base / "wnids.txt").read_text().split()
+    if not wnids:
+        raise DataNotFoundError(f"Tiny-ImageNet at {base} is incomplete: {base / 'wnids.txt'} is empty. {fix}")
     index = {w: i for i, w in enumerate(sorted(wnids))}
     if split == "train":
-        items = [(p, index[w]) for w in sorted(wnids) for p in sorted((base / "train" / w / "images").glob("*.JPEG"))]
+        items = []
+        for w in sorted(wnids):
+            folder = base / "train" / w / "images"
+            if not folder.is_dir():
+                raise missing(folder, "folder")
+            items += [(p, index[w]) for p in sorted(folder.glob("*.JPEG"))]
     else:
-        rows = [line.split("\t") for line in (base / "val" / "val_annotations.txt").read_text().splitlines() if line]
-        items = [(base / "val" / "images" / r[0], index[r[1]]) for r in rows]
+        annotations, images = base / "val" / "val_annotations.txt", base / "val" / "images"
+        if not annotations.is_file():
+            raise missing(annotations, "file")
+        if not images.is_dir():
+            raise missing(images, "folder")
+        rows = [line.split("\t") for line in annotations.read_text().splitlines() if line.strip()]
+        malformed = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
+        if malformed:
+            raise DataNotFoundError(f"{annotations} is malformed (no tab-separated class on line {malformed[0]}). {fix}")
+        unknown = sorted({r[1] for r in rows} - index.keys())
+        if unknown:
+            raise DataNotFoundError(f"{annotations} names classes not in wnids.txt: {', '.join(unknown[:5])}. {fix}")
+        items = [(images / r[0], index[r[1]]) for r in rows]
+        for p, _ in items:
+            if not p.is_file():
+                raise missing(p, "image")
+    if not items:
+        raise DataNotFoundError(f"Tiny-ImageNet at {base} has no {split} images. {fix}")
     x = np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in items])
     return _from_hwc(x, np.array([c for _, c in items]), "tiny-imagenet", split, f"folder:{base}")
 
@@ -190,11 +239,20 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
     except Exception as err:  # no network, missing files, corrupt archive
         off = offline_dir()
         hint = OFFLINE_FILES.get((name, split))
-        offline_msg = (
-            f"the offline folder ENERGY_DATA={off} has no {hint[0]} with {n or 'all'} images"
-            if off and hint else "ENERGY_DATA is not set (point it at the project's shipped data folder)"
-            if hint else f"no offline copy of {name} exists"
-        )
+        found = _offline_count(name, split)
+        if found is not None:
+            path, available = found
+            offline_msg = (
+                f"the offline copy {path} is partial: it holds {available} of the {size} {split} images"
+                + (f" (n={n} requested)" if n is not None else "")
+                + f"; pass n=<k> with k <= {available} to load the first k images from it"
+            )
+        elif off and hint:
+            offline_msg = f"the offline folder ENERGY_DATA={off} has no {hint[0]}"
+        elif hint:
+            offline_msg = "ENERGY_DATA is not set (point it at the project's shipped data folder)"
+        else:
+            offline_msg = f"no offline copy of {name} exists"
         raise DataNotFoundError(
             f"{name} ({split}) is not available: {offline_msg}, and torchvision could not load or download "
             f"it into {torchvision_root()} ({type(err).__name__}: {err}). Connect to the network once, or "

@@ -21,7 +21,10 @@ def test_itemised_result_is_consistent(setup):
     accs = [res.clean_accuracy] + [res.accuracy_after[a] for a in QUICK.attacks]
     assert accs == sorted(accs, reverse=True)           # each attack only removes robust points
     assert res.robust_accuracy == accs[-1] < res.clean_accuracy
-    assert set(res.seconds) <= set(QUICK.attacks) and all(t >= 0 for t in res.seconds.values())
+    assert set(res.seconds) == set(QUICK.attacks) and all(t >= 0 for t in res.seconds.values())
+    before = dict(zip(QUICK.attacks, accs[:-1]))  # robust accuracy each attack started from
+    assert all(res.seconds[a] == 0.0 for a in QUICK.attacks if before[a] == 0)  # nothing left to attack: 0 s
+    assert any(before[a] == 0 for a in QUICK.attacks)  # (the 12-image quick run does reach that case)
     assert (res.x_adv - x).abs().max() <= QUICK.eps + 1e-6 and 0 <= res.x_adv.min() and res.x_adv.max() <= 1
     assert res.record()["settings"]["standard"] is False
 
@@ -50,3 +53,19 @@ def test_state_file_for_other_inputs_is_refused(setup, tmp_path):
     state.write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match="unreadable"):
         autoattack.run_autoattack(model, x, y, settings=QUICK, state_path=state, verbose=False)
+
+
+def test_bad_inputs_fail_clearly_before_any_work(setup, tmp_path):
+    """The same checks and messages as the PGD attacks (attacks._check_inputs); no state file is made."""
+    model, x, y = setup
+    state = tmp_path / "aa_state.pt"
+    with pytest.raises(ValueError, match="labels must have shape"):
+        autoattack.run_autoattack(model, x, y[:3], settings=QUICK, state_path=state, verbose=False)
+    with pytest.raises(ValueError, match="in \\[0,1\\]"):
+        autoattack.run_autoattack(model, x * 255, y, settings=QUICK, state_path=state, verbose=False)
+    with pytest.raises(ValueError, match="images must have shape \\(N, C, H, W\\)"):
+        autoattack.run_autoattack(model, x[0], y[:1], settings=QUICK, state_path=state, verbose=False)
+    with pytest.raises(ConfigError, match="outside \\[0, 1\\]"):
+        autoattack.run_autoattack(model, x, y, settings=autoattack.AutoAttackSettings(eps=8, n_iter=2),
+                                  state_path=state, verbose=False)
+    assert not state.exists()
