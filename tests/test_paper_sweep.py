@@ -90,3 +90,22 @@ def test_allow_cpu_or_a_cpu_profile_goes_on_to_the_data_check(args, no_work, mon
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(Reached, match="check_data"):
         paper_sweep.main(["--datasets", "cifar10", "--methods", "sat", "--device", "cpu", *args])
+
+
+def test_data_check_asks_for_every_image_the_plan_needs(monkeypatch, tmp_path):
+    """Offline, the paper protocol's full CIFAR-10 test set is missing (1017 of 10000 images ship):
+    the sweep must stop before training and say so, while a CPU-sized plan passes."""
+    from energy_lib import data
+
+    def no_torchvision(*args, **kwargs):
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(data, "_load_torchvision", no_torchvision)
+
+    def plan(profile):
+        cfg = WeatDerConfig.from_profile(profile, overrides={"methods": ("sat",)})
+        return [(cfg, "sat", cfg.train_config("sat", profile))]
+
+    paper_sweep.check_data(plan("smoke"))                     # 128 + 32 train images, 16 test images
+    with pytest.raises(SystemExit, match=r"cifar10 test: .*partial.*1017 of the 10000"):
+        paper_sweep.check_data(plan("paper"))

@@ -44,14 +44,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_data(datasets) -> None:
-    """Fail before any training when a dataset is missing, naming all of them."""
+def check_data(plan) -> None:
+    """Fail before any training when a dataset is missing or only partly available, naming all of
+    them: every split is loaded with as many images as the plan's runs and evaluations need."""
+    needs = {}
+    for cfg, _, tcfg in plan:
+        train_n = None if tcfg.n_train is None else tcfg.n_train + tcfg.n_val
+        needs.setdefault(cfg.dataset, {"train": train_n, "test": cfg.n_eval})
     missing = []
-    for name in datasets:
-        try:
-            load_dataset(name, "test", n=1)
-        except DataNotFoundError as err:
-            missing.append(f"- {name}: {err}")
+    for name, splits in needs.items():
+        for split, n in splits.items():
+            try:
+                load_dataset(name, split, n=n)
+            except DataNotFoundError as err:
+                missing.append(f"- {name} {split}: {err}")
     if missing:
         raise SystemExit("datasets not available (drop them with --datasets, or provide them):\n" + "\n".join(missing))
 
@@ -68,7 +74,8 @@ def main(argv=None) -> int:
         plan += [(cfg, method, cfg.train_config(method, args.profile)) for method in cfg.methods]
     print(f"{len(plan)} runs ({args.profile} profile) in {runs_root()}:")
     for _, _, tcfg in plan:
-        print(f"  {run_dir(tcfg).name}  {'(done)' if (run_dir(tcfg) / 'DONE').is_file() else ''}")
+        directory = run_dir(tcfg.canonical())   # where train_or_load puts it
+        print(f"  {directory.name}  {'(done)' if (directory / 'DONE').is_file() else ''}")
     if args.dry_run:
         return 0
     device = resolve_device(args.device)
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
         raise SystemExit("the paper profile needs a GPU (ResNet-18, 100 epochs, AutoAttack standard on full test "
                          "sets); none was found. Use --profile smoke/default to try the pipeline on a CPU, or "
                          "--allow-cpu to insist.")
-    check_data(args.datasets)
+    check_data(plan)
     records = []
     for i, (cfg, method, tcfg) in enumerate(plan, 1):
         t0 = time.perf_counter()
