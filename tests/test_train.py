@@ -58,15 +58,17 @@ def test_cli_trains_into_the_run_store(tmp_path, monkeypatch, capsys):
 def test_trades_aligns_energies_better_than_sat_on_real_cifar10(tmp_path, monkeypatch):
     """PAPER.md 5.2 item 3: after short training on the same real subset and seed, the training-set
     |mean ΔE(x)| of TRADES is below SAT's (each measured with its own training attack).
-    Measured (2026-11, CPU): SAT 0.368, 0.041, 0.063 over the last 3 epochs; TRADES stays below 0.04."""
+    Every training image is tracked, and |ΔE| is averaged over the second half of training: on
+    64 tracked images and 8 epochs both were noise around 0 and the order flipped with the subset.
+    Measured (2026-11, CPU): SAT 0.065, TRADES 0.013."""
     monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
     base = TrainConfig.from_profile("smoke", overrides=dict(
-        n_train=256, batch_size=32, epochs=8, schedule="constant", lr=0.05, attack_steps=2,
-        n_train_track=64, n_test_track=32, n_track_samples=16, track_attack_steps=1, device="cpu"))
+        n_train=256, batch_size=32, epochs=16, schedule="constant", lr=0.05, attack_steps=2,
+        n_train_track=256, n_test_track=32, n_track_samples=16, track_attack_steps=1, device="cpu"))
     sat = train_or_load(base.replace(method="sat"), progress=False).metrics
     trades = train_or_load(base.replace(method="trades"), progress=False).metrics
-    # |mean ΔE(x)| averaged over the last 3 epochs (one epoch alone is noisy on 64 tracked images)
-    assert trades["train_dE_mean"].abs().iloc[-3:].mean() < sat["train_dE_mean"].abs().iloc[-3:].mean()
+    late = slice(base.epochs // 2, None)
+    assert trades["train_dE_mean"].abs().iloc[late].mean() < sat["train_dE_mean"].abs().iloc[late].mean()
     assert sat["train_acc_adv"].iloc[-1] > 0.15      # SAT actually learned something on its own x*
 
 
