@@ -119,3 +119,16 @@ def test_unfinished_run_and_bad_values_are_refused(tmp_path):
         robust.RobustEvalSettings(eps=8)
     with pytest.raises(ConfigError, match="has 10000"):
         robust.eval_slice("cifar10", 20, start=9990)
+
+
+def test_complete_records_are_published_and_read_back_for_the_book(run, tmp_path):
+    from energy_lib import tables
+
+    rec = robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False)   # reused, not recomputed
+    path = robust.publish(rec, tmp_path / "published")
+    assert path.parent.name == run.dir.name
+    back = robust.load_records(tmp_path / "published")
+    assert [r["key"] for r in back] == [rec["key"]] and _without_times(back[0]) == _without_times(rec)
+    assert len(tables.comparison_table(back)) >= 1                  # chapter 4's table is built from them
+    with pytest.raises(ValueError, match="not complete"):
+        robust.publish({**rec, "complete": False}, tmp_path / "published")

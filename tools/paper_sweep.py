@@ -11,7 +11,9 @@ and AutoAttack state file (`metrics.robust`). Just run the same command again.
     python tools/paper_sweep.py --dry-run                         # the plan: run directories, no work
     python tools/paper_sweep.py --profile smoke --device cpu      # the pipeline end to end in minutes
 
-Outputs: the run store ($ENERGY_RUNS, default runs/) and <out>/results.md, comparison.md, comparison.csv.
+Outputs: the run store ($ENERGY_RUNS, default runs/), a copy of every complete evaluation record in
+runs/published/ (tracked in git: commit it and chapter 4 shows the numbers), and <out>/results.md,
+comparison.md, comparison.csv.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
         run = train_or_load(tcfg, progress=True)
         print(f"[{i}/{len(plan)}] evaluate {run.dir.name}", flush=True)
         rec = robust.evaluate_run(run, cfg.eval_settings(), n_images=cfg.n_eval, device=args.device, progress=True)
+        robust.publish(rec)   # runs/published/ is tracked in git: commit it to show the numbers in the book
         records.append(rec)
         print(f"    {rec['accuracy']}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     out = args.out or runs_root() / f"paper_tables-{args.profile}"

@@ -248,3 +248,23 @@ def load_records(root: Path | None = None, complete_only: bool = True) -> list[d
             rec["path"] = str(path)
             out.append(rec)
     return out
+
+
+def published_dir() -> Path:
+    """`<run store>/published/`: complete evaluation records kept in git (the run directories, with
+    their checkpoints, are not), so a GPU sweep's numbers reach the published book."""
+    from ..config import runs_root
+
+    return runs_root() / "published"
+
+
+def publish(rec: dict, directory: Path | None = None) -> Path:
+    """Copy a complete evaluation record to `published_dir()/<run>/` (same layout as the run store,
+    so `load_records(published_dir())` reads it back). Returns the written path."""
+    if not rec.get("complete"):
+        raise ValueError(f"record {rec.get('key')} is not complete; only finished evaluations are published")
+    directory = Path(directory) if directory is not None else published_dir()
+    out = record_path(directory / rec["checkpoint"]["run"], rec["key"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(out, {k: v for k, v in rec.items() if k != "path"})
+    return out
