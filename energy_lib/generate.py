@@ -200,7 +200,8 @@ class SGLDResult:
 
     stopped_at[i] = the step at which chain i was frozen by adaptive stopping, or `steps` if never.
     trace: (steps + 1, B) energies E(x_n, y), n = 0..steps (frozen chains repeat their value).
-    frames: {step: (B, C, H, W) images} at the requested snapshot steps.
+    frames: {step: (F, C, H, W) images} at the requested snapshot steps, of the chains
+    `frame_chains` (indices into x; all chains unless `snapshot_chains` was given).
     """
 
     x: torch.Tensor
@@ -209,19 +210,22 @@ class SGLDResult:
     stopped_at: torch.Tensor
     trace: torch.Tensor | None = None
     frames: dict[int, torch.Tensor] = field(default_factory=dict)
+    frame_chains: torch.Tensor | None = None
 
 
 def sgld_sample(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, *, step_size: float = 0.8,
                 steps: int = 50, noise_std: float = 0.001, noise_alpha: float | None = None,
                 momentum: float = 0.5, step_clip: float = 1.0, ref_energy: torch.Tensor | None = None,
                 tau: float | None = None, trace: bool = False, snapshot_steps: Sequence[int] = (),
-                batch_size: int = 128, generator: torch.Generator | None = None,
+                snapshot_chains: torch.Tensor | None = None, batch_size: int = 128, generator: torch.Generator | None = None,
                 progress: bool = True) -> SGLDResult:
     """Run fresh SGLD chains from x0 (B, C, H, W) towards labels y on the model's device, in batches.
 
     Adaptive stopping is on when `ref_energy` (Ē per class, shape (K,)) and `tau` are given: a chain
     whose energy satisfies (E(x_n, y) - Ē_y)² < τ is frozen at x_n for the rest of the run.
     Noise is drawn on the CPU from `generator`, so a seed gives the same chains on CPU and GPU.
+    snapshot_chains: indices of the chains whose frames are kept (default: all; frames of
+    thousands of chains take gigabytes).
     """
     if x0.ndim != 4 or y.shape != (x0.shape[0],):
         raise ValueError(f"x0 must be (B, C, H, W) with labels (B,); got {tuple(x0.shape)} and {tuple(y.shape)}")
@@ -235,6 +239,8 @@ def sgld_sample(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, *, st
     snapshot_steps = sorted(set(int(s) for s in snapshot_steps if 0 <= s <= steps))
     xs, es, stops, traces = [], [], [], []
     frames: dict[int, list[torch.Tensor]] = {s: [] for s in snapshot_steps}
+    in_frames = torch.zeros(x0.shape[0], dtype=torch.bool)
+    in_frames[snapshot_chains if snapshot_chains is not None else slice(None)] = True
     bar = tqdm(total=steps * math.ceil(x0.shape[0] / batch_size), desc="SGLD", unit="step",
                disable=not progress, leave=False)
     with eval_mode(model):
@@ -248,7 +254,7 @@ def sgld_sample(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, *, st
             energies = []
             for n in range(steps + 1):
                 if n in frames:
-                    frames[n].append(x.cpu())
+                    frames[n].append(x.cpu()[in_frames[start:start + batch_size]])
                 if n == steps:  # final energies (no update)
                     with torch.no_grad():
                         energy = joint_energy(model(x), yb)
@@ -278,6 +284,7 @@ def sgld_sample(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, *, st
         x=torch.cat(xs), y=y.cpu(), energy=torch.cat(es), stopped_at=torch.cat(stops),
         trace=torch.cat(traces, dim=1) if trace else None,
         frames={s: torch.cat(f) for s, f in frames.items()},
+        frame_chains=torch.nonzero(in_frames).flatten(),
     )
 
 

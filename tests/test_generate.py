@@ -68,6 +68,13 @@ def test_sgld_sample_follows_the_recursion_with_momentum():
         x = (x + v).clamp(0, 1)
     torch.testing.assert_close(res.x, x)
     torch.testing.assert_close(res.energy, -model(x).gather(1, y[:, None]).squeeze(1).detach())
+    # frames of chosen chains only (the chapter keeps those of its grids), across batch boundaries
+    part = sgld_sample(model, x0, y, step_size=eta, steps=steps, noise_std=0.0, momentum=zeta,
+                       snapshot_steps=range(steps + 1), snapshot_chains=torch.tensor([1, 4]), batch_size=2,
+                       progress=False)
+    assert part.frame_chains.tolist() == [1, 4]
+    for n in range(steps + 1):
+        torch.testing.assert_close(part.frames[n], res.frames[n][[1, 4]])
     assert res.trace.shape == (steps + 1, 5)
 
 
