@@ -71,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data import DataNotFoundError
-    from .runs import RunError, run_dir, train_or_load
+    from .runs import RunError
 
     args = build_parser().parse_args(argv)
     try:

@@ -121,4 +121,3 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["agrees"] = [None if EXPECTED_SHIFT_SIGN[a] == 0 else bool(s * EXPECTED_SHIFT_SIGN[a] > 0)
                        for s, a in zip(shift, table["attack"])]
     return table
-

@@ -85,6 +85,11 @@ class Config:
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
 
+    def _check_positive(self, *keys: str) -> None:
+        for key in keys:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+
 
 def resolve_device(device: str) -> torch.device:
     """'auto' picks CUDA when present; anything else must be a device torch understands."""
@@ -143,9 +148,7 @@ class AttackEnergyConfig(Config):
             check_eps(value)
             if value == 0:
                 raise ConfigError("eps must be positive: at eps = 0 there is no attack to compare with")
-        for key in ("n_images", "steps", "aa_iters", "aa_target_classes", "square_queries", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        self._check_positive("n_images", "steps", "aa_iters", "aa_target_classes", "square_queries", "batch_size")
 
 
 def runs_root() -> Path:
@@ -223,9 +226,7 @@ class TrainConfig(Config):
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
-        for key in ("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        self._check_positive("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples")
         if self.n_track_samples > self.n_train_track:
             raise ConfigError(f"n_track_samples ({self.n_track_samples}) must not exceed n_train_track "
                               f"({self.n_train_track}): the samples are taken from that subset")
@@ -304,10 +305,8 @@ class GenerationConfig(Config):
         for key in ("step_size", "noise_std", "pca_sigma", "tau", "gaussian_jitter", "momentum", "other_robust_runs"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be non-negative; got {getattr(self, key)}")
-        for key in ("steps", "n_fit_per_class", "local_k", "n_energy_ref_per_class", "n_per_class",
-                    "n_fid_samples", "n_reference", "kid_subset_size", "snapshot_every", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        self._check_positive("steps", "n_fit_per_class", "local_k", "n_energy_ref_per_class", "n_per_class",
+                             "n_fid_samples", "n_reference", "kid_subset_size", "snapshot_every", "batch_size")
         if not set(self.adaptive_inits) <= set(self.inits):
             raise ConfigError(f"adaptive_inits={self.adaptive_inits!r} must be among inits={self.inits!r}")
         if self.local_k > self.n_fit_per_class:
@@ -371,9 +370,7 @@ class WeatDerConfig(Config):
             raise ConfigError("methods is empty: name at least one training method (energy_lib.losses.LOSSES)")
         if self.n_eval is not None and self.n_eval <= 0:
             raise ConfigError(f"n_eval must be positive or None (all test images); got {self.n_eval}")
-        for key in ("eval_pgd_steps", "aa_iters", "aa_target_classes", "aa_queries"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+        self._check_positive("eval_pgd_steps", "aa_iters", "aa_target_classes", "aa_queries")
 
     def train_config(self, method: str, profile: str) -> TrainConfig:
         """The TrainConfig of one method: TrainConfig's `profile`, then this chapter's training fields."""

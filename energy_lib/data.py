@@ -37,6 +37,9 @@ class DatasetInfo:
     train_size: int
     test_size: int
 
+    def size(self, split: str) -> int:
+        return self.train_size if split == "train" else self.test_size
+
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, 32, 50_000, 10_000),
@@ -114,17 +117,22 @@ def _from_hwc(x: np.ndarray, y: np.ndarray, name: str, split: str, source: str) 
     return ImageData(x_t, torch.from_numpy(np.asarray(y, dtype=np.int64)), name, split, source)
 
 
-def _offline_count(name: str, split: str) -> tuple[Path, int] | None:
-    """(path, number of images) of the offline file for a split, or None when there is none."""
+def _offline_path(name: str, split: str) -> Path | None:
+    """The offline file of a split, or None when there is none."""
     root = offline_dir()
     if root is None or (name, split) not in OFFLINE_FILES:
         return None
-    rel, _, ykey = OFFLINE_FILES[(name, split)]
-    path = root / rel
-    if not path.is_file():
+    path = root / OFFLINE_FILES[(name, split)][0]
+    return path if path.is_file() else None
+
+
+def _offline_count(name: str, split: str) -> tuple[Path, int] | None:
+    """(path, number of images) of the offline file for a split, or None when there is none."""
+    path = _offline_path(name, split)
+    if path is None:
         return None
     with np.load(path) as archive:
-        return path, int(archive[ykey].shape[0])
+        return path, int(archive[OFFLINE_FILES[(name, split)][2]].shape[0])
 
 
 def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
@@ -132,19 +140,15 @@ def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
 
     n=None means the whole split: an offline file holding only part of it is not used, so a
     partial copy is never returned as if it were the complete dataset."""
-    found = _offline_count(name, split)
-    if found is None:
-        return None
-    path, available = found
-    info = dataset_info(name)
-    size = info.train_size if split == "train" else info.test_size
-    if n is None and available < size:
-        return None
-    if n is not None and n > available:
+    path = _offline_path(name, split)
+    if path is None:
         return None
     _, xkey, ykey = OFFLINE_FILES[(name, split)]
-    stop = available if n is None else n
     with np.load(path) as archive:
+        available = archive[ykey].shape[0]
+        if (n is None and available < dataset_info(name).size(split)) or (n is not None and n > available):
+            return None
+        stop = available if n is None else n
         return _from_hwc(archive[xkey][:stop], archive[ykey][:stop], name, split, f"offline:{path}")
 
 
@@ -226,7 +230,7 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
     info = dataset_info(name)
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'")
-    size = info.train_size if split == "train" else info.test_size
+    size = info.size(split)
     if n is not None and not 0 < n <= size:
         raise ConfigError(f"n={n} images requested but {name} {split} has {size}")
     data = _load_offline(name, split, n)

@@ -254,7 +254,7 @@ def sgld_sample(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, *, st
             energies = []
             for n in range(steps + 1):
                 if n in frames:
-                    frames[n].append(x.cpu()[in_frames[start:start + batch_size]])
+                    frames[n].append(x[in_frames[start:start + batch_size].to(device)].cpu())
                 if n == steps:  # final energies (no update)
                     with torch.no_grad():
                         energy = joint_energy(model(x), yb)

@@ -251,7 +251,7 @@ ATTACK_DESCRIPTIONS = {
 
 # Multi-step methods yield robust models; single-step ones may have collapsed (catastrophic
 # overfitting), so the chapters never present them as "the robust model".
-MULTI_STEP_METHODS = ("sat", "trades", "weat_nat", "weat_adv", "mart", "sat_der", "trades_der")
+MULTI_STEP_METHODS = tuple(m for m, a in TRAINING_ATTACKS.items() if a in (pgd_ce_attack, trades_kl_attack))
 
 # TrainConfig hyperparameters that only some methods read; the rest are reset by
 # TrainConfig.canonical() so that, e.g., der_beta does not change a SAT run's identity.

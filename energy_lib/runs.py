@@ -50,8 +50,10 @@ class CheckpointError(RunError):
 NOT_IDENTITY = ("name", "device")
 
 
-def identity(cfg: TrainConfig) -> dict:
-    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IDENTITY}
+def identity(cfg: TrainConfig | dict) -> dict:
+    """The fields that define a run, from a config or a stored config.json."""
+    values = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    return {k: v for k, v in values.items() if k not in NOT_IDENTITY}
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -218,7 +220,7 @@ class Run:
         """Create the directory, or check that an existing one holds this very config."""
         cfg_path = self.dir / "config.json"
         if cfg_path.is_file():
-            stored = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k not in NOT_IDENTITY}
+            stored = identity(json.loads(cfg_path.read_text()))
             wanted = json.loads(json.dumps(identity(self.config)))
             if stored != wanted:
                 diff = {k: (stored.get(k), wanted.get(k)) for k in sorted(set(stored) | set(wanted))

@@ -60,4 +60,3 @@ def test_summary_table_signs_and_agreement():
     assert table.loc["pgd", "accuracy (adv)"] == pytest.approx(0.5)
     assert table.loc["pgd", "agrees"] and table.loc["apgd-t", "agrees"]
     assert table.loc["pgd_targeted_ce", "agrees"] is None
-
