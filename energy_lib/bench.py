@@ -75,9 +75,11 @@ class _TransformDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def _reference_attack(model, x, y, cfg: TrainConfig, method: str):
+def _reference_attack(model, x, y, cfg: TrainConfig, method: str, start: torch.Tensor | None = None):
     model.eval()
-    if method == "sat":
+    if start is not None:   # a given random start (the tests pass the one energy_lib drew)
+        x_adv = x + start
+    elif method == "sat":
         x_adv = x + torch.empty_like(x).uniform_(-cfg.eps, cfg.eps)
     else:
         x_adv = x + 0.001 * torch.randn_like(x)
@@ -95,9 +97,10 @@ def _reference_attack(model, x, y, cfg: TrainConfig, method: str):
     return x_adv.detach()
 
 
-def reference_step(model, opt, x, y, cfg: TrainConfig, method: str) -> float:
-    """One training step as the paper's code writes it (SAT, TRADES or WEAT_adv)."""
-    x_adv = _reference_attack(model, x, y, cfg, method)
+def reference_step(model, opt, x, y, cfg: TrainConfig, method: str, start: torch.Tensor | None = None) -> float:
+    """One training step as the paper's code writes it (SAT, TRADES or WEAT_adv); `start` fixes
+    the attack's random start (default: drawn here, as the paper's code does)."""
+    x_adv = _reference_attack(model, x, y, cfg, method, start)
     if method == "sat":
         loss = F.cross_entropy(model(x_adv), y)
     else:
