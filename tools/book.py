@@ -300,11 +300,13 @@ def build_info_page(info: dict) -> str:
 
 # Sphinx/docutils problem lines: "file:12: WARNING: ...", "ERROR: ...", "CRITICAL: ..."
 _PROBLEM = re.compile(r"(^|: )(WARNING|ERROR|SEVERE|CRITICAL): ")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its log even when it is not a terminal
 
 
 def build_warnings(output: str) -> list[str]:
     """The warning/error lines of a jupyter-book (Sphinx) build log."""
-    return [line.strip() for line in output.splitlines() if _PROBLEM.search(line)]
+    lines = (_COLOUR.sub("", line).strip() for line in output.splitlines())
+    return [line for line in lines if _PROBLEM.search(line)]
 
 
 def tree_digest(directory: Path) -> str:
