@@ -177,15 +177,21 @@ def test_refuses_without_build_record(site, capsys):
     assert "no build record" in capsys.readouterr().err and branch_files(bare) is None
 
 
-def test_refuses_chapters_executed_after_the_build(site, capsys):
-    """`make chapter` after the build: the HTML no longer shows the executed chapters."""
+@pytest.mark.parametrize("status, words", [("ok", "executed after the last build"),
+                                           ("failed", "book/01_chapter.ipynb did not execute cleanly "
+                                                      "after the last build (boom)")])
+def test_refuses_chapters_executed_after_the_build(site, capsys, status, words):
+    """`make chapter` after the build, or a `make book` that stopped at a failing chapter: the HTML
+    (and its clean record) no longer shows the executed chapters."""
     repo, bare, build = site
     record = fake_build(build)
     rerun = dict(record["execution"])
-    rerun[NOTEBOOKS[0]] = {**rerun[NOTEBOOKS[0]], "status": "failed", "error": "boom"}
+    rerun[NOTEBOOKS[0]] = {**rerun[NOTEBOOKS[0]], "status": status, "seconds": 2.0}
+    if status == "failed":
+        rerun[NOTEBOOKS[0]]["error"] = "boom"
     (build / "executed" / book.EXECUTION_RECORD).write_text(json.dumps(rerun))
     assert run_publish(repo, build) == 2
-    assert "executed after the last build" in capsys.readouterr().err and branch_files(bare) is None
+    assert words in capsys.readouterr().err and branch_files(bare) is None
 
 
 def test_refuses_page_missing_from_html(site, capsys):

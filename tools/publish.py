@@ -64,8 +64,13 @@ def verify(build_dir: Path) -> dict:
         raise PublishRefused(f"the build failed (jupyter-book exit {record.get('returncode')}): "
                              "see its output, fix it and rebuild with `make book`")
     executed = build_dir / "executed"
-    if (executed / book.EXECUTION_RECORD).is_file() and \
-            book.read_execution_record(executed) != record.get("execution"):
+    current = book.read_execution_record(executed)
+    if (executed / book.EXECUTION_RECORD).is_file() and current != record.get("execution"):
+        failed = {nb: c for nb, c in current.items() if c.get("status") != "ok"}
+        if failed:
+            nb, c = next(iter(failed.items()))
+            raise PublishRefused(f"{nb} did not execute cleanly after the last build "
+                                 f"({c.get('error') or 'status ' + repr(c.get('status'))}): fix it and run `make book`")
         raise PublishRefused(f"chapters were executed after the last build ({executed / book.EXECUTION_RECORD} "
                              "changed): rebuild with `make html` (or `make book`)")
     if not (html / "index.html").is_file():
