@@ -357,6 +357,14 @@ def test_git_state(tmp_path):
     assert "**dirty**" in book.build_info_page(info) and "2026-01-02 03:04:05 UTC" in book.build_info_page(info)
 
 
+def test_a_source_file_cannot_shadow_the_generated_page(tiny_book, tmp_path):
+    root = tmp_path / "shadow"
+    shutil.copytree(tiny_book[0], root, symlinks=True)
+    (root / "book" / "build_info.md").write_text("# Build information\n\nhand-written\n")
+    with pytest.raises(book.BookError, match="book/build_info.md.*generated page"):
+        book.stage(root=root, executed=root / "_build" / "executed", src=root / "_build" / "src")
+
+
 def test_toc_lists_the_generated_build_page():
     assert book.chapters()[-1] == Path("book/build_info.md")
     assert not (ROOT / "book" / "build_info.md").exists(), "build_info.md is generated, not a source"

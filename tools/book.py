@@ -228,6 +228,9 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     if not (root / "book" / "_assets" / "vendor" / "VERSIONS.json").exists():
         raise BookError("book/_assets/vendor is missing: run `python tools/fetch_web_assets.py` "
                         "(the Makefile does it) so MathJax and the widget manager are served locally")
+    clash = [p for p in sorted(GENERATED_PAGES) if (root / p).exists()]
+    if clash:
+        raise BookError(f"{clash} is written by the build (generated page): delete it from the sources")
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
@@ -245,7 +248,7 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     info["profile"] = book_profile(info["chapters"])
     (src / STAGE_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     for page in chapters(root):
-        if str(page) in GENERATED_PAGES and not (root / page).is_file():
+        if str(page) in GENERATED_PAGES:
             (src / page).write_text(build_info_page(info))
     return src
 
