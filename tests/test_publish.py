@@ -152,7 +152,7 @@ REFUSALS = {
     "chapter never executed": (dict(chapters={NOTEBOOKS[0]: {"status": "unknown"}}), "'unknown'"),
     "build warnings": (dict(warnings=["book/intro.md:5: WARNING: undefined label: 'x'"], returncode=1),
                        "1 warning(s), first: book/intro.md:5: WARNING: undefined label"),
-    "warnings of a non-strict build": (dict(strict=False, flags=[]), "--no-strict"),
+    "non-strict build": (dict(strict=False, flags=[]), "--no-strict"),
     "build failed": (dict(returncode=2), "jupyter-book exit 2"),
     "stale html": (dict(html_digest="sha256:0"), "changed afterwards"),
 }
