@@ -25,13 +25,18 @@ ENERGY_RUNS ?= $(CURDIR)/runs
 # So that `python -m energy_lib` and the papermill kernels import the library from this checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv assets book chapter html test bench paper clean
+# git remote whose gh-pages branch `make publish` pushes the book to
+REMOTE ?= origin
+
+.PHONY: help venv assets book chapter html test check-html publish bench paper clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
 	@echo "make test     run the test suite (unit tests, smoke chapters, strict build, Chromium check)"
 	@echo "make chapter NB=book/01_attack_energies.ipynb [PROFILE=smoke] [PARAMS='-p device cpu']"
 	@echo "make html     rebuild the HTML from the already executed chapters"
+	@echo "make check-html  check the built book: clean build record, every page in headless Chromium"
+	@echo "make publish [REMOTE=origin]  push _build/html to the remote's gh-pages branch (clean builds only)"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
@@ -65,6 +70,18 @@ html: $(STAMP) $(ASSETS)
 
 test: $(STAMP) $(ASSETS)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The built book in _build/html: no failed chapter and no build warning (the build record), then
+# the Chromium check that `make test` runs on its own build (tools/check_html.py), on every page.
+check-html: $(STAMP)
+	$(PY) tools/publish.py --check
+	$(PY) tools/check_html.py _build/html $$($(PY) tools/book.py pages)
+
+# Reuses the last build if there is one (tools/publish.py refuses it if a chapter failed, the build
+# had warnings or the HTML changed since), else builds the book first.
+publish: $(STAMP)
+	@test -f _build/build_record.json || $(MAKE) book
+	$(PY) tools/publish.py --remote $(REMOTE)
 
 # BENCH_ARGS e.g. "--model resnet18 --batch-size 512 --device cuda"
 BENCH_ARGS ?=

@@ -14,7 +14,8 @@ import book  # noqa: E402
 
 TOC = book.yaml.safe_load((ROOT / "_toc.yml").read_text())
 NOTEBOOK_ENTRIES = [e for e in book._toc_entries(TOC) if not e.endswith(".md")
-                    and not (ROOT / f"{e}.md").exists() and e != "book/intro"]
+                    and not (ROOT / f"{e}.md").exists() and e != "book/intro"
+                    and f"{e}.md" not in book.GENERATED_PAGES]  # written by the build, not a source
 # every notebook under book/, listed in the toc or not (a stray one must be clean too)
 STRAY = sorted(str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").rglob("*.ipynb")
                if ".ipynb_checkpoints" not in p.parts and "_assets" not in p.parts)

@@ -3,23 +3,33 @@
 `_toc.yml` is the one list of chapters. Sources are never executed in place:
 
     execute  book/X.ipynb  --papermill -p profile P-->  <build>/executed/book/X.ipynb
+             (+ <build>/executed/execution.json: each chapter's status, profile, commit, seconds)
     stage    _config.yml, _toc.yml, book/ (non-notebook files) + executed notebooks -> <build>/src
+             (+ generated pages, e.g. book/build_info.md: commit, profile, date of this build)
     build    jupyter-book build <build>/src --path-output <build>/..  (HTML in <build>/html)
+             (+ <build>/build_record.json: chapters' status, warnings, digest of the HTML;
+              tools/publish.py publishes only a build whose record is clean)
 
 Usage (the Makefile calls these):
     python tools/book.py chapters
+    python tools/book.py pages
     python tools/book.py execute [--profile smoke] [--only book/01_x.ipynb] [-p name value ...]
     python tools/book.py build [--strict]
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -27,6 +37,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 STRICT_FLAGS = ["-W", "-n", "--keep-going"]
+EXECUTION_RECORD = "execution.json"    # in the executed folder, written by `execute`
+BUILD_RECORD = "build_record.json"     # beside the html folder, written by `build`
+STAGE_INFO = "build_info.json"         # in the staging folder: what `stage` built from
+# Pages that `stage` writes into the staging copy (never into the repository); `_toc.yml` may list
+# them although no source file exists.
+GENERATED_PAGES = {"book/build_info.md"}
 
 
 class BookError(RuntimeError):
@@ -59,8 +75,9 @@ def chapters(root: Path = ROOT, require_all: bool = True) -> list[Path]:
     for entry in _toc_entries(toc):
         candidates = [entry] if Path(entry).suffix in (".md", ".ipynb") else [entry + ".ipynb", entry + ".md"]
         hits = [c for c in candidates if (root / c).is_file()]
-        if hits:
-            found.append(Path(hits[0]))
+        generated = [c for c in candidates if c in GENERATED_PAGES]
+        if hits or generated:
+            found.append(Path((hits or generated)[0]))
         else:
             missing.append(entry)
     if missing and require_all:
@@ -71,6 +88,41 @@ def chapters(root: Path = ROOT, require_all: bool = True) -> list[Path]:
 
 def notebooks(root: Path = ROOT, require_all: bool = True) -> list[Path]:
     return [c for c in chapters(root, require_all) if c.suffix == ".ipynb"]
+
+
+# ----------------------------------------------------------------------------- provenance
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_state(root: Path = ROOT) -> dict:
+    """Commit of `root` and whether its working tree differs from it (tracked changes or new files
+    that are not git-ignored). Outside a git checkout both are None."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = git("status", "--porcelain")
+        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except FileNotFoundError:  # no git on this machine
+        return {"commit": None, "dirty": None}
+
+
+def read_execution_record(executed: Path) -> dict:
+    """`{chapter: {status, profile, parameters, seconds, commit, dirty, finished_utc[, error]}}`."""
+    path = Path(executed) / EXECUTION_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record_execution(executed: Path, chapter: str, entry: dict) -> None:
+    record = read_execution_record(executed)
+    record[chapter] = entry
+    path = Path(executed) / EXECUTION_RECORD
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -134,23 +186,32 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
         target = out_dir / nb
         target.parent.mkdir(parents=True, exist_ok=True)
         log(f"[book] executing {nb} (profile={profile}) -> {target}", flush=True)
+        # Recorded before running, so a chapter interrupted half-way is not taken as executed.
+        entry = {"status": "running", "profile": profile, "parameters": parameters,
+                 **git_state(root), "started_utc": utc_now()}
+        _record_execution(out_dir, str(nb), entry)
         start = time.perf_counter()
+        error = None
         try:
             papermill.execute_notebook(str(root / nb), str(target), parameters=parameters,
                                        kernel_name="python3", cwd=str(root), progress_bar=False)
         except papermill.PapermillExecutionError as err:
-            raise BookError(f"{nb} failed in the cell executed as [{err.exec_count}] ({err.ename}: {err.evalue}); "
-                            f"the executed copy with the traceback is {target}") from None
-        timings[str(nb)] = round(time.perf_counter() - start, 1)
-        tag_injected_cell(target)
-        bad = error_outputs(target)
-        if bad:
-            raise BookError(f"{nb} has error output(s): {bad}")
-        log(f"[book] {nb} done in {timings[str(nb)]} s", flush=True)
-    record = out_dir / "timings.json"
-    old = json.loads(record.read_text()) if record.exists() else {}
-    old.update({k: {"seconds": v, "profile": profile} for k, v in timings.items()})
-    record.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+            error = (f"{nb} failed in the cell executed as [{err.exec_count}] ({err.ename}: {err.evalue}); "
+                     f"the executed copy with the traceback is {target}")
+        seconds = round(time.perf_counter() - start, 1)
+        if error is None:
+            tag_injected_cell(target)
+            bad = error_outputs(target)
+            if bad:
+                error = f"{nb} has error output(s): {bad}"
+        entry.update(status="failed" if error else "ok", seconds=seconds, finished_utc=utc_now())
+        if error:
+            entry["error"] = error
+        _record_execution(out_dir, str(nb), entry)
+        if error:
+            raise BookError(error)
+        timings[str(nb)] = seconds
+        log(f"[book] {nb} done in {seconds} s", flush=True)
     return timings
 
 
@@ -167,6 +228,9 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     if not (root / "book" / "_assets" / "vendor" / "VERSIONS.json").exists():
         raise BookError("book/_assets/vendor is missing: run `python tools/fetch_web_assets.py` "
                         "(the Makefile does it) so MathJax and the widget manager are served locally")
+    clash = [p for p in sorted(GENERATED_PAGES) if (root / p).exists()]
+    if clash:
+        raise BookError(f"{clash} is written by the build (generated page): delete it from the sources")
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
@@ -177,20 +241,112 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"))
     for nb in nbs:
         shutil.copy2(executed / nb, src / nb)
+    execution = read_execution_record(executed)
+    info = {"build_id": uuid.uuid4().hex, "built_utc": utc_now(), **git_state(root),
+            "python": platform.python_version(), "execution": execution,
+            "chapters": {str(nb): execution.get(str(nb), {"status": "unknown"}) for nb in nbs}}
+    info["profile"] = book_profile(info["chapters"])
+    (src / STAGE_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    for page in chapters(root):
+        if str(page) in GENERATED_PAGES:
+            (src / page).write_text(build_info_page(info))
     return src
 
 
+def book_profile(chapters: dict) -> str:
+    """The profile the notebook chapters ran with ("smoke + default" if they differ)."""
+    profiles = sorted({c.get("profile") or "unknown" for c in chapters.values()})
+    return " + ".join(profiles) or "none (no notebook chapters)"
+
+
+def _short(commit: str | None) -> str:
+    return f"`{commit[:12]}`" if commit else "unknown (not a git checkout)"
+
+
+def _tree(dirty: bool | None) -> str:
+    return {True: "**dirty**: uncommitted changes, so this book may differ from the commit",
+            False: "clean", None: "unknown"}[dirty]
+
+
+def build_info_page(info: dict) -> str:
+    """Markdown of the generated "Build information" page (book/build_info.md in the staging copy)."""
+    built = info["built_utc"].replace("T", " ").replace("Z", " UTC")
+    lines = [
+        "# Build information", "",
+        "This page is written by `tools/book.py` each time the book is built: it says which source "
+        "the numbers in this book were computed from. To rebuild the same book, check out the commit "
+        "and run `make book PROFILE=<profile>` (see the README).", "",
+        "| item | value |", "|---|---|",
+        f"| built (UTC) | {built} |",
+        f"| commit | {'`' + info['commit'] + '`' if info['commit'] else _short(None)} |",
+        f"| working tree | {_tree(info['dirty'])} |",
+        f"| profile | `{info['profile']}` |",
+        f"| Python | {info['python']} |",
+        f"| build id | `{info['build_id']}` |", "",
+        "## Chapters", "",
+        "Each notebook chapter was executed by papermill before the build; a chapter executed from "
+        "another commit than the build says so here.", "",
+        "| chapter | status | profile | parameters | executed (UTC) | commit | minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for nb, c in info["chapters"].items():
+        params = ", ".join(f"`{k}={v!r}`".replace("|", "\\|")  # a pipe would end the table cell
+                           for k, v in sorted((c.get("parameters") or {}).items())
+                           if k != "profile") or "profile's values"
+        when = (c.get("finished_utc") or "?").replace("T", " ").replace("Z", "")
+        commit = _short(c.get("commit")) + (" (dirty)" if c.get("dirty") else "")
+        minutes = f"{c['seconds'] / 60:.1f}" if isinstance(c.get("seconds"), (int, float)) else "?"
+        lines.append(f"| `{nb}` | {c.get('status', 'unknown')} | `{c.get('profile', '?')}` | {params} "
+                     f"| {when} | {commit} | {minutes} |")
+    return "\n".join(lines) + "\n"
+
+
+# Sphinx/docutils problem lines: "file:12: WARNING: ...", "ERROR: ...", "CRITICAL: ..."
+_PROBLEM = re.compile(r"(^|: )(WARNING|ERROR|SEVERE|CRITICAL): ")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its log even when it is not a terminal
+
+
+def build_warnings(output: str) -> list[str]:
+    """The warning/error lines of a jupyter-book (Sphinx) build log."""
+    lines = (_COLOUR.sub("", line).strip() for line in output.splitlines())
+    return [line for line in lines if _PROBLEM.search(line)]
+
+
+def tree_digest(directory: Path) -> str:
+    """sha256 over every file's relative path and bytes: ties a build record to its HTML."""
+    h = hashlib.sha256()
+    directory = Path(directory)
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
+
+
 def build(src: Path, out: Path, strict: bool = True, log=print) -> Path:
-    """`jupyter-book build src`, HTML into `out/_build/html`. Raises on a non-zero exit."""
+    """`jupyter-book build src`, HTML into `out/_build/html`. Raises on a non-zero exit.
+
+    Writes `out/_build/build_record.json` (also when the build fails): the staged chapters' execution
+    status, the build's warnings and a digest of the HTML, which tools/publish.py checks."""
+    record_path = out / "_build" / BUILD_RECORD
+    record_path.unlink(missing_ok=True)  # a failed build must not leave the previous record behind
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(out),
            "--builder", "html", "--all"] + (STRICT_FLAGS if strict else [])
     log("[book] " + " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    html = out / "_build" / "html"
+    stage_info = src / STAGE_INFO
+    record = json.loads(stage_info.read_text()) if stage_info.exists() else {}
+    record.update(strict=strict, flags=STRICT_FLAGS if strict else [], returncode=proc.returncode,
+                  warnings=build_warnings(proc.stdout + "\n" + proc.stderr), finished_utc=utc_now(),
+                  pages=[str(p) for p in html_pages(src)],
+                  html_digest=tree_digest(html) if html.is_dir() else None)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     if proc.returncode != 0:
         raise BookError(f"jupyter-book build failed (exit {proc.returncode}); "
                         f"output:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return out / "_build" / "html"
+    return html
 
 
 def html_pages(root: Path = ROOT) -> list[Path]:
@@ -203,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("chapters", help="print the chapters listed in _toc.yml")
+    sub.add_parser("pages", help="print the HTML page of every chapter (what the HTML check opens)")
     ex = sub.add_parser("execute", help="run notebook chapters with papermill")
     ex.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
     ex.add_argument("--only", action="append", help="one chapter (repeatable), e.g. book/01_attack_energies.ipynb")
@@ -218,12 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "chapters":
             print("\n".join(str(c) for c in chapters()))
+        elif args.cmd == "pages":
+            print("\n".join(str(p) for p in html_pages()))
         elif args.cmd == "execute":
             params = {k: _parse_value(v) for k, v in args.parameter}
             params.update(dict(args.raw))
             timings = execute(args.profile, params, args.only, out_dir=args.out)
             print(f"[book] executed {len(timings)} chapter(s): {timings}")
         elif args.cmd == "build":
+            (BUILD / BUILD_RECORD).unlink(missing_ok=True)  # stale if staging fails
             src = stage(executed=args.executed)
             html = build(src, ROOT, strict=not args.no_strict)
             print(f"[book] HTML ready: {html / 'index.html'}")
