@@ -97,6 +97,17 @@ def tiny_html(tmp_path_factory, web_assets):
     return root, book.build(src, root, strict=True)
 
 
+def test_execute_reports_progress_per_chapter_and_cell(tmp_path, web_assets, capfd):
+    # `make book` says which chapter of how many runs, and papermill's bar counts its cells
+    _tiny_book(tmp_path, web_assets)
+    lines = []
+    book.execute("smoke", root=tmp_path, out_dir=tmp_path / "executed", progress=True,
+                 log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert any("(1/1) executing book/tiny.ipynb" in line for line in lines), lines
+    err = capfd.readouterr().err
+    assert "Executing" in err and "cell" in err, err[-500:]
+
+
 def test_tiny_book_pipeline(tiny_html, chromium):
     root, html = tiny_html
     executed = json.loads((root / "_build" / "executed" / "book" / "tiny.ipynb").read_text())

@@ -161,8 +161,10 @@ def error_outputs(nb_path: Path) -> list[str]:
 
 
 def execute(profile: str, params: dict | None = None, only: list[str] | None = None,
-            root: Path = ROOT, out_dir: Path | None = None, log=print) -> dict[str, float]:
+            root: Path = ROOT, out_dir: Path | None = None, log=print, progress: bool = False) -> dict[str, float]:
     """Execute notebook chapters with papermill into `out_dir` (default `_build/executed`).
+
+    `progress` shows papermill's per-cell progress bar (on stderr) under each chapter's line.
 
     Runs with cwd = repository root (as `papermill book/X.ipynb out.ipynb` from the README does),
     with the repository on PYTHONPATH so the kernel imports `energy_lib`. Returns seconds per chapter.
@@ -182,10 +184,10 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
     timings = {}
-    for nb in nbs:
+    for i, nb in enumerate(nbs, 1):
         target = out_dir / nb
         target.parent.mkdir(parents=True, exist_ok=True)
-        log(f"[book] executing {nb} (profile={profile}) -> {target}", flush=True)
+        log(f"[book] ({i}/{len(nbs)}) executing {nb} (profile={profile}) -> {target}", flush=True)
         # Recorded before running, so a chapter interrupted half-way is not taken as executed.
         entry = {"status": "running", "profile": profile, "parameters": parameters,
                  **git_state(root), "started_utc": utc_now()}
@@ -194,7 +196,7 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
         error = None
         try:
             papermill.execute_notebook(str(root / nb), str(target), parameters=parameters,
-                                       kernel_name="python3", cwd=str(root), progress_bar=False)
+                                       kernel_name="python3", cwd=str(root), progress_bar=progress)
         except papermill.PapermillExecutionError as err:
             error = (f"{nb} failed in the cell executed as [{err.exec_count}] ({err.ename}: {err.evalue}); "
                      f"the executed copy with the traceback is {target}")
@@ -368,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("-r", "--raw", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="papermill override kept as a string")
     ex.add_argument("--out", type=Path, default=BUILD / "executed")
+    ex.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     bd = sub.add_parser("build", help="stage executed chapters and build the HTML into _build/html")
     bd.add_argument("--no-strict", action="store_true", help="drop -W -n --keep-going")
     bd.add_argument("--executed", type=Path, default=BUILD / "executed")
@@ -380,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "execute":
             params = {k: _parse_value(v) for k, v in args.parameter}
             params.update(dict(args.raw))
-            timings = execute(args.profile, params, args.only, out_dir=args.out)
+            timings = execute(args.profile, params, args.only, out_dir=args.out, progress=not args.no_progress)
             print(f"[book] executed {len(timings)} chapter(s): {timings}")
         elif args.cmd == "build":
             (BUILD / BUILD_RECORD).unlink(missing_ok=True)  # stale if staging fails
