@@ -123,6 +123,11 @@ def _corrupt(path: Path, what: str) -> CorruptDataError:
 def _read_offline(path: Path, keys: tuple[str, ...], start: int = 0, stop: int | None = None) -> list[np.ndarray]:
     """Arrays `keys` of an offline .npz file ([start:stop] of each), with an error naming the file
     for anything that is not a readable archive of uint8 images / integer labels."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(b"PK"):   # every .npz is a zip archive
+        looks = " (an HTML page: a failed download?)" if head.lstrip().lower().startswith((b"<!doctype", b"<html")) else ""
+        raise _corrupt(path, f"it is not an .npz (zip) archive{looks}; it starts with {head[:24]!r}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not hasattr(archive, "files"):

@@ -240,7 +240,7 @@ class Run:
 
         description = tracking_attack_description(self.config)
         if self.dir.is_dir() and ((self.dir / "last.pt").is_file() or self.done):
-            fileio.write_json(self.dir / "tracking.json", description)
+            atomic_write_text(self.dir / "tracking.json", json.dumps(description, indent=2) + "\n")  # as write_logs
             warnings.warn(f"{self.dir / 'tracking.json'}: {reason}; rebuilt from the run's config", stacklevel=3)
         return description
 

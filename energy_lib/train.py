@@ -53,7 +53,7 @@ def _stopped(problem: str, run) -> NonFiniteLossError:
     """The error for a non-finite value, saying truthfully what the run directory keeps."""
     kept = run.kept_epoch()
     where = (f"{run.dir / 'last.pt'} keeps epoch {kept} (finite weights and metrics)" if kept else
-             f"no checkpoint was saved ({run.dir} holds the config only)")
+             f"no checkpoint was saved ({run.dir} holds none)")
     return NonFiniteLossError(f"{problem}; training stopped: {where}. Lower lr, use precision='fp32', "
                               "or check the data")
 
@@ -198,7 +198,10 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
         loss_value = out.loss.item()   # one sync per step: cheap next to the attack's passes
         # under torchrun every process must stop together, or the others would hang in DDP's all-reduce
         if distributed.any_rank(not math.isfinite(loss_value), dist):
-            raise NonFiniteLossError(f"training loss is {loss_value} at epoch {epoch + 1}, step {step} ({cfg.method})")
+            raise NonFiniteLossError(
+                f"training loss is {loss_value} at epoch {epoch + 1}, step {step} ({cfg.method}); training "
+                f"stopped and the last good checkpoint is kept in {run_dir} (last.pt = the last completed "
+                "epoch). Lower lr, use precision='fp32', or check the data.")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -269,8 +272,8 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             t0 = time.perf_counter()
             try:
                 stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist)
-            except NonFiniteLossError as err:
-                raise _stopped(str(err), run) from None
+            except NonFiniteLossError as err:   # say truthfully what is kept (the loop's message cannot know)
+                raise _stopped(str(err).split("; training stopped")[0], run) from None
             stats = distributed.mean_over_ranks(stats, dist)
             t_train = time.perf_counter() - t0
             if not dist.is_main:
