@@ -80,29 +80,39 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _user_errors() -> tuple[type, ...]:
+    """The errors whose message names the problem and its fix. Modules are looked up only once
+    loaded (an error cannot come from a module never imported), so a bad flag costs no torch import."""
+    from .config import ConfigError
+    from .fileio import StoreError
+
+    found: list[type] = [ConfigError, StoreError]
+    for module, name in (("energy_lib.data", "DataNotFoundError"), ("energy_lib.train", "NonFiniteLossError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
 def guarded(command, args: argparse.Namespace) -> int:
     """Run a subcommand; the errors a user can fix become one line on stderr (exit 2; Ctrl-C: 130)."""
     import warnings
 
-    from .config import ConfigError
-    from .data import DataNotFoundError
-    from .fileio import StoreError
-    from .train import NonFiniteLossError
-
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {_one_line(message)}", file=sys.stderr)
     try:
         return command(args)
-    except (ConfigError, DataNotFoundError, StoreError, NonFiniteLossError) as err:   # the message names the fix
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:   # e.g. a folder that cannot be read
-        where = f" {err.filename}" if err.filename else ""
-        print(f"error:{where} {_one_line(err.strerror or err)}; fix the file or folder named and run again",
-              file=sys.stderr)
-        return 2
     except KeyboardInterrupt as err:
         print(f"interrupted: {_one_line(err) if str(err) else 'nothing was written'}", file=sys.stderr)
         return 130
+    except Exception as err:
+        if isinstance(err, _user_errors()):   # the message names the fix
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):   # e.g. a folder that cannot be read
+            where = f" {err.filename}" if err.filename else ""
+            print(f"error:{where} {_one_line(err.strerror or err)}; fix the file or folder named and run again",
+                  file=sys.stderr)
+            return 2
+        raise
 
 
 def _train(args: argparse.Namespace) -> int:

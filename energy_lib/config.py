@@ -23,8 +23,6 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import torch
-
 from .names import DATASETS, METHOD_HYPERPARAMETERS, METHOD_NAMES, METHOD_USES, MODEL_NAMES
 
 PROFILE_NAMES = ("smoke", "default", "paper")
@@ -173,6 +171,8 @@ class Config:
 
 def resolve_device(device: str) -> torch.device:
     """'auto' picks CUDA when present; anything else must be a device torch understands."""
+    import torch   # here only: the configs themselves never need torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -32,13 +32,12 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 from . import fileio
 from .config import ConfigError, TrainConfig, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
+# torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "rng", "best", "metrics", "config"}
 
 
@@ -114,6 +113,8 @@ def _git_commit() -> dict:
 
 
 def environment(device: torch.device, cfg: TrainConfig) -> dict:
+    import torch
+
     env = {
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(), "platform": platform.platform(),
@@ -133,11 +134,15 @@ def environment(device: torch.device, cfg: TrainConfig) -> dict:
 
 
 def _rng_state() -> dict:
+    import torch
+
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(state: dict) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
