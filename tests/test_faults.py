@@ -406,11 +406,25 @@ def test_eps_is_accepted_as_a_fraction_wherever_the_command_line_accepts_it():
     assert TrainConfig.from_profile("smoke", step_size="2/255").step_size == 2 / 255
 
 
+def test_attacks_refuse_nan_pixels_and_a_nan_step_size():
+    from energy_lib import attacks
+    from energy_lib.models import build_model
+
+    model, y = build_model("small_cnn"), torch.zeros(2, dtype=torch.long)
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ConfigError, match="step_size"):
+        attacks.pgd(model, x, y, eps=8 / 255, step_size=float("nan"), steps=1)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        attacks.pgd(model, x, y, eps=8 / 255, step_size=2 / 255, steps=1)
+
+
 def test_config_imports_nothing_above_it():
+    """config.py needs only the name registries (a data-only leaf), not even torch."""
     code = ("import sys, energy_lib.config; "
-            "print(sorted(m for m in sys.modules if m.startswith('energy_lib')))")
+            "print(sorted(m for m in sys.modules if m.startswith('energy_lib')), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['energy_lib', 'energy_lib.config', 'energy_lib.names']"
+    assert out.stdout.strip() == "['energy_lib', 'energy_lib.config', 'energy_lib.names'] False"
 
 
 # ----------------------------------------------------------------------------- the command line

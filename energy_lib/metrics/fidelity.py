@@ -24,7 +24,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
-import json
 import os
 import re
 import warnings
@@ -74,7 +73,12 @@ def _hub_checkpoint() -> Path:
 
 
 def _has_logits(path: Path) -> bool:
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:   # truncated download, HTML page, not a state dict
+        raise fileio.CorruptFileError(
+            f"Inception weights {path} are corrupt or truncated ({type(err).__name__}: {err}); delete the file "
+            f"(it is fetched or converted again) or point {ENV_WEIGHTS} at a good copy") from err
     fc = state.get("fc.weight")
     return fc is not None and bool(torch.isfinite(fc).all())
 
