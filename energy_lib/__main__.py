@@ -16,33 +16,32 @@ import typing
 from .config import PROFILE_NAMES, TrainConfig
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "all") else int(text)
-
-
-def _number(text: str) -> float:
-    """A float, also written as a fraction: --eps 8/255."""
-    if "/" in text:
-        num, den = text.split("/", 1)
-        return float(num) / float(den)
-    return float(text)
+def _optional_int(text: str) -> str | None:
+    return None if text.lower() in ("none", "all") else text
 
 
 def _flag_type(field: dataclasses.Field):
-    hints = typing.get_type_hints(TrainConfig)
-    hint = hints[field.name]
+    """None for a boolean flag; else the text is passed on as given and TrainConfig parses and checks
+    it, so a bad value is reported with the field's name (numbers may be fractions: --eps 8/255)."""
+    hint = typing.get_type_hints(TrainConfig)[field.name]
     if hint is bool:
         return None
     if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ())):
         return _optional_int
-    return _number if hint is float else hint
+    return str
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line on stderr, exit 2 (argparse prints the whole usage)
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m energy_lib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m energy_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train (or load / resume) one run in the run store",
                            argument_default=argparse.SUPPRESS)
+    train.error = parser.error.__get__(train)   # one-line errors for the subcommand too
     train.add_argument("--profile", choices=PROFILE_NAMES, default="default")
     train.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     train.add_argument("--dry-run", action="store_true", default=False,
@@ -69,20 +68,55 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .data import DataNotFoundError
-    from .runs import RunError
-
     args = build_parser().parse_args(argv)
+    return guarded({"train": _train}[args.command], args)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a message saying what was kept."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The errors whose message names the problem and its fix. Modules are looked up only once
+    loaded (an error cannot come from a module never imported), so a bad flag costs no torch import."""
+    from .config import ConfigError
+    from .fileio import StoreError
+
+    found: list[type] = [ConfigError, StoreError]
+    for module, name in (("energy_lib.data", "DataNotFoundError"), ("energy_lib.train", "NonFiniteLossError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def guarded(command, args: argparse.Namespace) -> int:
+    """Run a subcommand; the errors a user can fix become one line on stderr (exit 2; Ctrl-C: 130)."""
+    import warnings
+
+    warnings.showwarning = lambda message, *a, **k: print(f"warning: {_one_line(message)}", file=sys.stderr)
     try:
-        return _train(args)
-    except (ConfigError, DataNotFoundError, RunError) as err:   # the message names the fix
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return command(args)
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {_one_line(err) if str(err) else 'nothing was written'}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if isinstance(err, _user_errors()):   # the message names the fix
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):   # e.g. a folder that cannot be read
+            where = f" {err.filename}" if err.filename else ""
+            print(f"error:{where} {_one_line(err.strerror or err)}; fix the file or folder named and run again",
+                  file=sys.stderr)
+            return 2
+        raise
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .runs import run_dir, train_or_load
+    from .runs import Run, run_dir, train_or_load
 
     cfg = config_from_args(args).canonical()
 
@@ -90,7 +124,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
-    run = train_or_load(cfg, progress=args.progress, stop_after=args.stop_after)
+    try:
+        run = train_or_load(cfg, progress=args.progress, stop_after=args.stop_after)
+    except KeyboardInterrupt:
+        kept = Run(cfg, run_dir(cfg)).kept_epoch()
+        raise Interrupted(f"{run_dir(cfg)} keeps the checkpoint of epoch {kept}; run the same command again to "
+                          "resume" if kept else f"no epoch was completed ({run_dir(cfg)} holds no checkpoint); "
+                          "run the same command again to start") from None
     if run.metrics.empty:   # a torchrun worker other than rank 0 has nothing to report
         return 0
     last = run.metrics.iloc[-1]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import autoattack
+from . import autoattack, fileio
 from .attacks import attack_in_batches, predict_logits
 from .config import AttackEnergyConfig, runs_root
 from .energy import joint_energy, marginal_energy
@@ -85,8 +84,9 @@ def compute_attack_energies(model: torch.nn.Module, x: torch.Tensor, y: torch.Te
                             cfg: AttackEnergyConfig, model_name: str, progress: bool = True) -> pd.DataFrame:
     """All attacks of the chapter on (x, y); cached per attack under the run store."""
     cache = _cache_dir(model_name, cfg)
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "config.json").write_text(cfg.to_json())
+    fileio.make_dir(cache)
+    fileio.clean_stale_temporaries(cache)
+    fileio.atomic_write_text(cache / "config.json", cfg.to_json())
     frames = []
     for attack, eps in tqdm(_jobs(cfg), desc=f"attacks on {model_name}", disable=not progress):
         path = cache / f"{attack}-eps{eps * 255:.2f}.csv"
@@ -95,9 +95,7 @@ def compute_attack_energies(model: torch.nn.Module, x: torch.Tensor, y: torch.Te
             continue
         x_adv = _run_attack(model, x, y, attack, eps, cfg)
         frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
-        tmp = path.with_suffix(".tmp")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)  # atomic: a half-written file is never mistaken for a result
+        fileio.atomic_write_text(path, frame.to_csv(index=False))  # a half-written file is never a result
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

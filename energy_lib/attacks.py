@@ -46,8 +46,8 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
         raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"labels must have shape ({x.shape[0]},) to match images; got {tuple(y.shape)}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError("images must lie in [0,1] (no normalisation outside the model)")
+    if x.numel() and not (x.min() >= 0 and x.max() <= 1):   # also false for NaN pixels
+        raise ValueError("images must lie in [0,1] and be finite (no normalisation outside the model, no NaN)")
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     p_nat: clean softmax for the KL loss; computed once here when not given.
     """
     _check_inputs(x, y, eps)
-    if steps < 0 or step_size < 0:
+    if steps < 0 or not step_size >= 0:   # also refuses step_size=nan
         raise ConfigError(f"steps ({steps}) and step_size ({step_size}) must be non-negative")
     if loss not in ATTACK_LOSSES:
         raise ConfigError(f"unknown attack loss {loss!r}; choose one of {', '.join(ATTACK_LOSSES)}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .attacks import _check_inputs, eval_mode, predict_logits
+from . import fileio
 from .config import ConfigError, check_eps
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -94,17 +94,11 @@ def _fingerprint(x: torch.Tensor, y: torch.Tensor, settings: AutoAttackSettings)
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fileio.atomic_torch_save(obj, path)   # a killed writer's temporary is removed on the next open
 
 
 def _load_state(path: Path, fingerprint: str):
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise RuntimeError(f"AutoAttack state file {path} is unreadable ({err}); delete it to restart "
-                           "the evaluation") from err
+    state = fileio.load_torch(path, fix="delete it to restart the AutoAttack part of the evaluation")
     if state.get("fingerprint") != fingerprint:
         raise ConfigError(f"AutoAttack state file {path} was made for other images or settings; "
                           "use another state_path or delete the file")

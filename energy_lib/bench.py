@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data, losses, models
+from . import data, fileio, losses, models
 from .config import TrainConfig, runs_root
 from .energy import marginal_energy, weat_weights
 
@@ -277,19 +278,22 @@ def run_bench(bench: BenchConfig, progress: bool = True) -> dict:
 
 def save_record(record: dict, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir) if out_dir is not None else runs_root() / "bench"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fileio.make_dir(out_dir)
     hw = record["hardware"].get("gpu", "cpu").replace(" ", "_")
     path = out_dir / f"bench-{record['config']['model']}-{hw}-{record['measured_at'].replace(':', '')}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    fileio.atomic_write_text(path, json.dumps(record, indent=2))
     return path
 
 
 def load_records(directory: Path | None = None) -> list[dict]:
     """Every bench record, oldest measurement first."""
     directory = Path(directory) if directory is not None else runs_root() / "bench"
-    records = [json.loads(p.read_text()) for p in directory.glob("bench-*.json")]
+    records = []
+    for path in directory.glob("bench-*.json"):
+        try:
+            records.append(fileio.read_json(path, fix="delete it or measure again (`make bench`)"))
+        except fileio.StoreError as err:   # one bad record does not hide the others
+            warnings.warn(f"skipped: {err}", stacklevel=2)
     return sorted(records, key=lambda r: r["measured_at"])
 
 

@@ -17,17 +17,90 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import torch
+from .names import DATASETS, METHOD_HYPERPARAMETERS, METHOD_NAMES, METHOD_USES, MODEL_NAMES
 
 PROFILE_NAMES = ("smoke", "default", "paper")
 
 
 class ConfigError(ValueError):
     """A configuration value or name is invalid; the message says which and how to fix it."""
+
+
+def parse_number(value: Any, name: str) -> float:
+    """A finite float from a number or a string such as '8/255' or '0.1' (what the CLI accepts)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be a number, not a bool")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                value = float(num) / float(den)
+            else:
+                value = float(text)
+        except ZeroDivisionError:
+            raise ConfigError(f"{name}={text!r} divides by zero; write e.g. 8/255") from None
+        except ValueError:
+            raise ConfigError(f"{name}={text!r} is not a number; write e.g. 0.1 or 8/255") from None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    return number
+
+
+def _parse_int(value: Any, name: str) -> int:
+    if isinstance(value, str):   # from the command line
+        try:
+            value = float(value.strip()) if not value.strip().lstrip("+-").isdigit() else int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} must be a whole number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not (math.isfinite(value) and value == int(value))):
+        raise ConfigError(f"{name}={value!r} must be a whole number")
+    return int(value)
+
+
+def check_field_types(obj) -> None:
+    """Check (and normalise) every field of a frozen dataclass against its type hint, naming the
+    field: floats may be given as '8/255', whole floats pass as ints, lists become tuples."""
+    hints = typing.get_type_hints(type(obj))
+    for field in dataclasses.fields(obj):
+        hint, value, name = hints[field.name], getattr(obj, field.name), field.name
+        optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ()))
+        if optional:
+            if value is None:
+                continue
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if hint is float:
+            value = parse_number(value, name)
+        elif hint is int:
+            value = _parse_int(value, name)
+        elif hint is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be True or False")
+        elif hint is str:
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}={value!r} must be a string")
+        elif hint is tuple:
+            if isinstance(value, (list, str)):
+                value = tuple(value) if isinstance(value, list) else (value,)
+            if not isinstance(value, tuple):
+                raise ConfigError(f"{name}={value!r} must be a tuple (or list)")
+        object.__setattr__(obj, name, value)
+
+
+def check_choice(value: str, choices, name: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +163,16 @@ class Config:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
 
+    def _check_non_negative(self, *keys: str) -> None:
+        for key in keys:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be non-negative; got {getattr(self, key)}")
+
 
 def resolve_device(device: str) -> torch.device:
     """'auto' picks CUDA when present; anything else must be a device torch understands."""
+    import torch   # here only: the configs themselves never need torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -104,13 +184,15 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def check_eps(eps: float, name: str = "eps") -> float:
-    """ε is in raw pixel units of [0,1] images; outside [0, 1] it is always a mistake."""
-    if not 0.0 <= float(eps) <= 1.0:
+def check_eps(eps: float | str, name: str = "eps") -> float:
+    """ε is in raw pixel units of [0,1] images; outside [0, 1] it is always a mistake.
+    Also accepts a fraction such as '8/255' (as the command line does); returns the float."""
+    value = parse_number(eps, name)
+    if not 0.0 <= value <= 1.0:
         raise ConfigError(
             f"{name}={eps} is outside [0, 1]; images are in [0,1], so write e.g. 8/255 rather than 8"
         )
-    return float(eps)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,10 +222,10 @@ class AttackEnergyConfig(Config):
     }
 
     def __post_init__(self):
-        from .data import dataset_info
-
-        dataset_info(self.dataset)
+        check_field_types(self)
+        check_choice(self.dataset, tuple(DATASETS), "dataset")
         check_eps(self.step_size, "step_size")
+        object.__setattr__(self, "eps_grid", tuple(check_eps(v, "eps_grid") for v in self.eps_grid))
         for value in (self.eps, *self.eps_grid):
             check_eps(value)
             if value == 0:
@@ -154,6 +236,15 @@ class AttackEnergyConfig(Config):
 def runs_root() -> Path:
     """The run store: `$ENERGY_RUNS`, else `runs/` at the repository root."""
     return Path(os.environ.get("ENERGY_RUNS", Path(__file__).resolve().parent.parent / "runs"))
+
+
+# Model selection: best.pt is chosen among the last BEST_WINDOW fraction of the epochs (PAPER.md 3.3).
+BEST_WINDOW = 0.1
+
+
+def first_best_epoch(epochs: int) -> int:
+    """Epochs >= this one (0-based) compete for best.pt (the last 10%, at least one)."""
+    return epochs - max(1, math.ceil(BEST_WINDOW * epochs))
 
 
 TRAIN_SCHEDULES = ("onecycle", "piecewise", "constant")
@@ -168,9 +259,9 @@ class TrainConfig(Config):
     Every value the paper leaves unknown (PAPER.md 4) is a field with a documented default.
     """
 
-    method: str = "sat"               # a name in energy_lib.losses.LOSSES
+    method: str = "sat"               # a name in energy_lib.losses.LOSSES (names.METHOD_NAMES)
     dataset: str = "cifar10"
-    model: str = "small_cnn"          # a name in energy_lib.models.MODELS
+    model: str = "small_cnn"          # a name in energy_lib.models.MODELS (names.MODEL_NAMES)
     n_train: int | None = 500         # training images (balanced fixed subset); None = all
     n_val: int = 200                  # training images held out (never trained on) to select best.pt
     n_train_track: int = 200          # fixed training subset for per-epoch energy tracking
@@ -210,38 +301,56 @@ class TrainConfig(Config):
     }
 
     def __post_init__(self):
-        # Names are checked here, before a run directory exists (imports are local: those modules
-        # import this one).
-        from .data import dataset_info
-        from .losses import get_loss
-        from .models import MODELS
-
-        get_loss(self.method)
-        dataset_info(self.dataset)
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
+        # Everything is checked here, before a run directory exists.
+        check_field_types(self)
+        check_choice(self.method, METHOD_NAMES, "training method")
+        check_choice(self.dataset, tuple(DATASETS), "dataset")
+        check_choice(self.model, MODEL_NAMES, "model")
         check_eps(self.eps)
         check_eps(self.step_size, "step_size")
         if self.schedule not in TRAIN_SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
-        self._check_positive("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples")
+        self._check_positive("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples",
+                             "lr", "fgsm_alpha")
+        self._check_non_negative("weight_decay", "beta", "der_beta", "der_gamma")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ConfigError(f"momentum={self.momentum} must be in [0, 1] (e.g. 0.9)")
+        if not 0.0 < self.pct_start < 1.0:
+            raise ConfigError(f"pct_start={self.pct_start} must be in (0, 1): the warm-up fraction of the "
+                              "one-cycle schedule (e.g. 0.25)")
         if self.n_track_samples > self.n_train_track:
             raise ConfigError(f"n_track_samples ({self.n_track_samples}) must not exceed n_train_track "
                               f"({self.n_train_track}): the samples are taken from that subset")
+        if self.n_train is not None and self.n_train <= 0:
+            raise ConfigError(f"n_train must be positive or None (all training images); got {self.n_train}")
         if self.n_train is not None and self.n_train_track > self.n_train:
             raise ConfigError(f"n_train_track ({self.n_train_track}) must not exceed n_train ({self.n_train})")
         if self.attack_steps < 0 or self.track_attack_steps < 0:
             raise ConfigError("attack_steps and track_attack_steps must be non-negative")
+        size = DATASETS[self.dataset].train_size
+        if self.n_val >= size or (self.n_train is not None and self.n_train > size - self.n_val):
+            raise ConfigError(f"{self.dataset} has {size} training images: not enough for n_val={self.n_val} "
+                              f"held-out images plus n_train={self.n_train}; lower one of them")
+        if self.schedule == "onecycle":   # torch's OneCycleLR divides by zero below 2 warm-up steps
+            n = size - self.n_val if self.n_train is None else self.n_train
+            steps = n // self.batch_size if n % self.batch_size == 0 else n // self.batch_size + 1
+            if self.pct_start * self.epochs * steps <= 1:
+                raise ConfigError(f"the one-cycle schedule needs more than 1 warm-up step; {self.epochs} epochs x "
+                                  f"{steps} steps x pct_start {self.pct_start} gives fewer. Use more epochs, "
+                                  "a smaller batch_size, or schedule='constant'.")
+        if self.name and (self.name != os.path.basename(self.name) or self.name.startswith(".")
+                          or self.name == "published"):
+            raise ConfigError(f"name={self.name!r} must be a plain folder name (no '/', not starting with '.', "
+                              "not 'published'), e.g. name='my-sat-run'")
 
     def canonical(self) -> "TrainConfig":
         """This config with the hyperparameters its method never reads reset to their defaults
         (e.g. der_beta for SAT), so they do not change the run's identity in the run store."""
-        from .losses import unused_hyperparameters
-
         defaults = TrainConfig()
-        return self.replace(**{k: getattr(defaults, k) for k in unused_hyperparameters(self.method)})
+        unused = [k for k in METHOD_HYPERPARAMETERS if k not in METHOD_USES[self.method]]
+        return self.replace(**{k: getattr(defaults, k) for k in unused})
 
 
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")
@@ -296,6 +405,9 @@ class GenerationConfig(Config):
     }
 
     def __post_init__(self):
+        check_field_types(self)
+        check_choice(self.dataset, tuple(DATASETS), "dataset")
+        check_choice(self.robust_method, METHOD_NAMES, "robust_method")
         unknown = [i for i in self.inits if i not in GENERATION_INITS]
         if unknown or not self.inits:
             raise ConfigError(f"inits={self.inits!r}: choose one or more of {', '.join(GENERATION_INITS)}")
@@ -366,8 +478,13 @@ class WeatDerConfig(Config):
     }
 
     def __post_init__(self):
+        check_field_types(self)
         if not self.methods:
             raise ConfigError("methods is empty: name at least one training method (energy_lib.losses.LOSSES)")
+        for method in self.methods:
+            check_choice(method, METHOD_NAMES, "training method in methods")
+        check_choice(self.dataset, tuple(DATASETS), "dataset")
+        check_choice(self.model, MODEL_NAMES, "model")
         if self.n_eval is not None and self.n_eval <= 0:
             raise ConfigError(f"n_eval must be positive or None (all test images); got {self.n_eval}")
         self._check_positive("eval_pgd_steps", "aa_iters", "aa_target_classes", "aa_queries")
@@ -377,9 +494,42 @@ class WeatDerConfig(Config):
         return TrainConfig.from_profile(profile, overrides={"method": method, **{
             k: getattr(self, k) for k in CHAPTER4_TRAIN_FIELDS}})
 
-    def eval_settings(self):
-        from .metrics.robust import RobustEvalSettings
-
+    def eval_settings(self) -> "RobustEvalSettings":
         return RobustEvalSettings(eps=TrainConfig.eps, pgd_steps=self.eval_pgd_steps, autoattack=self.autoattack,
                                   aa_iters=self.aa_iters, aa_target_classes=self.aa_target_classes,
                                   aa_queries=self.aa_queries, seed=self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustEvalSettings:
+    """What defines a robust-accuracy evaluation's numbers (`metrics.robust`). Defaults: the
+    paper's protocol (PAPER.md 3.4)."""
+
+    eps: float = 8 / 255
+    pgd_steps: int = 20              # PGD-20, CE loss, uniform random start, eval mode, fp32
+    pgd_step_size: float = 2 / 255
+    autoattack: bool = True          # AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square)
+    aa_iters: int = 100              # APGD / FAB iterations (standard: 100)
+    aa_target_classes: int = 9       # APGD-T / FAB-T target classes (standard: 9)
+    aa_queries: int = 5000           # Square queries (standard: 5000)
+    seed: int = 0
+    batch_size: int = 256
+    aa_chunk_size: int = 1000        # images per saved AutoAttack progress step
+
+    def __post_init__(self):
+        check_field_types(self)
+        check_eps(self.eps)
+        check_eps(self.pgd_step_size, "pgd_step_size")
+        for key in ("pgd_steps", "aa_iters", "aa_target_classes", "aa_queries", "batch_size", "aa_chunk_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the numbers (batching and chunking do not)."""
+        out = dataclasses.asdict(self)
+        for key in ("batch_size", "aa_chunk_size"):
+            out.pop(key)
+        if not self.autoattack:
+            for key in ("aa_iters", "aa_target_classes", "aa_queries"):
+                out.pop(key)
+        return out

@@ -23,30 +23,17 @@ import numpy as np
 import torch
 
 from .config import ConfigError
+from .names import DATASETS, DatasetInfo  # noqa: F401  (re-exported: data.DATASETS, data.DatasetInfo)
 
 
 class DataNotFoundError(FileNotFoundError):
     """Requested data is not on disk and could not be downloaded; the message says where to put it."""
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    resolution: int
-    train_size: int
-    test_size: int
+class CorruptDataError(DataNotFoundError):
+    """A data file exists but is not what it should be (truncated, HTML, wrong arrays); the message
+    names the file, what is wrong and how to get a good copy."""
 
-    def size(self, split: str) -> int:
-        return self.train_size if split == "train" else self.test_size
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", 10, 32, 50_000, 10_000),
-    "cifar100": DatasetInfo("cifar100", 100, 32, 50_000, 10_000),
-    "svhn": DatasetInfo("svhn", 10, 32, 73_257, 26_032),
-    "tiny-imagenet": DatasetInfo("tiny-imagenet", 200, 64, 100_000, 10_000),
-}
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -126,13 +113,50 @@ def _offline_path(name: str, split: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _corrupt(path: Path, what: str) -> CorruptDataError:
+    return CorruptDataError(
+        f"{path} is not a valid offline data file: {what}. Get a good copy: check it with `sha256sum -c SHA256SUMS` "
+        f"in {offline_dir()} and copy the failing file again from the project's shared data folder (see its "
+        "README.md), or unset ENERGY_DATA to load the dataset through torchvision instead")
+
+
+def _read_offline(path: Path, keys: tuple[str, ...], start: int = 0, stop: int | None = None) -> list[np.ndarray]:
+    """Arrays `keys` of an offline .npz file ([start:stop] of each), with an error naming the file
+    for anything that is not a readable archive of uint8 images / integer labels."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(b"PK"):   # every .npz is a zip archive
+        looks = " (an HTML page: a failed download?)" if head.lstrip().lower().startswith((b"<!doctype", b"<html")) else ""
+        raise _corrupt(path, f"it is not an .npz (zip) archive{looks}; it starts with {head[:24]!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise _corrupt(path, "it is a single array, not an .npz archive")
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise _corrupt(path, f"it has no array {missing[0]!r} (it holds {', '.join(archive.files) or 'none'})")
+            arrays = [archive[k][start:stop] for k in keys]
+    except CorruptDataError:
+        raise
+    except Exception as err:   # BadZipFile (HTML page, truncated), EOFError, pickled objects, zlib errors
+        raise _corrupt(path, f"it cannot be read as an .npz archive ({type(err).__name__}: {err})") from err
+    for key, array in zip(keys, arrays):
+        is_images = array.ndim == 4
+        if is_images and (array.dtype != np.uint8 or array.shape[-1] != 3):
+            raise _corrupt(path, f"array {key!r} is {array.dtype} {array.shape}, not uint8 images (N, H, W, 3)")
+        if not is_images and (array.ndim != 1 or not np.issubdtype(array.dtype, np.integer)):
+            raise _corrupt(path, f"array {key!r} is {array.dtype} {array.shape}, not integer labels (N,)")
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise _corrupt(path, f"arrays {', '.join(keys)} have different lengths {[a.shape[0] for a in arrays]}")
+    return arrays
+
+
 def _offline_count(name: str, split: str) -> tuple[Path, int] | None:
     """(path, number of images) of the offline file for a split, or None when there is none."""
     path = _offline_path(name, split)
     if path is None:
         return None
-    with np.load(path) as archive:
-        return path, int(archive[OFFLINE_FILES[(name, split)][2]].shape[0])
+    return path, int(_read_offline(path, (OFFLINE_FILES[(name, split)][2],))[0].shape[0])
 
 
 def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
@@ -144,12 +168,13 @@ def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
     if path is None:
         return None
     _, xkey, ykey = OFFLINE_FILES[(name, split)]
-    with np.load(path) as archive:
-        available = archive[ykey].shape[0]
-        if (n is None and available < dataset_info(name).size(split)) or (n is not None and n > available):
-            return None
-        stop = available if n is None else n
-        return _from_hwc(archive[xkey][:stop], archive[ykey][:stop], name, split, f"offline:{path}")
+    available = _offline_count(name, split)[1]
+    if (n is None and available < dataset_info(name).size(split)) or (n is not None and n > available):
+        return None
+    x, y = _read_offline(path, (xkey, ykey), 0, available if n is None else n)
+    if y.size and (y.min() < 0 or y.max() >= dataset_info(name).num_classes):
+        raise _corrupt(path, f"labels {ykey!r} lie outside 0..{dataset_info(name).num_classes - 1}")
+    return _from_hwc(x, y, name, split, f"offline:{path}")
 
 
 def _load_torchvision(name: str, split: str, download: bool) -> ImageData:
@@ -238,7 +263,7 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
         return data
     try:
         data = _load_torchvision(name, split, download)
-    except DataNotFoundError:
+    except DataNotFoundError:   # includes CorruptDataError
         raise
     except Exception as err:  # no network, missing files, corrupt archive
         off = offline_dir()
@@ -249,7 +274,8 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
             offline_msg = (
                 f"the offline copy {path} is partial: it holds {available} of the {size} {split} images"
                 + (f" (n={n} requested)" if n is not None else "")
-                + f"; pass n=<k> with k <= {available} to load the first k images from it"
+                + f" (in Python, load_dataset({name!r}, {split!r}, n=k) with k <= {available} reads the first k "
+                "images from it; training always needs the complete training split)"
             )
         elif off and hint:
             offline_msg = f"the offline folder ENERGY_DATA={off} has no {hint[0]}"

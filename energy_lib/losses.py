@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from . import attacks
 from .config import ConfigError
 from .energy import delta_energy, marginal_energy, weat_weights
+from .names import METHOD_HYPERPARAMETERS, METHOD_USES
 
 
 @dataclass
@@ -253,26 +254,9 @@ ATTACK_DESCRIPTIONS = {
 # overfitting), so the chapters never present them as "the robust model".
 MULTI_STEP_METHODS = tuple(m for m, a in TRAINING_ATTACKS.items() if a in (pgd_ce_attack, trades_kl_attack))
 
-# TrainConfig hyperparameters that only some methods read; the rest are reset by
-# TrainConfig.canonical() so that, e.g., der_beta does not change a SAT run's identity.
-METHOD_HYPERPARAMETERS = ("attack_steps", "beta", "der_beta", "der_gamma", "fgsm_alpha")
-USES: dict[str, tuple[str, ...]] = {
-    "sat": ("attack_steps",),
-    "trades": ("attack_steps", "beta"),
-    "weat_nat": ("attack_steps", "beta"),
-    "weat_adv": ("attack_steps", "beta"),
-    "mart": ("attack_steps", "beta"),
-    "sat_der": ("attack_steps", "der_beta", "der_gamma"),
-    "trades_der": ("attack_steps", "beta", "der_beta", "der_gamma"),
-    "fgsm": ("fgsm_alpha",),
-    "fgsm_rs": ("fgsm_alpha",),
-    "fgsm_rs_der": ("fgsm_alpha", "der_beta", "der_gamma"),
-}
-
-
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
     get_loss(name)
-    return tuple(k for k in METHOD_HYPERPARAMETERS if k not in USES[name])
+    return tuple(k for k in METHOD_HYPERPARAMETERS if k not in METHOD_USES[name])
 
 
 def get_loss(name: str) -> LossFn:

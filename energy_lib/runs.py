@@ -2,7 +2,9 @@
 
 Layout of `$ENERGY_RUNS/<method>-<dataset>-<model>-n<n_train>-e<epochs>-<hash>/` (or `<name>/`):
 
-    config.json     the TrainConfig (the directory's identity; a different config is refused)
+    config.json     the TrainConfig (the directory's identity; a different config is refused),
+                    written atomically before anything else
+    LOCK            while a process trains the run: its pid and host (one process per run)
     metrics.jsonl   one record per completed epoch (training stats + energy tracking)
     samples.jsonl   per-sample energies of the tracked training images, one line per epoch
     env.json        torch / CUDA / GPU, precision flags, git commit, one entry per training session
@@ -11,9 +13,13 @@ Layout of `$ENERGY_RUNS/<method>-<dataset>-<model>-n<n_train>-e<epochs>-<hash>/`
     DONE            written when all epochs are finished
 
 Checkpoints are git-ignored; the json files are small and may be committed. Every file is
-written to a temporary file in the same directory and moved into place with os.replace, so a
-crash mid-write leaves the previous version intact. last.pt is the source of truth: the jsonl
-files are rewritten from it after every epoch.
+written through `fileio` (a temporary file in the same directory moved into place with
+os.replace), so a crash mid-write leaves the previous version intact; temporaries of killed
+writers are removed on the next open. last.pt is the source of truth: the jsonl files are
+rewritten from it after every epoch, and a missing or unreadable config.json, metrics.jsonl,
+samples.jsonl or tracking.json is rebuilt from the checkpoint (with a warning). Every checkpoint
+carries its config, compared with the run's on every resume and load. Only finite weights and
+metrics are ever saved (train.py checks them first).
 """
 from __future__ import annotations
 
@@ -22,18 +28,20 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
+import warnings
 from pathlib import Path
 
-import torch
-
-from .config import TrainConfig, runs_root
+from . import fileio
+from .config import ConfigError, TrainConfig, runs_root
+from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
+# torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "rng", "best", "metrics", "config"}
 
 
-class RunError(RuntimeError):
+class RunError(StoreError):
     """Base class for run-store problems; the message names the file and the fix."""
 
 
@@ -53,7 +61,7 @@ NOT_IDENTITY = ("name", "device")
 def identity(cfg: TrainConfig | dict) -> dict:
     """The fields that define a run, from a config or a stored config.json."""
     values = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    return {k: v for k, v in values.items() if k not in NOT_IDENTITY}
+    return json.loads(json.dumps({k: v for k, v in values.items() if k not in NOT_IDENTITY}))
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -69,40 +77,29 @@ def run_dir(cfg: TrainConfig) -> Path:
     return runs_root() / f"{cfg.method}-{cfg.dataset}-{cfg.model}-n{n}-e{cfg.epochs}-{config_hash(cfg)}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _difference(stored: dict, wanted: dict) -> dict:
+    a, b = identity(stored), identity(wanted)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    _atomic_write(path, lambda f: torch.save(obj, f))
+def _checkpoint_fix(path: Path) -> str:
+    if path.name == "last.pt" and not (path.parent / "DONE").is_file():
+        return f"Delete it to restart this run from epoch 0 (or delete the run directory {path.parent})."
+    return f"Delete the run directory {path.parent} to retrain the run."
 
 
 def load_checkpoint(path: Path) -> dict:
-    """torch.load with a clear error for a corrupt or truncated file."""
+    """torch.load with a clear error (naming the file and a fix that works) for a corrupt,
+    truncated or foreign file."""
+    path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {err}). Delete it to "
-            f"retrain from scratch (or delete the whole run directory {path.parent})."
-        ) from err
-    missing = {"model", "optimizer", "scheduler", "epoch", "rng", "best", "metrics"} - set(ckpt if isinstance(ckpt, dict) else {})
+        ckpt = fileio.load_torch(path, fix=_checkpoint_fix(path))
+    except CorruptFileError as err:
+        raise CheckpointError(f"checkpoint {err}") from err.__cause__
+    missing = CHECKPOINT_KEYS - set(ckpt if isinstance(ckpt, dict) else {})
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}: not a run checkpoint of this "
-                              f"version. Delete it to retrain from scratch.")
+                              f"version. {_checkpoint_fix(path)}")
     return ckpt
 
 
@@ -116,6 +113,8 @@ def _git_commit() -> dict:
 
 
 def environment(device: torch.device, cfg: TrainConfig) -> dict:
+    import torch
+
     env = {
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(), "platform": platform.platform(),
@@ -135,11 +134,15 @@ def environment(device: torch.device, cfg: TrainConfig) -> dict:
 
 
 def _rng_state() -> dict:
+    import torch
+
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(state: dict) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -150,20 +153,58 @@ class Run:
 
     def __init__(self, config: TrainConfig, directory: Path):
         self.config, self.dir = config, Path(directory)
+        self._lock = fileio.RunLock(self.dir)
 
     # ---- reading
     @property
     def done(self) -> bool:
         return (self.dir / "DONE").is_file()
 
+    def require_done(self, purpose: str) -> None:
+        if not self.done:
+            raise RunError(f"run {self.dir} is not finished (no DONE file); finish it with train_or_load(config) "
+                           f"{purpose}")
+
+    def _checkpoint(self, which: str) -> dict:
+        """best.pt / last.pt, refused when it was made by another config."""
+        path = self.dir / f"{which}.pt"
+        ckpt = load_checkpoint(path)
+        diff = _difference(ckpt["config"], self.config.to_dict())
+        if diff:
+            raise ConfigMismatchError(
+                f"checkpoint {path} was made by a different config than this run's (checkpoint vs run: {diff}); "
+                f"it is not used. Delete it (or the run directory {self.dir}) to retrain this config, or load "
+                "it with its own config.")
+        return ckpt
+
+    def _rebuild_logs(self, reason: str) -> dict | None:
+        """Rewrite metrics.jsonl / samples.jsonl from last.pt (the source of truth); None without one."""
+        if not (self.dir / "last.pt").is_file():
+            return None
+        ckpt = self._checkpoint("last")
+        self._write_jsonl("metrics.jsonl", ckpt["metrics"])
+        self._write_jsonl("samples.jsonl", ckpt.get("samples", []))
+        warnings.warn(f"{reason}; rebuilt metrics.jsonl and samples.jsonl of {self.dir} from last.pt "
+                      f"(epoch {ckpt['epoch']})", stacklevel=3)
+        return ckpt
+
+    def _records(self, filename: str) -> list:
+        path = self.dir / filename
+        try:
+            return fileio.read_jsonl(path) if path.is_file() else []
+        except CorruptFileError as err:
+            ckpt = self._rebuild_logs(str(err))
+            if ckpt is None:
+                raise RunError(f"{err}; there is no last.pt to rebuild it from: delete the run directory "
+                               f"{self.dir} to retrain the run") from err
+            return fileio.read_jsonl(path)
+
     @property
     def metrics(self):
         """One row per completed epoch (pandas DataFrame)."""
         import pandas as pd
 
-        path = self.dir / "metrics.jsonl"
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
-        return pd.DataFrame(rows)
+        return pd.DataFrame(self._records("metrics.jsonl"))
 
     @property
     def tracked_samples(self):
@@ -171,10 +212,8 @@ class Run:
         epoch, sample, E_nat, E_adv, Ey_nat, Ey_adv, correct_nat, correct_adv (+ dE, dEy)."""
         import pandas as pd
 
-        path = self.dir / "samples.jsonl"
         frames = []
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            rec = json.loads(line)
+        for rec in self._records("samples.jsonl"):
             epoch = rec.pop("epoch")
             frame = pd.DataFrame(rec)
             frame.insert(0, "sample", range(len(frame)))
@@ -189,12 +228,26 @@ class Run:
     @property
     def env(self) -> dict:
         path = self.dir / "env.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return fileio.read_json(path, fix=f"it only records the training sessions: move it away (e.g. to "
+                                          f"{path.name}.corrupt) and the next session starts a new one") \
+            if path.is_file() else {}
 
     @property
     def tracking_attack(self) -> dict:
         path = self.dir / "tracking.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            return fileio.read_json(path) if path.is_file() else self._rebuild_tracking("it is missing")
+        except CorruptFileError as err:
+            return self._rebuild_tracking(str(err))
+
+    def _rebuild_tracking(self, reason: str) -> dict:
+        from .train import tracking_attack_description   # a function of the config alone
+
+        description = tracking_attack_description(self.config)
+        if self.dir.is_dir() and ((self.dir / "last.pt").is_file() or self.done):
+            atomic_write_text(self.dir / "tracking.json", json.dumps(description, indent=2) + "\n")  # as write_logs
+            warnings.warn(f"{self.dir / 'tracking.json'}: {reason}; rebuilt from the run's config", stacklevel=3)
+        return description
 
     def load_model(self, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
         """The model of best.pt or last.pt, in eval mode."""
@@ -204,41 +257,93 @@ class Run:
             raise ValueError(f"which must be 'best' or 'last'; got {which!r}")
         path = self.dir / f"{which}.pt"
         if not path.is_file():
-            raise RunError(f"{path} does not exist: the run has not reached that point; call "
-                           "train_or_load(config) to train it.")
-        ckpt = load_checkpoint(path)
+            fix = (f"delete the run directory {self.dir} to retrain the run" if self.done else
+                   "call train_or_load(config) to train it")
+            raise RunError(f"{path} does not exist: the run has not reached that point; {fix}.")
+        ckpt = self._checkpoint(which)
         model = models.build_model(self.config.model, data.dataset_info(self.config.dataset).num_classes)
         model.load_state_dict(ckpt["model"])
         return model.to(device).eval()
 
     def checkpoint_info(self, which: str = "best") -> dict:
-        ckpt = load_checkpoint(self.dir / f"{which}.pt")
+        ckpt = self._checkpoint(which)
         return {"epoch": ckpt["epoch"], "best": ckpt["best"]}
 
-    # ---- writing (used by train.fit)
-    def open(self) -> "Run":
-        """Create the directory, or check that an existing one holds this very config."""
-        cfg_path = self.dir / "config.json"
-        if cfg_path.is_file():
-            stored = identity(json.loads(cfg_path.read_text()))
-            wanted = json.loads(json.dumps(identity(self.config)))
-            if stored != wanted:
-                diff = {k: (stored.get(k), wanted.get(k)) for k in sorted(set(stored) | set(wanted))
-                        if stored.get(k) != wanted.get(k)}
+    # ---- the stored config
+    def stored_config(self) -> dict | None:
+        """config.json; when it is missing or unreadable but a checkpoint exists, rebuilt from the
+        checkpoint (with a warning; an unreadable file is kept as config.json.corrupt). None for a
+        directory that holds neither."""
+        path = self.dir / "config.json"
+        problem = None
+        if path.is_file():
+            try:
+                stored = fileio.read_json(path)
+                if isinstance(stored, dict):
+                    return stored
+                problem = CorruptFileError(f"{path} holds no config")
+            except CorruptFileError as err:
+                problem = err
+        for which in ("last", "best"):
+            ckpt_path = self.dir / f"{which}.pt"
+            if ckpt_path.is_file():
+                stored = load_checkpoint(ckpt_path)["config"]
+                if problem is not None:
+                    os.replace(path, path.with_name("config.json.corrupt"))
+                atomic_write_text(path, json.dumps(stored, indent=2, sort_keys=True) + "\n")
+                warnings.warn(f"{path}: {problem or 'it was missing'}; rebuilt from {ckpt_path.name}"
+                              + (" (the unreadable file is kept as config.json.corrupt)" if problem else ""),
+                              stacklevel=3)
+                return stored
+        if problem is not None:
+            raise RunError(f"{problem}, and the run has no checkpoint to rebuild it from: delete the run "
+                           f"directory {self.dir} to train the run again") from problem
+        return None
+
+    def check_config(self) -> dict | None:
+        """Refuse a directory (config.json or its checkpoint) made by another config; returns the
+        stored config (None when there is none yet)."""
+        stored = self.stored_config()
+        if stored is not None:
+            diff = _difference(stored, self.config.to_dict())
+            if diff:
                 raise ConfigMismatchError(
                     f"run directory {self.dir} was created with a different config (stored vs requested: "
                     f"{diff}); it is not overwritten. Use another `name`, or delete that directory.")
-        else:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cfg_path, self.config.to_json() + "\n")
+        return stored
+
+    # ---- writing (used by train.fit)
+    def open(self) -> "Run":
+        """Own the directory (a lock: one process per run), then write config.json (atomically,
+        before anything else) or check that the existing one holds this very config; temporaries
+        left by killed writers are removed. Idempotent; `close` releases the lock."""
+        if int(os.environ.get("RANK", "0")) != 0:   # torchrun: rank 0 owns and writes the directory
+            if self.dir.is_dir():
+                self.check_config()
+            return self
+        if self._lock.held:
+            return self
+        fileio.make_dir(self.dir)
+        self._lock.acquire()
+        try:
+            if self.check_config() is None:
+                atomic_write_text(self.dir / "config.json", self.config.to_json() + "\n")
+            for tmp in fileio.clean_stale_temporaries(self.dir):
+                warnings.warn(f"removed {tmp}, left by an interrupted write", stacklevel=2)
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def close(self) -> None:
+        self._lock.release()
 
     def restore(self, model, opt, sched) -> dict:
         """Load last.pt into model/optimizer/scheduler and the RNG; {} when there is none."""
         path = self.dir / "last.pt"
         if not path.is_file():
             return {}
-        ckpt = load_checkpoint(path)
+        ckpt = self._checkpoint("last")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -251,19 +356,36 @@ class Run:
                            "best": dict(best), "metrics": list(metrics), "samples": list(samples),
                            "config": self.config.to_dict()}, self.dir / filename)
 
+    def _write_jsonl(self, filename: str, rows) -> None:
+        atomic_write_text(self.dir / filename, "".join(json.dumps(r) + "\n" for r in rows))
+
     def write_logs(self, metrics, samples, tracking_attack: dict) -> None:
-        atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in metrics))
-        atomic_write_text(self.dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in samples))
+        self._write_jsonl("metrics.jsonl", metrics)
+        self._write_jsonl("samples.jsonl", samples)
         atomic_write_text(self.dir / "tracking.json", json.dumps(tracking_attack, indent=2) + "\n")
 
     def write_env(self, device, resumed_from: int, **facts) -> None:
-        env = self.env
+        path = self.dir / "env.json"
+        try:
+            env = self.env
+        except CorruptFileError as err:   # a record of sessions only: keep the bad copy, start anew
+            os.replace(path, path.with_name("env.json.corrupt"))
+            warnings.warn(f"{err.args[0].split(';')[0]}; kept as env.json.corrupt, a new env.json starts with "
+                          "this session", stacklevel=2)
+            env = {}
         sessions = env.get("sessions", [])
         sessions.append({**environment(device, self.config), "resumed_from_epoch": resumed_from, **facts})
-        atomic_write_text(self.dir / "env.json", json.dumps({"sessions": sessions}, indent=2) + "\n")
+        atomic_write_text(path, json.dumps({"sessions": sessions}, indent=2) + "\n")
 
     def mark_done(self) -> None:
         atomic_write_text(self.dir / "DONE", time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+
+    def kept_epoch(self) -> int | None:
+        """The epoch last.pt holds (None when there is no readable last.pt)."""
+        try:
+            return self._checkpoint("last")["epoch"] if (self.dir / "last.pt").is_file() else None
+        except RunError:
+            return None
 
     def __repr__(self) -> str:
         return f"Run({self.dir}, done={self.done}, epochs={len(self.metrics)}/{self.config.epochs})"
@@ -273,27 +395,47 @@ def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | Non
     """The finished run if it exists; else resume it from last.pt; else train it from scratch.
 
     stop_after: train at most this many more epochs now (the run stays resumable).
-    Hyperparameters the method does not read are reset first (`TrainConfig.canonical`)."""
+    Hyperparameters the method does not read are reset first (`TrainConfig.canonical`).
+    The directory is created (and locked) only once the data and the optimizer are ready
+    (`train.fit`), so a config that cannot run leaves nothing behind."""
     cfg = cfg.canonical()
-    run = Run(cfg, run_dir(cfg)).open()
+    run = Run(cfg, run_dir(cfg))
+    if run.dir.is_dir():
+        run.check_config()
     if not run.done:
         from .train import fit
 
-        fit(cfg, run, progress=progress, stop_after=stop_after)
+        try:
+            fit(cfg, run, progress=progress, stop_after=stop_after)
+        finally:
+            run.close()
     return run
 
 
 def finished_runs(root: Path | None = None) -> list[Run]:
-    """Every finished training run in the store, oldest first (by completion time)."""
+    """Every finished training run in the store, oldest first (by completion time).
+
+    A directory whose config is not a TrainConfig (attack-energy caches, bench records) is not a
+    training run and is passed over; a training run whose config cannot be read (nor rebuilt
+    from its checkpoint) is skipped with a warning naming the file."""
     root = Path(root) if root is not None else runs_root()
     found = []
     for directory in root.glob("*/DONE"):
-        config_path = directory.parent / "config.json"
+        run_path = directory.parent
         try:
-            cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue  # not a training run of this version (e.g. attack-energy caches, bench records)
-        found.append((directory.stat().st_mtime, Run(cfg, directory.parent)))
+            stored = Run(TrainConfig(), run_path).stored_config()
+        except StoreError as err:
+            warnings.warn(f"skipped the run {run_path}: {err}", stacklevel=2)
+            continue
+        if not isinstance(stored, dict) or "method" not in stored:
+            continue  # not a training run
+        try:
+            cfg = TrainConfig.from_dict(stored)
+        except (ConfigError, TypeError) as err:
+            warnings.warn(f"skipped the run {run_path}: its config.json is not a TrainConfig of this version "
+                          f"({err})", stacklevel=2)
+            continue
+        found.append((directory.stat().st_mtime, Run(cfg, run_path)))
     return [run for _, run in sorted(found, key=lambda item: item[0])]
 
 

@@ -27,18 +27,35 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks, data, distributed, models
-from .config import ConfigError, TrainConfig, resolve_device
+from .config import BEST_WINDOW, ConfigError, TrainConfig, first_best_epoch, resolve_device  # noqa: F401
 from .energy import energy_summary, joint_energy, marginal_energy
 from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
 
-BEST_WINDOW = 0.1
 DATA_SUBSET_SEED = 0        # the same training images for every method and seed
 VAL_SEED = 12345            # which training images are held out for validation
 ENERGY_KEYS = ("E_nat", "E_adv", "Ey_nat", "Ey_adv", "dE", "dEy")
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN/inf; the last good checkpoint is kept."""
+    """The training loss, the weights or a tracked metric became NaN/inf; training stopped and the
+    message says which checkpoint (all of whose values are finite) is kept, if any."""
+
+
+def non_finite_values(model: torch.nn.Module, record: dict) -> list[str]:
+    """Names of the non-finite weights/buffers of `model` and values of `record` (empty: all finite)."""
+    state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    finite = torch.stack([torch.isfinite(v).all() for v in state.values()]).cpu().tolist() if state else []
+    bad = [f"weight {k}" for k, ok in zip(state, finite) if not ok]
+    return bad + [f"metric {k}={v}" for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+
+
+def _stopped(problem: str, run) -> NonFiniteLossError:
+    """The error for a non-finite value, saying truthfully what the run directory keeps."""
+    kept = run.kept_epoch()
+    where = (f"{run.dir / 'last.pt'} keeps epoch {kept} (finite weights and metrics)" if kept else
+             f"no checkpoint was saved ({run.dir} holds none)")
+    return NonFiniteLossError(f"{problem}; training stopped: {where}. Lower lr, use precision='fp32', "
+                              "or check the data")
 
 
 @dataclass
@@ -76,11 +93,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: in
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
-
-
-def first_best_epoch(epochs: int) -> int:
-    """Epochs >= this one compete for best.pt (the last 10%, at least one)."""
-    return epochs - max(1, math.ceil(BEST_WINDOW * epochs))
 
 
 def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0) -> torch.Generator:
@@ -224,7 +236,7 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
     if device.type == "cuda":   # fixed input shapes: let cuDNN pick the fastest kernels (recorded in env.json)
         torch.backends.cudnn.benchmark = True
     progress = progress and dist.is_main
-    td = load_training_data(cfg)
+    td = load_training_data(cfg)   # before the run directory exists: a config that cannot run leaves nothing
     num_classes = data.dataset_info(cfg.dataset).num_classes
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.model, num_classes).to(device)
@@ -234,6 +246,7 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
                                  seed=cfg.seed, channels_last=cfg.channels_last, rank=dist.rank,
                                  world_size=dist.world_size)
     opt, sched = make_optimizer(model, cfg, len(batches))
+    run.open()   # lock the directory, write or check config.json
     state = run.restore(model, opt, sched)   # {} for a fresh run
     start = state.get("epoch", 0)
     metrics, samples = state.get("metrics", []), state.get("samples", [])
@@ -257,16 +270,26 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
             distributed.sync_buffers(model, dist)
             t0 = time.perf_counter()
-            stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist)
+            try:
+                stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist)
+            except NonFiniteLossError as err:   # say truthfully what is kept (the loop's message cannot know)
+                raise _stopped(str(err).split("; training stopped")[0], run) from None
             stats = distributed.mean_over_ranks(stats, dist)
             t_train = time.perf_counter() - t0
             if not dist.is_main:
+                if distributed.any_rank(False, dist):   # rank 0 found a non-finite value
+                    raise NonFiniteLossError(f"a non-finite value at epoch {epoch + 1}: see rank 0's error")
                 distributed.barrier(dist)   # rank 0 tracks and saves this epoch meanwhile
                 continue
             record, per_sample = track(model, td, cfg, epoch, device)
             rec = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], **stats, **record,
                    "time_train_s": t_train, "time_track_s": time.perf_counter() - t0 - t_train,
                    "images_per_s": len(td.train) / t_train}
+            # a checkpoint is good only if its weights and tracked metrics are finite: check before saving
+            bad = non_finite_values(model, rec)
+            if distributed.any_rank(bool(bad), dist):
+                raise _stopped(f"non-finite values after epoch {epoch + 1} ({cfg.method}): "
+                               f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} ({len(bad)} in all)", run)
             metrics.append(rec)
             samples.append({"epoch": epoch + 1, **per_sample})
             if epoch >= first_best and rec["val_acc_adv"] > best["metric"]:
@@ -278,7 +301,8 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             if progress:
                 epochs.set_postfix(test_pgd_acc=f"{rec['test_acc_adv']:.3f}", train_dE=f"{rec['train_dE_mean']:.3f}")
     except KeyboardInterrupt:
-        print(f"interrupted: {run.dir} keeps the checkpoint of epoch {len(metrics)}; "
+        kept = run.kept_epoch()   # what last.pt really holds (a save may have been cut short)
+        print(f"interrupted: {run.dir} keeps the checkpoint of epoch {kept or 0}; "
               "call train_or_load(cfg) again to resume.")
         raise
     if dist.is_main:

@@ -91,3 +91,14 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_the_name_registries_config_checks_against_are_the_implementations():
+    """config.py checks names against names.py (a leaf); the modules that implement them agree."""
+    from energy_lib import data, losses, models, names
+
+    assert names.MODEL_NAMES == tuple(models.MODELS) and names.METHOD_NAMES == tuple(losses.LOSSES)
+    assert data.DATASETS is names.DATASETS and set(names.METHOD_USES) == set(losses.TRAINING_ATTACKS)
+    for bad in (dict(method="sat2"), dict(model="resnet19"), dict(dataset="mnist")):
+        with pytest.raises(ConfigError, match="unknown"):
+            TrainConfig(**bad)

@@ -41,7 +41,7 @@ def test_partial_offline_copy_is_never_returned_as_the_whole_split(name, split, 
     assert tried == [(name, split)]  # fell through to torchvision instead of the partial file
     msg = str(err.value)
     assert "partial" in msg and f"{available} of the {size} {split} images" in msg, msg
-    assert f"k <= {available}" in msg and "n=<k>" in msg, msg
+    assert f"k <= {available}" in msg and f"load_dataset({name!r}, {split!r}, n=k)" in msg, msg
     head = data.load_dataset(name, split, n=available)  # what the offline copy does hold still loads
     assert len(head) == available and head.source.startswith("offline:")
     assert tried == [(name, split)]
@@ -50,7 +50,7 @@ def test_partial_offline_copy_is_never_returned_as_the_whole_split(name, split, 
 def test_partial_offline_copy_with_real_torchvision_fails_fast(tmp_path, monkeypatch):
     """The unpatched path: an empty torchvision folder and no download gives the partial-copy hint."""
     monkeypatch.setenv("ENERGY_TORCHVISION_ROOT", str(tmp_path / "tv"))
-    with pytest.raises(data.DataNotFoundError, match="holds 1017 of the 10000 test images.*n=<k>"):
+    with pytest.raises(data.DataNotFoundError, match="holds 1017 of the 10000 test images.*n=k"):
         data.load_dataset("cifar10", "test", download=False)
 
 

@@ -9,7 +9,7 @@ os.environ.setdefault("ENERGY_DATA", str(Path(__file__).resolve().parents[1] / "
 import pytest
 import torch
 
-from energy_lib import losses, runs
+from energy_lib import fileio, losses, runs
 from energy_lib.config import TrainConfig
 from energy_lib.runs import CheckpointError, ConfigMismatchError, Run, run_dir, train_or_load
 from energy_lib.train import NonFiniteLossError
@@ -108,12 +108,15 @@ def test_corrupt_or_truncated_checkpoint_names_the_file(store):
     last = run.dir / "last.pt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=f"checkpoint {last} is corrupt or truncated.*Delete it"):
+    with pytest.raises(CheckpointError, match=f"checkpoint {last} is corrupt or truncated.*Delete the run directory"):
         run.load_model("last")
-    # an unfinished run resumes from last.pt, so the same clear error comes from train_or_load
+    # an unfinished run resumes from last.pt, so the same clear error comes from train_or_load,
+    # and its advice works: without last.pt the run restarts from epoch 0 and finishes
     (run.dir / "DONE").unlink()
-    with pytest.raises(CheckpointError, match="last.pt is corrupt"):
+    with pytest.raises(CheckpointError, match="last.pt is corrupt.*Delete it to restart this run from epoch 0"):
         train_or_load(TINY1, progress=False)
+    last.unlink()
+    assert train_or_load(TINY1, progress=False).done and last.read_bytes() != data[: len(data) // 2]
 
 
 def test_a_crash_during_a_save_leaves_the_previous_checkpoint(store, monkeypatch):
@@ -121,12 +124,12 @@ def test_a_crash_during_a_save_leaves_the_previous_checkpoint(store, monkeypatch
     last = run.dir / "last.pt"
     before = last.read_bytes()
 
-    def crashing_save(obj, f):
-        f.write(b"partial")
-        raise OSError("disk full")
+    def crashing_write(f, data, path):
+        f.write(data[:10])
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runs.torch, "save", crashing_save)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(fileio, "_write_bytes", crashing_write)
+    with pytest.raises(fileio.StoreWriteError, match=f"cannot write {last}: No space left.*previous version is intact"):
         runs.atomic_torch_save({"x": 1}, last)
     assert last.read_bytes() == before
     assert [p.name for p in run.dir.iterdir() if p.name.endswith(".tmp")] == []
@@ -137,7 +140,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(store, monkeyp
         out.loss = out.loss * float("nan")
 
     monkeypatch.setitem(losses.LOSSES, "sat", failing_at(1, poison))
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last good checkpoint is kept"):
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last.pt keeps epoch 1 \(finite"):
         train_or_load(TINY, progress=False)
     run = Run(TINY, run_dir(TINY))
     assert not run.done and run.checkpoint_info("last")["epoch"] == 1 and len(run.metrics) == 1

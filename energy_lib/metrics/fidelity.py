@@ -24,13 +24,15 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
-import json
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from .. import fileio
 
 ENV_WEIGHTS = "ENERGY_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -71,7 +73,12 @@ def _hub_checkpoint() -> Path:
 
 
 def _has_logits(path: Path) -> bool:
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:   # truncated download, HTML page, not a state dict
+        raise fileio.CorruptFileError(
+            f"Inception weights {path} are corrupt or truncated ({type(err).__name__}: {err}); delete the file "
+            f"(it is fetched or converted again) or point {ENV_WEIGHTS} at a good copy") from err
     fc = state.get("fc.weight")
     return fc is not None and bool(torch.isfinite(fc).all())
 
@@ -186,10 +193,9 @@ def ensure_converted_weights() -> Path | None:
     source = _torchscript_path()
     if source is None:
         return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    torch.save(convert_fid_helper_weights(source), tmp)
-    os.replace(tmp, target)  # atomic: concurrent users never see a half-written file
+    fileio.make_dir(target.parent)
+    fileio.clean_stale_temporaries(target.parent)
+    fileio.atomic_torch_save(convert_fid_helper_weights(source), target)  # concurrent users never see half a file
     return target
 
 
@@ -277,12 +283,14 @@ def cached_features(images: torch.Tensor, weights: InceptionWeights, **kwargs) -
     digest.update(f"{weights.path.resolve()}:{weights.path.stat().st_size}:{weights.source}".encode())
     path = cache_dir() / "inception_features" / f"{digest.hexdigest()[:32]}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        try:
+            return fileio.load_torch(path, fix="it is a cache: recomputed", weights_only=True)
+        except fileio.CorruptFileError as err:   # a cache: say so and recompute it
+            warnings.warn(str(err), stacklevel=2)
     feats = extract_features(x, weights, **kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(feats, tmp)
-    os.replace(tmp, path)
+    fileio.make_dir(path.parent)
+    fileio.clean_stale_temporaries(path.parent)
+    fileio.atomic_torch_save(feats, path)
     return feats
 
 
@@ -343,16 +351,20 @@ class FidelityRecord:
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> Path:
-        from ..runs import atomic_write_text   # never half a record
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        fileio.make_dir(path.parent)
+        fileio.write_json(path, self.to_dict())   # atomic: never half a record
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FidelityRecord":
-        return cls(**json.loads(Path(path).read_text()))
+        path = Path(path)
+        fix = f"delete {path} and score the samples again"
+        values = fileio.read_json(path, fix=fix)
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise fileio.CorruptFileError(f"{path} is not a fidelity record ({err}); {fix}") from err
 
 
 def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, reference_name: str,

@@ -25,55 +25,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import attacks, autoattack, data
-from ..config import ConfigError, check_eps, resolve_device
+from .. import attacks, autoattack, data, fileio
+from ..config import ConfigError, RobustEvalSettings, first_best_epoch, resolve_device, runs_root
 
 RECORD_PREFIX = "robust_eval-"
 RECORD_VERSION = 1
 
 
-@dataclass(frozen=True)
-class RobustEvalSettings:
-    """What defines an evaluation's numbers. Defaults: the paper's protocol (PAPER.md 3.4)."""
-
-    eps: float = 8 / 255
-    pgd_steps: int = 20              # PGD-20, CE loss, uniform random start, eval mode, fp32
-    pgd_step_size: float = 2 / 255
-    autoattack: bool = True          # AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square)
-    aa_iters: int = 100              # APGD / FAB iterations (standard: 100)
-    aa_target_classes: int = 9       # APGD-T / FAB-T target classes (standard: 9)
-    aa_queries: int = 5000           # Square queries (standard: 5000)
-    seed: int = 0
-    batch_size: int = 256
-    aa_chunk_size: int = 1000        # images per saved AutoAttack progress step
-
-    def __post_init__(self):
-        check_eps(self.eps)
-        check_eps(self.pgd_step_size, "pgd_step_size")
-        for key in ("pgd_steps", "aa_iters", "aa_target_classes", "aa_queries", "batch_size", "aa_chunk_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive; got {getattr(self, key)}")
-
-    def aa_settings(self) -> autoattack.AutoAttackSettings:
-        return autoattack.AutoAttackSettings(eps=self.eps, seed=self.seed, n_iter=self.aa_iters,
-                                             n_target_classes=self.aa_target_classes,
-                                             n_queries=self.aa_queries)
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that change the numbers (batching and chunking do not)."""
-        out = asdict(self)
-        for key in ("batch_size", "aa_chunk_size"):
-            out.pop(key)
-        if not self.autoattack:
-            for key in ("aa_iters", "aa_target_classes", "aa_queries"):
-                out.pop(key)
-        return out
+def aa_settings(settings: RobustEvalSettings) -> autoattack.AutoAttackSettings:
+    return autoattack.AutoAttackSettings(eps=settings.eps, seed=settings.seed, n_iter=settings.aa_iters,
+                                         n_target_classes=settings.aa_target_classes,
+                                         n_queries=settings.aa_queries)
 
 
 @dataclass
@@ -121,9 +90,14 @@ def record_path(directory: Path, key: str) -> Path:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    from ..runs import atomic_write_text   # atomic: an interruption never leaves half a record
+    fileio.write_json(path, obj)   # atomic: an interruption never leaves half a record
 
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+def _read_record(path: Path) -> dict:
+    rec = fileio.read_json(path, fix=f"delete {path} to recompute this evaluation")
+    if not isinstance(rec, dict):
+        raise fileio.CorruptFileError(f"{path} holds no evaluation record; delete it to recompute this evaluation")
+    return rec
 
 
 def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSettings, directory: Path, *,
@@ -140,10 +114,11 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
 
     checkpoint = dict(checkpoint or {})
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    fileio.make_dir(directory)
+    fileio.clean_stale_temporaries(directory)
     key = _key(checkpoint, images.description, settings)
     path = record_path(directory, key)
-    rec = json.loads(path.read_text()) if path.is_file() else None
+    rec = _read_record(path) if path.is_file() else None
     if rec is not None and rec.get("complete"):
         return rec
     dev = resolve_device(device)
@@ -177,7 +152,7 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
         }
         _write_json(path, rec)   # the PGD part is cached from here on
     if settings.autoattack:
-        res = autoattack.run_autoattack(model, x, y, settings=settings.aa_settings(),
+        res = autoattack.run_autoattack(model, x, y, settings=aa_settings(settings),
                                         batch_size=settings.batch_size, chunk_size=settings.aa_chunk_size,
                                         state_path=path.with_suffix(".aa_state.pt"), verbose=progress,
                                         keep_adversarial=False)
@@ -199,8 +174,6 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
 
 def selection_description(run) -> dict:
     """How best.pt was chosen (train.BEST_WINDOW rule) and from which images."""
-    from ..train import first_best_epoch
-
     cfg = run.config
     return {"rule": "highest PGD accuracy on the held-out validation images among the last epochs "
                     "(train.BEST_WINDOW)",
@@ -217,12 +190,8 @@ def evaluate_run(run, settings: RobustEvalSettings | None = None, *, n_images: i
     n_images: None = every test image from `start` on (the paper protocol with start=0).
     start: first test image.
     """
-    from ..runs import RunError
-
     settings = settings or RobustEvalSettings()
-    if not run.done:
-        raise RunError(f"run {run.dir} is not finished (no DONE file); finish it with train_or_load(config) "
-                       "before evaluating its checkpoints")
+    run.require_done("before evaluating its checkpoints")
     cfg = run.config
     images = eval_slice(cfg.dataset, n_images, start)
     info = run.checkpoint_info(which)
@@ -237,13 +206,17 @@ def evaluate_run(run, settings: RobustEvalSettings | None = None, *, n_images: i
 
 
 def load_records(root: Path | None = None, complete_only: bool = True) -> list[dict]:
-    """Every evaluation record under the run store (`$ENERGY_RUNS/<run>/robust_eval-*.json`)."""
-    from ..config import runs_root
+    """Every evaluation record under the run store (`$ENERGY_RUNS/<run>/robust_eval-*.json`).
 
+    An unreadable record is skipped with a warning naming it (one bad file does not hide the others)."""
     root = Path(root) if root is not None else runs_root()
     out = []
     for path in sorted(root.glob(f"*/{RECORD_PREFIX}*.json")):
-        rec = json.loads(path.read_text())
+        try:
+            rec = _read_record(path)
+        except fileio.StoreError as err:
+            warnings.warn(f"skipped: {err}", stacklevel=2)
+            continue
         if rec.get("kind") == "robust_eval" and (rec.get("complete") or not complete_only):
             rec["path"] = str(path)
             out.append(rec)
@@ -253,8 +226,6 @@ def load_records(root: Path | None = None, complete_only: bool = True) -> list[d
 def published_dir() -> Path:
     """`<run store>/published/`: complete evaluation records kept in git (the run directories, with
     their checkpoints, are not), so a GPU sweep's numbers reach the published book."""
-    from ..config import runs_root
-
     return runs_root() / "published"
 
 
@@ -265,6 +236,6 @@ def publish(rec: dict, directory: Path | None = None) -> Path:
         raise ValueError(f"record {rec.get('key')} is not complete; only finished evaluations are published")
     directory = Path(directory) if directory is not None else published_dir()
     out = record_path(directory / rec["checkpoint"]["run"], rec["key"])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    fileio.make_dir(out.parent)
     _write_json(out, {k: v for k, v in rec.items() if k != "path"})
     return out
