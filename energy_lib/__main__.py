@@ -28,13 +28,18 @@ def _number(text: str) -> float:
     return float(text)
 
 
+def _optional_number(text: str) -> float | None:
+    """A float (or fraction), or none = the rule (step_size, track_step_size)."""
+    return None if text.lower() == "none" else _number(text)
+
+
 def _flag_type(field: dataclasses.Field):
     hints = typing.get_type_hints(TrainConfig)
     hint = hints[field.name]
     if hint is bool:
         return None
     if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", ())):
-        return _optional_int
+        return _optional_number if float in typing.get_args(hint) else _optional_int
     return _number if hint is float else hint
 
 
