@@ -189,6 +189,12 @@ class TrainConfig(Config):
     CIFAR-10 subset and the small CNN on a 2-core CPU; `paper` = ResNet-18, full data, 100 epochs.
 
     Every value the paper leaves unknown (PAPER.md 4) is a field with a documented default.
+    Attack steps (issue 10): `step_size` (training attack) and `track_step_size` (the test attack
+    that tracks robust accuracy, selects best.pt and decides catastrophic overfitting) left None
+    follow `training_step_rule` / `track_step_rule`, so every profile's attacks reach ε; the
+    resolved values are what the config (and its config.json) holds. The paper profile keeps
+    the paper's 10 steps of 2/255 and its per-epoch PGD-20 with α = 2/255 (= ε/4); the CO
+    literature's final PGD-50-10 is `track_attack_steps=50, track_attack_restarts=10`.
     """
 
     method: str = "sat"               # a name in energy_lib.losses.LOSSES
