@@ -162,18 +162,15 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, attack, cfg: TrainConfig, g
 def pgd_test_attack(model, x, y, cfg, ctx, p_nat=None):
     """PGD-CE, uniform start, `track_attack_steps` steps of `track_step_size` (eval mode, fp32); with
     `track_attack_restarts` > 1, per image the first restart that fools the model (else the last)."""
-    x_adv = None
-    for _ in range(cfg.track_attack_restarts):
+    x_adv, fooled = None, None
+    for restart in range(cfg.track_attack_restarts):
         attempt = attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.track_step_size, steps=cfg.track_attack_steps,
                               loss="ce", random_start="uniform", generator=ctx.generator)
-        if x_adv is None:
-            x_adv = attempt
-        else:
+        x_adv = attempt if x_adv is None else torch.where(fooled[:, None, None, None], x_adv, attempt)
+        if restart + 1 < cfg.track_attack_restarts:
             with torch.no_grad():
-                keep = model(x_adv).argmax(1) != y    # already fooled: keep that example
-            x_adv = torch.where(keep[:, None, None, None], x_adv, attempt)
-        with torch.no_grad():
-            if bool((model(x_adv).argmax(1) != y).all()):
+                fooled = model(x_adv).argmax(1) != y    # already fooled: later restarts keep that example
+            if bool(fooled.all()):
                 break
     return x_adv
 
