@@ -17,6 +17,7 @@ from .config import PROFILE_NAMES, TrainConfig
 
 
 def _optional_int(text: str) -> str | None:
+    """none/all = None (n_train: all images; step_size, track_step_size: the rule)."""
     return None if text.lower() in ("none", "all") else text
 
 

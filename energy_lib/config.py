@@ -249,6 +249,29 @@ def first_best_epoch(epochs: int) -> int:
 
 TRAIN_SCHEDULES = ("onecycle", "piecewise", "constant")
 TRAIN_PRECISIONS = ("fp32", "bf16")
+SINGLE_STEP_MODES = ("train", "eval")
+PAPER_STEP_SIZE = 2 / 255   # the paper's training-attack step (10 steps at ε = 8/255, PAPER.md 3.3)
+
+
+def training_step_rule(eps: float, steps: int) -> float:
+    """Step of the multi-step training attack when `step_size` is None: max(2/255, 2.5·ε/K).
+
+    The paper's 10 steps of 2/255 at ε = 8/255 are unchanged (2.5·ε/10 = 2/255); with fewer
+    steps the step grows so that K steps from x (TRADES: x + 0.001·N) can still reach ε
+    (2/255 steps would reach at most K·2/255)."""
+    return PAPER_STEP_SIZE if steps <= 0 else max(PAPER_STEP_SIZE, 2.5 * eps / steps)
+
+
+def track_step_rule(eps: float, steps: int) -> float:
+    """Step of the PGD test attack when `track_step_size` is None: max(ε/4, 2.5·ε/K). ε/4 is the
+    CO literature's α for PGD-50-10 (= the paper's 2/255 at 8/255); fewer steps get a larger step
+    so that K steps still reach ε: the step scales with ε, so a larger ε is attacked as hard."""
+    return eps / 4 if steps <= 0 else max(eps / 4, 2.5 * eps / steps)
+
+
+# TrainConfig fields whose None means "the rule" (resolved in __post_init__, stored resolved)
+STEP_RULES = {"step_size": ("attack_steps", training_step_rule),
+              "track_step_size": ("track_attack_steps", track_step_rule)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +280,12 @@ class TrainConfig(Config):
     CIFAR-10 subset and the small CNN on a 2-core CPU; `paper` = ResNet-18, full data, 100 epochs.
 
     Every value the paper leaves unknown (PAPER.md 4) is a field with a documented default.
+    Attack steps (issue 10): `step_size` (training attack) and `track_step_size` (the test attack
+    that tracks robust accuracy, selects best.pt and decides catastrophic overfitting) left None
+    follow `training_step_rule` / `track_step_rule`, so every profile's attacks reach ε; the
+    resolved values are what the config (and its config.json) holds. The paper profile keeps
+    the paper's 10 steps of 2/255 and its per-epoch PGD-20 with α = 2/255 (= ε/4); the CO
+    literature's final PGD-50-10 is `track_attack_steps=50, track_attack_restarts=10`.
     """
 
     method: str = "sat"               # a name in energy_lib.losses.LOSSES (names.METHOD_NAMES)
@@ -275,13 +304,16 @@ class TrainConfig(Config):
     schedule: str = "onecycle"        # 'onecycle' (paper), 'piecewise' (x0.1 at 50%, 75%), 'constant'
     pct_start: float = 0.25           # one-cycle warm-up fraction
     eps: float = 8 / 255
-    step_size: float = 2 / 255        # PGD step of the training attack
+    step_size: float | None = None    # PGD step of the training attack; None = training_step_rule
     attack_steps: int = 3             # training attack steps (paper: 10; fewer on CPU)
     beta: float = 6.0                 # TRADES / WEAT / MART β (WEAT_adv code default hints 7.0)
     der_beta: float = 1.0             # DER coefficient: UNKNOWN in the paper (PAPER 2.7), documented choice
     der_gamma: float = 0.1            # DER dead-zone margin γ: UNKNOWN in the paper, documented choice
     fgsm_alpha: float = 1.25          # single-step step size in units of ε (Wong et al. FGSM-RS)
-    track_attack_steps: int = 5       # PGD-CE steps of the tracking attack on the test subset (fp32)
+    single_step_mode: str = "train"   # BatchNorm mode of the single-step attack and the AAE test (Wong et al., AAER: train)
+    track_attack_steps: int = 5       # PGD-CE steps of the test attack (test and val subsets, and the train subset again)
+    track_attack_restarts: int = 1    # its random restarts (CO literature: PGD-50-10; the CPU profiles: fewer)
+    track_step_size: float | None = None  # its step; None = track_step_rule (ε/4, larger with fewer steps)
     seed: int = 0                     # paper profile: 1, as the paper's code
     device: str = "auto"
     precision: str = "fp32"           # 'bf16': autocast for the training forward/backward only
@@ -307,13 +339,18 @@ class TrainConfig(Config):
         check_choice(self.dataset, tuple(DATASETS), "dataset")
         check_choice(self.model, MODEL_NAMES, "model")
         check_eps(self.eps)
-        check_eps(self.step_size, "step_size")
+        for key, (steps_key, rule) in STEP_RULES.items():   # None = the rule, stored resolved
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, rule(self.eps, getattr(self, steps_key)))
+            check_eps(getattr(self, key), key)
+        if self.single_step_mode not in SINGLE_STEP_MODES:
+            raise ConfigError(f"single_step_mode={self.single_step_mode!r}; choose one of {', '.join(SINGLE_STEP_MODES)}")
         if self.schedule not in TRAIN_SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
         self._check_positive("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples",
-                             "lr", "fgsm_alpha")
+                             "lr", "fgsm_alpha", "track_attack_restarts")
         self._check_non_negative("weight_decay", "beta", "der_beta", "der_gamma")
         if not 0.0 <= self.momentum <= 1.0:
             raise ConfigError(f"momentum={self.momentum} must be in [0, 1] (e.g. 0.9)")
@@ -345,12 +382,26 @@ class TrainConfig(Config):
             raise ConfigError(f"name={self.name!r} must be a plain folder name (no '/', not starting with '.', "
                               "not 'published'), e.g. name='my-sat-run'")
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        # the rule fields stay None here, so a profile's or caller's steps resolve them
+        return {**super().defaults(), **{k: None for k in STEP_RULES}}
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """Like dataclasses.replace, except that a step equal to its rule's value follows the rule:
+        replace(attack_steps=1) on a rule-derived step re-applies the rule (a step set explicitly
+        to another value is kept)."""
+        for key, (steps_key, rule) in STEP_RULES.items():
+            if key not in changes and getattr(self, key) == rule(self.eps, getattr(self, steps_key)):
+                changes[key] = None
+        return dataclasses.replace(self, **changes)
+
     def canonical(self) -> "TrainConfig":
         """This config with the hyperparameters its method never reads reset to their defaults
         (e.g. der_beta for SAT), so they do not change the run's identity in the run store."""
-        defaults = TrainConfig()
+        defaults = self.defaults()   # the step fields stay None: their rule re-resolves them
         unused = [k for k in METHOD_HYPERPARAMETERS if k not in METHOD_USES[self.method]]
-        return self.replace(**{k: getattr(defaults, k) for k in unused})
+        return self.replace(**{k: defaults[k] for k in unused})
 
 
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")
@@ -375,7 +426,7 @@ class GenerationConfig(Config):
     momentum: float = 0.5             # ζ: UNKNOWN in the paper; 0 = plain SGLD (code default)
     step_clip: float = 1.0            # clamp of ν+ε per pixel (code eps=1: effectively off)
     retained_variance: float = 0.95   # PCA: kept explained-variance fraction
-    pca_sigma: float = 0.005          # σ_pca: α_i ~ N(0, σ_pca²), scaled by the singular values
+    pca_sigma: float = 0.005          # σ_pca: α_i ~ N(0, σ_pca²), times the singular values of a 5,000-image fit (generate.py)
     local_k: int = 100                # local PCA: same-class nearest neighbours of the anchor (P2, inferred)
     gaussian_jitter: float = 1e-4     # class Gaussian: Σ + jitter·I
     n_fit_per_class: int = 1000       # real training images per class for PCA/Gaussian (paper: all 5000)

@@ -15,6 +15,14 @@ Initialisations x_0 (all in [0,1], shape (B, C, H, W)):
               values of the centred class data, components kept up to `retained_variance`;
 * `local_pca` local class-wise PCA (P2, details inferred): the same, fitted on the `local_k`
               same-class nearest neighbours (pixel space) of a random anchor image, one per chain.
+
+Noise scale comparable across fit sizes. A singular value is λ_i = sqrt((n−1)·var_i), so with the
+paper's formula the spread of x_0 grows with the number n of images fitted: the paper fits all
+n = 5,000 images of a CIFAR-10 class, where σ_pca = 0.005 gives x_0 ≈ μ + 0.35·Σ std_i z_i U_i
+(PAPER.md 2.8). Fitted on fewer images (the CPU profile's 1,000 per class; local PCA's k = 100
+neighbours) the same σ_pca would give a start 2.2× (n = 1,000) or 7× (n = 100) tighter. So λ_i are
+scaled by sqrt((5000 − 1)/(n − 1)) (`PAPER_PCA_FIT_SIZE`): x_0 = μ + Σ_i sqrt(4999·var_i)·α_i·U_i,
+the spread σ_pca has with the paper's 5,000 images, whatever n (exactly the paper's formula at n = 5,000).
 Images are flattened in CHW order (`x.reshape(n, -1)`), as the official code does.
 """
 from __future__ import annotations
@@ -32,18 +40,29 @@ from .energy import joint_energy
 
 
 # ----------------------------------------------------------------------------- initialisations
+PAPER_PCA_FIT_SIZE = 5000   # images per class the paper's PCA is fitted on (CIFAR-10); σ_pca is relative to it
+
+
 @dataclass
 class ClassPCA:
-    """PCA of one class's flattened images: mean (D,), kept axes (k, D), their singular values (k,)."""
+    """PCA of one class's flattened images: mean (D,), kept axes (k, D), their singular values (k,),
+    fitted on `n_fit` images."""
 
     mean: torch.Tensor
     components: torch.Tensor
     singular_values: torch.Tensor
     explained_variance_ratio: torch.Tensor  # of all components, for plots and checks
+    n_fit: int = PAPER_PCA_FIT_SIZE
 
     @property
     def n_components(self) -> int:
         return self.components.shape[0]
+
+    @property
+    def sampling_scale(self) -> torch.Tensor:
+        """λ_i·sqrt((5000 − 1)/(n_fit − 1)) = sqrt(4999·var_i): the singular values a fit on the
+        paper's 5,000 images would have, so σ_pca means the same spread for every n_fit."""
+        return self.singular_values * math.sqrt((PAPER_PCA_FIT_SIZE - 1) / (self.n_fit - 1))
 
 
 def n_components_for(explained_variance_ratio: torch.Tensor, retained_variance: float) -> int:
@@ -66,14 +85,15 @@ def fit_pca(x: torch.Tensor, retained_variance: float) -> ClassPCA:
     var = s ** 2
     ratio = var / var.sum() if var.sum() > 0 else torch.ones_like(var) / var.numel()
     k = n_components_for(ratio, retained_variance)
-    return ClassPCA(mean.float(), vh[:k].float(), s[:k].float(), ratio.float())
+    return ClassPCA(mean.float(), vh[:k].float(), s[:k].float(), ratio.float(), n_fit=flat.shape[0])
 
 
 def sample_pca(pca: ClassPCA, n: int, sigma: float, shape: Sequence[int],
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """n draws of μ + Σ_i λ_i α_i U_i, α_i ~ N(0, σ²), clipped to [0,1], reshaped to (n, *shape)."""
+    """n draws of μ + Σ_i λ'_i α_i U_i, α_i ~ N(0, σ²), λ'_i = `pca.sampling_scale` (the singular
+    values as fitted on the paper's 5,000 images), clipped to [0,1], reshaped to (n, *shape)."""
     alpha = torch.randn(n, pca.n_components, generator=generator) * sigma
-    flat = pca.mean + (alpha * pca.singular_values) @ pca.components
+    flat = pca.mean + (alpha * pca.sampling_scale) @ pca.components
     return flat.clamp(0, 1).reshape(n, *shape)
 
 

@@ -8,12 +8,15 @@ and the training loop only calls `get_loss(cfg.method)`. Each method also names 
 attack in `TRAINING_ATTACKS` (the loop reuses it to measure the training-set ΔE with the very x*
 the method trains on, PAPER.md 1.3).
 
-Conventions (PAPER.md 6.4): the inner maximisation runs in eval mode (attacks.pgd does that),
-the outer loss in the model's current (train) mode; the perturbation arithmetic is float32 and all
+Conventions (PAPER.md 6.4): the multi-step inner maximisation runs in eval mode (attacks.pgd does
+that); the single-step attack and the AAE test run in the BatchNorm mode `cfg.single_step_mode`
+("train", Wong et al. and AAER: the model's current mode, i.e. train mode in the training loop;
+"eval": eval mode); the outer loss in the model's current (train) mode; the perturbation arithmetic is float32 and all
 CE / KL / logsumexp are taken on float32 logits, also when the forward runs under bf16 autocast.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,34 +72,51 @@ def trades_kl_attack(model, x, y, cfg, ctx, p_nat: torch.Tensor | None = None) -
                        autocast_dtype=ctx.autocast_dtype, p_nat=p_nat)
 
 
-def fgsm_attack(model, x, y, cfg, ctx) -> torch.Tensor:
-    """FGSM-AT (Goodfellow): one sign step from x. Any step ≥ ε lands on the ε-ball's corner."""
-    return attacks.fgsm(model, x, y, eps=cfg.eps, step_size=cfg.fgsm_alpha * cfg.eps,
-                        generator=ctx.generator, autocast_dtype=ctx.autocast_dtype)
+@contextlib.contextmanager
+def single_step_mode(model, cfg):
+    """The BatchNorm mode of the single-step attack and the AAE test (`cfg.single_step_mode`):
+    "train" keeps the model's current mode (train mode in the training loop, as Wong et al. and
+    AAER, so the attack's forward also updates BatchNorm's running statistics); "eval" switches
+    to eval mode for the block. The per-epoch tracking always measures in eval mode."""
+    if cfg.single_step_mode == "eval":
+        with attacks.eval_mode(model):
+            yield model
+    else:
+        yield model
 
 
-def fgsm_rs_attack(model, x, y, cfg, ctx) -> torch.Tensor:
-    """FGSM-RS (Wong et al.): uniform start in the ε-ball, one step of fgsm_alpha·ε."""
-    return attacks.fgsm(model, x, y, eps=cfg.eps, step_size=cfg.fgsm_alpha * cfg.eps, random_start=True,
-                        generator=ctx.generator, autocast_dtype=ctx.autocast_dtype)
-
-
-def fgsm_rs_with_start(model, x, y, cfg, ctx) -> tuple[torch.Tensor, torch.Tensor]:
-    """FGSM-RS that also returns the per-sample CE at its random start x+η (eval mode), which the
-    AAE test needs (PAPER.md 2.3). Same random draws and arithmetic as
-    `attacks.fgsm(random_start=True)`: with the same generator state it returns the same x* (tested).
-    """
+def single_step(model, x, y, cfg, ctx, random_start: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sign step of fgsm_alpha·ε on CE, from x (FGSM) or from a uniform start x+η in the ε-ball
+    (FGSM-RS), in `cfg.single_step_mode`. Returns x* and the per-sample CE at the start, which the
+    AAE test needs (PAPER.md 2.3). In eval mode it returns `attacks.fgsm`'s x* for the same
+    generator state (tested)."""
     eps, step = cfg.eps, cfg.fgsm_alpha * cfg.eps
     x = x.detach().float()
-    delta = (torch.rand(x.shape, generator=ctx.generator).to(x.device) * 2 - 1) * eps
+    delta = ((torch.rand(x.shape, generator=ctx.generator).to(x.device) * 2 - 1) * eps if random_start
+             else torch.zeros_like(x))
     x_start = (x + delta).clamp(x - eps, x + eps).clamp(0, 1).requires_grad_(True)
-    with attacks.eval_mode(model):
+    with single_step_mode(model, cfg):
         ce_start = F.cross_entropy(forward(model, x_start, ctx), y, reduction="none")
         (grad,) = torch.autograd.grad(ce_start.sum(), x_start)
     with torch.no_grad():
         x_adv = x_start + step * grad.float().sign()
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
     return x_adv.detach(), ce_start.detach()
+
+
+def fgsm_attack(model, x, y, cfg, ctx) -> torch.Tensor:
+    """FGSM-AT (Goodfellow): one sign step from x. Any step ≥ ε lands on the ε-ball's corner."""
+    return single_step(model, x, y, cfg, ctx, random_start=False)[0]
+
+
+def fgsm_rs_attack(model, x, y, cfg, ctx) -> torch.Tensor:
+    """FGSM-RS (Wong et al.): uniform start in the ε-ball, one step of fgsm_alpha·ε."""
+    return single_step(model, x, y, cfg, ctx, random_start=True)[0]
+
+
+def fgsm_rs_with_start(model, x, y, cfg, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    """FGSM-RS that also returns the per-sample CE at its random start x+η (for the AAE test)."""
+    return single_step(model, x, y, cfg, ctx, random_start=True)
 
 
 # ---------------------------------------------------------------- shared terms
@@ -118,10 +138,10 @@ def der_penalty(logits_nat: torch.Tensor, logits_adv: torch.Tensor, y: torch.Ten
     return F.relu(norm - gamma)
 
 
-def abnormal_mask(model, x_adv, y, ce_start, ctx) -> torch.Tensor:
-    """1_AAE: the single step *lowered* the CE, L(x+η) > L(x+η+δ); no gradient, eval mode like the
-    attack that produced `ce_start` (PAPER.md 2.3, AAER)."""
-    with torch.no_grad(), attacks.eval_mode(model):
+def abnormal_mask(model, x_adv, y, ce_start, ctx, cfg) -> torch.Tensor:
+    """1_AAE: the single step *lowered* the CE, L(x+η) > L(x+η+δ); no gradient, in the same
+    BatchNorm mode as the attack that produced `ce_start` (PAPER.md 2.3, AAER)."""
+    with torch.no_grad(), single_step_mode(model, cfg):
         ce_adv = F.cross_entropy(forward(model, x_adv, ctx), y, reduction="none")
     return (ce_start > ce_adv).float()
 
@@ -211,7 +231,7 @@ def fgsm_rs_der_loss(model, x, y, cfg, ctx) -> LossOutput:
     """FGSM-RS + DER on abnormal adversarial examples only (single-step, against CO, PAPER 2.7):
     CE(f(x*), y) + der_beta·(1/B) Σ 1_AAE·L_ΔE."""
     x_adv, ce_start = fgsm_rs_with_start(model, x, y, cfg, ctx)
-    aae = abnormal_mask(model, x_adv, y, ce_start, ctx)
+    aae = abnormal_mask(model, x_adv, y, ce_start, ctx, cfg)
     logits_nat, logits_adv = forward(model, x, ctx), forward(model, x_adv, ctx)
     der = aae * der_penalty(logits_nat, logits_adv, y, cfg.der_gamma)
     loss = F.cross_entropy(logits_adv, y) + cfg.der_beta * der.mean()
@@ -243,10 +263,10 @@ TRAINING_ATTACKS: dict[str, AttackFn] = {
 }
 
 ATTACK_DESCRIPTIONS = {
-    pgd_ce_attack: "PGD-CE, uniform start, {attack_steps} steps of step_size",
-    trades_kl_attack: "TRADES-KL PGD, start x+0.001·N(0,1), {attack_steps} steps of step_size",
-    fgsm_attack: "FGSM, one step of fgsm_alpha·eps from x",
-    fgsm_rs_attack: "FGSM-RS, uniform start, one step of fgsm_alpha·eps",
+    pgd_ce_attack: "PGD-CE, uniform start, {attack_steps} steps of {step_size:.6g}, eval mode",
+    trades_kl_attack: "TRADES-KL PGD, start x+0.001·N(0,1), {attack_steps} steps of {step_size:.6g}, eval mode",
+    fgsm_attack: "FGSM, one step of {fgsm_alpha:g}·eps from x, BatchNorm in {single_step_mode} mode",
+    fgsm_rs_attack: "FGSM-RS, uniform start, one step of {fgsm_alpha:g}·eps, BatchNorm in {single_step_mode} mode",
 }
 
 

@@ -31,17 +31,20 @@ MODEL_NAMES = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "small_cnn
 
 # TrainConfig hyperparameters that only some methods read; the rest are reset by
 # TrainConfig.canonical() so that, e.g., der_beta does not change a SAT run's identity.
-METHOD_HYPERPARAMETERS = ("attack_steps", "beta", "der_beta", "der_gamma", "fgsm_alpha")
+METHOD_HYPERPARAMETERS = ("attack_steps", "step_size", "beta", "der_beta", "der_gamma", "fgsm_alpha",
+                          "single_step_mode")
+_MULTI = ("attack_steps", "step_size")
+_SINGLE = ("fgsm_alpha", "single_step_mode")
 METHOD_USES: dict[str, tuple[str, ...]] = {
-    "sat": ("attack_steps",),
-    "trades": ("attack_steps", "beta"),
-    "weat_nat": ("attack_steps", "beta"),
-    "weat_adv": ("attack_steps", "beta"),
-    "mart": ("attack_steps", "beta"),
-    "sat_der": ("attack_steps", "der_beta", "der_gamma"),
-    "trades_der": ("attack_steps", "beta", "der_beta", "der_gamma"),
-    "fgsm": ("fgsm_alpha",),
-    "fgsm_rs": ("fgsm_alpha",),
-    "fgsm_rs_der": ("fgsm_alpha", "der_beta", "der_gamma"),
+    "sat": _MULTI,
+    "trades": (*_MULTI, "beta"),
+    "weat_nat": (*_MULTI, "beta"),
+    "weat_adv": (*_MULTI, "beta"),
+    "mart": (*_MULTI, "beta"),
+    "sat_der": (*_MULTI, "der_beta", "der_gamma"),
+    "trades_der": (*_MULTI, "beta", "der_beta", "der_gamma"),
+    "fgsm": _SINGLE,
+    "fgsm_rs": _SINGLE,
+    "fgsm_rs_der": (*_SINGLE, "der_beta", "der_gamma"),
 }
 METHOD_NAMES = tuple(METHOD_USES)

@@ -439,11 +439,25 @@ def finished_runs(root: Path | None = None) -> list[Run]:
     return [run for _, run in sorted(found, key=lambda item: item[0])]
 
 
+def selected_metrics(run: Run):
+    """The metrics row (pandas Series) of the epoch best.pt holds: what a chapter that loads
+    best.pt quotes (not the last epoch's). The epoch follows `train.best_epoch`'s rule, the one
+    `fit` saved best.pt with."""
+    from .train import best_epoch
+
+    metrics = run.metrics
+    epoch = best_epoch(metrics["val_acc_adv"], run.config.epochs) if not metrics.empty else None
+    if epoch is None:
+        raise RunError(f"run {run.dir} has no epoch in its selection window yet, so no best.pt; finish it "
+                       "with train_or_load(config)")
+    return metrics[metrics["epoch"] == epoch].iloc[0]
+
+
 def robust_runs(finished: list[Run], dataset: str) -> list[Run]:
-    """The finished multi-step adversarial-training runs on `dataset`, best tracked PGD test
-    accuracy (last epoch) first. `finished`: e.g. `finished_runs()`."""
+    """The finished multi-step adversarial-training runs on `dataset`, best first by the validation
+    PGD accuracy best.pt was selected on (never by a test accuracy). `finished`: e.g. `finished_runs()`."""
     from .losses import MULTI_STEP_METHODS
 
     found = [r for r in finished if r.config.dataset == dataset and r.config.method in MULTI_STEP_METHODS
              and not r.metrics.empty]
-    return sorted(found, key=lambda r: r.metrics["test_acc_adv"].iloc[-1], reverse=True)
+    return sorted(found, key=lambda r: selected_metrics(r)["val_acc_adv"], reverse=True)

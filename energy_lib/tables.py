@@ -7,7 +7,8 @@ evaluated checkpoint in its run directory) and the paper's published numbers, st
 * `records_frame(records)`   one row per (record, metric): the long form of all records;
 * `results_table(records)`    methods x (dataset, metric), one record per (method, dataset);
 * `comparison_table(records)` this run next to the paper, with the difference, per metric;
-* `paper_reference()`         the paper's numbers as a long DataFrame.
+* `paper_reference()`         the paper's numbers as a long DataFrame;
+* `follows_paper_protocol(rec)` whether a record is the paper's protocol (model, epochs, full test set, AA).
 """
 from __future__ import annotations
 
@@ -47,6 +48,23 @@ def protocol(rec: dict) -> str:
     img = rec["images"]
     return (f"{rec['model']}, {rec['train_epochs']} ep on {rec['n_train'] or 'all'} imgs; {rec['n_images']} test imgs "
             f"[{img['start']}:{img['start'] + img['n']}]; PGD-{rec['pgd']['steps']}; {aa_text}; seed {rec['seed']}")
+
+
+PAPER_MODEL, PAPER_EPOCHS = "resnet18", 100
+
+
+def follows_paper_protocol(rec: dict) -> bool:
+    """Whether an evaluation record's numbers come from the paper's protocol (PAPER.md 3.3, 3.4):
+    ResNet-18 trained 100 epochs on all training images, evaluated on the *whole* test set of its
+    dataset (CIFAR-10/100 and Tiny-ImageNet 10,000 images, SVHN 26,032) from the first image, with
+    AutoAttack standard. The test-set size comes from `data.dataset_info`, never a fixed 10,000."""
+    from .data import dataset_info
+
+    img = rec.get("images", {})
+    full_test = (img.get("start", 0) == 0 and rec.get("n_images") == dataset_info(rec["dataset"]).test_size)
+    return bool(rec.get("model") == PAPER_MODEL and rec.get("n_train") is None
+                and (rec.get("train_epochs") or 0) >= PAPER_EPOCHS and full_test
+                and (rec.get("autoattack") or {}).get("standard"))
 
 
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:

@@ -4,7 +4,11 @@ per-epoch energy tracking (PAPER.md 1.3, 2.2, 3.5).
 Every epoch, on a fixed training subset and a fixed test subset, in eval mode and float32:
 clean / adversarial accuracy and CE, and mean, std and quantiles of E(x), E(x*), E(x,y), E(x*,y),
 ΔE(x), ΔE(x,y). The training subset is attacked with the method's own training attack (the
-paper's training-set ΔE); the test subset with PGD-CE (`track_attack_steps` steps, uniform start).
+paper's training-set ΔE); the test subset with the test attack (PGD-CE, uniform start,
+`track_attack_steps` steps of `track_step_size`, `track_attack_restarts` restarts), and the training
+subset once more with that same test attack (`train_pgd_*`: the robust generalisation gap compares
+like with like). Robust accuracy counts an image only if it is also classified correctly clean
+(`metrics.robust.robust_correct`, the same definition as the evaluation records).
 Per-sample energies of the first `n_track_samples` tracked training images are kept per epoch.
 
 Determinism: the batches of epoch e come from `BatchIterator(seed)` (seeded by (seed, e)), the
@@ -30,6 +34,7 @@ from . import attacks, data, distributed, models
 from .config import BEST_WINDOW, ConfigError, TrainConfig, first_best_epoch, resolve_device  # noqa: F401
 from .energy import energy_summary, joint_energy, marginal_energy
 from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
+from .metrics.robust import robust_correct
 
 DATA_SUBSET_SEED = 0        # the same training images for every method and seed
 VAL_SEED = 12345            # which training images are held out for validation
@@ -95,20 +100,39 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: in
     return opt, sched
 
 
+def best_epoch(val_acc_adv, epochs: int) -> int | None:
+    """The 1-based epoch best.pt holds: the first highest validation PGD accuracy among the
+    epochs from `first_best_epoch` on (`val_acc_adv`: one value per completed epoch, in order).
+    None while no epoch of the window is complete. `fit` applies the same rule epoch by epoch."""
+    values = list(val_acc_adv)[first_best_epoch(epochs):]
+    return first_best_epoch(epochs) + 1 + values.index(max(values)) if values else None
+
+
 def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0) -> torch.Generator:
-    # rank 0 (and a single process) keeps the single-process seeds; other ranks get their own
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 4 + stream + rank * 7_919_000_003)
+    # rank 0 (and a single process) keeps the single-process seeds; other ranks get their own.
+    # Streams 0..7 of one epoch never meet another epoch's (0 training, 1-4 tracking).
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 8 + stream + rank * 7_919_000_003)
 
 
-def tracking_attack_description(cfg: TrainConfig) -> dict[str, str]:
-    train_attack = ATTACK_DESCRIPTIONS[get_training_attack(cfg.method)].format(attack_steps=cfg.attack_steps)
+def tracking_attack_description(cfg: TrainConfig) -> dict:
+    """What each tracked split is attacked with (tracking.json); the values are those of the run,
+    resolved (`step_size` and `track_step_size` by their rules when not given)."""
+    train_attack = ATTACK_DESCRIPTIONS[get_training_attack(cfg.method)].format(**cfg.to_dict())
+    test_attack = (f"PGD-CE, uniform start, {cfg.track_attack_steps} steps of {cfg.track_step_size:.6g}, "
+                   f"{cfg.track_attack_restarts} restart(s), eps={cfg.eps:.6g}, eval mode, fp32")
     return {
-        "train": f"{cfg.method} training attack: {train_attack}, eps={cfg.eps:.6g}, step_size={cfg.step_size:.6g}, "
-                 "eval mode, fp32",
-        "test": f"PGD-CE, uniform start, {cfg.track_attack_steps} steps of {cfg.step_size:.6g}, eps={cfg.eps:.6g}, "
-                "eval mode, fp32",
-        "val": f"the same PGD-CE on {cfg.n_val} class-balanced training images held out from training; "
+        "train": f"{cfg.method} training attack: {train_attack}, eps={cfg.eps:.6g}, fp32 (tracked in eval mode)",
+        "test": test_attack,
+        "train_pgd": f"the test attack ({test_attack}) on the tracked training subset: train_pgd_* compares "
+                     "like with like against test_*",
+        "val": f"the test attack on {cfg.n_val} class-balanced training images held out from training; "
                "selects best.pt",
+        "robust": "an image counts as robust only if classified correctly clean and attacked "
+                  "(metrics.robust.robust_correct)",
+        "values": {"eps": cfg.eps, "train_step_size": cfg.step_size, "attack_steps": cfg.attack_steps,
+                   "single_step_mode": cfg.single_step_mode, "fgsm_alpha": cfg.fgsm_alpha,
+                   "test_step_size": cfg.track_step_size, "test_attack_steps": cfg.track_attack_steps,
+                   "test_attack_restarts": cfg.track_attack_restarts},
     }
 
 
@@ -139,7 +163,8 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, attack, cfg: TrainConfig, g
                 cols[f"E_{tag}"].append(e)
                 cols[f"Ey_{tag}"].append(ey)
                 cols[f"ce_{tag}"].append(F.cross_entropy(lg, yb, reduction="none"))
-                cols[f"ok_{tag}"].append((lg.argmax(1) == yb).float())
+            cols["ok_nat"].append((ln.argmax(1) == yb).float())
+            cols["ok_adv"].append(robust_correct(ln, la, yb).float())   # robust: also clean-correct
     out = {k: torch.cat(v).cpu() for k, v in cols.items()}
     out["dE"] = out["E_nat"] - out["E_adv"]
     out["dEy"] = out["Ey_nat"] - out["Ey_adv"]
@@ -147,8 +172,19 @@ def measure(model, x: torch.Tensor, y: torch.Tensor, attack, cfg: TrainConfig, g
 
 
 def pgd_test_attack(model, x, y, cfg, ctx, p_nat=None):
-    return attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.track_attack_steps,
-                       loss="ce", random_start="uniform", generator=ctx.generator)
+    """PGD-CE, uniform start, `track_attack_steps` steps of `track_step_size` (eval mode, fp32); with
+    `track_attack_restarts` > 1, per image the first restart that fools the model (else the last)."""
+    x_adv, fooled = None, None
+    for restart in range(cfg.track_attack_restarts):
+        attempt = attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.track_step_size, steps=cfg.track_attack_steps,
+                              loss="ce", random_start="uniform", generator=ctx.generator)
+        x_adv = attempt if x_adv is None else torch.where(fooled[:, None, None, None], x_adv, attempt)
+        if restart + 1 < cfg.track_attack_restarts:
+            with torch.no_grad():
+                fooled = model(x_adv).argmax(1) != y    # already fooled: later restarts keep that example
+            if bool(fooled.all()):
+                break
+    return x_adv
 
 
 def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tuple[dict, dict]:
@@ -157,14 +193,15 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
     per_sample: dict[str, list] = {}
     for split, subset, attack, stream in (("train", td.train_track, get_training_attack(cfg.method), 1),
                                           ("test", td.test_track, pgd_test_attack, 2),
-                                          ("val", td.val, pgd_test_attack, 3)):
+                                          ("val", td.val, pgd_test_attack, 3),
+                                          ("train_pgd", td.train_track, pgd_test_attack, 4)):
         x, y = subset.tensors(device)
         m = measure(model, x, y, attack, cfg, epoch_generator(cfg, epoch, stream))
         record[f"{split}_acc_nat"] = m["ok_nat"].mean().item()
         record[f"{split}_acc_adv"] = m["ok_adv"].mean().item()
         record[f"{split}_ce_nat"] = m["ce_nat"].mean().item()
         record[f"{split}_ce_adv"] = m["ce_adv"].mean().item()
-        if split == "val":   # selection only: accuracies and CE are enough
+        if split in ("val", "train_pgd"):   # selection / generalisation gap: accuracies and CE are enough
             continue
         for key in ENERGY_KEYS:
             record.update({f"{split}_{key}_{stat}": v for stat, v in energy_summary(m[key]).items()})

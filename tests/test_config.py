@@ -102,3 +102,41 @@ def test_the_name_registries_config_checks_against_are_the_implementations():
     for bad in (dict(method="sat2"), dict(model="resnet19"), dict(dataset="mnist")):
         with pytest.raises(ConfigError, match="unknown"):
             TrainConfig(**bad)
+
+
+def test_training_step_rule_keeps_the_paper_and_lets_few_steps_reach_eps():
+    """Defect 1 of issue 10: step_size=None is the rule max(2/255, 2.5·ε/K), resolved in the config
+    and stored resolved; the paper profile keeps 10 steps of exactly 2/255."""
+    from energy_lib.config import training_step_rule
+
+    paper = TrainConfig.from_profile("paper")
+    assert (paper.attack_steps, paper.step_size) == (10, 2 / 255)
+    for profile in ("smoke", "default"):
+        cfg = TrainConfig.from_profile(profile)
+        assert cfg.attack_steps < 10 and cfg.step_size == pytest.approx(2.5 * cfg.eps / cfg.attack_steps)
+        assert cfg.to_dict()["step_size"] == cfg.step_size                    # stored resolved
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert training_step_rule(4 / 255, 10) == 2 / 255 and training_step_rule(8 / 255, 0) == 2 / 255
+    assert TrainConfig(step_size=1 / 255).step_size == 1 / 255                # an explicit step wins
+    assert TrainConfig.from_profile("smoke", step_size=2 / 255).step_size == 2 / 255
+
+
+def test_a_rule_derived_step_follows_later_changes_and_an_explicit_one_does_not():
+    cfg = TrainConfig.from_profile("default")
+    assert cfg.replace(attack_steps=1).step_size == pytest.approx(2.5 * cfg.eps)
+    assert cfg.replace(attack_steps=10).step_size == 2 / 255
+    assert cfg.replace(eps=16 / 255).track_step_size == pytest.approx(max(4 / 255, 2.5 * 16 / 255 / 5))
+    explicit = cfg.replace(step_size=1 / 255)
+    assert explicit.replace(attack_steps=1).step_size == 1 / 255
+    # the chapter-4 path: a profile, then the chapter's steps: the rule sees the final steps
+    weat = WeatDerConfig.from_profile("default").train_config("trades", "default")
+    assert weat.step_size == pytest.approx(2.5 * weat.eps / weat.attack_steps)
+
+
+def test_single_step_mode_is_a_checked_field_with_the_literatures_default():
+    assert TrainConfig().single_step_mode == "train"
+    assert TrainConfig(single_step_mode="eval").single_step_mode == "eval"
+    with pytest.raises(ConfigError, match="single_step_mode='batch'.*train, eval"):
+        TrainConfig(single_step_mode="batch")
+    with pytest.raises(ConfigError, match="track_attack_restarts must be positive"):
+        TrainConfig(track_attack_restarts=0)

@@ -67,6 +67,48 @@ def test_metrics_from_features_match_independent_formulas():
     assert abs(same["fid"]) < 1e-6 and same["isc_mean"] is None
 
 
+def _is_of(logits: torch.Tensor) -> float:
+    p = torch.softmax(logits.double(), 1)
+    return torch.exp((p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).mean()).item()
+
+
+def test_inception_score_is_of_the_samples_not_the_reference():
+    """IS scores the generated samples alone; both sets carry logits here, with very different IS
+    (confident and varied vs near-uniform), so swapping the two would change the number."""
+    g = torch.Generator().manual_seed(3)
+    sample_logits = 8 * torch.eye(10, dtype=torch.float64).repeat(6, 1)     # confident, all classes: IS ~ 10
+    reference_logits = 0.01 * torch.randn(60, 10, generator=g, dtype=torch.float64)   # near-uniform: IS ~ 1
+    a = torch.randn(60, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(60, 8, generator=g, dtype=torch.float64) + 0.5
+    out = metrics_from_features({FEATURE_LAYER: a, LOGITS_LAYER: sample_logits},
+                                {FEATURE_LAYER: b, LOGITS_LAYER: reference_logits},
+                                kid_subset_size=60, kid_subsets=2, isc_splits=1)
+    assert out["isc_mean"] == pytest.approx(_is_of(sample_logits), rel=1e-9)
+    assert _is_of(sample_logits) > 9 and _is_of(reference_logits) < 1.01
+
+
+def test_compute_fidelity_scores_the_samples_against_the_reference(monkeypatch):
+    """compute_fidelity passes the samples' features as samples and the reference's as reference
+    (features faked per input set, so no Inception weights are needed)."""
+    samples, reference = torch.zeros(60, 3, 8, 8), torch.ones(60, 3, 8, 8)
+    g = torch.Generator().manual_seed(4)
+    feats = {
+        "samples": {FEATURE_LAYER: torch.randn(60, 8, generator=g, dtype=torch.float64),
+                    LOGITS_LAYER: 8 * torch.eye(10, dtype=torch.float64).repeat(6, 1)},
+        "reference": {FEATURE_LAYER: torch.randn(60, 8, generator=g, dtype=torch.float64) + 1,
+                      LOGITS_LAYER: 0.01 * torch.randn(60, 10, generator=g, dtype=torch.float64)}}
+    which = lambda images: "samples" if images.max() == 0 else "reference"  # noqa: E731
+    monkeypatch.setattr(fidelity, "extract_features", lambda images, w, **kw: feats[which(images)])
+    monkeypatch.setattr(fidelity, "cached_features", lambda images, w, **kw: feats[which(images)])
+    weights = fidelity.InceptionWeights(Path("unused.pth"), "fake features", True)
+    rec = compute_fidelity(samples, reference, reference_name="fake", weights=weights, kid_subset_size=60,
+                           kid_subsets=2, isc_splits=1)
+    assert rec.isc_mean == pytest.approx(_is_of(feats["samples"][LOGITS_LAYER]), rel=1e-9)
+    direct = metrics_from_features(feats["samples"], feats["reference"], kid_subset_size=60, kid_subsets=2,
+                                   isc_splits=1)
+    assert rec.fid == pytest.approx(direct["fid"], rel=1e-12) and rec.n_samples == 60
+
+
 def test_metrics_refuse_bad_requests():
     a = {FEATURE_LAYER: torch.randn(10, 4)}
     with pytest.raises(ValueError, match="kid_subset_size"):

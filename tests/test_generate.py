@@ -190,6 +190,33 @@ def test_pca_init_shape_range_and_kept_components(cifar_class0):
     assert not torch.allclose(x0[0], x0[1])
 
 
+@pytest.mark.parametrize("n_fit", [100, 1000])
+def test_pca_samples_have_the_spread_of_a_5000_image_fit_for_any_fit_size(n_fit):
+    """Defect 12 of issue 10: synthetic data with a known covariance (per-axis std s_i along a random
+    orthonormal basis), fitted on n = 100 (local PCA's k) or 1,000 images. The samples' spread along
+    each fitted axis is σ_pca·sqrt(4999)·std_i (std_i the fit's own, ddof 1): what σ_pca gives on the
+    paper's 5,000 images, whatever n. The true std s_i is matched within the fit's sampling error."""
+    from energy_lib.generate import PAPER_PCA_FIT_SIZE
+
+    d, sigma, draws = 6, 0.005, 40_000
+    g = torch.Generator().manual_seed(n_fit)
+    basis, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    true_std = torch.tensor([0.08, 0.06, 0.04, 0.03, 0.02, 0.01], dtype=torch.float64)
+    x = 0.5 + (torch.randn(n_fit, d, generator=g, dtype=torch.float64) * true_std) @ basis.T
+    pca = fit_pca(x, 1.0)
+    assert pca.n_fit == n_fit and pca.n_components == d
+    fit_std = pca.singular_values.double() / math.sqrt(n_fit - 1)   # the fit's own std per axis
+    samples = sample_pca(pca, draws, sigma, (d,), torch.Generator().manual_seed(1)).double()
+    assert 0 < samples.min() and samples.max() < 1                  # no clipping in this test
+    spread = ((samples - pca.mean.double()) @ pca.components.double().T).std(0)
+    intended = sigma * math.sqrt(PAPER_PCA_FIT_SIZE - 1) * fit_std
+    # 40,000 draws: the std of a sample std is 0.35 % of it; 2 % is ~6 of those
+    torch.testing.assert_close(spread, intended, rtol=0.02, atol=0)
+    # and against the known covariance: the fit's std is within its own sampling error (n = 100: ~7 %)
+    torch.testing.assert_close(spread / (sigma * math.sqrt(PAPER_PCA_FIT_SIZE - 1)), true_std,
+                               rtol=6 / math.sqrt(2 * (n_fit - 1)), atol=0)
+
+
 def test_kept_components_rule_on_a_known_spectrum():
     ratio = torch.tensor([0.5, 0.3, 0.15, 0.05])
     assert n_components_for(ratio, 0.5) == 1

@@ -264,7 +264,7 @@ def test_mart_matches_its_paper_formula(batch, monkeypatch):
 def test_fgsm_rs_with_start_reproduces_attacks_fgsm(batch):
     x, y = batch
     model = fresh_model()
-    x_adv, ce_start = losses.fgsm_rs_with_start(model, x, y, CFG, ctx(seed=7))
+    x_adv, ce_start = losses.fgsm_rs_with_start(model, x, y, CFG.replace(single_step_mode="eval"), ctx(seed=7))
     reference = attacks.fgsm(model, x, y, eps=CFG.eps, step_size=CFG.fgsm_alpha * CFG.eps, random_start=True,
                              generator=torch.Generator().manual_seed(7))
     assert torch.equal(x_adv, reference)
@@ -278,11 +278,118 @@ def test_abnormal_mask_is_the_aae_definition(batch):
     x, y = batch
     model = fresh_model()
     cfg = CFG.replace(eps=16 / 255, fgsm_alpha=2.0)
-    x_adv, ce_start = losses.fgsm_rs_with_start(model, x, y, cfg, ctx(seed=2))
-    mask = losses.abnormal_mask(model, x_adv, y, ce_start, ctx())
-    with torch.no_grad(), attacks.eval_mode(model):
-        ce_adv = F.cross_entropy(model(x_adv), y, reduction="none")
-    assert torch.equal(mask, (ce_start > ce_adv).float())
+    for mode in ("eval", "train"):
+        m = copy.deepcopy(model)
+        c = cfg.replace(single_step_mode=mode)
+        x_adv, ce_start = losses.fgsm_rs_with_start(m, x, y, c, ctx(seed=2))
+        reference = copy.deepcopy(m)     # the state the mask's forward sees (train mode updates BN stats)
+        mask = losses.abnormal_mask(m, x_adv, y, ce_start, ctx(), c)
+        reference.train(mode == "train")
+        with torch.no_grad():
+            ce_adv = F.cross_entropy(reference(x_adv), y, reduction="none")
+        assert torch.equal(mask, (ce_start > ce_adv).float())
+
+
+def test_single_step_attack_runs_in_the_configured_batchnorm_mode(batch):
+    """PAPER.md 2.3: Wong et al. and AAER attack with train-mode BatchNorm (the default); "eval"
+    is the alternative. In train mode the attack's forward uses batch statistics and updates the
+    running ones; in eval mode it leaves them untouched. Both return to the caller's mode."""
+    x, y = batch
+    assert TrainConfig().single_step_mode == "train"
+    model = fresh_model()
+    for _ in range(3):      # running statistics different from the batch's
+        model(torch.rand_like(x) * 0.3)
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    results = {}
+    for mode in ("train", "eval"):
+        m = copy.deepcopy(model)
+        before = [b.clone() for b in m.buffers()]
+        cfg = CFG.replace(method="fgsm_rs", single_step_mode=mode)
+        results[mode] = losses.fgsm_rs_attack(m, x, y, cfg, ctx(seed=4))
+        assert m.training
+        changed = any(not torch.equal(a, b) for a, b in zip(before, m.buffers()))
+        assert changed == (mode == "train"), mode
+        # the same step computed by hand in that mode
+        ref = copy.deepcopy(model).train(mode == "train")
+        g = torch.Generator().manual_seed(4)
+        start = (x + (torch.rand(x.shape, generator=g) * 2 - 1) * cfg.eps).clamp(0, 1).requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(ref(start), y), start)
+        expected = torch.min(torch.max(start + cfg.fgsm_alpha * cfg.eps * grad.sign(), x - cfg.eps), x + cfg.eps)
+        assert torch.equal(results[mode], expected.clamp(0, 1).detach())
+    assert bn.momentum is not None and not torch.equal(results["train"], results["eval"])
+
+
+PROFILES = ("smoke", "default", "paper")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("method", list(losses.LOSSES))
+def test_the_training_attack_of_every_method_reaches_eps(method, profile, batch):
+    """Defect 1 of issue 10: with each profile's steps and (resolved) step, the x* every method trains
+    on moves some pixel to |δ| = ε, on a real batch (and never beyond ε)."""
+    x, y = batch
+    cfg = TrainConfig.from_profile(profile, method=method, device="cpu")
+    out = losses.get_loss(method)(fresh_model(), x, y, cfg, ctx(seed=1))
+    reach = (out.x_adv - x).abs().max().item()
+    assert reach == pytest.approx(cfg.eps, abs=1e-6), (method, profile, reach * 255)
+
+
+def test_the_old_fixed_step_could_not_reach_eps_with_few_steps(batch):
+    """The defect the step rule fixes: TRADES' start is x + 0.001·N, so 2 steps of 2/255 end at
+    most 4/255 + 0.001·|N| from x, short of ε = 8/255; the rule's step reaches ε."""
+    x, y = batch
+    fixed = CFG.replace(method="trades", attack_steps=2, step_size=2 / 255)
+    out = losses.trades_loss(fresh_model(), x, y, fixed, ctx(seed=1))
+    assert (out.x_adv - x).abs().max().item() < 5.5 / 255
+    ruled = CFG.replace(method="trades", attack_steps=2, step_size=None)
+    assert ruled.step_size == pytest.approx(2.5 * ruled.eps / 2)
+    out = losses.trades_loss(fresh_model(), x, y, ruled, ctx(seed=1))
+    assert (out.x_adv - x).abs().max().item() == pytest.approx(ruled.eps, abs=1e-6)
+
+
+def test_trades_attack_starts_at_x_plus_a_thousandth_of_a_gaussian(batch):
+    """TRADES' inner maximisation starts at x + 0.001·N(0,1) (PAPER.md 2.6), not uniformly in the
+    ε-ball: with zero steps the attack returns exactly that start."""
+    x, y = batch
+    cfg = CFG.replace(method="trades", attack_steps=0)
+    x_adv = losses.trades_kl_attack(fresh_model(), x, y, cfg, ctx(seed=3))
+    noise = 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x_adv, (x + noise).clamp(x - cfg.eps, x + cfg.eps).clamp(0, 1))
+    assert (x_adv - x).abs().max() < 0.006 < cfg.eps
+
+
+def _independent_kl_pgd(model, x, cfg, seed, reverse=False):
+    """PGD ascending KL(p(.|x) || p(.|x*)) (or the reverse KL), written out from PAPER.md 2.6, in
+    float32 like the library (sign steps amplify rounding: a float64 copy drifts apart)."""
+    with torch.no_grad():
+        p_nat = F.softmax(model(x), 1)
+    x_adv = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    x_adv = x_adv.clamp(x - cfg.eps, x + cfg.eps).clamp(0, 1)
+    for _ in range(cfg.attack_steps):
+        x_adv.requires_grad_(True)
+        log_q = F.log_softmax(model(x_adv), 1)
+        if reverse:
+            kl = (log_q.exp() * (log_q - p_nat.log())).sum()
+        else:
+            kl = (p_nat * (p_nat.log() - log_q)).sum()
+        (grad,) = torch.autograd.grad(kl, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + cfg.step_size * grad.sign(), x - cfg.eps), x + cfg.eps).clamp(0, 1)
+    return x_adv
+
+
+def test_trades_attack_ascends_kl_of_natural_to_adversarial(batch):
+    """The TRADES attack maximises KL(p(.|x) || p(.|x*)) (the direction of TRADES' loss), not the
+    reverse KL: its x* is an independent forward-KL PGD's on (nearly) every pixel, while a
+    reverse-KL PGD from the same start agrees on about half of them (measured: 1.0 vs 0.63)."""
+    x, y = batch
+    model = fresh_model().eval()
+    cfg = CFG.replace(method="trades", attack_steps=3)
+    x_adv = losses.trades_kl_attack(model, x, y, cfg, ctx(seed=5))
+    agree = lambda other: (x_adv - other).abs().lt(1e-6).float().mean().item()  # noqa: E731
+    forward = agree(_independent_kl_pgd(model, x, cfg, 5))
+    reverse = agree(_independent_kl_pgd(model, x, cfg, 5, reverse=True))
+    assert forward > 0.99, forward
+    assert reverse < 0.85, reverse
 
 
 def test_single_step_der_has_zero_gradient_for_non_aae_samples(batch, monkeypatch):

@@ -132,3 +132,59 @@ def test_complete_records_are_published_and_read_back_for_the_book(run, tmp_path
     assert len(tables.comparison_table(back)) >= 1                  # chapter 4's table is built from them
     with pytest.raises(ValueError, match="not complete"):
         robust.publish({**rec, "complete": False}, tmp_path / "published")
+
+
+# ----------------------------------------------------------------------------- one robust definition
+class _MeanModel(torch.nn.Module):
+    """Class 0 when the image's mean pixel exceeds 0.5, else class 1 (deterministic, no training)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        m = x.float().mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([m, -m], 1) * 10 + self.dummy
+
+
+def test_robust_correct_requires_clean_correctness():
+    clean = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    adv = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    y = torch.zeros(4, dtype=torch.long)
+    assert robust.robust_correct(clean, adv, y).tolist() == [True, False, False, False]
+
+
+def test_evaluation_counts_an_image_robust_only_if_also_clean_correct(tmp_path, monkeypatch):
+    """An image misclassified clean whose attacked version is classified correctly is not robust."""
+    x = torch.stack([torch.full((3, 4, 4), v) for v in (0.2, 0.8, 0.8, 0.3)])   # predicted 1, 0, 0, 1
+    y = torch.tensor([0, 0, 0, 1])
+    monkeypatch.setattr(attacks, "attack_in_batches", lambda name, model, x, y, **kw: 1.0 - x)   # flips all
+    images = robust.EvalImages(x, y, {"dataset": "synthetic", "split": "test", "start": 0, "n": 4,
+                                      "sha256": robust.images_fingerprint(x, y)})
+    settings = robust.RobustEvalSettings(autoattack=False)
+    rec = robust.evaluate(_MeanModel(), images, settings, tmp_path, device="cpu", progress=False)
+    assert rec["accuracy"]["clean"] == 0.75
+    assert rec["accuracy"]["pgd"] == 0.0       # image 0 is right only after the flip: not robust
+
+
+# ----------------------------------------------------------------------------- the paper's protocol (tables)
+def _record(dataset, n_images, **kw):
+    rec = {"dataset": dataset, "model": "resnet18", "n_train": None, "train_epochs": 100, "n_images": n_images,
+           "images": {"start": 0, "n": n_images}, "autoattack": {"standard": True}}
+    rec.update(kw)
+    return rec
+
+
+def test_paper_protocol_means_the_whole_test_set_of_the_dataset():
+    """Defect 11 of issue 10: SVHN's full test set has 26,032 images (PAPER.md 3.4), not 10,000."""
+    from energy_lib.tables import follows_paper_protocol
+
+    assert follows_paper_protocol(_record("svhn", 26_032))
+    assert not follows_paper_protocol(_record("svhn", 10_000))
+    assert follows_paper_protocol(_record("cifar10", 10_000)) and follows_paper_protocol(_record("cifar100", 10_000))
+    assert not follows_paper_protocol(_record("cifar10", 1_000))
+    assert not follows_paper_protocol(_record("cifar10", 10_000, n_train=500))
+    assert not follows_paper_protocol(_record("cifar10", 10_000, model="small_cnn"))
+    assert not follows_paper_protocol(_record("cifar10", 10_000, train_epochs=30))
+    assert not follows_paper_protocol(_record("cifar10", 10_000, autoattack={"standard": False}))
+    assert not follows_paper_protocol(_record("cifar10", 10_000, autoattack=None))

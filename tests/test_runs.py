@@ -168,20 +168,27 @@ def test_run_record_holds_config_env_and_tracking(store):
     assert len(samples) == 8 and (samples["Ey_nat"] >= samples["E_nat"] - 1e-4).all()
 
 
-def test_robust_runs_are_multi_step_runs_of_the_dataset_best_first():
+def test_robust_runs_are_multi_step_runs_of_the_dataset_best_validation_first():
+    """Ranked by the validation PGD accuracy best.pt was selected on (the best of the selection
+    window), never by test accuracy: here the test accuracies rank the other way round."""
     from types import SimpleNamespace
 
     import pandas as pd
 
-    def run(method, dataset, pgd):
-        return SimpleNamespace(config=TrainConfig(method=method, dataset=dataset),
-                               metrics=pd.DataFrame({"test_acc_adv": [0.05, pgd]}))
+    def run(method, dataset, val, test):
+        # 20 epochs: epochs 19 and 20 compete for best.pt; epoch 1 (val 0.99) is outside the window
+        vals = [0.99] + [0.0] * 17 + [val, val / 2]
+        return SimpleNamespace(config=TrainConfig(method=method, dataset=dataset, epochs=20), dir=method,
+                               metrics=pd.DataFrame({"epoch": range(1, 21), "val_acc_adv": vals,
+                                                     "test_acc_adv": [0.0] * 18 + [test, 0.99]}))
 
-    sat, trades = run("sat", "cifar10", 0.30), run("trades", "cifar10", 0.35)
-    fgsm = run("fgsm_rs", "cifar10", 0.60)          # single-step: possibly collapsed, never offered
-    other = run("weat_adv", "cifar100", 0.90)      # another dataset
-    assert runs.robust_runs([sat, fgsm, trades, other], "cifar10") == [trades, sat]
+    sat, trades = run("sat", "cifar10", 0.40, 0.30), run("trades", "cifar10", 0.35, 0.60)
+    fgsm = run("fgsm_rs", "cifar10", 0.60, 0.60)    # single-step: possibly collapsed, never offered
+    other = run("weat_adv", "cifar100", 0.90, 0.9)  # another dataset
+    assert runs.robust_runs([trades, fgsm, sat, other], "cifar10") == [sat, trades]
     assert runs.robust_runs([fgsm, other], "cifar10") == []
+    chosen = runs.selected_metrics(trades)          # best.pt's epoch (19), not the last one
+    assert chosen["epoch"] == 19 and chosen["test_acc_adv"] == 0.60
 
 
 def test_where_a_run_trains_is_not_part_of_its_identity(store):

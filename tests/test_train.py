@@ -121,3 +121,170 @@ def test_hyperparameters_a_method_does_not_read_do_not_change_its_run():
     assert run_dir(TrainConfig(method="sat_der", der_beta=5.0).canonical()) != run_dir(TrainConfig(method="sat_der"))
     assert TrainConfig(method="trades", beta=3.0).canonical().beta == 3.0
     assert TrainConfig(method="fgsm_rs", attack_steps=7).canonical().attack_steps == TrainConfig().attack_steps
+
+
+# ------------------------------------------------------------------ what the loop tracks and selects
+TINY = TrainConfig.from_profile("smoke", overrides=dict(
+    n_train=64, batch_size=16, epochs=3, n_train_track=16, n_test_track=16, n_track_samples=8, n_val=16,
+    attack_steps=1, track_attack_steps=2, device="cpu"))
+
+
+def _fixed_mean_model():
+    """Class 0 when the image's mean pixel exceeds 0.5, else class 1 (no parameters to train)."""
+    class MeanModel(torch.nn.Module):
+        def forward(self, x):
+            m = x.float().mean(dim=(1, 2, 3)) - 0.5
+            return torch.stack([m, -m], 1) * 10
+
+    return MeanModel()
+
+
+def test_tracked_robust_accuracy_requires_clean_correctness():
+    """Defect 7 of issue 10: an image misclassified clean is never robust, even when its attacked
+    version happens to be classified correctly (the evaluation records count the same way)."""
+    from energy_lib import train
+
+    model = _fixed_mean_model()
+    x = torch.stack([torch.full((3, 4, 4), v) for v in (0.2, 0.8, 0.8)])   # predicted 1, 0, 0
+    y = torch.tensor([0, 0, 0])                                             # image 0 wrong clean
+    flipped = lambda model, xb, yb, cfg, ctx: 1.0 - xb                      # noqa: E731  image 0 -> right
+    m = train.measure(model, x, y, flipped, TINY, torch.Generator())
+    assert m["ok_nat"].tolist() == [0.0, 1.0, 1.0]
+    assert m["ok_adv"].tolist() == [0.0, 0.0, 0.0]          # image 0: adversarially "right", not robust
+    same = lambda model, xb, yb, cfg, ctx: xb                               # noqa: E731
+    assert train.measure(model, x, y, same, TINY, torch.Generator())["ok_adv"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_test_attack_restarts_only_find_more_adversarial_examples():
+    """The first restart draws the same start as a single-restart attack, and a restart replaces an
+    example only where the model was not fooled yet: more restarts never raise robust accuracy."""
+    from energy_lib import data as data_mod, models, train
+
+    torch.manual_seed(0)
+    model = models.SmallCNN(width=8).eval()
+    x, y = data_mod.load_dataset("cifar10", "test", n=64).tensors()
+    ok = {}
+    for restarts in (1, 4):
+        cfg = TINY.replace(track_attack_restarts=restarts)
+        ctx = train.StepContext(generator=torch.Generator().manual_seed(1))
+        x_adv = train.pgd_test_attack(model, x, y, cfg, ctx)
+        assert (x_adv - x).abs().max() <= cfg.eps + 1e-6
+        with torch.no_grad():
+            ok[restarts] = model(x_adv).argmax(1) == y
+    assert not (ok[4] & ~ok[1]).any()
+
+
+def test_test_attack_step_scales_with_eps_and_reaches_it():
+    """Defect 4 of issue 10: the tracking attack's step is ε/4 (the CO literature's PGD-50-10 α) or
+    larger with few steps, so it reaches ε at any ε; at 16/255 it is no longer 2/255."""
+    for profile in ("smoke", "default", "paper"):
+        for eps in (8 / 255, 16 / 255):
+            cfg = TrainConfig.from_profile(profile, eps=eps, device="cpu")
+            assert cfg.track_step_size >= eps / 4
+            assert cfg.track_step_size * cfg.track_attack_steps >= 2 * eps   # crosses the ball from any start
+    assert TrainConfig.from_profile("paper").track_step_size == 2 / 255
+    assert TrainConfig.from_profile("paper", eps=16 / 255).track_step_size == 4 / 255
+
+
+@pytest.fixture(scope="module")
+def trades_run(tmp_path_factory):
+    store = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("ENERGY_RUNS")
+    os.environ["ENERGY_RUNS"] = str(store)
+    try:
+        yield train_or_load(TINY.replace(method="trades"), progress=False)
+    finally:
+        os.environ["ENERGY_RUNS"] = old
+
+
+def _remeasure(run, attack, stream, subset="train_track"):
+    from energy_lib import train
+
+    cfg = run.config
+    td = train.load_training_data(cfg)
+    x, y = getattr(td, subset).tensors()
+    model = run.load_model("last")
+    return train.measure(model, x, y, attack, cfg, train.epoch_generator(cfg, cfg.epochs - 1, stream))
+
+
+def test_training_set_delta_energy_is_measured_with_the_methods_own_attack(trades_run):
+    """PAPER.md 2.2: the training-set ΔE(x) uses the training attack's x* (TRADES: the KL attack),
+    not the test attack. The last epoch's tracked values are recomputed from last.pt."""
+    from energy_lib import losses, train
+
+    last = trades_run.metrics.iloc[-1]
+    own = _remeasure(trades_run, losses.trades_kl_attack, 1)
+    assert last["train_dE_mean"] == pytest.approx(own["dE"].mean().item(), abs=1e-6)
+    assert last["train_E_adv_mean"] == pytest.approx(own["E_adv"].mean().item(), abs=1e-6)
+    samples = trades_run.tracked_samples
+    tracked = torch.tensor(samples[samples["epoch"] == trades_run.config.epochs]["E_adv"].tolist())
+    n = len(tracked)
+    assert torch.allclose(tracked, own["E_adv"][:n], atol=2e-5)              # per sample (stored to 5 decimals)
+    other = _remeasure(trades_run, train.pgd_test_attack, 1)
+    assert (other["E_adv"][:n] - own["E_adv"][:n]).abs().max() > 1e-2       # the test attack's would differ
+
+
+def test_train_subset_is_also_tracked_under_the_test_attack(trades_run):
+    """Defect 6 of issue 10: train_pgd_* is the tracked training subset under the very attack of
+    test_* (so the robust generalisation gap compares like with like)."""
+    from energy_lib import train
+
+    last = trades_run.metrics.iloc[-1]
+    m = _remeasure(trades_run, train.pgd_test_attack, 4)
+    assert last["train_pgd_acc_adv"] == pytest.approx(m["ok_adv"].mean().item(), abs=1e-9)
+    assert last["train_pgd_ce_adv"] == pytest.approx(m["ce_adv"].mean().item(), abs=1e-6)
+    t = _remeasure(trades_run, train.pgd_test_attack, 2, subset="test_track")
+    assert last["test_acc_adv"] == pytest.approx(t["ok_adv"].mean().item(), abs=1e-9)
+    desc = trades_run.tracking_attack
+    assert desc["values"]["test_step_size"] == trades_run.config.track_step_size
+    assert desc["values"]["train_step_size"] == trades_run.config.step_size
+    assert "TRADES-KL" in desc["train"] and "the test attack" in desc["train_pgd"]
+
+
+def test_lr_schedule_is_stepped_every_iteration(trades_run):
+    """The one-cycle schedule advances once per training step inside the loop (PAPER.md 3.3): the
+    recorded LR of each epoch and the optimizer's final LR are those of a scheduler stepped
+    epochs x steps_per_epoch times."""
+    from energy_lib import train
+    from energy_lib.runs import load_checkpoint
+
+    cfg = trades_run.config
+    steps_per_epoch = -(-cfg.n_train // cfg.batch_size)
+    ref_opt, ref_sched = train.make_optimizer(torch.nn.Linear(1, 1), cfg, steps_per_epoch)
+    expected = []
+    for _ in range(cfg.epochs):
+        for _ in range(steps_per_epoch):
+            ref_opt.step()
+            ref_sched.step()
+        expected.append(ref_sched.get_last_lr()[0])
+    assert trades_run.metrics["lr"].tolist() == pytest.approx(expected, rel=1e-12)
+    assert len(set(expected)) == cfg.epochs                          # the schedule moves every epoch
+    ckpt = load_checkpoint(trades_run.dir / "last.pt")
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected[-1], rel=1e-12)
+
+
+def test_best_checkpoint_is_selected_on_validation_never_on_test(tmp_path, monkeypatch):
+    """Two epochs compete in the selection window; validation prefers the first, the test subset the
+    second: best.pt holds the first, and runs.selected_metrics / robust_runs read the same epoch."""
+    from energy_lib import runs, train
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    monkeypatch.setattr(train, "BEST_WINDOW", 0.5)          # 3 epochs: epochs 2 and 3 compete
+    planted = {1: (0.9, 0.9), 2: (0.6, 0.1), 3: (0.3, 0.8)}  # epoch: (val_acc_adv, test_acc_adv)
+    real_track = train.track
+
+    def planted_track(model, td, cfg, epoch, device):
+        record, per_sample = real_track(model, td, cfg, epoch, device)
+        record["val_acc_adv"], record["test_acc_adv"] = planted[epoch + 1]
+        return record, per_sample
+
+    monkeypatch.setattr(train, "track", planted_track)
+    run = train_or_load(TINY, progress=False)
+    assert train.first_best_epoch(3) == 1
+    info = run.checkpoint_info("best")
+    assert info["epoch"] == 2 and info["best"] == {"metric": 0.6, "epoch": 2}
+    assert train.best_epoch(run.metrics["val_acc_adv"], 3) == 2
+    chosen = runs.selected_metrics(run)
+    assert chosen["epoch"] == 2 and chosen["test_acc_adv"] == 0.1   # what a chapter quotes for best.pt
+    best, last = run.load_model("best").state_dict(), run.load_model("last").state_dict()
+    assert any(not torch.equal(best[k], last[k]) for k in best)

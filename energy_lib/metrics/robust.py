@@ -39,6 +39,12 @@ RECORD_PREFIX = "robust_eval-"
 RECORD_VERSION = 1
 
 
+def robust_correct(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image: robust = classified correctly clean AND attacked (as AutoAttack counts it).
+    The one definition of robust accuracy: evaluation records and the per-epoch tracking use it."""
+    return (clean_logits.argmax(1) == y) & (adv_logits.argmax(1) == y)
+
+
 def aa_settings(settings: RobustEvalSettings) -> autoattack.AutoAttackSettings:
     return autoattack.AutoAttackSettings(eps=settings.eps, seed=settings.seed, n_iter=settings.aa_iters,
                                          n_target_classes=settings.aa_target_classes,
@@ -127,15 +133,15 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     if rec is None:
         steps = tqdm(total=2, desc="clean + PGD", disable=not progress, leave=False)
         t0 = time.perf_counter()
-        clean_ok = attacks.predict_logits(model, x, settings.batch_size).argmax(1) == y
+        clean_logits = attacks.predict_logits(model, x, settings.batch_size)
+        clean_ok = clean_logits.argmax(1) == y
         t_clean = time.perf_counter() - t0
         steps.update()
         t0 = time.perf_counter()
         x_pgd = attacks.attack_in_batches("pgd", model, x, y, eps=settings.eps, step_size=settings.pgd_step_size,
                                           steps=settings.pgd_steps, batch_size=settings.batch_size,
                                           seed=settings.seed, progress=progress)
-        # robust = correct on the clean image and on its attacked one, as AutoAttack counts it
-        pgd_ok = (attacks.predict_logits(model, x_pgd, settings.batch_size).argmax(1) == y) & clean_ok
+        pgd_ok = robust_correct(clean_logits, attacks.predict_logits(model, x_pgd, settings.batch_size), y)
         t_pgd = time.perf_counter() - t0
         steps.update()
         steps.close()
