@@ -40,14 +40,17 @@ def lens_config(cfg: AttackEnergyConfig) -> LensConfig:
                       batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device)
 
 
-def look(model: torch.nn.Module | None, cfg: AttackEnergyConfig, source: lens.ModelSource,
+def look(model: torch.nn.Module | None, cfg: AttackEnergyConfig, source: lens.ModelSource | dict,
          progress: bool = True) -> lens.LensResult:
-    """Chapter 1's attacks on `model` (None: loaded from `source` when the record is missing)."""
-    return lens.look(model, lens_config(cfg), source, progress=progress)
+    """Chapter 1's attacks on `model` (None: loaded from `source` when the record is missing).
+    source: a `lens.ModelSource`, or a dict naming the weights (e.g. {"kind": "test", "seed": 0})."""
+    if isinstance(source, lens.ModelSource):
+        return lens.look(model, lens_config(cfg), source, progress=progress)
+    return lens.look(model, lens_config(cfg), source_identity=source, progress=progress)
 
 
-def compute_attack_energies(model: torch.nn.Module | None, cfg: AttackEnergyConfig, source: lens.ModelSource,
-                            progress: bool = True) -> pd.DataFrame:
+def compute_attack_energies(model: torch.nn.Module | None, cfg: AttackEnergyConfig,
+                            source: lens.ModelSource | dict, progress: bool = True) -> pd.DataFrame:
     """Per-image energies of every attack of the chapter (the lens's per-sample frame)."""
     return look(model, cfg, source, progress).frame
 

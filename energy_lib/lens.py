@@ -165,6 +165,7 @@ class ModelSource:
         if self.kind == "standard":
             return {"kind": "standard", "weights": "pyautoattack 0.2.0 examples/model_test.pt"}
         if self.kind == "robustbench":
+            models.check_robustbench_id(self.name, self.dataset, self.threat_model)
             return {"kind": "robustbench", "id": self.name, "dataset": self.dataset, "threat_model": self.threat_model}
         if self.kind == "run":
             run = self._run()
@@ -330,7 +331,8 @@ def energies_frame(model, x, y, x_adv, attack: str, eps: float, batch_size: int)
 
 def _save_frame(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{c: frame[c].to_numpy() for c in frame.columns})
+    np.savez(tmp, **{c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
+                     for c in frame.columns})
     tmp.replace(path)   # atomic: a half-written file is never taken for a result
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -235,9 +236,11 @@ def _robustbench():
         sys.modules.setdefault("autoattack", pyautoattack)
         sys.modules.setdefault("autoattack.state", pyautoattack.state)
     try:
-        import robustbench.utils as rb_utils
-        from robustbench.model_zoo import model_dicts
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+        with warnings.catch_warnings():   # its dependencies' deprecation notices are not the user's concern
+            warnings.simplefilter("ignore")
+            import robustbench.utils as rb_utils
+            from robustbench.model_zoo import model_dicts
+            from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
     except ImportError as err:
         raise ConfigError(f"robustbench is not importable ({err}); `pip install robustbench==1.1.1` "
                           "(see requirements.txt)") from err
@@ -252,15 +255,9 @@ def _network_reachable(host: tuple[str, int], timeout: float = NETWORK_PROBE_SEC
         return False
 
 
-def load_robustbench(model_id: str, model_dir: str | Path | None = None, dataset: str = "cifar10",
-                     threat_model: str = "Linf", device: str | torch.device = "cpu") -> nn.Module:
-    """A RobustBench model by its ID, in eval mode, through `robustbench.utils.load_model`.
-
-    The weights file `<model_dir>/<dataset>/<threat_model>/<ID>.pt` is loaded when present (no
-    network needed); otherwise it is downloaded, after a short reachability check so that an
-    offline machine fails at once with the path to place the file at instead of hanging.
-    """
-    rb_utils, zoo, BenchmarkDataset, ThreatModel = _robustbench()
+def check_robustbench_id(model_id: str, dataset: str = "cifar10", threat_model: str = "Linf"):
+    """(dataset enum, threat-model enum, zoo entries) when `model_id` is in RobustBench's zoo."""
+    _, zoo, BenchmarkDataset, ThreatModel = _robustbench()
     try:
         ds, tm = BenchmarkDataset(dataset), ThreatModel(threat_model)
     except ValueError as err:
@@ -270,7 +267,20 @@ def load_robustbench(model_id: str, model_dir: str | Path | None = None, dataset
         close = [m for m in known if model_id.lower()[:6] in m.lower()][:5]
         raise ConfigError(f"{model_id!r} is not a RobustBench {dataset} {threat_model} model ID"
                           + (f"; did you mean {', '.join(close)}?" if close else
-                             "; see https://robustbench.github.io for the IDs"))
+                             "; the IDs are listed at https://robustbench.github.io"))
+    return ds, tm, known
+
+
+def load_robustbench(model_id: str, model_dir: str | Path | None = None, dataset: str = "cifar10",
+                     threat_model: str = "Linf", device: str | torch.device = "cpu") -> nn.Module:
+    """A RobustBench model by its ID, in eval mode, through `robustbench.utils.load_model`.
+
+    The weights file `<model_dir>/<dataset>/<threat_model>/<ID>.pt` is loaded when present (no
+    network needed); otherwise it is downloaded, after a short reachability check so that an
+    offline machine fails at once with the path to place the file at instead of hanging.
+    """
+    rb_utils = _robustbench()[0]
+    ds, tm, known = check_robustbench_id(model_id, dataset, threat_model)
     folder = robustbench_model_dir(model_dir) / ds.value / tm.value
     gdrive = known[model_id]["gdrive_id"]
     files = ([folder / f"{model_id}.pt"] if not isinstance(gdrive, list) else
