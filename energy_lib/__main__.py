@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _lens(args: argparse.Namespace) -> int:
-    from .config import LensConfig
+    from .config import ConfigError, LensConfig
     from .lens import ModelSource, look
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LensConfig) if hasattr(args, f.name)}
