@@ -181,8 +181,9 @@ class ModelSource:
             return "standard ResNet-18"
         if self.kind == "robustbench":
             return self.name
-        if self.kind == "run":
-            return Path(self.name).name
+        if self.kind == "run":   # e.g. "SAT small_cnn e30 n500 (…9f3a)": method, size, and the run's hash
+            c = self._run().config
+            return f"{c.method.upper()} {c.model} e{c.epochs} n{c.n_train or 'all'} (…{Path(self.name).name[-4:]})"
         return f"{self.arch} ({Path(self.name).name})"
 
     def slug(self) -> str:
