@@ -121,12 +121,13 @@ class AttackEnergyConfig(Config):
     n_images: int = 128          # first n real test images
     eps: float = 8 / 255
     step_size: float = 2 / 255
-    steps: int = 10              # PGD / TRADES-KL / CW iterations (paper notebook: 10)
+    steps: int = 10              # PGD / TRADES-KL / CW-margin PGD / FAB iterations (paper notebook: 10)
     eps_grid: tuple = (2 / 255, 4 / 255, 8 / 255)  # for the interactive view (fast attacks only)
-    autoattack: bool = True      # also run APGD-CE, APGD-T, FAB-T, Square individually
-    aa_iters: int = 20           # APGD/FAB iterations (AutoAttack standard: 100)
-    aa_target_classes: int = 3   # APGD-T / FAB-T target classes (standard: 9; each costs a full attack)
+    autoattack: bool = True      # also run APGD-CE, APGD-T, APGD-DLR, FAB, Square individually
+    aa_iters: int = 20           # APGD iterations (AutoAttack standard: 100)
+    aa_target_classes: int = 3   # APGD-T target classes (standard: 9; each costs a full attack)
     square_queries: int = 300    # Square queries (AutoAttack standard: 5000)
+    paper_histograms: bool = False  # the paper's 200 bins on [-50, 20]; else 40 bins on one range per figure
     batch_size: int = 100
     seed: int = 0
     device: str = "auto"
@@ -174,7 +175,7 @@ class LensConfig(Config):
     eps: float = 8 / 255
     step_size: float = 2 / 255   # step of every white-box attack (PGD, TRADES-KL, CW-margin PGD, ...)
     pgd_steps: int = 20          # PGD-20: robust accuracy, and the "pgd" attack's iterations
-    steps: int = 10              # iterations of the other white-box attacks (paper notebook: 10)
+    steps: int = 10              # iterations of the other white-box attacks and of untargeted FAB (paper: 10)
     attacks: tuple = ("pgd",)    # energies recorded per attack; "paper" in the CLI = the paper's eight
     eps_grid: tuple = ()         # extra budgets for PGD and margin-targeted PGD (chapter 1's ε view)
     delta_attack: str = "pgd"    # the attack whose ΔE(x), ΔE(x,y) distribution is summarised

@@ -306,7 +306,10 @@ def job_key(attack: str, eps: float) -> str:
 
 def _run_attack(model, x, y, attack: str, eps: float, cfg: LensConfig) -> torch.Tensor:
     if attack in AUTOATTACK_COMPONENTS:
-        settings = autoattack.AutoAttackSettings(eps=eps, seed=cfg.seed, n_iter=cfg.aa_iters,
+        # Untargeted FAB takes the full Jacobian (one backward pass per class) at every iteration: it
+        # runs `steps` iterations, as every attack of the paper's figure (S = 10, PAPER.md 2.1).
+        settings = autoattack.AutoAttackSettings(eps=eps, seed=cfg.seed,
+                                                 n_iter=cfg.steps if attack == "fab" else cfg.aa_iters,
                                                  n_target_classes=cfg.aa_target_classes,
                                                  n_queries=cfg.aa_queries, attacks=(attack,))
         return autoattack.run_autoattack(model, x, y, settings=settings, batch_size=cfg.batch_size,
