@@ -272,3 +272,20 @@ def test_cli_prints_a_summary_and_reuses_the_record(tmp_path):
     assert "ΔE under PGD" in first.stdout and "AUROC" in first.stdout and "(reused)" not in first.stdout
     again = _cli(*args, tmp_path=tmp_path)
     assert again.returncode == 0 and "(reused)" in again.stdout
+
+
+# ----------------------------------------------------------------------------- the report notebook
+def test_report_renders_to_html_for_a_run(robust_run, tmp_path):
+    """`make lens`'s two steps: papermill with the model spec, then nbconvert to HTML."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    executed = tmp_path / "report.ipynb"
+    params = ["-p", "model", f"run:{robust_run.dir}", "-p", "profile", "smoke", "-p", "n_images", "32",
+              "-p", "pgd_steps", "10", "-p", "device", "cpu"]
+    run = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "tools" / "lens_report.ipynb"), str(executed),
+                          *params], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    conv = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(executed)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert conv.returncode == 0, conv.stderr[-2000:]
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png") >= 3 and "standard ResNet-18" in page and "Traceback" not in page
