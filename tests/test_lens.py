@@ -289,3 +289,27 @@ def test_report_renders_to_html_for_a_run(robust_run, tmp_path):
     assert conv.returncode == 0, conv.stderr[-2000:]
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png") >= 3 and "standard ResNet-18" in page and "Traceback" not in page
+
+
+def test_interrupted_look_resumes_from_finished_attacks(monkeypatch):
+    model = _cheap_model()
+    cfg = CHEAP.replace(attacks=("pgd", "cw", "trades_kl"))
+    real = lens._run_attack
+    calls = []
+
+    def interrupted(model, x, y, attack, eps, cfg):
+        calls.append(attack)
+        if attack == "trades_kl":
+            raise KeyboardInterrupt
+        return real(model, x, y, attack, eps, cfg)
+
+    monkeypatch.setattr(lens, "_run_attack", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lens.look(model, cfg, source_identity={"kind": "test", "resume": 1}, progress=False)
+    assert calls == ["pgd", "cw", "trades_kl"]
+    calls.clear()
+    monkeypatch.setattr(lens, "_run_attack", lambda *a: (calls.append(a[3]), real(*a))[1])
+    resumed = lens.look(model, cfg, source_identity={"kind": "test", "resume": 1}, progress=False)
+    assert calls == ["trades_kl"]   # the finished attacks came from their cache files
+    fresh = lens.look(model, cfg, source_identity={"kind": "test", "resume": 2}, progress=False)
+    np.testing.assert_array_equal(resumed.frame.E_adv.to_numpy(), fresh.frame.E_adv.to_numpy())
