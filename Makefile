@@ -85,7 +85,7 @@ lens: $(STAMP)
 	@test -n "$(MODEL)" || { echo "error: name the model, e.g. make lens MODEL=robustbench:Zhang2019Theoretically (or run:<run dir>, resnet18:<file.pt>, standard)" >&2; exit 1; }
 	mkdir -p $(LENS_OUT)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(VENV)/bin/papermill tools/lens_report.ipynb $(LENS_OUT)/$(LENS_NAME).ipynb -p model '$(MODEL)' -p profile $(PROFILE) $(PARAMS)
-	$(VENV)/bin/jupyter nbconvert --to html $(LENS_OUT)/$(LENS_NAME).ipynb
+	$(PY) -m nbconvert --to html $(LENS_OUT)/$(LENS_NAME).ipynb
 	@echo "open $(LENS_OUT)/$(LENS_NAME).html"
 
 clean:

@@ -501,6 +501,7 @@ class SmoothnessVerdict:
     rho: float
     p_value: float        # one-sided, for the paper's direction (ρ < 0)
     p_opposite: float     # one-sided, for the opposite direction (ρ > 0)
+    p_asymptotic: float   # scipy.stats.spearmanr's one-sided t-approximation (for reference: optimistic for few models)
     n_models: int
     alpha: float
     verdict: str          # "reproduced" | "not reproduced" | "inconclusive"
@@ -526,8 +527,9 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> Smoot
     n = len(s)
     if n < 3 or np.ptp(s) == 0 or np.ptp(a) == 0:
         why = "fewer than 3 models" if n < 3 else "no variation in std(ΔE(x)) or in robust accuracy"
-        return SmoothnessVerdict(float("nan"), float("nan"), float("nan"), n, alpha, "inconclusive", why)
-    rho = float(stats.spearmanr(s, a).statistic)
+        return SmoothnessVerdict(float("nan"), float("nan"), float("nan"), float("nan"), n, alpha, "inconclusive", why)
+    spearman = stats.spearmanr(s, a, alternative="less")
+    rho = float(spearman.statistic)
     rank_a = stats.rankdata(a)
     rank_a = (rank_a - rank_a.mean()) / np.linalg.norm(rank_a - rank_a.mean())
 
@@ -550,4 +552,4 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> Smoot
                   + (f" (with {n} models no ordering can reach p < {alpha}: the smallest p is {floor:.3g})"
                      if floor >= alpha else ""))
         verdict = "inconclusive"
-    return SmoothnessVerdict(rho, p_less, p_greater, n, alpha, verdict, reason)
+    return SmoothnessVerdict(rho, p_less, p_greater, float(spearman.pvalue), n, alpha, verdict, reason)

@@ -53,6 +53,7 @@ def test_smoothness_verdict_on_known_inputs():
     # three models can never give p < 0.05 (smallest exact p = 1/6): inconclusive, not "reproduced"
     few = lens.smoothness_verdict([3.0, 1.0, 0.5], [0.0, 0.3, 0.5])
     assert few.rho == pytest.approx(-1.0) and few.verdict == "inconclusive" and "smallest p" in few.reason
+    assert few.p_asymptotic < 0.05   # why spearmanr's t-approximation is not the verdict's p-value
     assert lens.smoothness_verdict([1.0, 1.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4]).verdict == "inconclusive"
 
 
@@ -277,14 +278,15 @@ def test_cli_prints_a_summary_and_reuses_the_record(tmp_path):
 # ----------------------------------------------------------------------------- the report notebook
 def test_report_renders_to_html_for_a_run(robust_run, tmp_path):
     """`make lens`'s two steps: papermill with the model spec, then nbconvert to HTML."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
     executed = tmp_path / "report.ipynb"
     params = ["-p", "model", f"run:{robust_run.dir}", "-p", "profile", "smoke", "-p", "n_images", "32",
               "-p", "pgd_steps", "10", "-p", "device", "cpu"]
     run = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "tools" / "lens_report.ipynb"), str(executed),
                           *params], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    conv = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(executed)],
+    conv = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(executed)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert conv.returncode == 0, conv.stderr[-2000:]
     page = (tmp_path / "report.html").read_text()
