@@ -106,9 +106,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data import DataNotFoundError
-    from .runs import RunError
-
     from .models import WeightsNotFoundError
+    from .runs import RunError
 
     args = build_parser().parse_args(argv)
     try:
