@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench paper clean
+.PHONY: help venv assets book chapter html test check-html publish bench paper lens clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -39,6 +39,7 @@ help:
 	@echo "make publish [REMOTE=origin]  push _build/html to the remote's gh-pages branch (clean builds only)"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
+	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -92,6 +93,17 @@ bench: $(STAMP)
 SWEEP_ARGS ?=
 paper: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py $(SWEEP_ARGS)
+
+# One model through the energy lens, next to the standard ResNet-18: an HTML report (tools/lens_report.ipynb).
+# MODEL: standard | robustbench:<ID> | run:<run dir> | <arch>:<checkpoint.pt>; PARAMS e.g. "-p n_images 1000 -p attacks paper"
+LENS_OUT ?= _build/lens
+LENS_NAME = $(shell printf '%s' '$(MODEL)' | tr -c 'A-Za-z0-9_.-' '_' | tail -c 80)
+lens: $(STAMP)
+	@test -n "$(MODEL)" || { echo "error: name the model, e.g. make lens MODEL=robustbench:Zhang2019Theoretically (or run:<run dir>, resnet18:<file.pt>, standard)" >&2; exit 1; }
+	mkdir -p $(LENS_OUT)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(VENV)/bin/papermill tools/lens_report.ipynb $(LENS_OUT)/$(LENS_NAME).ipynb -p model '$(MODEL)' -p profile $(PROFILE) $(PARAMS)
+	$(PY) -m nbconvert --to html $(LENS_OUT)/$(LENS_NAME).ipynb
+	@echo "open $(LENS_OUT)/$(LENS_NAME).html"
 
 clean:
 	rm -rf _build

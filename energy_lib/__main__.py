@@ -1,5 +1,9 @@
 """Command line: `python -m energy_lib train --method weat_adv --dataset cifar10 --profile paper`.
 
+`python -m energy_lib lens --robustbench Zhang2019Theoretically --n-images 1000` (or `--run DIR`,
+`--arch resnet18 --checkpoint model.pt`, `--standard`) puts a classifier through the energy lens
+(`energy_lib.lens`) and writes its record under `runs/lens/`.
+
 Several GPUs: `torchrun --nproc_per_node N -m energy_lib train ...` (DistributedDataParallel).
 
 The flags are generated from the `TrainConfig` fields (same names as the notebook parameters and
@@ -60,7 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             train.add_argument(*flags, dest=field.name, type=kind, metavar=field.name.upper(),
                                help=f"default: {default}")
+    _add_lens_parser(sub)
     return parser
+
+
+def _add_lens_parser(sub) -> None:
+    from .config import LensConfig, parse_number
+
+    lens = sub.add_parser("lens", help="put a classifier through the energy lens; record under runs/lens/",
+                          argument_default=argparse.SUPPRESS)
+    source = lens.add_mutually_exclusive_group(required=True)
+    source.add_argument("--robustbench", metavar="ID", help="a RobustBench model ID (e.g. Zhang2019Theoretically)")
+    source.add_argument("--run", metavar="DIR", help="a run directory of the run store (its best.pt)")
+    source.add_argument("--checkpoint", metavar="FILE", help="a state_dict file; needs --arch")
+    source.add_argument("--standard", action="store_true", help="the pretrained standard ResNet-18")
+    lens.add_argument("--arch", metavar="NAME", help="energy_lib architecture of --checkpoint (models.MODELS)")
+    lens.add_argument("--threat-model", default="Linf", help="RobustBench threat model (default: Linf)")
+    lens.add_argument("--profile", choices=PROFILE_NAMES, default="default")
+    lens.add_argument("--name", default="", help="fixed record directory name under runs/lens/")
+    lens.add_argument("--no-progress", dest="progress", action="store_false", default=True)
+    kinds = typing.get_type_hints(LensConfig)
+    for field in dataclasses.fields(LensConfig):
+        if field.name in ("robustbench_models", "include_standard", "include_runs", "min_models", "fill_methods"):
+            continue   # chapter 6's model list
+        flags = [f"--{field.name.replace('_', '-')}"] + ([f"--{field.name}"] if "_" in field.name else [])
+        hint = kinds[field.name]
+        if hint is bool:
+            lens.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction)
+        else:
+            kind = (lambda text, key=field.name: parse_number(text, key)) if hint is float else (
+                str if hint is tuple else hint)
+            lens.add_argument(*flags, dest=field.name, type=kind, metavar=field.name.upper(),
+                              help="comma-separated" + ("; 'paper' = the paper's eight attacks"
+                                                        if field.name == "attacks" else "") if hint is tuple else None)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -70,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded({"train": _train}[args.command], args)
+    return guarded({"train": _train, "lens": _lens}[args.command], args)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -88,7 +124,8 @@ def _user_errors() -> tuple[type, ...]:
     from .fileio import StoreError
 
     found: list[type] = [ConfigError, StoreError]
-    for module, name in (("energy_lib.data", "DataNotFoundError"), ("energy_lib.train", "NonFiniteLossError")):
+    for module, name in (("energy_lib.data", "DataNotFoundError"), ("energy_lib.train", "NonFiniteLossError"),
+                         ("energy_lib.models", "WeightsNotFoundError")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return tuple(found)
@@ -137,6 +174,30 @@ def _train(args: argparse.Namespace) -> int:
     last = run.metrics.iloc[-1]
     print(f"{run}: epoch {int(last['epoch'])}, tracked test clean acc {last['test_acc_nat']:.3f}, "
           f"PGD acc {last['test_acc_adv']:.3f}, train mean dE(x) {last['train_dE_mean']:.4f}")
+    return 0
+
+
+def _lens(args: argparse.Namespace) -> int:
+    from .config import ConfigError, LensConfig, parse_number
+    from .lens import ModelSource, look
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LensConfig) if hasattr(args, f.name)}
+    if "eps_grid" in values:
+        values["eps_grid"] = tuple(parse_number(v, "eps_grid") for v in values["eps_grid"].split(",") if v.strip())
+    cfg = LensConfig.from_profile(args.profile, overrides=values)
+    if hasattr(args, "arch") != hasattr(args, "checkpoint"):
+        raise ConfigError("--arch and --checkpoint go together: --arch resnet18 --checkpoint model.pt")
+    if hasattr(args, "robustbench"):
+        source = ModelSource("robustbench", args.robustbench, dataset=cfg.dataset, threat_model=args.threat_model,
+                             model_dir=cfg.model_dir)
+    elif hasattr(args, "run"):
+        source = ModelSource("run", args.run, dataset=cfg.dataset)
+    elif hasattr(args, "checkpoint"):
+        source = ModelSource("checkpoint", args.checkpoint, arch=args.arch, dataset=cfg.dataset)
+    else:
+        source = ModelSource("standard", dataset=cfg.dataset)
+    result = look(None, cfg, source, name=args.name, progress=args.progress)
+    print(result.summary())
     return 0
 
 

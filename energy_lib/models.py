@@ -7,10 +7,15 @@
 * `SmallCNN`: four conv layers (~0.6M parameters) that adversarially trains on a CPU in minutes.
 
 `build_model(name, num_classes)` is the registry; `pretrained_standard_resnet18()` loads the
-real standard CIFAR-10 ResNet-18 from the pyautoattack wheel.
+real standard CIFAR-10 ResNet-18 from the pyautoattack wheel; `load_robustbench(model_id)` a
+RobustBench model through `robustbench.utils.load_model` (offline from its model folder).
 """
 from __future__ import annotations
 
+import os
+import socket
+import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -201,6 +206,103 @@ def pretrained_standard_resnet18(device: str | torch.device = "cpu") -> ResNet18
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = ResNet18(num_classes=10)
     model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Model weights are missing and cannot be downloaded; the message names the file and folder."""
+
+
+# Where robustbench.utils.load_model downloads from (Google Drive, through gdown).
+ROBUSTBENCH_HOST = ("drive.google.com", 443)
+NETWORK_PROBE_SECONDS = 5.0
+
+
+def robustbench_model_dir(model_dir: str | Path | None = None) -> Path:
+    """RobustBench's model folder: `model_dir`, else $ENERGY_ROBUSTBENCH_DIR, else
+    ~/.cache/energy_lib/robustbench. It holds `<dataset>/<threat_model>/<ID>.pt`."""
+    value = model_dir or os.environ.get("ENERGY_ROBUSTBENCH_DIR") or "~/.cache/energy_lib/robustbench"
+    return Path(value).expanduser()
+
+
+def _robustbench():
+    """`robustbench.utils` and its model zoo. robustbench 1.1.1 imports the AutoAttack code as
+    `autoattack`, while its PyPI dependency `pyautoattack` installs it as `pyautoattack`: alias it."""
+    try:
+        import autoattack  # noqa: F401  (the GitHub AutoAttack, when installed)
+    except ImportError:
+        import pyautoattack
+        import pyautoattack.state
+        sys.modules.setdefault("autoattack", pyautoattack)
+        sys.modules.setdefault("autoattack.state", pyautoattack.state)
+    try:
+        with warnings.catch_warnings():   # its dependencies' deprecation notices are not the user's concern
+            warnings.simplefilter("ignore")
+            import robustbench.utils as rb_utils
+            from robustbench.model_zoo import model_dicts
+            from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+    except ImportError as err:
+        raise ConfigError(f"robustbench is not importable ({err}); `pip install robustbench==1.1.1` "
+                          "(see requirements.txt)") from err
+    return rb_utils, model_dicts, BenchmarkDataset, ThreatModel
+
+
+def _network_reachable(host: tuple[str, int], timeout: float = NETWORK_PROBE_SECONDS) -> bool:
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_robustbench_id(model_id: str, dataset: str = "cifar10", threat_model: str = "Linf"):
+    """(dataset enum, threat-model enum, zoo entries) when `model_id` is in RobustBench's zoo."""
+    _, zoo, BenchmarkDataset, ThreatModel = _robustbench()
+    try:
+        ds, tm = BenchmarkDataset(dataset), ThreatModel(threat_model)
+    except ValueError as err:
+        raise ConfigError(f"RobustBench has no dataset/threat model {dataset!r}/{threat_model!r} ({err})") from err
+    known = zoo[ds][tm]
+    if model_id not in known:
+        close = [m for m in known if model_id.lower()[:6] in m.lower()][:5]
+        raise ConfigError(f"{model_id!r} is not a RobustBench {dataset} {threat_model} model ID"
+                          + (f"; did you mean {', '.join(close)}?" if close else
+                             "; the IDs are listed at https://robustbench.github.io"))
+    return ds, tm, known
+
+
+def load_robustbench(model_id: str, model_dir: str | Path | None = None, dataset: str = "cifar10",
+                     threat_model: str = "Linf", device: str | torch.device = "cpu") -> nn.Module:
+    """A RobustBench model by its ID, in eval mode, through `robustbench.utils.load_model`.
+
+    The weights file `<model_dir>/<dataset>/<threat_model>/<ID>.pt` is loaded when present (no
+    network needed); otherwise it is downloaded, after a short reachability check so that an
+    offline machine fails at once with the path to place the file at instead of hanging.
+    """
+    rb_utils = _robustbench()[0]
+    ds, tm, known = check_robustbench_id(model_id, dataset, threat_model)
+    folder = robustbench_model_dir(model_dir) / ds.value / tm.value
+    gdrive = known[model_id]["gdrive_id"]
+    files = ([folder / f"{model_id}.pt"] if not isinstance(gdrive, list) else
+             [folder / f"{model_id}.pt_m{i}.pt" for i in range(len(gdrive))])
+    missing = [f for f in files if not f.is_file()]
+    how = (f"place {', '.join(f.name for f in missing)} (from RobustBench, model {model_id}) in {folder}, "
+           "or run once where the network reaches Google Drive")
+    if missing and not _network_reachable(ROBUSTBENCH_HOST):
+        raise WeightsNotFoundError(f"RobustBench weights {missing[0]} not found and "
+                                   f"{ROBUSTBENCH_HOST[0]} is unreachable: {how}")
+    try:
+        model = rb_utils.load_model(model_name=model_id, model_dir=str(robustbench_model_dir(model_dir)),
+                                    dataset=ds.value, threat_model=tm.value)
+    except Exception as err:   # a failed download, a truncated or foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if missing:
+            for f in missing:   # a partial download would be taken for the weights next time
+                f.unlink(missing_ok=True)
+            raise WeightsNotFoundError(f"downloading RobustBench weights {missing[0]} failed "
+                                       f"({type(err).__name__}: {first[:200]}): {how}") from err
+        raise ConfigError(f"RobustBench weights {files[0]} do not load as {model_id} "
+                          f"({type(err).__name__}: {first[:200]}); delete the file to download it again") from err
     return model.to(device).eval()
 
 

@@ -48,3 +48,11 @@ METHOD_USES: dict[str, tuple[str, ...]] = {
     "fgsm_rs_der": (*_SINGLE, "der_beta", "der_gamma"),
 }
 METHOD_NAMES = tuple(METHOD_USES)
+
+# The energy lens's attacks (energy_lib.lens runs them; LensConfig checks names against them).
+WHITE_BOX_ATTACKS = ("pgd", "trades_kl", "cw", "pgd_targeted", "pgd_targeted_ce")
+AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "apgd-dlr", "fab", "fab-t", "square")
+ATTACKS = WHITE_BOX_ATTACKS + AUTOATTACK_COMPONENTS
+# The attacks of the paper's figure (PAPER.md 2.1), in its order. Its CW is torchattacks' ℓ2 CW;
+# here "cw" is ℓ∞ PGD on the CW margin, which stands in for it (and is named so).
+PAPER_ATTACKS = ("pgd", "trades_kl", "apgd-ce", "apgd-t", "apgd-dlr", "fab", "square", "cw")

@@ -69,3 +69,22 @@ def test_bad_inputs_fail_clearly_before_any_work(setup, tmp_path):
         autoattack.run_autoattack(model, x, y, settings=autoattack.AutoAttackSettings(eps=8, n_iter=2),
                                   state_path=state, verbose=False)
     assert not state.exists()
+
+
+@pytest.mark.parametrize("attack", ["apgd-dlr", "fab"])
+def test_untargeted_dlr_and_fab_components_run_alone(setup, attack):
+    """The paper's figure also uses untargeted APGD-DLR and FAB (PAPER.md 2.1): each runs as a single
+    component, stays in the ε-ball and only removes robust points."""
+    model, x, y = setup
+    settings = autoattack.AutoAttackSettings(n_iter=2, n_target_classes=2, n_queries=10, attacks=(attack,))
+    res = autoattack.run_autoattack(model, x[:6], y[:6], settings=settings, verbose=False)
+    assert list(res.accuracy_after) == [attack] and res.robust_accuracy <= res.clean_accuracy
+    assert (res.x_adv - x[:6]).abs().max() <= settings.eps + 1e-6
+    assert 0 <= res.x_adv.min() and res.x_adv.max() <= 1
+
+
+def test_unknown_component_names_the_choices(setup):
+    model, x, y = setup
+    with pytest.raises(ConfigError, match="apgd-dlr, fab"):
+        autoattack.run_autoattack(model, x[:2], y[:2], settings=autoattack.AutoAttackSettings(attacks=("deepfool",)),
+                                  verbose=False)

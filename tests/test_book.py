@@ -28,6 +28,7 @@ CHAPTERS = [
     "book/03_trades_ebm.ipynb",
     "book/04_weat_der.ipynb",
     "book/05_generation.ipynb",
+    "book/06_smooth_landscape.ipynb",
     "book/appendix_performance.ipynb",
 ]
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from energy_lib.config import (AttackEnergyConfig, ConfigError, GenerationConfig, TrainConfig, WeatDerConfig,
+from energy_lib.config import (AttackEnergyConfig, ConfigError, GenerationConfig, LensConfig, TrainConfig, WeatDerConfig,
                                check_eps, resolve_device)
 
 
@@ -35,7 +35,7 @@ def test_from_namespace_reads_notebook_globals_and_none_means_the_profile():
 
 @pytest.mark.parametrize("chapter,config", [
     ("01_attack_energies", AttackEnergyConfig), ("02_at_phases", TrainConfig), ("03_trades_ebm", TrainConfig),
-    ("04_weat_der", WeatDerConfig), ("05_generation", GenerationConfig)])
+    ("04_weat_der", WeatDerConfig), ("05_generation", GenerationConfig), ("06_smooth_landscape", LensConfig)])
 def test_parameters_cells_leave_config_fields_to_the_profile(repo_root, chapter, config):
     """Every config field in a chapter's parameters cell is None (= the profile decides); a typo
     would silently do nothing, so every None-valued name must be a field of the chapter's config."""

@@ -1,0 +1,536 @@
+"""The energy lens: put any classifier through the paper's energy analyses, one JSON record.
+
+`look(model, cfg, source)` takes a `torch.nn.Module` on [0,1] images and the test images
+[start, start + n_images) of `cfg.dataset` (`LensConfig`) and writes one record:
+
+* clean accuracy; robust accuracy under PGD-`pgd_steps` and (optionally) AutoAttack, an image
+  counting as robust only when it is also classified correctly clean;
+* per attack of chapter 1 (`ATTACKS`): mean E(x), E(x*), E(x,y), E(x*,y), the adversarial
+  accuracy, and how well the energy score separates natural from adversarial images;
+* the distribution of ΔE(x) = E(x) - E(x*) and ΔE(x,y) = E(x,y) - E(x*,y) under `delta_attack`
+  (mean, std, quantiles, fraction within ±0.1, a histogram);
+* per-sample energies in a sidecar `energies.npz` (for plots).
+
+Detection score (the energy-based OOD literature, e.g. Liu et al. 2020, pytorch-ood): the
+in-distribution score is -E(x); natural images are the positive class, every attacked image the
+negative class. AUROC = P(score(natural) > score(adversarial)); 0.5 is chance. The paper's finding
+predicts AUROC < 0.5 for untargeted cross-entropy attacks, whose images look *more* in-distribution
+(lower E), and > 0.5 for margin / targeted attacks. FPR at 95 % TPR: the fraction of adversarial
+images scored above the threshold that keeps 95 % of the natural ones.
+
+Records live in `<run store>/lens/<model>-<dataset>-n<N>-<hash>/` (`record.json`, `config.json`,
+`energies.npz`, one cache file per finished attack so that an interrupted look resumes). The hash
+covers the model's identity, the images and every setting that changes the numbers (not the device
+or batch size); a complete record is reused, and a directory holding another config is never
+overwritten.
+
+Model sources (`ModelSource`, also as one string for the report notebook): the pretrained standard
+ResNet-18 (`standard`), a RobustBench model (`robustbench:<ID>`), a run of the run store
+(`run:<directory>`), an energy_lib architecture with a checkpoint file (`<arch>:<file>`).
+
+Chapter 6's verdict (PAPER.md 5.2 item 5) is `smoothness_verdict`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import attacks as attacks_mod
+from . import autoattack, models
+from .config import ConfigError, LensConfig, check_attacks, expand_attacks, resolve_device, runs_root  # noqa: F401
+from .names import ATTACKS, AUTOATTACK_COMPONENTS, PAPER_ATTACKS, WHITE_BOX_ATTACKS  # noqa: F401
+from .energy import joint_energy, marginal_energy
+from .fileio import atomic_write_text, read_json
+from .runs import RunError
+
+RECORD_VERSION = 1
+
+# Attack names (and the paper's eight, PAPER_ATTACKS) live in names.py, where LensConfig checks them.
+# Cheap white-box attacks that also run on `eps_grid` (chapter 1's ε view).
+GRID_ATTACKS = ("pgd", "pgd_targeted")
+
+LABELS = {
+    "pgd": "PGD", "trades_kl": "TRADES-KL", "cw": "CW-margin PGD (ℓ∞)",
+    "pgd_targeted": "PGD targeted, margin (companion's own)",
+    "pgd_targeted_ce": "PGD targeted, CE (companion's own)",
+    "apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "apgd-dlr": "APGD-DLR", "fab": "FAB", "fab-t": "FAB-T",
+    "square": "Square",
+}
+# Where each attack stands against the paper's figure.
+IN_PAPER = {a: "yes" for a in PAPER_ATTACKS} | {
+    "cw": "ℓ∞ stand-in for the paper's ℓ2 CW", "fab-t": "no (AutoAttack's targeted FAB)",
+    "pgd_targeted": "no (companion's own)", "pgd_targeted_ce": "no (companion's own)"}
+# Sign of mean E(x*) - E(x) the paper reports on a standard classifier (0: no prediction).
+EXPECTED_SHIFT_SIGN = {"pgd": -1, "trades_kl": -1, "apgd-ce": -1, "apgd-t": +1, "apgd-dlr": +1, "fab": +1,
+                       "square": +1, "cw": +1, "fab-t": +1, "pgd_targeted": +1, "pgd_targeted_ce": 0}
+
+
+class LensError(RunError):
+    """A lens record or model source cannot be used; the message names the file and the fix."""
+
+
+# ----------------------------------------------------------------------------- model sources
+SOURCE_KINDS = ("standard", "robustbench", "run", "checkpoint")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: `standard`, `robustbench` (name = ID), `run` (name = run directory)
+    or `checkpoint` (name = file, `arch` = an energy_lib architecture)."""
+
+    kind: str
+    name: str = ""
+    arch: str = ""
+    dataset: str = "cifar10"
+    threat_model: str = "Linf"
+    model_dir: str = ""
+
+    def __post_init__(self):
+        if self.kind not in SOURCE_KINDS:
+            raise ConfigError(f"unknown model source {self.kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
+        if self.kind != "standard" and not self.name:
+            raise ConfigError(f"a {self.kind} model source needs a name (ID, run directory or checkpoint file)")
+        if self.kind == "checkpoint" and self.arch not in models.MODELS:
+            raise ConfigError(f"unknown architecture {self.arch!r} for checkpoint {self.name}; choose one of "
+                              f"{', '.join(sorted(models.MODELS))}")
+
+    @classmethod
+    def parse(cls, spec: str, dataset: str = "cifar10", model_dir: str = "") -> "ModelSource":
+        """'standard', 'robustbench:<ID>', 'run:<dir>' or '<arch>:<checkpoint file>'."""
+        spec = spec.strip()
+        if spec == "standard":
+            return cls("standard", dataset=dataset)
+        kind, sep, rest = spec.partition(":")
+        if not sep or not rest:
+            raise ConfigError(f"model {spec!r} not understood; write standard, robustbench:<ID>, run:<run dir> or "
+                              f"<arch>:<checkpoint> with arch one of {', '.join(sorted(models.MODELS))}")
+        if kind == "robustbench":
+            return cls("robustbench", rest, dataset=dataset, model_dir=model_dir)
+        if kind == "run":
+            return cls("run", rest, dataset=dataset)
+        return cls("checkpoint", rest, arch=kind, dataset=dataset)
+
+    # -- the run store's run, when kind == "run"
+    def _run(self):
+        from .config import TrainConfig
+        from .runs import Run
+
+        directory = Path(self.name)
+        if not directory.is_dir() and (runs_root() / self.name).is_dir():
+            directory = runs_root() / self.name
+        cfg_path = directory / "config.json"
+        if not cfg_path.is_file():
+            raise LensError(f"{directory} is not a run directory (no config.json); give a directory of the run "
+                            f"store {runs_root()}")
+        try:
+            cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise LensError(f"{cfg_path} is not a TrainConfig of this version ({err}); retrain the run") from err
+        run = Run(cfg, directory)
+        if not (directory / "best.pt").is_file():
+            raise LensError(f"{directory} has no best.pt (unfinished run); finish it with "
+                            "`python -m energy_lib train` and the same settings")
+        return run
+
+    def identity(self) -> dict:
+        """What names the weights (part of a lens record's key)."""
+        if self.kind == "standard":
+            return {"kind": "standard", "weights": "pyautoattack 0.2.0 examples/model_test.pt"}
+        if self.kind == "robustbench":
+            models.check_robustbench_id(self.name, self.dataset, self.threat_model)
+            return {"kind": "robustbench", "id": self.name, "dataset": self.dataset, "threat_model": self.threat_model}
+        if self.kind == "run":
+            run = self._run()
+            info = run.checkpoint_info("best")
+            return {"kind": "run", "run": run.dir.name, "which": "best", "epoch": info["epoch"],
+                    "method": run.config.method, "model": run.config.model}
+        path = self._checkpoint_path()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return {"kind": "checkpoint", "arch": self.arch, "file": path.name, "sha256": digest}
+
+    def label(self) -> str:
+        if self.kind == "standard":
+            return "standard ResNet-18"
+        if self.kind == "robustbench":
+            return self.name
+        if self.kind == "run":   # e.g. "SAT small_cnn e30 n500 (…9f3a)": method, size, and the run's hash
+            c = self._run().config
+            return f"{c.method.upper()} {c.model} e{c.epochs} n{c.n_train or 'all'} (…{Path(self.name).name[-4:]})"
+        return f"{self.arch} ({Path(self.name).name})"
+
+    def slug(self) -> str:
+        text = {"standard": "standard_resnet18", "robustbench": f"rb-{self.name}",
+                "run": f"run-{Path(self.name).name}", "checkpoint": f"{self.arch}-{Path(self.name).stem}"}[self.kind]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+    def _checkpoint_path(self) -> Path:
+        path = Path(self.name).expanduser()
+        if not path.is_file():
+            raise LensError(f"checkpoint file {path} does not exist; give the path of a saved state_dict")
+        return path
+
+    def load(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The model in eval mode on `device`."""
+        from .data import dataset_info
+
+        if self.kind == "standard":
+            return models.pretrained_standard_resnet18(device)
+        if self.kind == "robustbench":
+            return models.load_robustbench(self.name, self.model_dir or None, self.dataset, self.threat_model, device)
+        if self.kind == "run":
+            return self._run().load_model("best", device)
+        return load_checkpoint_model(self._checkpoint_path(), self.arch, dataset_info(self.dataset).num_classes,
+                                     device)
+
+
+def load_checkpoint_model(path: Path, arch: str, num_classes: int,
+                          device: str | torch.device = "cpu") -> torch.nn.Module:
+    """An energy_lib architecture with weights from `path`: a state_dict, or a dict holding one
+    under 'model' / 'state_dict' / 'model_state_dict' (a `module.` prefix is stripped)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        raise LensError(f"checkpoint {path} cannot be read by torch.load ({type(err).__name__}: {reason}); "
+                        "give a file written by torch.save(model.state_dict(), ...)") from err
+    state = ckpt
+    if isinstance(ckpt, dict):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if isinstance(ckpt.get(key), dict):
+                state = ckpt[key]
+                break
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise LensError(f"checkpoint {path} holds no state_dict (found {type(ckpt).__name__}); save "
+                        "model.state_dict()")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = models.build_model(arch, num_classes)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if v]
+        raise LensError(f"checkpoint {path} does not fit architecture {arch!r}: {'; '.join(parts)}; pass the "
+                        f"architecture it was trained with (one of {', '.join(sorted(models.MODELS))})")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- statistics
+def detection_scores(e_nat: np.ndarray, e_adv: np.ndarray) -> dict:
+    """AUROC and FPR at 95 % TPR of the score -E separating natural (positive) from adversarial
+    (negative) images. AUROC < 0.5: the adversarial images look *more* in-distribution."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    e_nat, e_adv = np.asarray(e_nat, dtype=np.float64), np.asarray(e_adv, dtype=np.float64)
+    labels = np.concatenate([np.ones(len(e_nat)), np.zeros(len(e_adv))])
+    scores = -np.concatenate([e_nat, e_adv])
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return {"auroc": float(roc_auc_score(labels, scores)),
+            "fpr_at_95_tpr": float(fpr[np.argmax(tpr >= 0.95)]),
+            "score": "-E(x), natural = positive class"}
+
+
+def delta_distribution(values: np.ndarray, bins: int = 40) -> dict:
+    """Mean, std, quantiles, fraction within ±0.1 and a histogram of one ΔE sample."""
+    v = np.asarray(values, dtype=np.float64)
+    qs = (0.05, 0.25, 0.5, 0.75, 0.95)
+    counts, edges = np.histogram(v, bins=bins)
+    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
+            **{f"q{int(round(q * 100)):02d}": float(x) for q, x in zip(qs, np.quantile(v, qs))},
+            "frac_within_0.1": float(np.mean(np.abs(v) <= 0.1)),
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+
+
+# ----------------------------------------------------------------------------- records
+def identity(cfg: LensConfig) -> dict:
+    """The settings that change a record's numbers (not device, batch size or chapter 6's model list)."""
+    out = {k: v for k, v in cfg.to_dict().items()
+           if k not in ("device", "batch_size", "robustbench_models", "include_standard", "include_runs",
+                        "min_models", "fill_methods", "model_dir")}
+    if not cfg.autoattack and not set(cfg.attacks) & set(AUTOATTACK_COMPONENTS):
+        for key in ("aa_iters", "aa_target_classes", "aa_queries"):
+            out.pop(key)
+    return json.loads(json.dumps(out))   # tuples -> lists, as stored
+
+
+def record_dir(cfg: LensConfig, source_identity: dict, slug: str, name: str = "") -> Path:
+    if name:
+        return runs_root() / "lens" / name
+    blob = json.dumps({"model": source_identity, "settings": identity(cfg)}, sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return runs_root() / "lens" / f"{slug}-{cfg.dataset}-n{cfg.n_images}-{digest}"
+
+
+def jobs(cfg: LensConfig) -> list[tuple[str, float]]:
+    """(attack, ε) pairs to run: every attack at ε (PGD always, for robust accuracy), then the cheap
+    attacks on the extra budgets of `eps_grid`."""
+    names = list(dict.fromkeys(["pgd", *cfg.attacks, cfg.delta_attack]))
+    out = [(a, cfg.eps) for a in names]
+    out += [(a, e) for a in GRID_ATTACKS if a in names for e in cfg.eps_grid if e != cfg.eps]
+    return out
+
+
+def job_key(attack: str, eps: float) -> str:
+    return f"{attack}@{eps * 255:.2f}"
+
+
+def _run_attack(model, x, y, attack: str, eps: float, cfg: LensConfig) -> torch.Tensor:
+    if attack in AUTOATTACK_COMPONENTS:
+        # Untargeted FAB takes the full Jacobian (one backward pass per class) at every iteration: it
+        # runs `steps` iterations, as every attack of the paper's figure (S = 10, PAPER.md 2.1).
+        settings = autoattack.AutoAttackSettings(eps=eps, seed=cfg.seed,
+                                                 n_iter=cfg.steps if attack == "fab" else cfg.aa_iters,
+                                                 n_target_classes=cfg.aa_target_classes,
+                                                 n_queries=cfg.aa_queries, attacks=(attack,))
+        return autoattack.run_autoattack(model, x, y, settings=settings, batch_size=cfg.batch_size,
+                                         chunk_size=x.shape[0], verbose=False).x_adv
+    steps = cfg.pgd_steps if attack == "pgd" else cfg.steps
+    # The step scales with ε so that every budget of the grid gets the same number of effective steps.
+    return attacks_mod.attack_in_batches(attack, model, x, y, eps=eps, step_size=cfg.step_size * eps / cfg.eps,
+                                         steps=steps, batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def energies_frame(model, x, y, x_adv, attack: str, eps: float, batch_size: int) -> pd.DataFrame:
+    """One row per image: natural/adversarial E(x), E(x,y), correctness and the ℓ∞ distance."""
+    nat = attacks_mod.predict_logits(model, x, batch_size)
+    adv = attacks_mod.predict_logits(model, x_adv, batch_size)
+    return pd.DataFrame({
+        "attack": attack, "eps": eps, "sample": np.arange(len(y)),
+        "E_nat": marginal_energy(nat).cpu().numpy(), "E_adv": marginal_energy(adv).cpu().numpy(),
+        "Exy_nat": joint_energy(nat, y).cpu().numpy(), "Exy_adv": joint_energy(adv, y).cpu().numpy(),
+        "correct_nat": (nat.argmax(1) == y).cpu().numpy(), "correct_adv": (adv.argmax(1) == y).cpu().numpy(),
+        "linf": (x_adv - x).abs().flatten(1).max(1).values.cpu().numpy(),
+    })
+
+
+def _save_frame(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
+                     for c in frame.columns})
+    tmp.replace(path)   # atomic: a half-written file is never taken for a result
+
+
+def _load_frame(path: Path) -> pd.DataFrame:
+    with np.load(path, allow_pickle=False) as z:
+        return pd.DataFrame({k: z[k] for k in z.files})
+
+
+def attack_summary(rows: pd.DataFrame) -> dict:
+    """Means, accuracies and detection scores of one (attack, ε) block of the per-sample frame."""
+    attack = str(rows["attack"].iloc[0])
+    return {"attack": attack, "label": LABELS[attack], "in_paper": IN_PAPER[attack],
+            "eps": float(rows["eps"].iloc[0]),
+            "mean_E_nat": float(rows.E_nat.mean()), "mean_E_adv": float(rows.E_adv.mean()),
+            "mean_Exy_nat": float(rows.Exy_nat.mean()), "mean_Exy_adv": float(rows.Exy_adv.mean()),
+            "accuracy_adv": float(rows.correct_adv.mean()),
+            "robust_accuracy": float((rows.correct_adv & rows.correct_nat).mean()),
+            "max_linf": float(rows.linf.max()), **detection_scores(rows.E_nat, rows.E_adv)}
+
+
+@dataclass
+class LensResult:
+    record: dict
+    frame: pd.DataFrame          # per-sample energies, one block per (attack, ε)
+    directory: Path
+    reused: bool
+
+    def summary(self) -> str:
+        r = self.record
+        acc = r["accuracy"]
+        d = r["delta"]
+        lines = [f"{r['label']}: {r['n_images']} {r['images']['dataset']} test images, clean {acc['clean']:.1%}, "
+                 f"PGD-{r['pgd']['steps']} {acc['pgd']:.1%}"
+                 + (f", AutoAttack {acc['autoattack']:.1%}" if "autoattack" in acc else ""),
+                 f"ΔE under {LABELS[d['attack']]}: ΔE(x) mean {d['marginal']['mean']:+.3f} std "
+                 f"{d['marginal']['std']:.3f} (within ±0.1: {d['marginal']['frac_within_0.1']:.0%}); ΔE(x,y) mean "
+                 f"{d['joint']['mean']:+.3f} std {d['joint']['std']:.3f}",
+                 f"{'attack':<40} {'E(x)':>7} {'E(x*)':>7} {'E(x,y)':>7} {'E(x*,y)':>7} {'acc':>6} {'AUROC':>6} "
+                 f"{'FPR95':>6}"]
+        for a in r["attacks"].values():
+            lines.append(f"{a['label'] + ' ε=' + format(a['eps'] * 255, '.0f') + '/255':<40} {a['mean_E_nat']:7.2f} "
+                         f"{a['mean_E_adv']:7.2f} {a['mean_Exy_nat']:7.2f} {a['mean_Exy_adv']:7.2f} "
+                         f"{a['accuracy_adv']:6.1%} {a['auroc']:6.3f} {a['fpr_at_95_tpr']:6.3f}")
+        lines.append(f"record: {self.directory / 'record.json'}" + (" (reused)" if self.reused else ""))
+        return "\n".join(lines)
+
+
+def _open_directory(directory: Path, config: dict) -> None:
+    """Create the record directory, or check that it holds this very config (never overwritten)."""
+    path = directory / "config.json"
+    if path.is_file():
+        stored = read_json(path, "delete that directory to recompute the record")
+        if stored != config:
+            diff = sorted(k for k in set(stored["settings"]) | set(config["settings"])
+                          if stored["settings"].get(k) != config["settings"].get(k))
+            what = "model" if stored["model"] != config["model"] else f"settings {diff}"
+            raise LensError(f"lens record directory {directory} holds another config (different {what}); it is "
+                            "not overwritten: use another name, or delete that directory")
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def load_record(directory: Path) -> LensResult | None:
+    """A complete record and its per-sample energies, or None."""
+    path = Path(directory) / "record.json"
+    if not path.is_file():
+        return None
+    record = read_json(path, "delete that directory to recompute the record")
+    if not record.get("complete"):
+        return None
+    return LensResult(record, _load_frame(Path(directory) / "energies.npz"), Path(directory), reused=True)
+
+
+def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | None = None, *,
+         source_identity: dict | None = None, label: str | None = None, name: str = "",
+         progress: bool = True) -> LensResult:
+    """Put `model` through the lens (see the module docstring); reuse the record when it exists.
+
+    model: any classifier on [0,1] images; None = `source.load()` (only when the record is missing).
+    source / source_identity: what names the weights in the record's key (one is needed).
+    name: a fixed record directory under `<run store>/lens/` instead of the derived one.
+    """
+    from .metrics.robust import eval_slice
+
+    if source is None and source_identity is None:
+        raise ConfigError("look() needs the model's source or source_identity (what names its weights)")
+    src_id = source.identity() if source is not None else dict(source_identity)
+    label = label or (source.label() if source is not None else str(src_id))
+    slug = source.slug() if source is not None else re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80]
+    images = eval_slice(cfg.dataset, cfg.n_images, cfg.start)
+    image_id = {k: v for k, v in images.description.items() if k != "source"}   # not the data's local path
+    directory = record_dir(cfg, src_id, slug, name)
+    config = {"model": src_id, "images": image_id, "settings": identity(cfg)}
+    _open_directory(directory, json.loads(json.dumps(config)))
+    done = load_record(directory)
+    if done is not None:
+        return done
+
+    dev = resolve_device(cfg.device)
+    if model is None:
+        model = source.load(dev)
+    model = model.to(dev).eval()
+    x, y = images.x.to(dev), images.y.to(dev)
+    frames, seconds = [], {}
+    todo = jobs(cfg)
+    bar = tqdm(todo, desc=f"lens: {label}", disable=not progress)
+    for attack, eps in bar:
+        bar.set_postfix_str(job_key(attack, eps))
+        cache = directory / f"attack-{job_key(attack, eps)}.npz"
+        if cache.is_file():
+            frames.append(_load_frame(cache))
+            continue
+        t0 = time.perf_counter()
+        x_adv = _run_attack(model, x, y, attack, eps, cfg)
+        frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
+        seconds[job_key(attack, eps)] = time.perf_counter() - t0
+        _save_frame(frame, cache)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    pgd = frame[(frame.attack == "pgd") & np.isclose(frame.eps, cfg.eps)]
+    accuracy = {"clean": float(pgd.correct_nat.mean()),
+                "pgd": float((pgd.correct_adv & pgd.correct_nat).mean())}
+    record = {"kind": "lens", "version": RECORD_VERSION, "complete": True, "label": label, "model": src_id,
+              "images": images.description, "n_images": int(x.shape[0]), "settings": identity(cfg),
+              "pgd": {"steps": cfg.pgd_steps, "step_size": cfg.step_size, "eps": cfg.eps, "loss": "ce",
+                      "random_start": "uniform", "precision": "fp32", "mode": "eval"},
+              "accuracy": accuracy}
+    if cfg.autoattack:
+        t0 = time.perf_counter()
+        aa = autoattack.run_autoattack(
+            model, x, y, settings=autoattack.AutoAttackSettings(eps=cfg.eps, seed=cfg.seed, n_iter=cfg.aa_iters,
+                                                                n_target_classes=cfg.aa_target_classes,
+                                                                n_queries=cfg.aa_queries),
+            batch_size=cfg.batch_size, chunk_size=1000, state_path=directory / "aa_state.pt", verbose=progress,
+            keep_adversarial=False)
+        accuracy["autoattack"] = aa.robust_accuracy
+        record["autoattack"] = {"standard": aa.settings["standard"], "attacks": aa.settings["attacks"],
+                                "accuracy_after": aa.accuracy_after, "n_iter": cfg.aa_iters,
+                                "n_target_classes": cfg.aa_target_classes, "n_queries": cfg.aa_queries}
+        seconds["autoattack"] = time.perf_counter() - t0
+    record["attacks"] = {job_key(a, e): attack_summary(frame[(frame.attack == a) & np.isclose(frame.eps, e)])
+                         for a, e in todo}
+    delta_rows = frame[(frame.attack == cfg.delta_attack) & np.isclose(frame.eps, cfg.eps)]
+    record["delta"] = {"attack": cfg.delta_attack, "eps": cfg.eps,
+                       "definition": "natural minus adversarial: E(x) - E(x*), E(x,y) - E(x*,y)",
+                       "marginal": delta_distribution(delta_rows.E_nat - delta_rows.E_adv),
+                       "joint": delta_distribution(delta_rows.Exy_nat - delta_rows.Exy_adv)}
+    record.update({"energies_file": "energies.npz", "seconds": seconds, "device": str(dev),
+                   "torch": torch.__version__, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    _save_frame(frame, directory / "energies.npz")
+    atomic_write_text(directory / "record.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    (directory / "aa_state.pt").unlink(missing_ok=True)
+    return LensResult(record, frame, directory, reused=False)
+
+
+# ----------------------------------------------------------------------------- chapter 6's verdict
+@dataclass(frozen=True)
+class SmoothnessVerdict:
+    """Spearman's ρ between std(ΔE(x)) and robust accuracy over models (PAPER.md 5.2 item 5)."""
+
+    rho: float
+    p_value: float        # one-sided, for the paper's direction (ρ < 0)
+    p_opposite: float     # one-sided, for the opposite direction (ρ > 0)
+    p_asymptotic: float   # scipy.stats.spearmanr's one-sided t-approximation (for reference: optimistic for few models)
+    n_models: int
+    alpha: float
+    verdict: str          # "reproduced" | "not reproduced" | "inconclusive"
+    reason: str
+
+
+PERMUTATIONS = 400_000   # > 9!: exact for up to 9 models (the paper's eight + the standard model)
+
+
+def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> SmoothnessVerdict:
+    """The paper's claim: the more robust the model, the tighter ΔE(x) (Spearman ρ < 0).
+
+    Exact permutation p-values (scipy.stats.permutation_test over all n! pairings up to 9 models,
+    otherwise `PERMUTATIONS` random ones): with 3 models even ρ = -1 has p = 1/6, so few models give
+    "inconclusive", never a verdict by construction. "not reproduced": ρ > 0 with p < alpha.
+    """
+    from scipy import stats
+
+    s = np.asarray(std_delta, dtype=np.float64)
+    a = np.asarray(robust_accuracy, dtype=np.float64)
+    if s.shape != a.shape or s.ndim != 1:
+        raise ValueError(f"need one std and one accuracy per model; got shapes {s.shape} and {a.shape}")
+    n = len(s)
+    if n < 3 or np.ptp(s) == 0 or np.ptp(a) == 0:
+        why = "fewer than 3 models" if n < 3 else "no variation in std(ΔE(x)) or in robust accuracy"
+        return SmoothnessVerdict(float("nan"), float("nan"), float("nan"), float("nan"), n, alpha, "inconclusive", why)
+    spearman = stats.spearmanr(s, a, alternative="less")
+    rho = float(spearman.statistic)
+    rank_a = stats.rankdata(a)
+    rank_a = (rank_a - rank_a.mean()) / np.linalg.norm(rank_a - rank_a.mean())
+
+    def statistic(u, axis=-1):   # Spearman's ρ = Pearson correlation of the ranks, vectorised over resamples
+        r = stats.rankdata(u, axis=axis)
+        r = r - r.mean(axis=axis, keepdims=True)
+        return (r * rank_a).sum(axis=axis) / np.linalg.norm(r, axis=axis)
+
+    kw = dict(permutation_type="pairings", n_resamples=PERMUTATIONS, random_state=0, vectorized=True,
+              batch=100_000)
+    p_less = float(stats.permutation_test((s,), statistic, alternative="less", **kw).pvalue)
+    p_greater = float(stats.permutation_test((s,), statistic, alternative="greater", **kw).pvalue)
+    if rho < 0 and p_less < alpha:
+        verdict, reason = "reproduced", f"ρ = {rho:+.2f} < 0 with one-sided p = {p_less:.3g} < {alpha}"
+    elif rho > 0 and p_greater < alpha:
+        verdict, reason = "not reproduced", f"ρ = {rho:+.2f} > 0 with one-sided p = {p_greater:.3g} < {alpha}"
+    else:
+        floor = 1.0 / float(np.prod(np.arange(1, n + 1)))
+        reason = (f"ρ = {rho:+.2f}, one-sided p = {p_less:.3g} ≥ {alpha}"
+                  + (f" (with {n} models no ordering can reach p < {alpha}: the smallest p is {floor:.3g})"
+                     if floor >= alpha else ""))
+        verdict = "inconclusive"
+    return SmoothnessVerdict(rho, p_less, p_greater, float(spearman.pvalue), n, alpha, verdict, reason)
