@@ -42,6 +42,7 @@ ALARM = (ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER)
 NOT_RUN = "not run"
 LEVEL = 0.95          # two-sided confidence level of every interval and test here
 BIC_MARGIN = 10.0     # "very strong" evidence on the Kass-Raftery scale: a model must win by this much
+KNOT_COST = 2         # parameters charged per searched breakpoint in the phase models' BIC
 
 
 def _z(level: float = LEVEL) -> float:
@@ -125,8 +126,9 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     accuracy on `n_images` images, treated as independent samples, which over-states the noise
     of a difference measured on the same images; or, with per-image correctness `test_correct`
     (epochs x images), the bootstrap SE of the per-image differences, scipy.stats.bootstrap),
-    and which epochs (the sample variance of the per-epoch values in each window / k: the model's
-    own epoch-to-epoch changes, which the validation choice may partly share). The interval is
+    and which epochs (the epoch-to-epoch variance, estimated from the first differences of the
+    curve over the last two thirds of training, / k per window: the model's own changes from
+    epoch to epoch, which the validation choice may partly share). The interval is
     D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
     `absent` when it excludes a decline of `margin` or more (PAPER.md 5.3: RO is ≥ 1 pt),
     `inconclusive` otherwise. k defaults to 10 % of the epochs (the paper's selection window),
@@ -165,7 +167,11 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
         se_images = float(boot.standard_error)
     else:
         se_images = math.sqrt((a_best * (1 - a_best) + a_last * (1 - a_last)) / n_images)
-    scatter = sum(acc[w].var(ddof=1) / len(w) for w in (best_u, last_u) if len(w) > 1)
+    # epoch-to-epoch scatter from the first differences of the second part of training (more
+    # degrees of freedom than the k values of a window; differences remove a slow trend)
+    tail = acc[n_ep // 3:]
+    var_epoch = float(np.var(np.diff(tail), ddof=1)) / 2 if len(tail) > 2 else 0.0
+    scatter = var_epoch / len(best_u) + var_epoch / len(last_u)
     se = math.sqrt(se_images ** 2 + scatter)
     z = _z(level)
     ci = (d - z * se, d + z * se)
@@ -239,13 +245,14 @@ def _hinge_fits(x: np.ndarray, y: np.ndarray, knot_sets: np.ndarray) -> tuple[np
     return (resid ** 2).sum(1), coef
 
 
-def phase_structure(values, epochs=None, *, min_segment: int = 3, bic_margin: float = BIC_MARGIN) -> PhaseFit:
+def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: float = BIC_MARGIN) -> PhaseFit:
     """Phases of a per-epoch curve (training-set mean ΔE(x), PAPER.md 2.2) by model comparison.
 
     Three least-squares models of the curve: one line; a continuous piecewise-linear curve with
     one breakpoint; and with two breakpoints (breakpoints searched over the epochs, each segment
     at least `min_segment` epochs). BIC = n·ln(RSS/n) + p·ln(n), where p counts the line
-    coefficients, each breakpoint and the noise variance. A model with more breakpoints is chosen
+    coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location searched
+    over the epochs buys more fit than one coefficient does). A model with more breakpoints is chosen
     only when its BIC beats every simpler model's by `bic_margin` (10: very strong evidence), so
     pure noise or a straight line gives "no phase structure". The two breakpoints of the chosen
     three-phase model are the end of phase 1 and the start of phase 3.
@@ -260,7 +267,7 @@ def phase_structure(values, epochs=None, *, min_segment: int = 3, bic_margin: fl
     floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
 
     def bic(rss, n_coef, n_knots):
-        return n * math.log(max(rss / n, floor)) + (n_coef + n_knots + 1) * math.log(n)
+        return n * math.log(max(rss / n, floor)) + (n_coef + KNOT_COST * n_knots + 1) * math.log(n)
 
     rss0, coef0 = _hinge_fit(x, y, [])
     fits = {"line": (bic(rss0, 2, 0), (), coef0)}
@@ -649,14 +656,14 @@ class DeltaEAlarm(Result):
 
 
 def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, window: int = 5, k: float = 3.0,
-                  persist: int = 2, warmup: float = 0.25, noise_floor=None, level: float = LEVEL) -> DeltaEAlarm:
+                  persist: int = 3, warmup: float = 0.25, noise_floor=None, level: float = LEVEL) -> DeltaEAlarm:
     """ΔE as an early-stopping alarm (chapter 2), against PGD-validation selection.
 
     The rule, on the tracked training-set mean ΔE(x) curve: after a warm-up (`warmup` × epochs,
     at least `window`; the one-cycle LR peaks at 25 %), the running level is the median of the
-    previous `window` epochs and its noise their scaled median absolute deviation
-    (scipy.stats.median_abs_deviation, scale="normal"), at least `noise_floor` (a number or a
-    per-epoch array, e.g. the per-epoch SE of the mean ΔE). The rule fires at the epoch where
+    previous `window` epochs and its noise the robust SD of the epoch-to-epoch changes since the
+    warm-up (scipy.stats.median_abs_deviation, scale="normal", / √2), at least `noise_floor` (a
+    number or a per-epoch array, e.g. the per-epoch SE of the mean ΔE). The rule fires at the epoch where
     ΔE(x) has stayed below level − k·noise for `persist` consecutive epochs (ΔE diverges downwards
     in the paper); training would stop there and keep that epoch's model. PGD-validation selection
     keeps the epoch of the highest validation PGD accuracy (ties: the earliest). The robust test
@@ -673,11 +680,15 @@ def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, win
     epochs = np.arange(1, n_ep + 1) if epochs is None else np.asarray(epochs)
     floor = np.broadcast_to(np.asarray(0.0 if noise_floor is None else noise_floor, dtype=float), (n_ep,))
     start = max(window, int(math.ceil(warmup * n_ep)))
+    first = max(0, start - window)
     fired_at = None
     for s in range(start, n_ep - persist + 1):
-        base = d[s - window:s]
-        level_ = np.median(base)
-        noise = max(float(stats.median_abs_deviation(base, scale="normal")), float(floor[s - 1]), 1e-12)
+        level_ = np.median(d[s - window:s])
+        # noise: robust SD of the epoch-to-epoch changes since the warm-up (a slow drift is removed
+        # with the median change), / √2 for one epoch's value
+        steps = np.diff(d[first:s])
+        noise = float(stats.median_abs_deviation(steps, scale="normal")) / math.sqrt(2) if len(steps) > 1 else 0.0
+        noise = max(noise, float(floor[s - 1]), 1e-12)
         if all(d[t] < level_ - k * noise for t in range(s, s + persist)):
             fired_at = s + persist - 1
             break
