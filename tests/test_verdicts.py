@@ -59,9 +59,19 @@ def test_stable_model_with_per_image_correctness_is_absent():
     assert V.robust_overfitting(acc, 5000, val_acc=acc[::-1].copy()).verdict == V.INCONCLUSIVE
 
 
-def test_robust_overfitting_rejects_too_short_curves():
-    with pytest.raises(ValueError, match="at least 2k"):
-        V.robust_overfitting([0.3, 0.4, 0.5], 100)
+def test_robust_overfitting_on_too_short_curves_is_inconclusive():
+    ro = V.robust_overfitting([0.3, 0.4, 0.5], 100)
+    assert ro.verdict == V.INCONCLUSIVE and "too few" in ro.sentence
+    with pytest.raises(ValueError, match="n_images"):
+        V.robust_overfitting([0.3, 0.4, 0.5, 0.5], 0)
+
+
+def test_protocol_notes():
+    assert V.identity_check(1e-15)[0] == V.REPRODUCED and V.identity_check(1e-3)[0] == V.NOT_REPRODUCED
+    assert V.paper_protocol("resnet18", None, 100, 10_000, True)[0]
+    assert not V.paper_protocol("small_cnn", 500, 30, 200, False)[0]
+    assert "different energy scale" in V.scale_note("small_cnn", 500)
+    assert "no late phase" in V.late_phase_note(30) and "long enough" in V.late_phase_note(100)
 
 
 # ----------------------------------------------------------------------------- phases
