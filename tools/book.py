@@ -27,6 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 STRICT_FLAGS = ["-W", "-n", "--keep-going"]
+# The front page collects the reproduction records the chapters write: it is executed last.
+RUN_LAST = ("book/summary.ipynb",)
 
 
 class BookError(RuntimeError):
@@ -125,6 +127,8 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
         if unknown:
             raise BookError(f"{unknown}: not a notebook chapter listed in _toc.yml (or its file is missing); available: {[str(n) for n in nbs]}")
         nbs = [n for n in nbs if n in wanted]
+    # pages that read the other chapters' records run after them, wherever _toc.yml shows them
+    nbs = [n for n in nbs if str(n) not in RUN_LAST] + [n for n in nbs if str(n) in RUN_LAST]
     parameters = {"profile": profile, **(params or {})}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
