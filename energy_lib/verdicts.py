@@ -220,7 +220,10 @@ class PhaseFit(Result):
     @property
     def reproduction(self) -> str:
         """The paper's three phases: reproduced / not reproduced (a line, or three phases of
-        another shape) / inconclusive at this scale (one change point: e.g. a run too short for phase 3)."""
+        another shape) / inconclusive at this scale (one change point: e.g. a run too short for phase 3;
+        or too few epochs to fit at all)."""
+        if not self.bic:     # too few epochs: nothing was fitted
+            return INCONCLUSIVE_SCALE
         if self.verdict == THREE_PHASES:
             return REPRODUCED if self.paper_shaped else NOT_REPRODUCED
         return INCONCLUSIVE_SCALE if self.verdict == ONE_CHANGE else NOT_REPRODUCED

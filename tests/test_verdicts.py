@@ -104,6 +104,8 @@ def test_one_change_point_is_inconclusive_for_the_three_phase_claim():
     fit = V.phase_structure(y)
     assert fit.verdict == V.ONE_CHANGE and abs(fit.boundaries[0] - 10) <= 2
     assert fit.reproduction == V.INCONCLUSIVE_SCALE
+    short = V.phase_structure([0.0, -0.1])
+    assert short.verdict == V.NO_PHASES and short.reproduction == V.INCONCLUSIVE_SCALE and "too few" in short.sentence
 
 
 # ----------------------------------------------------------------------------- catastrophic overfitting
