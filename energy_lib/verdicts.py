@@ -260,8 +260,9 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     at least `min_segment` epochs). BIC = n·ln(RSS/n) + p·ln(n), where p counts the line
     coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location searched
     over the epochs buys more fit than one coefficient does). A model with more breakpoints is chosen
-    only when its BIC beats every simpler model's by `bic_margin` (10: very strong evidence), so
-    pure noise or a straight line gives "no phase structure". The two breakpoints of the chosen
+    only when its BIC beats every simpler model's by `bic_margin` (10: very strong evidence; when
+    the one-breakpoint model does not beat the line, two breakpoints need to beat the line by the
+    margin and one breakpoint at all), so pure noise or a straight line gives "no phase structure". The two breakpoints of the chosen
     three-phase model are the end of phase 1 and the start of phase 3.
     """
     y = np.asarray(values, dtype=float)
@@ -302,8 +303,10 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     bics = {m: round(v[0], 2) for m, v in fits.items()}
     knots = tuple(float(t) for t in knots)
     if verdict == NO_PHASES:
+        names = {"line": "one line", "one": "one breakpoint", "two": "two breakpoints"}
+        listed = ", ".join(f"{names[m]} {v:.1f}" for m, v in bics.items())
         sentence = (f"one straight line (slope {slopes[0]:+.4f} per epoch) describes the curve as well as "
-                    f"models with breakpoints once their extra parameters are paid for (BIC {bics}): "
+                    f"models with breakpoints once their extra parameters are paid for (BIC: {listed}): "
                     "no phase structure")
     else:
         seg = ", ".join(f"{s:+.4f}" for s in slopes)
