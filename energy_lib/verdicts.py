@@ -103,7 +103,9 @@ class RobustOverfitting(Result):
 
     @property
     def statistic_text(self) -> str:
-        return f"{_pt(self.statistic)} ± {100 * _z() * self.se:.1f} (last vs best window)"
+        if not math.isfinite(self.statistic):
+            return "too few epochs for two windows"
+        return f"{_pt(self.statistic)} ± {100 * _z() * self.se:.1f} (last vs best window, n = {self.n_images})"
 
 
 def _windows(n_epochs: int, k: int) -> list[tuple[int, int]]:
@@ -206,6 +208,8 @@ class PhaseFit(Result):
 
     @property
     def statistic_text(self) -> str:
+        if not self.bic:
+            return f"{self.verdict}: too few epochs to fit"
         where = ", ".join(f"{b:g}" for b in self.boundaries) or "none"
         return f"{self.verdict} (breakpoints: {where}; ΔBIC vs one line {self.delta_bic:.1f})"
 
@@ -728,6 +732,8 @@ class WeightContrast(Result):
 
     @property
     def statistic_text(self) -> str:
+        if not math.isfinite(self.ratio):
+            return f"too few images per group ({self.n_correct} correct, {self.n_incorrect} misclassified)"
         return (f"w(misclassified) / w(correct) = {self.ratio:.2f} [{self.ci[0]:.2f}, {self.ci[1]:.2f}]; "
                 f"max/min weight {self.max_over_min:.1f}")
 

@@ -61,7 +61,7 @@ def test_stable_model_with_per_image_correctness_is_absent():
 
 def test_robust_overfitting_on_too_short_curves_is_inconclusive():
     ro = V.robust_overfitting([0.3, 0.4, 0.5], 100)
-    assert ro.verdict == V.INCONCLUSIVE and "too few" in ro.sentence
+    assert ro.verdict == V.INCONCLUSIVE and "too few" in ro.sentence and "too few" in ro.statistic_text
     with pytest.raises(ValueError, match="n_images"):
         V.robust_overfitting([0.3, 0.4, 0.5, 0.5], 0)
 
