@@ -6,5 +6,6 @@ Modules, one job each:
   models     ResNet-18, PreActResNet-18, WRN, SmallCNN, the pretrained standard ResNet-18
   data       datasets by name, offline files, subsets, device-side batch iterator
   attacks    PGD / FGSM attacks;  autoattack: the AutoAttack wrapper
+  verdicts   statistics with their noise and a verdict from a fixed set (the chapters' claims)
 """
 __version__ = "0.1.0"

@@ -95,3 +95,49 @@ def energy_histograms(natural: np.ndarray, adversarial: np.ndarray, *, ax=None, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("# samples")
     return ax
+
+
+def shared_range(*arrays, pad: float = 0.05) -> tuple[float, float]:
+    """One (low, high) range covering every array (NaNs ignored), padded: the same axis for all
+    frames of a slider, so that what moves between frames is the data, not the axis."""
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return (-1.0, 1.0)
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    return lo - pad * span, hi + pad * span
+
+
+def readable_ticks(ax, n: int = 5) -> None:
+    """At most `n` ticks per axis with short labels (no '-2.3376 2.3376 ...' overlaps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(n))
+    ax.yaxis.set_major_locator(MaxNLocator(n))
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
+
+
+def energy_quiver(ax, natural_e, natural_ey, adversarial_e, adversarial_ey, *, title: str = "",
+                  limits: tuple[float, float] | None = None, shift_max: float | None = None):
+    """Each sample as an arrow from (E(x), E(x,y)) to (E(x*), E(x*,y)), coloured by the shift's
+    length; the diagonal E(x,y) = E(x) is the zero-CE line (PAPER.md 2.2). `limits` (both axes)
+    and `shift_max` (colour scale) fixed across a slider's frames."""
+    u = np.asarray(adversarial_e) - np.asarray(natural_e)
+    v = np.asarray(adversarial_ey) - np.asarray(natural_ey)
+    shift = np.hypot(u, v)
+    q = ax.quiver(natural_e, natural_ey, u, v, shift, angles="xy", scale_units="xy", scale=1, cmap="viridis",
+                  width=0.004)
+    q.set_clim(0, shift_max if shift_max is not None else max(float(shift.max()), 1e-9))
+    lo, hi = limits if limits is not None else shared_range(natural_e, natural_ey, adversarial_e, adversarial_ey)
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="E(x)", ylabel="E(x, y)", title=title)
+    readable_ticks(ax)
+    return q
+
+
+def fit_table(frame, font: str = "0.8em"):
+    """A DataFrame styled to fit the book's text width: smaller font, wrapped cells."""
+    return (frame.style.format(precision=3, na_rep="")
+            .set_table_styles([{"selector": "th, td", "props": [("white-space", "normal"), ("font-size", font),
+                                                                 ("max-width", "22em")]}]))

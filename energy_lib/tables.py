@@ -9,10 +9,14 @@ evaluated checkpoint in its run directory) and the paper's published numbers, st
 * `comparison_table(records)` this run next to the paper, with the difference, per metric;
 * `paper_reference()`         the paper's numbers as a long DataFrame;
 * `follows_paper_protocol(rec)` whether a record is the paper's protocol (model, epochs, full test set, AA).
+* `write_summary` / `read_summaries` / `summary_table` / `book_summary`: each chapter's
+  reproduction rows (built by `energy_lib.verdicts`), stored as `<runs>/summary/<profile>/<chapter>.json`,
+  and the book's front page that collects them ("not run" for a chapter without a record).
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -137,3 +141,82 @@ def paper_table(reference: pd.DataFrame | None = None) -> pd.DataFrame:
     table.index = [METHOD_LABELS.get(m, m) for m in table.index]
     table.columns = pd.MultiIndex.from_tuples([(DATASET_LABELS[d], METRIC_LABELS[m]) for d, m in cols])
     return table
+
+
+# ----------------------------------------------------------------------------- reproduction summary
+# The chapters whose verdicts the summary page collects, in book order (file stem -> title).
+SUMMARY_CHAPTERS = {
+    "01_attack_energies": "Attack energies",
+    "02_at_phases": "Phases of adversarial training",
+    "03_trades_ebm": "TRADES as an EBM",
+    "04_weat_der": "WEAT and DER",
+    "05_generation": "Generation",
+}
+SUMMARY_COLUMNS = ["claim", "section", "paper", "this build", "verdict"]
+
+
+def summary_dir(profile: str, root: Path | None = None) -> Path:
+    """`<run store>/summary/<profile>/`: one record per chapter and profile."""
+    from .config import runs_root
+
+    return Path(root if root is not None else runs_root()) / "summary" / profile
+
+
+def write_summary(chapter: str, rows: list[dict], profile: str, root: Path | None = None) -> Path:
+    """Write a chapter's reproduction rows (from `verdicts.Result.summary`) as its record;
+    returns the path. A later execution of the same chapter and profile replaces it."""
+    from .runs import atomic_write_text
+
+    if chapter not in SUMMARY_CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; add it to energy_lib.tables.SUMMARY_CHAPTERS")
+    bad = [r for r in rows if set(r) != set(SUMMARY_COLUMNS)]
+    if bad:
+        raise ValueError(f"summary rows need exactly the keys {SUMMARY_COLUMNS}; got {sorted(bad[0])}: build them "
+                         "with verdicts.Result.summary(...)")
+    path = summary_dir(profile, root) / f"{chapter}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"chapter": chapter, "title": SUMMARY_CHAPTERS[chapter], "profile": profile,
+              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
+    atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_summaries(profile: str, root: Path | None = None) -> dict[str, dict | None]:
+    """Every chapter's record for `profile` (None where the chapter has not been run)."""
+    folder = summary_dir(profile, root)
+    out = {}
+    for chapter in SUMMARY_CHAPTERS:
+        path = folder / f"{chapter}.json"
+        out[chapter] = json.loads(path.read_text()) if path.is_file() else None
+    return out
+
+
+def summary_table(rows: list[dict]) -> pd.DataFrame:
+    """A chapter's reproduction table: claim (PAPER.md section), the paper's finding, this build's
+    statistic with its noise, verdict."""
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    frame["claim"] = frame["claim"] + " (PAPER.md " + frame["section"] + ")"
+    return frame.drop(columns="section").set_index("claim")
+
+
+def book_summary(profile: str, root: Path | None = None) -> pd.DataFrame:
+    """All chapters' rows for the front page; a chapter without a record shows one row "not run"."""
+    from .verdicts import NOT_RUN
+
+    rows = []
+    for chapter, record in read_summaries(profile, root).items():
+        title = SUMMARY_CHAPTERS[chapter]
+        if record is None:
+            rows.append({"chapter": title, "claim": "—", "paper": "—", "this build": "—", "verdict": NOT_RUN,
+                         "run": "—"})
+            continue
+        for row in record["rows"]:
+            rows.append({"chapter": title, "claim": f"{row['claim']} (PAPER.md {row['section']})",
+                         "paper": row["paper"], "this build": row["this build"], "verdict": row["verdict"],
+                         "run": record["time_utc"]})
+    return pd.DataFrame(rows).set_index(["chapter", "claim"])
+
+
+def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many rows have each verdict (the summary page's one-line overview)."""
+    return {k: int(v) for k, v in table["verdict"].value_counts().items()}

@@ -346,36 +346,3 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
         run.mark_done()
     distributed.barrier(dist)
 
-
-def phase_boundaries(delta_e, window: int = 3, flat: float = 0.25, k: float = 3.0) -> tuple[int | None, int | None]:
-    """Operational phase boundaries of a per-epoch training-set mean ΔE(x) curve (PAPER.md 2.2).
-
-    The curve is smoothed with a centred moving average of `window` epochs and differentiated.
-    * End of phase 1: the first epoch after the steepest slope of the first half at which
-      |slope| has fallen to `flat` × that steepest |slope|.
-    * Start of phase 3: the first later epoch at which ΔE falls faster than `k` × the median
-      phase-2 slope (the slope over the following epochs up to there) and by more than
-      `flat` × the steepest |slope| per epoch (so plateau noise does not count).
-    Returns 1-based epoch numbers (None when a boundary is not found).
-    """
-    import numpy as np
-
-    y = np.asarray(delta_e, dtype=float)
-    if len(y) < 2 * window + 2:
-        return None, None
-    pad = window // 2
-    smooth = np.convolve(np.pad(y, pad, mode="edge"), np.ones(window) / window, mode="valid")
-    slope = np.gradient(smooth)
-    half = len(y) // 2
-    steepest = int(np.argmax(np.abs(slope[:half])))
-    peak = abs(slope[steepest])
-    if peak == 0:
-        return None, None
-    end1 = next((e for e in range(steepest + 1, len(y)) if abs(slope[e]) <= flat * peak), None)
-    if end1 is None:
-        return None, None
-    for e in range(end1 + 2, len(y)):
-        phase2 = float(np.median(slope[end1:e]))
-        if slope[e] < k * min(phase2, 0.0) and slope[e] < -flat * peak:
-            return end1 + 1, e + 1
-    return end1 + 1, None

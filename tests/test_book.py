@@ -23,6 +23,7 @@ import fetch_web_assets  # noqa: E402
 
 CHAPTERS = [
     "book/intro.md",
+    "book/summary.ipynb",
     "book/01_attack_energies.ipynb",
     "book/02_at_phases.ipynb",
     "book/03_trades_ebm.ipynb",

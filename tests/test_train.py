@@ -1,4 +1,4 @@
-"""The training loop and its surroundings: phase boundaries, the command line, chapters 2-3 in the
+"""The training loop and its surroundings: the command line, chapters 2-3 in the
 smoke profile, and the paper's TRADES-vs-SAT energy alignment on real CIFAR-10 (PAPER.md 5.2 item 3)."""
 import json
 import os
@@ -14,17 +14,7 @@ import torch
 from energy_lib import __main__ as cli
 from energy_lib.config import ConfigError, TrainConfig
 from energy_lib.runs import Run, run_dir, train_or_load
-from energy_lib.train import first_best_epoch, phase_boundaries
-
-
-def test_phase_boundaries_find_the_three_phases_of_a_synthetic_curve():
-    e = np.arange(100)
-    # fast drop to epoch 10, slow drift, collapse from epoch 78 (the shape of PAPER.md 2.2)
-    y = np.where(e < 10, -0.015 * e, -0.15 - 0.002 * (e - 10))
-    y = np.where(e >= 78, y[77] - 0.04 * (e - 77), y)
-    end1, start3 = phase_boundaries(y)
-    assert 10 <= end1 <= 14 and 76 <= start3 <= 80
-    assert phase_boundaries(-0.015 * e) == (None, None)       # a straight line has no phases
+from energy_lib.train import first_best_epoch
 
 
 def test_best_checkpoint_window_is_the_last_tenth():

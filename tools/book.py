@@ -43,6 +43,8 @@ STAGE_INFO = "build_info.json"         # in the staging folder: what `stage` bui
 # Pages that `stage` writes into the staging copy (never into the repository); `_toc.yml` may list
 # them although no source file exists.
 GENERATED_PAGES = {"book/build_info.md"}
+# The front page collects the reproduction records the chapters write: it is executed last.
+RUN_LAST = ("book/summary.ipynb",)
 
 
 class BookError(RuntimeError):
@@ -179,6 +181,8 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
         if unknown:
             raise BookError(f"{unknown}: not a notebook chapter listed in _toc.yml (or its file is missing); available: {[str(n) for n in nbs]}")
         nbs = [n for n in nbs if n in wanted]
+    # pages that read the other chapters' records run after them, wherever _toc.yml shows them
+    nbs = [n for n in nbs if str(n) not in RUN_LAST] + [n for n in nbs if str(n) in RUN_LAST]
     parameters = {"profile": profile, **(params or {})}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib

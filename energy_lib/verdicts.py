@@ -1,0 +1,807 @@
+"""Statistics and verdicts: every claim the book checks is a statistic with its noise and a verdict
+from a fixed set, so that it can come out "no" (PAPER.md 2.2-2.7, 5.2, 5.3).
+
+Each function returns a small frozen dataclass with the statistic, its noise (standard error,
+confidence interval or model comparison), a `verdict` string and a `sentence` built from the
+numbers for the chapter's prose. The noise comes from scipy / scikit-learn (binomial / Wilson
+intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + BIC).
+
+| function                  | question                                               | verdicts |
+|---------------------------|--------------------------------------------------------|----------|
+| `robust_overfitting`      | does robust test accuracy decline after its best? (2.2) | PRESENCE |
+| `phase_structure`         | does ΔE(x) have phases, or is a line enough? (2.2)      | PHASES   |
+| `catastrophic_overfitting`| does PGD accuracy collapse to ~0 and stay there? (2.3)  | PRESENCE |
+| `der_prevents_co`         | does DER keep a single-step run from CO? (2.7)          | REPRODUCTION |
+| `bimodality`              | is a sample bimodal (GMM 2 vs 1 by BIC)? (5.2 item 2)   | PRESENCE |
+| `energy_alignment`        | is TRADES' |mean ΔE(x)| smaller than SAT's? (2.4)       | REPRODUCTION |
+| `compare_accuracy`        | is method A more robust than method B? (4.1)            | REPRODUCTION |
+| `delta_e_alarm`           | does a ΔE-divergence rule stop as well as PGD validation?| ALARM   |
+| `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
+
+`reproduction(verdict, expected)` maps a PRESENCE verdict onto the REPRODUCTION set for a
+claim that expects `expected`; `Result.summary(...)` makes the row of a chapter's reproduction
+table (written and read by `energy_lib.tables`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+PRESENT, ABSENT, INCONCLUSIVE = "present", "absent", "inconclusive"
+PRESENCE = (PRESENT, ABSENT, INCONCLUSIVE)
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE_SCALE = "reproduced", "not reproduced", "inconclusive at this scale"
+REPRODUCTION = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE_SCALE)
+THREE_PHASES, ONE_CHANGE, NO_PHASES = "three phases", "one change point", "no phase structure"
+PHASES = (THREE_PHASES, ONE_CHANGE, NO_PHASES)
+ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER = ("as good as PGD validation", "worse than PGD validation",
+                                            "better than PGD validation")
+ALARM = (ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER)
+NOT_RUN = "not run"
+LEVEL = 0.95          # two-sided confidence level of every interval and test here
+BIC_MARGIN = 10.0     # "very strong" evidence on the Kass-Raftery scale: a model must win by this much
+KNOT_COST = 2         # parameters charged per searched breakpoint in the phase models' BIC
+
+
+def _z(level: float = LEVEL) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+def _pt(x: float) -> str:
+    """A proportion difference in percentage points."""
+    return f"{100 * x:+.1f} pt"
+
+
+def reproduction(verdict: str, expected: str = PRESENT) -> str:
+    """A PRESENCE verdict as a reproduction verdict for a claim that expects `expected`."""
+    if verdict not in PRESENCE or expected not in (PRESENT, ABSENT):
+        raise ValueError(f"verdict {verdict!r} / expected {expected!r}: use one of {PRESENCE}")
+    if verdict == INCONCLUSIVE:
+        return INCONCLUSIVE_SCALE
+    return REPRODUCED if verdict == expected else NOT_REPRODUCED
+
+
+@dataclass(frozen=True)
+class Result:
+    """Common part: `statistic`, `noise` (text: SE / CI / ΔBIC), `verdict`, `sentence`."""
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @property
+    def statistic_text(self) -> str:
+        raise NotImplementedError
+
+    def summary(self, claim: str, section: str, paper: str, verdict: str | None = None) -> dict:
+        """One row of a chapter's reproduction table. `verdict` overrides the result's own
+        (e.g. `reproduction(result.verdict)`); it must be a REPRODUCTION verdict."""
+        verdict = verdict or self.verdict
+        if verdict not in REPRODUCTION:
+            raise ValueError(f"a summary row needs one of {REPRODUCTION}, got {verdict!r}: map it with "
+                             "verdicts.reproduction(...)")
+        return {"claim": claim, "section": section, "paper": paper, "this build": self.statistic_text,
+                "verdict": verdict}
+
+
+# ----------------------------------------------------------------------------- robust overfitting
+@dataclass(frozen=True)
+class RobustOverfitting(Result):
+    statistic: float              # mean test robust acc (last k epochs) − (k epochs around the best)
+    se: float
+    ci: tuple[float, float]
+    acc_best: float
+    acc_last: float
+    best_window: tuple[int, int]  # first and last epoch of each window
+    last_window: tuple[int, int]
+    selected_on: str
+    n_images: int
+    margin: float
+    verdict: str
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.statistic):
+            return "too few epochs for two windows"
+        return f"{_pt(self.statistic)} ± {100 * _z() * self.se:.1f} (last vs best window, n = {self.n_images})"
+
+
+def _windows(n_epochs: int, k: int) -> list[tuple[int, int]]:
+    return [(i, i + k) for i in range(n_epochs - k + 1)]
+
+
+def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k: int | None = None,
+                       test_correct=None, margin: float = 0.01, level: float = LEVEL,
+                       random_state: int = 0) -> RobustOverfitting:
+    """Robust overfitting (PAPER.md 2.2, 5.3 item 5) as a statistic that can be negative.
+
+    D = mean robust test accuracy of the last `k` epochs − mean robust test accuracy of the `k`
+    consecutive epochs around the best. `final − best` of noisy values is ≥ 0 by construction;
+    D is not, because the best window is **chosen without the test values it is scored on**:
+    on the validation accuracy `val_acc` (held-out training images, tracked every epoch) when
+    given, else on the even-numbered epochs of the test curve with D measured on the odd ones
+    (a held-out split of epochs). So a flat curve gives D centred on 0.
+
+    Noise. Two sources, added in quadrature: which test images (binomial SE of each window's
+    accuracy on `n_images` images, treated as independent samples, which over-states the noise
+    of a difference measured on the same images; or, with per-image correctness `test_correct`
+    (epochs x images), the bootstrap SE of the per-image differences, scipy.stats.bootstrap),
+    and which epochs (the epoch-to-epoch variance, estimated from the first differences of the
+    curve over the last two thirds of training, / k per window: the model's own changes from
+    epoch to epoch, which the validation choice may partly share). The interval is
+    D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
+    `absent` when it excludes a decline of `margin` or more (PAPER.md 5.3: RO is ≥ 1 pt),
+    `inconclusive` otherwise. k defaults to 10 % of the epochs (the paper's selection window),
+    at least 2.
+    """
+    acc = np.asarray(test_acc, dtype=float)
+    n_ep = len(acc)
+    epochs = np.arange(1, n_ep + 1) if epochs is None else np.asarray(epochs)
+    k = max(2, round(0.1 * n_ep)) if k is None else int(k)
+    if k < 1 or n_images < 1:
+        raise ValueError(f"robust_overfitting needs k >= 1 and n_images >= 1; got k={k}, n_images={n_images}")
+    if n_ep < 2 * k:   # too short to hold two windows: nothing to measure, say so
+        nan = float("nan")
+        return RobustOverfitting(nan, nan, (nan, nan), nan, nan, (0, 0), (0, 0), "", n_images, margin,
+                                 INCONCLUSIVE, f"{n_ep} epochs are too few to compare two windows of {k} epochs: "
+                                 "inconclusive")
+    if val_acc is not None:
+        score = np.convolve(np.asarray(val_acc, dtype=float), np.ones(k) / k, mode="valid")
+        start = int(np.argmax(score))
+        use = np.ones(n_ep, bool)
+        selected_on = "validation accuracy"
+    else:   # held-out split of epochs: choose on even positions, measure on odd ones
+        sel = np.where(np.arange(n_ep) % 2 == 0, acc, np.nan)
+        score = [np.nanmean(sel[a:b]) for a, b in _windows(n_ep, k)]
+        start = int(np.nanargmax(score))
+        use = np.arange(n_ep) % 2 == 1
+        selected_on = "even epochs (scored on odd epochs)"
+    best = np.arange(start, start + k)
+    last = np.arange(n_ep - k, n_ep)
+    best_u, last_u = best[use[best]], last[use[last]]
+    a_best, a_last = acc[best_u].mean(), acc[last_u].mean()
+    d = a_last - a_best
+    if test_correct is not None:
+        c = np.asarray(test_correct, dtype=float)
+        if c.shape[0] != n_ep:
+            raise ValueError(f"test_correct has {c.shape[0]} rows; it needs one per epoch ({n_ep})")
+        per_image = c[last_u].mean(0) - c[best_u].mean(0)
+        boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state,
+                               method="percentile")
+        se_images = float(boot.standard_error)
+    else:
+        se_images = math.sqrt((a_best * (1 - a_best) + a_last * (1 - a_last)) / n_images)
+    # epoch-to-epoch scatter from the first differences of the second part of training (more
+    # degrees of freedom than the k values of a window; differences remove a slow trend)
+    tail = acc[n_ep // 3:]
+    var_epoch = float(np.var(np.diff(tail), ddof=1)) / 2 if len(tail) > 2 else 0.0
+    scatter = var_epoch / len(best_u) + var_epoch / len(last_u)
+    se = math.sqrt(se_images ** 2 + scatter)
+    z = _z(level)
+    ci = (d - z * se, d + z * se)
+    verdict = PRESENT if ci[1] < 0 else ABSENT if ci[0] > -margin else INCONCLUSIVE
+    bw = (int(epochs[best[0]]), int(epochs[best[-1]]))
+    lw = (int(epochs[last[0]]), int(epochs[last[-1]]))
+    meaning = {PRESENT: "a decline larger than its noise: robust overfitting is present",
+               ABSENT: f"the interval excludes a decline of {100 * margin:.0f} pt or more: robust overfitting "
+                       "is absent",
+               INCONCLUSIVE: "the interval contains both 0 and a decline of "
+                             f"{100 * margin:.0f} pt: inconclusive"}[verdict]
+    sentence = (f"the last {k} epochs ({lw[0]}-{lw[1]}) average {a_last:.1%} robust test accuracy against "
+                f"{a_best:.1%} in the best window (epochs {bw[0]}-{bw[1]}, chosen on {selected_on}): a change "
+                f"of {_pt(d)}, {level:.0%} interval [{_pt(ci[0])}, {_pt(ci[1])}] on {n_images} test images; "
+                f"{meaning}")
+    return RobustOverfitting(d, se, ci, a_best, a_last, bw, lw, selected_on, n_images, margin, verdict, sentence)
+
+
+# ----------------------------------------------------------------------------- phases
+@dataclass(frozen=True)
+class PhaseFit(Result):
+    verdict: str                     # one of PHASES
+    boundaries: tuple[float, ...]    # breakpoint epochs of the chosen model (empty for a line)
+    slopes: tuple[float, ...]        # slope per segment of the chosen model
+    bic: dict = field(default_factory=dict)   # {"line", "one", "two"}: BIC of each model
+    delta_bic: float = 0.0           # BIC(line) − BIC(chosen): > 0 when a phase model won
+    sentence: str = ""
+
+    @property
+    def statistic_text(self) -> str:
+        if not self.bic:
+            return f"{self.verdict}: too few epochs to fit"
+        where = ", ".join(f"{b:g}" for b in self.boundaries) or "none"
+        return f"{self.verdict} (breakpoints: {where}; ΔBIC vs one line {self.delta_bic:.1f})"
+
+    @property
+    def paper_shaped(self) -> bool:
+        """Fast drop, slower drift, faster drop again: the shape of PAPER.md 2.2."""
+        if self.verdict != THREE_PHASES:
+            return False
+        s1, s2, s3 = self.slopes
+        return s1 < 0 and s3 < 0 and abs(s1) > abs(s2) and abs(s3) > abs(s2)
+
+    @property
+    def reproduction(self) -> str:
+        """The paper's three phases: reproduced / not reproduced (a line, or three phases of
+        another shape) / inconclusive at this scale (one change point: e.g. a run too short for phase 3;
+        or too few epochs to fit at all)."""
+        if not self.bic:     # too few epochs: nothing was fitted
+            return INCONCLUSIVE_SCALE
+        if self.verdict == THREE_PHASES:
+            return REPRODUCED if self.paper_shaped else NOT_REPRODUCED
+        return INCONCLUSIVE_SCALE if self.verdict == ONE_CHANGE else NOT_REPRODUCED
+
+
+def _hinge_basis(x: np.ndarray, knots) -> np.ndarray:
+    return np.column_stack([np.ones_like(x), x] + [np.maximum(x - t, 0.0) for t in knots])
+
+
+def _hinge_fit(x: np.ndarray, y: np.ndarray, knots) -> tuple[float, np.ndarray]:
+    """Least-squares continuous piecewise-linear fit with hinges at `knots`: (RSS, coefficients)."""
+    basis = _hinge_basis(x, knots)
+    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+    resid = y - basis @ coef
+    return float(resid @ resid), coef
+
+
+def _hinge_fits(x: np.ndarray, y: np.ndarray, knot_sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_hinge_fit` for every row of `knot_sets` (m x n_knots) at once (batched least squares)."""
+    hinges = np.maximum(x[None, :, None] - knot_sets[:, None, :], 0.0)           # m x n x knots
+    ones = np.broadcast_to(np.stack([np.ones_like(x), x], 1), (len(knot_sets), len(x), 2))
+    basis = np.concatenate([ones, hinges], axis=2)
+    gram = basis.transpose(0, 2, 1) @ basis
+    coef = np.linalg.solve(gram, (basis.transpose(0, 2, 1) @ y)[..., None])[..., 0]   # m x p
+    resid = y[None, :] - np.einsum("mnp,mp->mn", basis, coef)
+    return (resid ** 2).sum(1), coef
+
+
+def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: float = BIC_MARGIN) -> PhaseFit:
+    """Phases of a per-epoch curve (training-set mean ΔE(x), PAPER.md 2.2) by model comparison.
+
+    Three least-squares models of the curve: one line; a continuous piecewise-linear curve with
+    one breakpoint; and with two breakpoints (breakpoints searched over the epochs, each segment
+    at least `min_segment` epochs). BIC = n·ln(RSS/n) + p·ln(n), where p counts the line
+    coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location searched
+    over the epochs buys more fit than one coefficient does). A model with more breakpoints is chosen
+    only when its BIC beats every simpler model's by `bic_margin` (10: very strong evidence; when
+    the one-breakpoint model does not beat the line, two breakpoints need to beat the line by the
+    margin and one breakpoint at all), so pure noise or a straight line gives "no phase structure". The two breakpoints of the chosen
+    three-phase model are the end of phase 1 and the start of phase 3.
+    """
+    y = np.asarray(values, dtype=float)
+    n = len(y)
+    x = np.arange(1, n + 1, dtype=float) if epochs is None else np.asarray(epochs, dtype=float)
+    if n < 3 * min_segment + 1 or not np.all(np.isfinite(y)):
+        return PhaseFit(NO_PHASES, (), (), {}, 0.0, f"{n} finite epochs are too few to look for phases "
+                        f"(a three-phase fit needs at least {3 * min_segment + 1})")
+    # a floor on RSS/n so that an exact line (RSS ~ 1e-30) does not decide by rounding
+    floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
+
+    def bic(rss, n_coef, n_knots):
+        return n * math.log(max(rss / n, floor)) + (n_coef + KNOT_COST * n_knots + 1) * math.log(n)
+
+    rss0, coef0 = _hinge_fit(x, y, [])
+    fits = {"line": (bic(rss0, 2, 0), (), coef0)}
+    inner = np.arange(min_segment - 1, n - min_segment)   # knot at x[i]: ≥ min_segment points on each side
+    rss1, coef1 = _hinge_fits(x, y, x[inner][:, None])
+    i1 = int(np.argmin(rss1))
+    fits["one"] = (bic(rss1[i1], 3, 1), (x[inner[i1]],), coef1[i1])
+    pairs = np.array([(i, j) for i in inner for j in range(i + min_segment, n - min_segment)])
+    if len(pairs):
+        rss2, coef2 = _hinge_fits(x, y, x[pairs])
+        i2 = int(np.argmin(rss2))
+        fits["two"] = (bic(rss2[i2], 4, 2), tuple(x[pairs[i2]]), coef2[i2])
+    chosen = "line"
+    if fits["one"][0] < fits["line"][0] - bic_margin:
+        chosen = "one"
+    if "two" in fits and all(fits["two"][0] < fits[m][0] - bic_margin for m in ("line", "one")):
+        chosen = "two"
+    elif "two" in fits and chosen == "line" and fits["two"][0] < fits["line"][0] - bic_margin \
+            and fits["two"][0] < fits["one"][0]:
+        chosen = "two"
+    _, knots, coef = fits[chosen]
+    slopes = tuple(float(s) for s in np.cumsum(coef[1:]))
+    verdict = {"line": NO_PHASES, "one": ONE_CHANGE, "two": THREE_PHASES}[chosen]
+    delta = fits["line"][0] - fits[chosen][0]
+    bics = {m: round(v[0], 2) for m, v in fits.items()}
+    knots = tuple(float(t) for t in knots)
+    if verdict == NO_PHASES:
+        names = {"line": "one line", "one": "one breakpoint", "two": "two breakpoints"}
+        listed = ", ".join(f"{names[m]} {v:.1f}" for m, v in bics.items())
+        sentence = (f"one straight line (slope {slopes[0]:+.4f} per epoch) describes the curve as well as "
+                    f"models with breakpoints once their extra parameters are paid for (BIC: {listed}): "
+                    "no phase structure")
+    else:
+        seg = ", ".join(f"{s:+.4f}" for s in slopes)
+        sentence = (f"a piecewise-linear fit with breakpoint(s) at epoch {', '.join(f'{t:g}' for t in knots)} "
+                    f"beats one line by ΔBIC = {delta:.1f} (margin {bic_margin:g}); slopes per segment {seg} "
+                    "per epoch")
+    return PhaseFit(verdict, knots, slopes, bics, float(delta), sentence)
+
+
+# ----------------------------------------------------------------------------- catastrophic overfitting
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (scipy.stats.binomtest)."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class CatastrophicOverfitting(Result):
+    verdict: str                 # PRESENCE
+    onset: int | None            # first epoch at the collapsed level
+    peak: float                  # best robust accuracy before the onset (or overall)
+    after: float                 # mean robust accuracy from the onset to the end (or the last epoch's)
+    final: float
+    n_images: int
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if self.onset is None:
+            return f"no collapse: peak {self.peak:.1%}, final {self.final:.1%} (n = {self.n_images})"
+        return f"collapse at epoch {self.onset}: {self.peak:.1%} → {self.after:.1%} (n = {self.n_images})"
+
+
+def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0.3, abrupt: int = 2,
+                             level: float = LEVEL) -> CatastrophicOverfitting:
+    """Catastrophic overfitting (PAPER.md 2.3): robust (PGD) test accuracy of a single-step run
+    collapses abruptly to near 0 and stays there.
+
+    Per epoch, the accuracy on `n_images` test images has a Wilson interval. The onset is the
+    first epoch e whose accuracy is at most `frac` × the best accuracy before it (the peak) and
+    whose interval lies entirely below the peak's (a drop larger than the binomial noise); it is
+    *abrupt* when the accuracy was still at least half the peak within `abrupt` epochs before e,
+    and it *stays* when the mean accuracy from e to the end is at most `frac` × peak and the last
+    epoch's interval is still below the peak's. Verdict: `present` when such an onset exists;
+    `absent` when none does and the last epoch's accuracy is significantly above `frac` × peak
+    (its interval lies above it) after a peak significantly above 0; `inconclusive` otherwise
+    (the run never became robust, or a drop within noise).
+    """
+    a = np.asarray(acc, dtype=float)
+    n_ep = len(a)
+    epochs = np.arange(1, n_ep + 1) if epochs is None else np.asarray(epochs)
+    if n_ep < 2 or n_images < 1:
+        raise ValueError(f"catastrophic_overfitting needs at least 2 epochs and n_images >= 1; got {n_ep}, "
+                         f"{n_images}")
+    counts = np.rint(a * n_images).astype(int)
+    ci = [wilson(c, n_images, level) for c in counts]
+    onset = None
+    for e in range(1, n_ep):
+        p = int(np.argmax(a[:e]))
+        peak = a[p]
+        if not (a[e] <= frac * peak and ci[e][1] < ci[p][0]):
+            continue
+        was_high = [j for j in range(max(0, e - abrupt), e) if a[j] >= 0.5 * peak]
+        stays = a[e:].mean() <= frac * peak and ci[-1][1] < ci[p][0]
+        if was_high and stays:
+            onset = e
+            break
+    peak_all = float(a.max() if onset is None else a[:onset].max())
+    final = float(a[-1])
+    if onset is not None:
+        after = float(a[onset:].mean())
+        verdict = PRESENT
+        sentence = (f"robust test accuracy falls from a peak of {peak_all:.1%} to {a[onset]:.1%} at epoch "
+                    f"{int(epochs[onset])} and averages {after:.1%} from there to the end ({n_images} test images: "
+                    "the drop is larger than the binomial noise): catastrophic overfitting is present")
+    else:
+        after = final
+        p = int(np.argmax(a))
+        robust_peak = ci[p][0] > 0
+        if robust_peak and ci[-1][0] > frac * peak_all:
+            verdict = ABSENT
+            sentence = (f"robust test accuracy peaks at {peak_all:.1%} and ends at {final:.1%}, significantly above "
+                        f"{frac:.0%} of the peak, with no abrupt collapse: catastrophic overfitting is absent")
+        else:
+            verdict = INCONCLUSIVE
+            why = ("the run never became significantly robust" if not robust_peak else
+                   "the accuracy ends too close to the collapsed level to rule a collapse out")
+            sentence = (f"robust test accuracy peaks at {peak_all:.1%} and ends at {final:.1%} on {n_images} test "
+                        f"images; {why}: inconclusive")
+    return CatastrophicOverfitting(verdict, None if onset is None else int(epochs[onset]), peak_all, after, final,
+                                   n_images, sentence)
+
+
+@dataclass(frozen=True)
+class AccuracyComparison(Result):
+    statistic: float             # acc_a − acc_b
+    se: float
+    p_value: float
+    test: str
+    acc_a: float
+    acc_b: float
+    labels: tuple[str, str]
+    n_images: int
+    verdict: str                 # REPRODUCTION for the claim "a is more robust than b"
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return (f"{self.labels[0]} − {self.labels[1]}: {_pt(self.statistic)} ± {100 * _z() * self.se:.1f} "
+                f"(p = {self.p_value:.2g}, n = {self.n_images})")
+
+
+def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", "B"), correct_a=None,
+                     correct_b=None, level: float = LEVEL) -> AccuracyComparison:
+    """Is A more robust than B on the same `n_images` test images (PAPER.md 4.1)?
+
+    With per-image correctness of both (`correct_a`, `correct_b`): McNemar's exact test on the
+    discordant images (scipy.stats.binomtest) and the paired SE. Without: a two-proportion z-test
+    with the unpooled binomial SE, which over-states the noise of a paired difference (so it errs
+    towards "inconclusive"). Verdict on the claim "A > B": `reproduced` when A is significantly
+    better, `not reproduced` when B is significantly better, `inconclusive at this scale` otherwise.
+    """
+    if correct_a is not None and correct_b is not None:
+        ca, cb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+        if ca.shape != cb.shape:
+            raise ValueError(f"per-image correctness of different shapes {ca.shape} / {cb.shape}: the comparison "
+                             "needs the same test images")
+        n_images = ca.size
+        acc_a, acc_b = ca.mean(), cb.mean()
+        only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
+        d = (only_a - only_b) / n_images
+        se = math.sqrt(max(only_a + only_b - n_images * d * d, 0.0)) / n_images
+        p = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+        test = f"McNemar exact ({only_a} vs {only_b} discordant images)"
+    else:
+        d = acc_a - acc_b
+        se = math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / n_images)
+        p = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else (1.0 if d == 0 else 0.0)
+        test = "two-proportion z-test (binomial SE)"
+    alpha = 1 - level
+    verdict = INCONCLUSIVE_SCALE if p >= alpha else REPRODUCED if d > 0 else NOT_REPRODUCED
+    a, b = labels
+    text = {REPRODUCED: f"{a} is significantly more robust than {b}",
+            NOT_REPRODUCED: f"{b} is significantly more robust than {a}",
+            INCONCLUSIVE_SCALE: "the difference is within the noise of this many test images"}[verdict]
+    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)} "
+                f"(SE {100 * se:.1f} pt, {test}, p = {p:.2g}); {text}")
+    return AccuracyComparison(float(d), float(se), float(p), test, float(acc_a), float(acc_b), tuple(labels),
+                              int(n_images), verdict, sentence)
+
+
+@dataclass(frozen=True)
+class DerPreventsCO(Result):
+    verdict: str                 # REPRODUCTION
+    base: CatastrophicOverfitting
+    der: CatastrophicOverfitting
+    final: AccuracyComparison    # DER − base, final epoch
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return f"without DER: {self.base.statistic_text}; with DER: {self.der.statistic_text}"
+
+
+def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
+                    level: float = LEVEL) -> DerPreventsCO:
+    """DER prevents CO (PAPER.md 2.7, 5.3 item 7): reproduced when the single-step run without DER
+    has CO and the one with DER does not; not reproduced when both have it; inconclusive at this
+    scale when the run without DER shows no CO (nothing to prevent) or a verdict is inconclusive."""
+    if base.n_images != der.n_images:
+        raise ValueError("the two runs were tracked on different numbers of test images; track both on the same")
+    final = compare_accuracy(der.final, base.final, base.n_images, labels=("with DER", "without DER"), level=level)
+    if base.verdict == PRESENT and der.verdict == ABSENT:
+        verdict, text = REPRODUCED, "DER prevented the collapse"
+    elif base.verdict == PRESENT and der.verdict == PRESENT:
+        verdict, text = NOT_REPRODUCED, "the run with DER collapsed too"
+    elif base.verdict != PRESENT:
+        verdict, text = INCONCLUSIVE_SCALE, "the run without DER has no catastrophic overfitting to prevent"
+    else:
+        verdict, text = INCONCLUSIVE_SCALE, "the run with DER is itself inconclusive"
+    sentence = (f"without DER catastrophic overfitting is {base.verdict}, with DER {der.verdict}: {text}; final "
+                f"robust accuracy {final.sentence}")
+    return DerPreventsCO(verdict, base, der, final, sentence)
+
+
+# ----------------------------------------------------------------------------- bimodality
+BC_THRESHOLD = 5 / 9   # the bimodality coefficient of a uniform distribution
+SHALLOW_DIP = 0.8      # a valley less than 20 % below the lower peak: a bump on a tail, not a mode
+
+
+@dataclass(frozen=True)
+class Bimodality(Result):
+    verdict: str                 # PRESENCE
+    delta_bic: float             # BIC(1 component) − BIC(2 components): > 0 favours two
+    modes: int                   # local maxima of the fitted 2-component density within the data's range
+    separation: float            # Ashman's D of the two components (> 2: cleanly separated)
+    dip: float                   # density at the valley / at the lower mode (1 = no valley)
+    means: tuple[float, float]
+    weights: tuple[float, float]
+    coefficient: float           # bimodality coefficient from unbiased skewness / excess kurtosis
+    coefficient_ci: tuple[float, float]
+    n: int
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return (f"ΔBIC(1→2 comp.) {self.delta_bic:.1f}, {self.modes} mode(s); BC {self.coefficient:.3f} "
+                f"[{self.coefficient_ci[0]:.3f}, {self.coefficient_ci[1]:.3f}] (n = {self.n})")
+
+
+def bimodality_coefficient(values, axis: int = -1):
+    """(g² + 1) / (G2 + 3(n−1)²/((n−2)(n−3))) with the sample-size-corrected skewness g and excess
+    kurtosis G2 (scipy.stats, bias=False), along `axis`. > 5/9 suggests bimodality, but skewed
+    unimodal data (an exponential: 5/9 exactly) reach it too, so it is never the verdict on its own."""
+    v = np.asarray(values, dtype=float)
+    n = v.shape[axis]
+    if n < 4:
+        raise ValueError(f"the bimodality coefficient needs at least 4 values, got {n}")
+    g = stats.skew(v, axis=axis, bias=False)
+    k = stats.kurtosis(v, axis=axis, bias=False)
+    out = (g ** 2 + 1) / (k + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def bimodality(values, *, random_state: int = 0, bic_margin: float = BIC_MARGIN, min_weight: float = 0.1, max_dip: float = 0.5,
+               level: float = LEVEL) -> Bimodality:
+    """Is the sample bimodal (PAPER.md 5.2 item 2)?
+
+    A 1- and a 2-component Gaussian mixture (sklearn.mixture.GaussianMixture, fixed random_state,
+    5 initialisations) are compared by BIC. A skewed unimodal sample is often fitted better by two
+    overlapping Gaussians, so BIC alone would call it bimodal. The fitted two-component density
+    must therefore also show two real modes: two local maxima within the data's range, each
+    component at least `min_weight` of the mass, the components separated (Ashman's
+    D = √2|μ1−μ2|/√(σ1²+σ2²) > 2) and a valley between the modes (density at the valley / at the
+    lower mode below 0.8; skewed or heavy-tailed unimodal samples give a bump on the tail, 0.8-1).
+    Verdict: `present` when two components win by `bic_margin` and the valley is deep (ratio ≤
+    `max_dip`); `inconclusive` when there are two modes but the BIC margin or the valley is smaller;
+    `absent` otherwise. The bimodality coefficient (unbiased moments)
+    with a bootstrap interval is reported alongside.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    v = np.asarray(values, dtype=float).reshape(-1, 1)
+    v = v[np.isfinite(v[:, 0])]
+    n = len(v)
+    if n < 10:
+        raise ValueError(f"bimodality needs at least 10 finite values, got {n}")
+    scale = v.std() or 1.0
+    z = (v - v.mean()) / scale     # mixtures are fitted on standardised values (BIC differences are unchanged)
+    g1 = GaussianMixture(1, random_state=random_state).fit(z)
+    g2 = GaussianMixture(2, n_init=5, random_state=random_state).fit(z)
+    delta = float(g1.bic(z) - g2.bic(z))
+    grid = np.linspace(z.min(), z.max(), 2001).reshape(-1, 1)
+    dens = np.exp(g2.score_samples(grid))
+    peaks = np.flatnonzero((dens[1:-1] > dens[:-2]) & (dens[1:-1] >= dens[2:])) + 1
+    modes = len(peaks) if len(peaks) else 1
+    # depth of the valley between the outer modes: trough / lower peak (1 = no valley)
+    dip = float(dens[peaks[0]:peaks[-1] + 1].min() / dens[[peaks[0], peaks[-1]]].min()) if modes >= 2 else 1.0
+    weights = tuple(float(w) for w in g2.weights_)
+    means = tuple(float(m) * scale + float(v.mean()) for m in g2.means_[:, 0])
+    bc = bimodality_coefficient(v[:, 0])
+    boot = stats.bootstrap((v[:, 0],), bimodality_coefficient, n_resamples=1000, vectorized=True,
+                           random_state=random_state, method="percentile", confidence_level=level)
+    bc_ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    sds = np.sqrt(g2.covariances_.ravel())
+    separation = float(math.sqrt(2) * abs(g2.means_[0, 0] - g2.means_[1, 0]) / math.sqrt((sds ** 2).sum()))
+    two_modes = modes >= 2 and min(weights) >= min_weight and separation > 2 and dip < SHALLOW_DIP
+    if delta > bic_margin and two_modes and dip <= max_dip:
+        verdict = PRESENT
+    elif delta > 0 and two_modes:
+        verdict = INCONCLUSIVE
+    else:
+        verdict = ABSENT
+    why = {PRESENT: "two components win by BIC and their density has two modes: bimodal",
+           INCONCLUSIVE: (f"two separated modes, but two components win by less than {bic_margin:g} BIC or the "
+                         f"valley between them is shallow (density ratio {dip:.2f} > {max_dip:g}): inconclusive"),
+           ABSENT: ("one component wins by BIC: unimodal" if delta <= 0 else
+                    "two components fit better but they overlap (one mode, Ashman's D ≤ 2, a component under "
+                    f"{min_weight:.0%} of the mass or a valley under {1 - SHALLOW_DIP:.0%} deep: a skewed or "
+                    "heavy-tailed unimodal sample): not bimodal")}[verdict]
+    sentence = (f"on {n} values, BIC(1 component) − BIC(2 components) = {delta:.1f} and the fitted 2-component "
+                f"density has {modes} mode(s), separation D = {separation:.2f}, valley/peak {dip:.2f} (means {means[0]:.2f} and {means[1]:.2f}, weights {weights[0]:.2f} / "
+                f"{weights[1]:.2f}); {why}. The bimodality coefficient is {bc:.3f} "
+                f"({level:.0%} bootstrap interval {bc_ci[0]:.3f}-{bc_ci[1]:.3f}; 5/9 ≈ 0.556 is the usual threshold, "
+                "which skewed unimodal data also reach)")
+    return Bimodality(verdict, delta, modes, separation, dip, means, weights, bc, bc_ci, n, sentence)
+
+
+# ----------------------------------------------------------------------------- alignment (SAT vs TRADES)
+@dataclass(frozen=True)
+class Alignment(Result):
+    statistic: float             # |mean ΔE|_a − |mean ΔE|_b
+    ci: tuple[float, float]
+    mean_a: float
+    mean_b: float
+    labels: tuple[str, str]
+    n: int
+    paired: bool
+    verdict: str                 # REPRODUCTION for "|mean ΔE|_b < |mean ΔE|_a"
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return (f"|ΔE| {self.labels[0]} − {self.labels[1]}: {self.statistic:+.4f} "
+                f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}] (n = {self.n})")
+
+
+def _abs_mean_difference(a, b, axis=-1):
+    return np.abs(np.mean(a, axis=axis)) - np.abs(np.mean(b, axis=axis))
+
+
+def energy_alignment(delta_e_a, delta_e_b, *, labels=("SAT", "TRADES"), paired: bool = True,
+                     level: float = LEVEL, random_state: int = 0) -> Alignment:
+    """PAPER.md 2.4 / 5.2 item 3: B (TRADES) keeps the training-set mean ΔE(x) closer to 0 than A (SAT).
+
+    Statistic: |mean ΔE_A| − |mean ΔE_B| over per-image values (> 0 agrees with the paper), with a
+    bootstrap interval over images (scipy.stats.bootstrap; `paired` when both were measured on the
+    same training images in the same order, as the tracked subset is). Verdict: `reproduced` when
+    the interval lies above 0, `not reproduced` when below, `inconclusive at this scale` otherwise.
+    """
+    a, b = np.asarray(delta_e_a, dtype=float), np.asarray(delta_e_b, dtype=float)
+    if paired and a.shape != b.shape:
+        raise ValueError(f"paired alignment needs the same images for both runs; got {a.shape} and {b.shape} "
+                         "values (pass paired=False for different images)")
+    stat = float(_abs_mean_difference(a, b))
+    boot = stats.bootstrap((a, b), _abs_mean_difference, paired=paired, vectorized=True, n_resamples=2000,
+                           random_state=random_state, method="percentile", confidence_level=level)
+    ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    verdict = REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0 else INCONCLUSIVE_SCALE
+    la, lb = labels
+    text = {REPRODUCED: f"{lb} is closer to 0 by more than the noise",
+            NOT_REPRODUCED: f"{la} is closer to 0 by more than the noise",
+            INCONCLUSIVE_SCALE: "the difference is within the noise"}[verdict]
+    sentence = (f"mean ΔE(x) is {a.mean():+.4f} for {la} and {b.mean():+.4f} for {lb} on {len(a)} training images: "
+                f"|{la}| − |{lb}| = {stat:+.4f}, {level:.0%} bootstrap interval [{ci[0]:+.4f}, {ci[1]:+.4f}]; {text}")
+    return Alignment(stat, ci, float(a.mean()), float(b.mean()), tuple(labels), len(a), paired, verdict, sentence)
+
+
+# ----------------------------------------------------------------------------- ΔE as an early alarm
+@dataclass(frozen=True)
+class DeltaEAlarm(Result):
+    fired: bool
+    alarm_epoch: int             # the epoch the rule stops at (the last epoch when it never fires)
+    selection_epoch: int         # the epoch of the best PGD validation accuracy
+    acc_alarm: float             # robust test accuracy at each choice
+    acc_selection: float
+    acc_last: float
+    comparison: AccuracyComparison
+    verdict: str                 # ALARM
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        when = f"fires at epoch {self.alarm_epoch}" if self.fired else "never fires"
+        return (f"ΔE rule {when} ({self.acc_alarm:.1%}); PGD validation picks epoch {self.selection_epoch} "
+                f"({self.acc_selection:.1%})")
+
+
+def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, window: int = 5, k: float = 3.0,
+                  persist: int = 3, warmup: float = 0.25, noise_floor=None, level: float = LEVEL) -> DeltaEAlarm:
+    """ΔE as an early-stopping alarm (chapter 2), against PGD-validation selection.
+
+    The rule, on the tracked training-set mean ΔE(x) curve: after a warm-up (`warmup` × epochs,
+    at least `window`; the one-cycle LR peaks at 25 %), the running level is the median of the
+    previous `window` epochs and its noise the robust SD of the epoch-to-epoch changes since the
+    warm-up (scipy.stats.median_abs_deviation, scale="normal", / √2), at least `noise_floor` (a
+    number or a per-epoch array, e.g. the per-epoch SE of the mean ΔE). The rule fires at the epoch where
+    ΔE(x) has stayed below level − k·noise for `persist` consecutive epochs (ΔE diverges downwards
+    in the paper); training would stop there and keep that epoch's model. PGD-validation selection
+    keeps the epoch of the highest validation PGD accuracy (ties: the earliest). The robust test
+    accuracy of the two choices is compared on the same `n_images` test images
+    (`compare_accuracy`, binomial SE). Verdict: the alarm's choice is as good as / worse than /
+    better than PGD validation.
+    """
+    d = np.asarray(delta_e, dtype=float)
+    val, test = np.asarray(val_acc, dtype=float), np.asarray(test_acc, dtype=float)
+    n_ep = len(d)
+    if not (len(val) == len(test) == n_ep) or n_ep < 2:
+        raise ValueError(f"delta_e_alarm needs equally long per-epoch curves (≥ 2 epochs); got {n_ep}, {len(val)}, "
+                         f"{len(test)}")
+    epochs = np.arange(1, n_ep + 1) if epochs is None else np.asarray(epochs)
+    floor = np.broadcast_to(np.asarray(0.0 if noise_floor is None else noise_floor, dtype=float), (n_ep,))
+    start = max(window, int(math.ceil(warmup * n_ep)))
+    first = max(0, start - window)
+    fired_at = None
+    for s in range(start, n_ep - persist + 1):
+        level_ = np.median(d[s - window:s])
+        # noise: robust SD of the epoch-to-epoch changes since the warm-up (a slow drift is removed
+        # with the median change), / √2 for one epoch's value
+        steps = np.diff(d[first:s])
+        noise = float(stats.median_abs_deviation(steps, scale="normal")) / math.sqrt(2) if len(steps) > 1 else 0.0
+        noise = max(noise, float(floor[s - 1]), 1e-12)
+        if all(d[t] < level_ - k * noise for t in range(s, s + persist)):
+            fired_at = s + persist - 1
+            break
+    alarm = n_ep - 1 if fired_at is None else fired_at
+    sel = int(np.argmax(val))
+    cmp = compare_accuracy(test[alarm], test[sel], n_images, labels=("ΔE alarm", "PGD validation"), level=level)
+    verdict = {INCONCLUSIVE_SCALE: ALARM_AS_GOOD, REPRODUCED: ALARM_BETTER, NOT_REPRODUCED: ALARM_WORSE}[cmp.verdict]
+    when = (f"the ΔE rule fires at epoch {int(epochs[alarm])}" if fired_at is not None else
+            f"the ΔE rule never fires, so training runs to epoch {int(epochs[alarm])}")
+    sentence = (f"{when} ({test[alarm]:.1%} robust test accuracy there); PGD validation selects epoch "
+                f"{int(epochs[sel])} ({test[sel]:.1%}); the last epoch has {test[-1]:.1%}. The difference "
+                f"{_pt(cmp.statistic)} (SE {100 * cmp.se:.1f} pt) makes the alarm {verdict}")
+    return DeltaEAlarm(fired_at is not None, int(epochs[alarm]), int(epochs[sel]), float(test[alarm]),
+                       float(test[sel]), float(test[-1]), cmp, verdict, sentence)
+
+
+# ----------------------------------------------------------------------------- WEAT weights
+@dataclass(frozen=True)
+class WeightContrast(Result):
+    verdict: str                 # PRESENCE: do the weights separate the samples?
+    ratio: float                 # mean weight of misclassified / correctly classified images
+    ci: tuple[float, float]
+    max_over_min: float
+    n_correct: int
+    n_incorrect: int
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.ratio):
+            return f"too few images per group ({self.n_correct} correct, {self.n_incorrect} misclassified)"
+        return (f"w(misclassified) / w(correct) = {self.ratio:.2f} [{self.ci[0]:.2f}, {self.ci[1]:.2f}]; "
+                f"max/min weight {self.max_over_min:.1f}")
+
+
+def _ratio_of_means(a, b, axis=-1):
+    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+
+def weight_contrast(weights, correct, *, level: float = LEVEL, random_state: int = 0) -> WeightContrast:
+    """Does WEAT's w(x) up-weight misclassified (high-energy) training images (PAPER.md 2.6)?
+
+    Statistic: mean weight of misclassified / mean weight of correctly classified images, with a
+    bootstrap interval (scipy.stats.bootstrap, independent resampling of the two groups).
+    Verdict: `present` when the interval lies above 1, `absent` when it lies at or below 1,
+    `inconclusive` when it contains 1 or a group has fewer than 2 images.
+    """
+    w = np.asarray(weights, dtype=float)
+    ok = np.asarray(correct).astype(bool)
+    wi, wc = w[~ok], w[ok]
+    spread = float(w.max() / w.min()) if w.size and w.min() > 0 else float("nan")
+    if len(wi) < 2 or len(wc) < 2:
+        return WeightContrast(INCONCLUSIVE, float("nan"), (float("nan"), float("nan")), spread, len(wc), len(wi),
+                              f"only {len(wc)} correctly and {len(wi)} incorrectly classified images: too few to "
+                              "compare their weights")
+    ratio = float(wi.mean() / wc.mean())
+    boot = stats.bootstrap((wi, wc), _ratio_of_means, vectorized=True, n_resamples=2000, random_state=random_state,
+                           method="percentile", confidence_level=level)
+    ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    verdict = PRESENT if ci[0] > 1 else ABSENT if ci[1] <= 1 else INCONCLUSIVE
+    text = {PRESENT: "misclassified images get significantly larger weights, as the paper describes",
+            ABSENT: "misclassified images do not get larger weights",
+            INCONCLUSIVE: "the difference between the two groups is within the noise"}[verdict]
+    sentence = (f"the largest weight is {spread:.1f}x the smallest; misclassified images ({len(wi)}) get {ratio:.2f}x "
+                f"the mean weight of correctly classified ones ({len(wc)}), {level:.0%} bootstrap interval "
+                f"{ci[0]:.2f}-{ci[1]:.2f}: {text}")
+    return WeightContrast(verdict, ratio, ci, spread, len(wc), len(wi), sentence)
+
+
+# ----------------------------------------------------------------------------- protocol and identity notes
+def identity_check(max_abs_error: float, tol: float = 1e-9) -> tuple[str, str]:
+    """An exact identity checked in float64: (REPRODUCTION verdict, sentence)."""
+    if max_abs_error < tol:
+        return REPRODUCED, f"{max_abs_error:.1e}, float64 rounding (below {tol:g}), so the identity holds"
+    return NOT_REPRODUCED, (f"{max_abs_error:.1e}, more than float64 rounding ({tol:g}): the identity FAILS here, "
+                            "which points to a bug")
+
+
+def scale_note(model: str, n_train: int | None, paper_model: str = "resnet18") -> str:
+    """Whether a run's energies are on the paper's scale (same model, all training images)."""
+    if model == paper_model and n_train is None:
+        return "this run uses the paper's model and data, so the values are comparable"
+    return (f"a {model} on {'all' if n_train is None else f'{n_train:,}'} images lives on a different energy scale, "
+            "so only the direction and the shape are comparable")
+
+
+def paper_protocol(model: str, n_train: int | None, epochs: int, n_images: int, aa_standard: bool,
+                   full_test_set: int = 10_000) -> tuple[bool, str]:
+    """Does an evaluated run follow the paper's protocol (PAPER.md 3.3, 3.4)? (flag, sentence)."""
+    ok = model == "resnet18" and n_train is None and epochs >= 100 and n_images >= full_test_set and aa_standard
+    if ok:
+        return True, "this run follows the paper's protocol, so its numbers can be set against the paper's"
+    return False, ("this run does not follow the paper's protocol (model, data, epochs or AutoAttack settings "
+                   "differ), so its numbers do not test the paper's claim; the paper profile does")
+
+
+def late_phase_note(epochs: int, late_from: int = 50) -> str:
+    """Whether a run is long enough to show the paper's late ΔE divergence (after ~75 % of 100 epochs)."""
+    if epochs < late_from:
+        return (f"with {epochs} epochs there is no late phase, so this run cannot show the paper's late divergence; "
+                "chapter 2 shows the phases on longer runs")
+    return f"the runs last {epochs} epochs, long enough for the late phase the paper describes"

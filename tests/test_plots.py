@@ -1,0 +1,36 @@
+"""Figure helpers: one axis range across a slider's frames, readable ticks, fitted tables."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from energy_lib import plots  # noqa: E402
+
+
+def test_shared_range_covers_every_frame_and_ignores_nan():
+    lo, hi = plots.shared_range([1.0, 2.0, np.nan], np.array([-3.0, 0.5]))
+    assert lo < -3.0 and hi > 2.0
+    assert plots.shared_range([np.nan]) == (-1.0, 1.0)
+    lo, hi = plots.shared_range([2.0, 2.0])          # a constant still gets a non-empty range
+    assert lo < 2.0 < hi
+
+
+def test_quiver_frames_share_axes_and_colour_scale():
+    r = np.random.default_rng(0)
+    frames = [r.normal(-5 * k, 1, (4, 20)) for k in (1, 2)]
+    limits = plots.shared_range(*frames)
+    seen = []
+    for e, ey, ea, eya in frames:
+        fig, ax = plt.subplots()
+        q = plots.energy_quiver(ax, e, ey, ea, eya, limits=limits, shift_max=9.0)
+        seen.append((ax.get_xlim(), ax.get_ylim(), q.get_clim()))
+        assert len(ax.get_xticks()) <= 7       # MaxNLocator(5): no crowded labels
+        plt.close(fig)
+    assert seen[0] == seen[1] and seen[0][0] == limits and seen[0][2] == (0, 9.0)
+
+
+def test_fit_table_wraps_cells():
+    html = plots.fit_table(pd.DataFrame({"a": [1.23456], "b": ["long text " * 5]})).to_html()
+    assert "white-space: normal" in html and "1.235" in html
