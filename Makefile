@@ -25,7 +25,7 @@ ENERGY_RUNS ?= $(CURDIR)/runs
 # So that `python -m energy_lib` and the papermill kernels import the library from this checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv assets book chapter html test bench paper clean
+.PHONY: help venv assets book chapter html test bench gpu-check paper clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -33,7 +33,9 @@ help:
 	@echo "make chapter NB=book/01_attack_energies.ipynb [PROFILE=smoke] [PARAMS='-p device cpu']"
 	@echo "make html     rebuild the HTML from the already executed chapters"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
+	@echo "make gpu-check  GPU preflight (~8 min): can this machine do make paper, and how long? record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
+	@echo "              LAUNCHER=slurm PARTITION=gpu GPUS=1 TIME=1440: one requeueable cluster job per run"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -71,10 +73,22 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) -m energy_lib.bench $(BENCH_ARGS)
 
+# GPU preflight; GPU_CHECK_ARGS e.g. "--tiny --device cpu" (the code paths on a CPU) or "--make-data DIR"
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
+
 # The paper's WEAT/DER table: all methods x datasets, paper profile, GPU; resumable (rerun to continue).
+# LAUNCHER: inline (here, one run after another), slurm (one submitit job per run: PARTITION, GPUS
+# per job, TIME limit in minutes; jobs requeue themselves and resume from last.pt) or local.
 SWEEP_ARGS ?=
+LAUNCHER ?= inline
+PARTITION ?=
+GPUS ?= 1
+TIME ?= 1440
 paper: $(STAMP)
-	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py $(SWEEP_ARGS)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py --launcher $(LAUNCHER) --gpus $(GPUS) --time $(TIME) \
+		$(if $(PARTITION),--partition $(PARTITION),) $(SWEEP_ARGS)
 
 clean:
 	rm -rf _build

@@ -322,6 +322,17 @@ def load_records(directory: Path | None = None) -> list[dict]:
     return sorted(records, key=lambda r: r["measured_at"])
 
 
+def load_gpu_checks(*directories: Path) -> list[dict]:
+    """Every `make gpu-check` record (tools/gpu_check.py) in `directories` (default: the run store's
+    bench/ and the repository's runs/bench/), oldest first, without the CPU-sized --tiny ones."""
+    dirs = directories or (runs_root() / "bench", Path(__file__).resolve().parent.parent / "runs" / "bench")
+    found = {}
+    for d in dirs:
+        for path in Path(d).glob("gpu-check-*.json"):
+            found.setdefault(path.name, json.loads(path.read_text()))
+    return sorted((r for r in found.values() if not r.get("tiny")), key=lambda r: r["measured_at"])
+
+
 def table(records: list[dict]):
     """One row per (record, method, path): the figures the appendix shows."""
     import pandas as pd

@@ -320,13 +320,6 @@ def run_check(device: str = "auto", tiny: bool = False, out_dir: Path | None = N
     return path
 
 
-def load_records(directory: Path | None = None) -> list[dict]:
-    """Every gpu-check record, oldest first (the appendix's loader)."""
-    directory = Path(directory) if directory is not None else runs_root() / "bench"
-    return sorted((json.loads(p.read_text()) for p in directory.glob("gpu-check-*.json")),
-                  key=lambda r: r["measured_at"])
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--ddp-worker"]:
