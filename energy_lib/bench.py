@@ -127,7 +127,8 @@ def reference_batches(images: data.ImageData, batch_size: int, seed: int, device
 # ---------------------------------------------------------------- energy_lib's path
 def fast_step_fn(cfg: TrainConfig, method: str):
     loss_fn = losses.get_loss(method)
-    ctx = losses.StepContext(generator=torch.Generator().manual_seed(cfg.seed),
+    # random starts drawn on the training device, as in train.py (no host copy per step)
+    ctx = losses.StepContext(generator=torch.Generator(device=cfg.device).manual_seed(cfg.seed),
                              autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None)
 
     def step(model, opt, x, y):
