@@ -17,8 +17,9 @@ CPU_BF16 = [r for r in precision.load_records(precision.REPO_BENCH)
 
 def test_the_cpu_bf16_record_is_recomputed_exactly():
     """The recorded figures come from a deterministic computation: the same torch on a CPU with the
-    record's thread count recomputes them. Measured three times on this machine (1 thread):
-    identical to the last bit, so the tolerance is tight (rel 1e-6)."""
+    record's thread count recomputes them. Measured three times on this machine (1 thread): identical
+    to the last bit. The tolerance (rel 1e-3) leaves room only for another CPU's bf16 kernels; another
+    x* (seed, steps) or model moves these means by several per cent."""
     assert CPU_BF16, "runs/bench/ holds no CPU bf16 precision record: python -m energy_lib.precision --device cpu"
     rec = CPU_BF16[-1]
     if rec["hardware"]["torch"] != torch.__version__:
@@ -31,7 +32,7 @@ def test_the_cpu_bf16_record_is_recomputed_exactly():
     finally:
         torch.set_num_threads(threads)
     for key, value in rec["results"]["bf16"].items():
-        assert again["results"]["bf16"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        assert again["results"]["bf16"][key] == pytest.approx(value, rel=1e-3, abs=1e-9), key
     # what the issue reported: bf16 moves ΔE(x) by about 0.05 on average, far above the budget
     assert rec["results"]["bf16"]["dE_abs_err_mean"] > 10 * precision.DE_ERROR_BUDGET
 
