@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench paper lens clean
+.PHONY: help venv assets book chapter html test check-html publish bench gpu-check paper lens clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -38,8 +38,10 @@ help:
 	@echo "make check-html  check the built book: clean build record, every page in headless Chromium"
 	@echo "make publish [REMOTE=origin]  push _build/html to the remote's gh-pages branch (clean builds only)"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
+	@echo "make gpu-check  GPU preflight (~8 min): can this machine do make paper, and how long? record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
+	@echo "              LAUNCHER=slurm PARTITION=gpu GPUS=1 TIME=1440: one requeueable cluster job per run"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -89,10 +91,22 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) -m energy_lib.bench $(BENCH_ARGS)
 
+# GPU preflight; GPU_CHECK_ARGS e.g. "--tiny --device cpu" (the code paths on a CPU) or "--make-data DIR"
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
+
 # The paper's WEAT/DER table: all methods x datasets, paper profile, GPU; resumable (rerun to continue).
+# LAUNCHER: inline (here, one run after another), slurm (one submitit job per run: PARTITION, GPUS
+# per job, TIME limit in minutes; jobs requeue themselves and resume from last.pt) or local.
 SWEEP_ARGS ?=
+LAUNCHER ?= inline
+PARTITION ?=
+GPUS ?= 1
+TIME ?= 1440
 paper: $(STAMP)
-	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py $(SWEEP_ARGS)
+	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/paper_sweep.py --launcher $(LAUNCHER) --gpus $(GPUS) --time $(TIME) \
+		$(if $(PARTITION),--partition $(PARTITION),) $(SWEEP_ARGS)
 
 # One model through the energy lens, next to the standard ResNet-18: an HTML report (tools/lens_report.ipynb).
 # MODEL: standard | robustbench:<ID> | run:<run dir> | <arch>:<checkpoint.pt>; PARAMS e.g. "-p n_images 1000 -p attacks paper"

@@ -6,6 +6,12 @@ Invariants every attack keeps:
 * the model runs in eval mode during the attack and is restored to its previous mode after;
 * gradients are taken w.r.t. the input only (parameter .grad fields are untouched).
 
+Host synchronisation: the value check of the images (in [0,1]) reads x.min()/x.max(), a host sync.
+It runs at the public boundary, once per batch of data (`pgd`/`fgsm` called directly,
+`attack_in_batches` once for the whole tensor); the training losses pass `check=False` so that a
+training step never waits for the host. Random starts are drawn on the generator's device: a
+generator on the data's device (`torch.Generator(device=...)`) means no host-to-device copy.
+
 `ATTACKS` maps names to functions with one signature, `attack(model, x, y, *, eps, ...)`, so the
 chapters and the training losses pick attacks by name. AutoAttack lives in `autoattack.py`.
 """
@@ -40,12 +46,19 @@ def _forward(model, x, autocast_dtype):
         return model(x).float()  # logits back to fp32 before any loss or logsumexp
 
 
-def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+def _check_shapes(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+    """The checks that need no host sync (shapes, ε): run on every call."""
     check_eps(eps)
     if x.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"labels must have shape ({x.shape[0]},) to match images; got {tuple(y.shape)}")
+
+
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float) -> None:
+    """Shapes, ε and the pixel range. Reading x.min()/x.max() syncs with the host: public entry
+    points only, once per batch of data (never inside a training step)."""
+    _check_shapes(x, y, eps)
     if x.numel() and not (x.min() >= 0 and x.max() <= 1):   # also false for NaN pixels
         raise ValueError("images must lie in [0,1] and be finite (no normalisation outside the model, no NaN)")
 
@@ -72,24 +85,45 @@ def attack_objective(logits: torch.Tensor, y: torch.Tensor, loss: str, *, target
     raise ConfigError(f"unknown attack loss {loss!r}; choose one of {', '.join(ATTACK_LOSSES)}")
 
 
+def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    # a generator draws on its own device; without one, draw where the data is
+    return generator.device if generator is not None else device
+
+
 def random_targets(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A uniformly random target class different from the true class, per sample."""
-    shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
-    return (y + shift) % num_classes
+    shift = torch.randint(1, num_classes, y.shape, generator=generator, device=_draw_device(generator, y.device))
+    return (y + shift.to(y.device)) % num_classes
+
+
+def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """δ ~ U[-ε, ε] of x's shape (Madry's random start), drawn on the generator's device."""
+    u = torch.rand(x.shape, generator=generator, device=_draw_device(generator, x.device))
+    return (u.to(x.device) * 2 - 1) * eps
+
+
+def normal_start(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """δ = 0.001·N(0, 1) of x's shape (TRADES' start), drawn on the generator's device."""
+    return 0.001 * torch.randn(x.shape, generator=generator, device=_draw_device(generator, x.device)).to(x.device)
 
 
 def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
         steps: int, loss: str = "ce", targeted: bool = False, target: torch.Tensor | None = None,
         random_start: str | None = "uniform", kappa: float = 0.0,
         generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
-        p_nat: torch.Tensor | None = None) -> torch.Tensor:
+        p_nat: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
     """Projected gradient ascent with sign steps in the ℓ∞ ball (Madry et al.).
 
     random_start: "uniform" (U[-ε, ε], Madry), "normal" (0.001·N(0,1), TRADES) or None.
     targeted: descend toward `target` (random classes ≠ y when None; CE and CW losses only).
     p_nat: clean softmax for the KL loss; computed once here when not given.
+    check: validate the pixel range (a host sync). False only where the data was checked already
+    (the training losses, `attack_in_batches` after its one check); shapes and ε are always checked.
     """
-    _check_inputs(x, y, eps)
+    if check:
+        _check_inputs(x, y, eps)
+    else:
+        _check_shapes(x, y, eps)
     if steps < 0 or not step_size >= 0:   # also refuses step_size=nan
         raise ConfigError(f"steps ({steps}) and step_size ({step_size}) must be non-negative")
     if loss not in ATTACK_LOSSES:
@@ -106,9 +140,9 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
             with torch.no_grad():
                 p_nat = F.softmax(_forward(model, x, autocast_dtype), dim=1)
         if random_start == "uniform":
-            delta = (torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1) * eps
+            delta = uniform_start(x, eps, generator)
         elif random_start == "normal":
-            delta = 0.001 * torch.randn(x.shape, generator=generator).to(x.device)
+            delta = normal_start(x, generator)
         elif random_start is None:
             delta = torch.zeros_like(x)
         else:
@@ -129,13 +163,13 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
 def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
          step_size: float | None = None, random_start: bool = False,
          generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
-         **_: object) -> torch.Tensor:
+         check: bool = True, **_: object) -> torch.Tensor:
     """FGSM (Goodfellow et al.): one sign step of size ε on CE. With `random_start`, FGSM-RS
     (Wong et al.): start uniformly in the ε-ball and step `step_size` (default 1.25·ε)."""
     step = eps if step_size is None and not random_start else (1.25 * eps if step_size is None else step_size)
     return pgd(model, x, y, eps=eps, step_size=step, steps=1, loss="ce",
                random_start="uniform" if random_start else None, generator=generator,
-               autocast_dtype=autocast_dtype)
+               autocast_dtype=autocast_dtype, check=check)
 
 
 def _pgd_variant(**fixed) -> Callable[..., torch.Tensor]:
@@ -170,16 +204,21 @@ def get_attack(name: str) -> Callable[..., torch.Tensor]:
 def attack_in_batches(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                       batch_size: int = 256, seed: int = 0, progress: bool = False,
                       **kwargs) -> torch.Tensor:
-    """Run attack `name` over a whole tensor in batches, on x's device, reproducibly from `seed`."""
+    """Run attack `name` over a whole tensor in batches, on x's device, reproducibly from `seed`.
+
+    The data is checked once here (one host sync), not again per batch. Random starts come from a
+    CPU generator seeded by `seed`, so results do not depend on the device's RNG implementation.
+    """
     from tqdm.auto import tqdm
 
     attack = get_attack(name)
+    _check_inputs(x, y, eps)
     g = torch.Generator().manual_seed(seed)
     out = []
     starts = range(0, x.shape[0], batch_size)
     for start in tqdm(starts, desc=name, disable=not progress, leave=False):
         sl = slice(start, start + batch_size)
-        out.append(attack(model, x[sl], y[sl], eps=eps, generator=g, **kwargs))
+        out.append(attack(model, x[sl], y[sl], eps=eps, generator=g, check=False, **kwargs))
     return torch.cat(out) if out else x.clone()
 
 

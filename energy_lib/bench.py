@@ -131,7 +131,8 @@ def reference_batches(images: data.ImageData, batch_size: int, seed: int, device
 # ---------------------------------------------------------------- energy_lib's path
 def fast_step_fn(cfg: TrainConfig, method: str):
     loss_fn = losses.get_loss(method)
-    ctx = losses.StepContext(generator=torch.Generator().manual_seed(cfg.seed),
+    # random starts drawn on the training device, as in train.py (no host copy per step)
+    ctx = losses.StepContext(generator=torch.Generator(device=cfg.device).manual_seed(cfg.seed),
                              autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None)
 
     def step(model, opt, x, y):
@@ -182,6 +183,38 @@ def forward_equivalents(method: str, attack_steps: int) -> int:
     if method == "sat":
         return attack + 3                        # adversarial forward + full backward
     return 1 + attack + 2 * 3                    # clean softmax once, then clean and adversarial passes
+
+
+# Forward-equivalents per image of AutoAttack standard on a robust model (an estimate: APGD-CE
+# 100 iterations x 2 on every image; then, on the ~half still robust, APGD-T 9 x 100 x 2, FAB-T
+# 9 x 100 x ~3 and Square's 5000 queries x 1).
+AA_FORWARD_EQUIVALENTS = 5000
+
+
+def paper_sweep_work(datasets, methods) -> dict:
+    """Forward-pass equivalents (32x32-image units) of the paper sweep (PAPER.md 3.3, 3.4): for each
+    (dataset, method), 100 epochs of training on the training split less the validation images, the
+    per-epoch tracking (training attack on n_train_track, PGD-`track_attack_steps` on the test and
+    validation subsets), then PGD-20 and AutoAttack standard on the whole test set. A 64x64 dataset
+    counts (64/32)^2 per image."""
+    from .config import TrainConfig, WeatDerConfig
+
+    sweep = WeatDerConfig.from_profile("paper")
+    total, per_run = 0.0, {}
+    for dataset in datasets:
+        info = data.dataset_info(dataset)
+        scale = (info.resolution / 32) ** 2
+        for method in methods:
+            cfg = TrainConfig.from_profile("paper", overrides={"method": method, "dataset": dataset})
+            n_train = info.train_size - cfg.n_val if cfg.n_train is None else cfg.n_train
+            train = cfg.epochs * n_train * forward_equivalents(method, cfg.attack_steps)
+            track = cfg.epochs * (cfg.n_train_track * (2 * cfg.attack_steps + 2)
+                                  + (cfg.n_test_track + cfg.n_val) * (2 * cfg.track_attack_steps + 2))
+            n_eval = info.test_size if sweep.n_eval is None else sweep.n_eval
+            evaluate = n_eval * ((2 * sweep.eval_pgd_steps + 2) + AA_FORWARD_EQUIVALENTS)
+            per_run[f"{dataset}/{method}"] = (train + track + evaluate) * scale
+            total += per_run[f"{dataset}/{method}"]
+    return {"forward_equivalents": total, "runs": len(per_run), "per_run_forward_equivalents": per_run}
 
 
 def _sync(device):
@@ -295,6 +328,17 @@ def load_records(directory: Path | None = None) -> list[dict]:
         except fileio.StoreError as err:   # one bad record does not hide the others
             warnings.warn(f"skipped: {err}", stacklevel=2)
     return sorted(records, key=lambda r: r["measured_at"])
+
+
+def load_gpu_checks(*directories: Path) -> list[dict]:
+    """Every `make gpu-check` record (tools/gpu_check.py) in `directories` (default: the run store's
+    bench/ and the repository's runs/bench/), oldest first, without the CPU-sized --tiny ones."""
+    dirs = directories or (runs_root() / "bench", Path(__file__).resolve().parent.parent / "runs" / "bench")
+    found = {}
+    for d in dirs:
+        for path in Path(d).glob("gpu-check-*.json"):
+            found.setdefault(path.name, json.loads(path.read_text()))
+    return sorted((r for r in found.values() if not r.get("tiny")), key=lambda r: r["measured_at"])
 
 
 def table(records: list[dict]):

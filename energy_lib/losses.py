@@ -8,6 +8,9 @@ and the training loop only calls `get_loss(cfg.method)`. Each method also names 
 attack in `TRAINING_ATTACKS` (the loop reuses it to measure the training-set ΔE with the very x*
 the method trains on, PAPER.md 1.3).
 
+The training attacks skip the pixel-range check (`check=False`: no host sync per step; the
+loop's data come from `data.BatchIterator`, uint8 scaled to [0,1]).
+
 Conventions (PAPER.md 6.4): the multi-step inner maximisation runs in eval mode (attacks.pgd does
 that); the single-step attack and the AAE test run in the BatchNorm mode `cfg.single_step_mode`
 ("train", Wong et al. and AAER: the model's current mode, i.e. train mode in the training loop;
@@ -33,7 +36,7 @@ from .names import METHOD_HYPERPARAMETERS, METHOD_USES
 class StepContext:
     """What a loss may need besides (model, x, y, cfg): random numbers and the precision."""
 
-    generator: torch.Generator                    # CPU generator for attack random starts
+    generator: torch.Generator                    # attack random starts; on the training device (no copy)
     autocast_dtype: torch.dtype | None = None     # bf16 for the training forward, None = fp32
     epoch: int = 0
     step: int = 0
@@ -62,14 +65,14 @@ def pgd_ce_attack(model, x, y, cfg, ctx) -> torch.Tensor:
     """Madry PGD on CE: uniform start in the ε-ball, `attack_steps` sign steps of `step_size`."""
     return attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.attack_steps,
                        loss="ce", random_start="uniform", generator=ctx.generator,
-                       autocast_dtype=ctx.autocast_dtype)
+                       autocast_dtype=ctx.autocast_dtype, check=False)
 
 
 def trades_kl_attack(model, x, y, cfg, ctx, p_nat: torch.Tensor | None = None) -> torch.Tensor:
     """TRADES/WEAT inner maximisation: start x + 0.001·N(0,1), ascend KL(p(.|x) || p(.|x*))."""
     return attacks.pgd(model, x, y, eps=cfg.eps, step_size=cfg.step_size, steps=cfg.attack_steps,
                        loss="kl", random_start="normal", generator=ctx.generator,
-                       autocast_dtype=ctx.autocast_dtype, p_nat=p_nat)
+                       autocast_dtype=ctx.autocast_dtype, p_nat=p_nat, check=False)
 
 
 @contextlib.contextmanager
@@ -92,8 +95,7 @@ def single_step(model, x, y, cfg, ctx, random_start: bool) -> tuple[torch.Tensor
     generator state (tested)."""
     eps, step = cfg.eps, cfg.fgsm_alpha * cfg.eps
     x = x.detach().float()
-    delta = ((torch.rand(x.shape, generator=ctx.generator).to(x.device) * 2 - 1) * eps if random_start
-             else torch.zeros_like(x))
+    delta = attacks.uniform_start(x, eps, ctx.generator) if random_start else torch.zeros_like(x)
     x_start = (x + delta).clamp(x - eps, x + eps).clamp(0, 1).requires_grad_(True)
     with single_step_mode(model, cfg):
         ce_start = F.cross_entropy(forward(model, x_start, ctx), y, reduction="none")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import attacks, data, distributed, models
+from . import attacks, data, distributed, models, precision
 from .config import BEST_WINDOW, ConfigError, TrainConfig, first_best_epoch, resolve_device  # noqa: F401
 from .energy import energy_summary, joint_energy, marginal_energy
 from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
@@ -108,10 +108,14 @@ def best_epoch(val_acc_adv, epochs: int) -> int | None:
     return first_best_epoch(epochs) + 1 + values.index(max(values)) if values else None
 
 
-def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0) -> torch.Generator:
+def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0,
+                    device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, epoch, stream, rank) on `device`. Re-seeded every epoch, so a run
+    resumed from last.pt draws what the uninterrupted run drew (no generator state to checkpoint)."""
     # rank 0 (and a single process) keeps the single-process seeds; other ranks get their own.
     # Streams 0..7 of one epoch never meet another epoch's (0 training, 1-4 tracking).
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 8 + stream + rank * 7_919_000_003)
+    seed = (cfg.seed * 1_000_003 + epoch) * 8 + stream + rank * 7_919_000_003
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def tracking_attack_description(cfg: TrainConfig) -> dict:
@@ -216,47 +220,63 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
 
 def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator, cfg: TrainConfig, epoch: int,
                     progress: bool, run_dir, dist: distributed.Dist | None = None) -> dict[str, float]:
-    """One pass over the training batches; returns the epoch's training statistics."""
+    """One pass over the training batches; returns the epoch's training statistics.
+
+    No host sync per step: attack random starts come from a generator on the training device, the
+    attacks skip the pixel-range check (`check=False`), and the per-step figures (loss, batch
+    accuracies, extras) stay on the device and are read once, after the last step. A non-finite
+    loss is therefore noticed at the end of the epoch (its first step is named); the epoch is not
+    saved, so last.pt keeps the last good epoch.
+    """
     from tqdm.auto import tqdm
 
     loss_fn = get_loss(cfg.method)
     rank = dist.rank if dist is not None else 0
-    ctx = StepContext(generator=epoch_generator(cfg, epoch, 0, rank),
+    device = batches.x.device
+    ctx = StepContext(generator=epoch_generator(cfg, epoch, 0, rank, device=device),
                       autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None, epoch=epoch)
     model.train()
-    sums = {"loss": 0.0, "acc_adv": 0.0, "acc_nat": 0.0}
-    extras: dict[str, float] = {}
-    n_seen, n_nat = 0, 0
+    rows: list[torch.Tensor] = []       # per step: loss, #correct adv, #correct nat, extras (float64, device)
+    sizes: list[int] = []
+    extra_keys: tuple[str, ...] | None = None
+    has_nat = False
     bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
                disable=not progress, leave=False)
     for step, (xb, yb) in enumerate(bar):
         ctx.step = step
         out = loss_fn(train_model, xb, yb, cfg, ctx)
-        loss_value = out.loss.item()   # one sync per step: cheap next to the attack's passes
-        # under torchrun every process must stop together, or the others would hang in DDP's all-reduce
-        if distributed.any_rank(not math.isfinite(loss_value), dist):
-            raise NonFiniteLossError(
-                f"training loss is {loss_value} at epoch {epoch + 1}, step {step} ({cfg.method}); training "
-                f"stopped and the last good checkpoint is kept in {run_dir} (last.pt = the last completed "
-                "epoch). Lower lr, use precision='fp32', or check the data.")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
         sched.step()
-        b = yb.shape[0]
-        n_seen += b
-        sums["loss"] += loss_value * b
-        sums["acc_adv"] += (out.logits_adv.detach().argmax(1) == yb).sum().item()
-        if out.logits_nat is not None:
-            n_nat += b
-            sums["acc_nat"] += (out.logits_nat.detach().argmax(1) == yb).sum().item()
-        for k, v in out.extras.items():
-            extras[k] = extras.get(k, 0.0) + v.item() * b
-        if progress:
-            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.3f}", adv_acc=f"{sums['acc_adv'] / n_seen:.3f}")
-    stats = {"loss": sums["loss"] / n_seen, "batch_acc_adv": sums["acc_adv"] / n_seen,
-             "batch_acc_nat": sums["acc_nat"] / n_nat if n_nat else None}
-    stats.update({f"batch_{k}": v / n_seen for k, v in extras.items()})
+        extra_keys = tuple(out.extras) if extra_keys is None else extra_keys
+        has_nat = out.logits_nat is not None
+        zero = out.loss.new_zeros(())
+        rows.append(torch.stack([
+            out.loss.detach(), (out.logits_adv.detach().argmax(1) == yb).sum(),
+            (out.logits_nat.detach().argmax(1) == yb).sum() if has_nat else zero,
+            *(out.extras[k].detach() for k in extra_keys)]).double())
+        sizes.append(yb.shape[0])
+    table = torch.stack(rows).cpu()      # the epoch's one read of the device
+    step_loss = table[:, 0]
+    bad = (~torch.isfinite(step_loss)).nonzero()
+    first_bad = int(bad[0, 0]) if len(bad) else None
+    # under torchrun every process must stop together, or the others would hang in DDP's all-reduce
+    if distributed.any_rank(first_bad is not None, dist):
+        where = (f"{float(step_loss[first_bad])} at epoch {epoch + 1}, step {first_bad}" if first_bad is not None
+                 else f"non-finite on another process at epoch {epoch + 1}")
+        raise NonFiniteLossError(
+            f"training loss is {where} ({cfg.method}); training stopped and the last good checkpoint is kept in "
+            f"{run_dir} (last.pt = the last completed epoch). Lower lr, use precision='fp32', or check the data.")
+    b = torch.tensor(sizes, dtype=torch.float64)
+    n_seen = float(b.sum())
+    weighted = (table * b[:, None]).sum(0).tolist()
+    counts = table[:, 1:3].sum(0).tolist()
+    stats = {"loss": weighted[0] / n_seen, "batch_acc_adv": counts[0] / n_seen,
+             "batch_acc_nat": counts[1] / n_seen if has_nat else None}
+    stats.update({f"batch_{k}": weighted[3 + i] / n_seen for i, k in enumerate(extra_keys or ())})
+    if progress:
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", adv_acc=f"{stats['batch_acc_adv']:.3f}")
     return stats
 
 
@@ -272,6 +292,7 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
     device = dist.device
     if device.type == "cuda":   # fixed input shapes: let cuDNN pick the fastest kernels (recorded in env.json)
         torch.backends.cudnn.benchmark = True
+    precision.set_tf32(cfg.precision == "tf32")   # fp32 means fp32: no TF32 convolutions (torch's default)
     progress = progress and dist.is_main
     td = load_training_data(cfg)   # before the run directory exists: a config that cannot run leaves nothing
     num_classes = data.dataset_info(cfg.dataset).num_classes
@@ -291,7 +312,8 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
     train_model = distributed.wrap(model, dist)
     train_model = torch.compile(train_model) if cfg.compile else train_model  # checkpoints save the plain module
     if dist.is_main:
-        run.write_env(device, resumed_from=start, n_train=len(td.train), world_size=dist.world_size)
+        run.write_env(device, resumed_from=start, n_train=len(td.train), world_size=dist.world_size,
+                      energy_error=precision.recorded_error(cfg.precision, device))
     first_best = first_best_epoch(cfg.epochs)
     description = tracking_attack_description(cfg)
     if start and dist.is_main:   # a crash may have come between last.pt and the logs: rewrite them

@@ -109,3 +109,110 @@ def test_data_check_asks_for_every_image_the_plan_needs(monkeypatch, tmp_path):
     paper_sweep.check_data(plan("smoke"))                     # 128 + 32 train images, 16 test images
     with pytest.raises(SystemExit, match=r"cifar10 test: .*partial.*1017 of the 10000"):
         paper_sweep.check_data(plan("paper"))
+
+
+# ---------------------------------------------------------------- submitit launchers (issue 13)
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from energy_lib import sweep  # noqa: E402
+from energy_lib.runs import Run, run_dir  # noqa: E402
+
+TIMING = ("time_train_s", "time_track_s", "images_per_s")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _wait(predicate, what: str, timeout: float = 600.0):
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def job_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))   # the job processes import energy_lib from this checkout
+    return tmp_path / "runs"
+
+
+def test_local_launcher_runs_one_job_per_run_and_publishes_the_records(job_store, capsys):
+    code = paper_sweep.main(["--launcher", "local", "--profile", "smoke", "--device", "cpu", "--gpus", "0",
+                             "--datasets", "cifar10", "--methods", "sat", "fgsm", "--poll", "0.5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "submitted 2 local jobs" in out and "2 done, 0 failed" in out
+    assert "cifar10/sat" in out and "epochs 2/2" in out              # the states were shown
+    published = sorted(p.parent.name for p in (job_store / "published").glob("*/*.json"))
+    expected = sorted(run_dir(sweep.SweepJob("cifar10", m, "smoke", "cpu").train_config().canonical()).name
+                      for m in ("sat", "fgsm"))
+    assert published == expected
+    assert (job_store / "paper_tables-smoke" / "results.md").is_file()
+    ids = json.loads(sweep.jobs_file("smoke").read_text())
+    assert set(ids) == {"cifar10/sat", "cifar10/fgsm"}
+
+
+def test_a_preempted_job_is_requeued_resumes_and_ends_like_an_uninterrupted_one(job_store, tmp_path, monkeypatch):
+    """SIGUSR2 (what SLURM sends before preemption or the time limit, and what the local executor
+    forwards) reaches the job mid-training: submitit calls SweepJob.checkpoint, the job is requeued,
+    resumes from last.pt and finishes; metrics and evaluation equal an uninterrupted run's."""
+    job = sweep.SweepJob("cifar10", "sat", "smoke", "cpu", {"epochs": 6})
+    ex = sweep.executor("local", tmp_path / "jobs", gpus=0, timeout_min=30)
+    handle = ex.submit(job)
+    d = run_dir(job.train_config().canonical())
+    _wait(lambda: (d / "last.pt").is_file(), "the first epoch's checkpoint")
+    assert not (d / "DONE").exists()
+    tasks = _children(handle._process.pid)
+    assert len(tasks) == 1
+    os.kill(tasks[0], signal.SIGUSR2)
+    rec = handle.result()
+    log = Path(handle.paths.stderr).read_text()
+    assert "this job is preempted" in log   # submitit caught it and called checkpoint
+    run = Run(job.train_config().canonical(), d)
+    sessions = run.env["sessions"]
+    assert len(sessions) == 2 and 1 <= sessions[1]["resumed_from_epoch"] < 6   # it really was interrupted
+    assert run.done and len(run.metrics) == 6
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "uninterrupted"))
+    reference = job()   # the same job, in this process, never interrupted
+    ref_run = Run(job.train_config().canonical(), run_dir(job.train_config().canonical()))
+    assert len(ref_run.env["sessions"]) == 1
+    assert (run.metrics.drop(columns=list(TIMING)).to_dict("records")
+            == ref_run.metrics.drop(columns=list(TIMING)).to_dict("records"))
+    assert rec["accuracy"] == reference["accuracy"]
+    assert (job_store / "published").is_dir()
+
+
+def test_slurm_executor_asks_for_requeue_gpus_and_the_time_limit(tmp_path, monkeypatch):
+    """The batch script submitit would give sbatch (a stand-in `srun` on PATH: no cluster here)."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    ex = sweep.executor("slurm", tmp_path / "jobs", partition="gpu", gpus=2, timeout_min=600, cpus_per_gpu=4)
+    script = ex._executor._make_submission_file_text("CMD", "uid").splitlines()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2",
+                 "#SBATCH --time=600", "#SBATCH --cpus-per-task=4", "#SBATCH --requeue",
+                 "#SBATCH --signal=USR2@120"):
+        assert line in script
+    assert ex._executor.max_num_timeout == 20
+
+
+def test_checkpoint_requeues_the_same_job():
+    job = sweep.SweepJob("svhn", "trades", "paper", "cuda", {"epochs": 3})
+    delayed = job.checkpoint()
+    assert delayed.function == job and delayed.function is not job and not delayed.args
