@@ -102,7 +102,8 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def _load_state(path: Path, fingerprint: str):
-    state = fileio.load_torch(path, fix="delete it to restart the AutoAttack part of the evaluation")
+    state = fileio.load_torch(path, fix="The AutoAttack state file is unreadable: delete it to restart that part "
+                              "of the evaluation")
     if state.get("fingerprint") != fingerprint:
         raise ConfigError(f"AutoAttack state file {path} was made for other images or settings; "
                           "use another state_path or delete the file")

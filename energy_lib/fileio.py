@@ -16,6 +16,7 @@ that file name in this process stop halfway through its temporary: `kill` sends 
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import io
 import json
@@ -247,6 +248,7 @@ class RunLock:
         for _ in range(5):
             if self._try_create(me):
                 self.held = True
+                atexit.register(self.release)   # also when a caller never calls release
                 return self
             owner = self._owner()
             if owner is None:
@@ -259,7 +261,8 @@ class RunLock:
             if isinstance(pid, int) and pid != me["pid"] and _pid_alive(pid):
                 raise RunLockedError(
                     f"{self.path.parent} is in use by process {pid} (lock file {self.path}); wait for it to "
-                    "finish or stop it, then run again (or give this run another `name`)")
+                    f"finish or stop it, then run again (if process {pid} is not training this run, delete "
+                    f"{self.path}; to train a separate run, give it another `name`)")
             # stale: move it aside atomically; if someone else took it over meanwhile, put theirs back
             aside = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}.stale.tmp")
             try:

@@ -233,6 +233,18 @@ def test_unreadable_env_json_names_itself_and_its_advice_works(reference, store)
     assert run.env == {}
 
 
+def test_finished_runs_warns_about_a_run_it_cannot_read_and_lists_the_others(reference, store):
+    good = copy_of(reference, store)
+    broken = store / "broken"
+    broken.mkdir()
+    (broken / "DONE").write_text("")
+    (broken / "config.json").write_text('{"method": "sat", ')       # and no checkpoint to rebuild it from
+    before = checksums(store)
+    with pytest.warns(UserWarning, match=f"skipped the run {broken}: .*config.json is not valid JSON"):
+        found = runs.finished_runs(store)
+    assert [r.dir for r in found] == [good.dir] and checksums(store) == before
+
+
 def test_a_checkpoint_of_another_config_is_refused(reference, store):
     """A TRADES last.pt copied into an interrupted SAT run is not adopted."""
     run = copy_of(reference, store)
