@@ -669,8 +669,8 @@ class MeanShift(Result):
         return f"mean {self.what} {self.statistic:+.3g} [{self.ci[0]:+.3g}, {self.ci[1]:+.3g}] (n = {self.n})"
 
 
-def mean_shift(values, expected_sign: int, *, what: str = "shift", level: float = LEVEL,
-               random_state: int = 0) -> MeanShift:
+def mean_shift(values, expected_sign: int, *, what: str = "shift", share_null: float | None = None,
+               level: float = LEVEL, random_state: int = 0) -> MeanShift:
     """Is the mean of per-item values (paired differences, e.g. E(x*) − E(x) per image, PAPER.md 2.1)
     on the side of 0 the paper expects (`expected_sign` -1: below, +1: above)?
 
@@ -678,7 +678,11 @@ def mean_shift(values, expected_sign: int, *, what: str = "shift", level: float 
     random_state); a one-sample t-test p-value is reported alongside. Verdict: `reproduced` when the
     interval lies entirely on the expected side of 0, `not reproduced` when entirely on the other,
     `inconclusive at this scale` when it contains 0 (a zero mean, or fewer than 2 values, is never
-    a verdict either way)."""
+    a verdict either way).
+
+    `share_null`: the values are 0/1 indicators and the question is whether their share lies above
+    (or below) `share_null` (e.g. 0.5: "most samples"); the statistic is share − share_null and its
+    interval the Wilson interval of the share, which stays honest when every value is the same."""
     if expected_sign not in (-1, 1):
         raise ValueError(f"expected_sign must be -1 or +1, got {expected_sign!r}")
     v = np.asarray(values, dtype=float).ravel()
@@ -689,7 +693,14 @@ def mean_shift(values, expected_sign: int, *, what: str = "shift", level: float 
         return MeanShift(float("nan"), (float("nan"), float("nan")), float("nan"), expected_sign, n, what,
                          INCONCLUSIVE_SCALE, f"{n} value(s) of {what}: too few for a verdict")
     mean = float(v.mean())
-    if np.ptp(v) == 0:     # no spread: the bootstrap is degenerate, the interval is the value itself
+    if share_null is not None:
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError("share_null needs 0/1 indicator values (e.g. (p > 0.9).astype(float))")
+        k = int(v.sum())
+        low, high = wilson(k, n, level)
+        mean, ci = mean - share_null, (low - share_null, high - share_null)
+        p = float(stats.binomtest(k, n, share_null).pvalue)
+    elif np.ptp(v) == 0:     # no spread: the bootstrap is degenerate, the interval is the value itself
         ci, p = (mean, mean), (1.0 if mean == 0 else 0.0)
     else:
         boot = stats.bootstrap((v,), np.mean, n_resamples=2000, vectorized=True, random_state=random_state,
@@ -703,8 +714,10 @@ def mean_shift(values, expected_sign: int, *, what: str = "shift", level: float 
     text = {REPRODUCED: f"{side} 0 by more than the noise, as the paper expects",
             NOT_REPRODUCED: f"on the other side of 0 than the paper expects ({side}), by more than the noise",
             INCONCLUSIVE_SCALE: "0 lies within the interval, so the sign is not settled"}[verdict]
-    sentence = (f"mean {what} {mean:+.3g} over {n} values, {level:.0%} bootstrap interval "
-                f"[{ci[0]:+.3g}, {ci[1]:+.3g}] (t-test p = {p:.2g}): {text}")
+    noise = (f"Wilson interval, binomial p = {p:.2g}" if share_null is not None else
+             f"bootstrap interval, t-test p = {p:.2g}")
+    sentence = (f"mean {what} {mean:+.3g} over {n} values, {level:.0%} {noise.split(',')[0]} "
+                f"[{ci[0]:+.3g}, {ci[1]:+.3g}] ({noise.split(', ')[1]}): {text}")
     return MeanShift(mean, ci, p, expected_sign, n, what, verdict, sentence)
 
 

@@ -306,3 +306,14 @@ def test_mean_shift_makes_a_summary_row_and_rejects_a_missing_sign():
     assert row["verdict"] == V.REPRODUCED and "[+" in row["this build"]
     with pytest.raises(ValueError, match="expected_sign"):
         V.mean_shift([1.0, 2.0], 0)
+
+
+def test_share_above_a_half_uses_the_wilson_interval():
+    all_fail = np.zeros(10)                                       # 0 of 10: Wilson [0, 0.28] lies below 1/2
+    r = V.mean_shift(all_fail, +1, share_null=0.5)
+    assert r.verdict == V.NOT_REPRODUCED and r.statistic == -0.5 and r.ci[1] < 0
+    assert V.mean_shift(np.ones(10), +1, share_null=0.5).verdict == V.REPRODUCED
+    assert V.mean_shift(np.ones(2), +1, share_null=0.5).verdict == V.INCONCLUSIVE_SCALE   # 2 of 2: too few
+    assert V.mean_shift(np.tile([0.0, 1.0], 20), +1, share_null=0.5).verdict == V.INCONCLUSIVE_SCALE
+    with pytest.raises(ValueError, match="indicator"):
+        V.mean_shift([0.2, 0.9], +1, share_null=0.5)
