@@ -71,6 +71,19 @@ def follows_paper_protocol(rec: dict) -> bool:
                 and (rec.get("autoattack") or {}).get("standard"))
 
 
+def protocol_note(records: Iterable[dict]) -> tuple[bool, str]:
+    """Whether every evaluation record follows the paper's protocol (`follows_paper_protocol`),
+    as (flag, sentence) for a chapter's prose."""
+    records = list(records)
+    ok = [follows_paper_protocol(r) for r in records]
+    if records and all(ok):
+        return True, "these records follow the paper's protocol, so their numbers can be set against the paper's"
+    off = len(ok) - sum(ok)
+    return False, (f"{off} of {len(ok)} evaluation record(s) do not follow the paper's protocol (ResNet-18, 100 epochs "
+                   "on all training images, the whole test set, AutoAttack standard), so their numbers do not test "
+                   "the paper's claim; the paper profile does")
+
+
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     """Long form: one row per record and metric, accuracy in %."""
     rows = []
@@ -151,6 +164,7 @@ SUMMARY_CHAPTERS = {
     "03_trades_ebm": "TRADES as an EBM",
     "04_weat_der": "WEAT and DER",
     "05_generation": "Generation",
+    "06_smooth_landscape": "Robust models smooth the energy landscape",
 }
 SUMMARY_COLUMNS = ["claim", "section", "paper", "this build", "verdict"]
 

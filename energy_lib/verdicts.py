@@ -17,6 +17,7 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `compare_accuracy`        | is method A more robust than method B? (4.1)            | REPRODUCTION |
 | `delta_e_alarm`           | does a ΔE-divergence rule stop as well as PGD validation?| ALARM   |
 | `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
+| `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
 
 `reproduction(verdict, expected)` maps a PRESENCE verdict onto the REPRODUCTION set for a
 claim that expects `expected`; `Result.summary(...)` makes the row of a chapter's reproduction
@@ -647,6 +648,77 @@ def energy_alignment(delta_e_a, delta_e_b, *, labels=("SAT", "TRADES"), paired: 
     sentence = (f"mean ΔE(x) is {a.mean():+.4f} for {la} and {b.mean():+.4f} for {lb} on {len(a)} training images: "
                 f"|{la}| − |{lb}| = {stat:+.4f}, {level:.0%} bootstrap interval [{ci[0]:+.4f}, {ci[1]:+.4f}]; {text}")
     return Alignment(stat, ci, float(a.mean()), float(b.mean()), tuple(labels), len(a), paired, verdict, sentence)
+
+
+# ----------------------------------------------------------------------------- sign of a mean shift
+@dataclass(frozen=True)
+class MeanShift(Result):
+    statistic: float             # mean of the per-item values (e.g. E(x*) − E(x) per image)
+    ci: tuple[float, float]      # bootstrap interval of the mean over items
+    p_value: float               # one-sample t-test against 0 (two-sided), for reference
+    expected_sign: int           # the paper's sign: -1 or +1
+    n: int
+    what: str                    # what one value is, for the texts
+    verdict: str                 # REPRODUCTION for "the mean lies on the expected side of 0"
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.statistic):
+            return f"too few values (n = {self.n})"
+        return f"mean {self.what} {self.statistic:+.3g} [{self.ci[0]:+.3g}, {self.ci[1]:+.3g}] (n = {self.n})"
+
+
+def mean_shift(values, expected_sign: int, *, what: str = "shift", share_null: float | None = None,
+               level: float = LEVEL, random_state: int = 0) -> MeanShift:
+    """Is the mean of per-item values (paired differences, e.g. E(x*) − E(x) per image, PAPER.md 2.1)
+    on the side of 0 the paper expects (`expected_sign` -1: below, +1: above)?
+
+    Noise: a percentile bootstrap interval of the mean over items (scipy.stats.bootstrap, fixed
+    random_state); a one-sample t-test p-value is reported alongside. Verdict: `reproduced` when the
+    interval lies entirely on the expected side of 0, `not reproduced` when entirely on the other,
+    `inconclusive at this scale` when it contains 0 (a zero mean, or fewer than 2 values, is never
+    a verdict either way).
+
+    `share_null`: the values are 0/1 indicators and the question is whether their share lies above
+    (or below) `share_null` (e.g. 0.5: "most samples"); the statistic is share − share_null and its
+    interval the Wilson interval of the share, which stays honest when every value is the same."""
+    if expected_sign not in (-1, 1):
+        raise ValueError(f"expected_sign must be -1 or +1, got {expected_sign!r}")
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    n = len(v)
+    side = "below" if expected_sign < 0 else "above"
+    if n < 2:
+        return MeanShift(float("nan"), (float("nan"), float("nan")), float("nan"), expected_sign, n, what,
+                         INCONCLUSIVE_SCALE, f"{n} value(s) of {what}: too few for a verdict")
+    mean = float(v.mean())
+    if share_null is not None:
+        if not np.isin(v, (0.0, 1.0)).all():
+            raise ValueError("share_null needs 0/1 indicator values (e.g. (p > 0.9).astype(float))")
+        k = int(v.sum())
+        low, high = wilson(k, n, level)
+        mean, ci = mean - share_null, (low - share_null, high - share_null)
+        p = float(stats.binomtest(k, n, share_null).pvalue)
+    elif np.ptp(v) == 0:     # no spread: the bootstrap is degenerate, the interval is the value itself
+        ci, p = (mean, mean), (1.0 if mean == 0 else 0.0)
+    else:
+        boot = stats.bootstrap((v,), np.mean, n_resamples=2000, vectorized=True, random_state=random_state,
+                               method="percentile", confidence_level=level)
+        ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+        p = float(stats.ttest_1samp(v, 0.0).pvalue)
+    if ci[0] > 0 or ci[1] < 0:
+        verdict = REPRODUCED if (ci[0] > 0) == (expected_sign > 0) else NOT_REPRODUCED
+    else:
+        verdict = INCONCLUSIVE_SCALE
+    text = {REPRODUCED: f"{side} 0 by more than the noise, as the paper expects",
+            NOT_REPRODUCED: f"on the other side of 0 than the paper expects ({side}), by more than the noise",
+            INCONCLUSIVE_SCALE: "0 lies within the interval, so the sign is not settled"}[verdict]
+    noise = (f"Wilson interval, binomial p = {p:.2g}" if share_null is not None else
+             f"bootstrap interval, t-test p = {p:.2g}")
+    sentence = (f"mean {what} {mean:+.3g} over {n} values, {level:.0%} {noise.split(',')[0]} "
+                f"[{ci[0]:+.3g}, {ci[1]:+.3g}] ({noise.split(', ')[1]}): {text}")
+    return MeanShift(mean, ci, p, expected_sign, n, what, verdict, sentence)
 
 
 # ----------------------------------------------------------------------------- ΔE as an early alarm

@@ -269,9 +269,51 @@ def test_summary_records_round_trip_and_missing_chapters_show_not_run(tmp_path):
     verdicts = front["verdict"].to_dict()
     assert verdicts[("Phases of adversarial training", "CO in single-step AT (PAPER.md 2.3)")] == V.REPRODUCED
     assert verdicts[("TRADES as an EBM", "—")] == V.NOT_RUN
-    assert tables.verdict_counts(front) == {V.NOT_RUN: 4, V.REPRODUCED: 1}
+    assert tables.verdict_counts(front) == {V.NOT_RUN: len(tables.SUMMARY_CHAPTERS) - 1, V.REPRODUCED: 1}
     assert tables.book_summary("default", root=tmp_path)["verdict"].eq(V.NOT_RUN).all()   # per profile
     with pytest.raises(ValueError, match="SUMMARY_CHAPTERS"):
         tables.write_summary("99_nope", [row], "smoke", root=tmp_path)
     with pytest.raises(ValueError, match="keys"):
         tables.write_summary("02_at_phases", [{"claim": "x"}], "smoke", root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- sign of a mean shift
+def test_mean_shift_on_the_expected_side_is_reproduced():
+    shifts = np.random.default_rng(0).normal(-1.0, 0.5, 64)       # 14 SE below 0
+    r = V.mean_shift(shifts, -1, what="E(x*) − E(x)")
+    assert r.verdict == V.REPRODUCED and r.ci[1] < 0 and r.n == 64
+    assert V.mean_shift(-shifts, +1).verdict == V.REPRODUCED
+
+
+def test_mean_shift_on_the_other_side_is_not_reproduced():
+    shifts = np.random.default_rng(1).normal(1.0, 0.5, 64)
+    assert V.mean_shift(shifts, -1).verdict == V.NOT_REPRODUCED
+    assert V.mean_shift(-shifts, +1).verdict == V.NOT_REPRODUCED
+
+
+@pytest.mark.parametrize("sign", [-1, 1])
+def test_zero_shift_is_inconclusive(sign):
+    exact_zero = np.zeros(50)
+    assert V.mean_shift(exact_zero, sign).verdict == V.INCONCLUSIVE_SCALE
+    symmetric = np.tile([-1.0, 1.0], 50)                         # mean exactly 0, spread 1
+    r = V.mean_shift(symmetric, sign)
+    assert r.verdict == V.INCONCLUSIVE_SCALE and r.ci[0] < 0 < r.ci[1] and r.statistic == 0.0
+    assert V.mean_shift([0.3], sign).verdict == V.INCONCLUSIVE_SCALE          # one value: no noise estimate
+
+
+def test_mean_shift_makes_a_summary_row_and_rejects_a_missing_sign():
+    row = V.mean_shift(np.linspace(0.5, 1.5, 20), +1).summary("claim", "2.1", "E(x*) > E(x)")
+    assert row["verdict"] == V.REPRODUCED and "[+" in row["this build"]
+    with pytest.raises(ValueError, match="expected_sign"):
+        V.mean_shift([1.0, 2.0], 0)
+
+
+def test_share_above_a_half_uses_the_wilson_interval():
+    all_fail = np.zeros(10)                                       # 0 of 10: Wilson [0, 0.28] lies below 1/2
+    r = V.mean_shift(all_fail, +1, share_null=0.5)
+    assert r.verdict == V.NOT_REPRODUCED and r.statistic == -0.5 and r.ci[1] < 0
+    assert V.mean_shift(np.ones(10), +1, share_null=0.5).verdict == V.REPRODUCED
+    assert V.mean_shift(np.ones(2), +1, share_null=0.5).verdict == V.INCONCLUSIVE_SCALE   # 2 of 2: too few
+    assert V.mean_shift(np.tile([0.0, 1.0], 20), +1, share_null=0.5).verdict == V.INCONCLUSIVE_SCALE
+    with pytest.raises(ValueError, match="indicator"):
+        V.mean_shift([0.2, 0.9], +1, share_null=0.5)
