@@ -17,9 +17,12 @@ CPU_BF16 = [r for r in precision.load_records(precision.REPO_BENCH)
 
 def test_the_cpu_bf16_record_is_recomputed_exactly():
     """The recorded figures come from a deterministic computation: the same torch on a CPU with the
-    record's thread count recomputes them. Measured three times on this machine (1 thread): identical
-    to the last bit. The tolerance (rel 1e-3) leaves room only for another CPU's bf16 kernels; another
-    x* (seed, steps) or model moves these means by several per cent."""
+    record's thread count recomputes them. Measured three times on the recording machine (1 thread):
+    identical to the last bit. Another CPU model runs other bf16 kernels (with or without native
+    bf16 instructions), which round differently image by image, so the check is as tight as what the
+    appendix states: fp32 figures to rel 1e-3; the mean bf16 errors (averages over 64 images) to 10 %,
+    the appendix's two significant digits; the max errors (one image each) to a factor 1.5; the
+    accuracies to one image of 64."""
     assert CPU_BF16, "runs/bench/ holds no CPU bf16 precision record: python -m energy_lib.precision --device cpu"
     rec = CPU_BF16[-1]
     if rec["hardware"]["torch"] != torch.__version__:
@@ -32,7 +35,15 @@ def test_the_cpu_bf16_record_is_recomputed_exactly():
     finally:
         torch.set_num_threads(threads)
     for key, value in rec["results"]["bf16"].items():
-        assert again["results"]["bf16"][key] == pytest.approx(value, rel=1e-3, abs=1e-9), key
+        if key.startswith("acc_"):
+            tolerance = dict(abs=1 / rec["n_images"] + 1e-9)
+        elif key.endswith("_fp32"):
+            tolerance = dict(rel=1e-3, abs=1e-9)
+        elif key.endswith("_err_mean"):
+            tolerance = dict(rel=0.1)
+        else:   # *_err_max
+            tolerance = dict(rel=0.5)
+        assert again["results"]["bf16"][key] == pytest.approx(value, **tolerance), key
     # what the issue reported: bf16 moves ΔE(x) by about 0.05 on average, far above the budget
     assert rec["results"]["bf16"]["dE_abs_err_mean"] > 10 * precision.DE_ERROR_BUDGET
 
