@@ -9,7 +9,7 @@ Layout of `$ENERGY_RUNS/<method>-<dataset>-<model>-n<n_train>-e<epochs>-<hash>/`
     samples.jsonl   per-sample energies of the tracked training images, one line per epoch
     env.json        torch / CUDA / GPU, precision flags, git commit, one entry per training session
     last.pt         model, optimizer, scheduler, epoch, RNG states, best metric, metrics (resume point)
-    best.pt         the same at the selected epoch (see train.BEST_WINDOW)
+    best.pt         the same at the selected epoch (see config.BEST_WINDOW)
     DONE            written when all epochs are finished
 
 Checkpoints are git-ignored; the json files are small and may be committed. Every file is

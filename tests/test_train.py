@@ -256,10 +256,10 @@ def test_lr_schedule_is_stepped_every_iteration(trades_run):
 def test_best_checkpoint_is_selected_on_validation_never_on_test(tmp_path, monkeypatch):
     """Two epochs compete in the selection window; validation prefers the first, the test subset the
     second: best.pt holds the first, and runs.selected_metrics / robust_runs read the same epoch."""
-    from energy_lib import runs, train
+    from energy_lib import config, runs, train
 
     monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
-    monkeypatch.setattr(train, "BEST_WINDOW", 0.5)          # 3 epochs: epochs 2 and 3 compete
+    monkeypatch.setattr(config, "BEST_WINDOW", 0.5)         # 3 epochs: epochs 2 and 3 compete
     planted = {1: (0.9, 0.9), 2: (0.6, 0.1), 3: (0.3, 0.8)}  # epoch: (val_acc_adv, test_acc_adv)
     real_track = train.track
 

@@ -15,7 +15,7 @@ Resuming an interrupted evaluation:
 Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
 lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
 (PAPER.md 3.3). `energy_lib.train` implements that rule and writes it to `best.pt`: among the
-last `train.BEST_WINDOW` (10 %) of the epochs it keeps the one with the highest PGD accuracy
+last `config.BEST_WINDOW` (10 %) of the epochs it keeps the one with the highest PGD accuracy
 (PGD-CE, `track_attack_steps` steps: 20 in the paper profile) on `n_val` training images held out
 from training. The generated validation set is not available offline; held-out training images
 play its role, so no test image is ever used for selection and every test image can be reported.
@@ -179,10 +179,10 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
 
 
 def selection_description(run) -> dict:
-    """How best.pt was chosen (train.BEST_WINDOW rule) and from which images."""
+    """How best.pt was chosen (config.BEST_WINDOW rule) and from which images."""
     cfg = run.config
     return {"rule": "highest PGD accuracy on the held-out validation images among the last epochs "
-                    "(train.BEST_WINDOW)",
+                    "(config.BEST_WINDOW)",
             "epochs_considered": [first_best_epoch(cfg.epochs) + 1, cfg.epochs],
             "images": {"split": "train (held out, never trained on)", "n": cfg.n_val},
             "attack": run.tracking_attack.get("val", "")}
