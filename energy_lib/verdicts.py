@@ -861,16 +861,6 @@ def scale_note(model: str, n_train: int | None, paper_model: str = "resnet18") -
             "so only the direction and the shape are comparable")
 
 
-def paper_protocol(model: str, n_train: int | None, epochs: int, n_images: int, aa_standard: bool,
-                   full_test_set: int = 10_000) -> tuple[bool, str]:
-    """Does an evaluated run follow the paper's protocol (PAPER.md 3.3, 3.4)? (flag, sentence)."""
-    ok = model == "resnet18" and n_train is None and epochs >= 100 and n_images >= full_test_set and aa_standard
-    if ok:
-        return True, "this run follows the paper's protocol, so its numbers can be set against the paper's"
-    return False, ("this run does not follow the paper's protocol (model, data, epochs or AutoAttack settings "
-                   "differ), so its numbers do not test the paper's claim; the paper profile does")
-
-
 def late_phase_note(epochs: int, late_from: int = 50) -> str:
     """Whether a run is long enough to show the paper's late ΔE divergence (after ~75 % of 100 epochs)."""
     if epochs < late_from:
