@@ -497,6 +497,27 @@ class TrainConfig(Config):
         return self.replace(**{k: defaults[k] for k in unused})
 
 
+# The reference robust run (issue 10). Chapters 1, 5 and 6 need a robust model that 2 cores cannot
+# train within the book's budget, so one SAT run of the small CNN on all CIFAR-10 training images is
+# trained once with `make reference` (resumable; ~1.5 h on one CPU core) and committed under
+# runs/reference/ (config, metrics, checkpoints: a few MB). `runs.finished_runs()` finds it wherever
+# $ENERGY_RUNS points; delete the folder and rerun `make reference` to retrain it.
+REFERENCE_RUN_NAME = "reference-sat-small_cnn-cifar10"
+REFERENCE_TRAINING = dict(method="sat", dataset="cifar10", model="small_cnn", n_train=None, epochs=8,
+                          batch_size=128, attack_steps=3, n_val=1000, n_train_track=1000, n_test_track=1000,
+                          n_track_samples=200, channels_last=True, seed=0)
+
+
+def reference_root() -> Path:
+    """Where the committed reference run lives: runs/reference/ at the repository root (tracked in git)."""
+    return Path(__file__).resolve().parent.parent / "runs" / "reference"
+
+
+def reference_config(device: str = "auto") -> TrainConfig:
+    """The reference run's TrainConfig (the `default` profile, then `REFERENCE_TRAINING`)."""
+    return TrainConfig.from_profile("default", name=REFERENCE_RUN_NAME, device=device, **REFERENCE_TRAINING)
+
+
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")
 
 

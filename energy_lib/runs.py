@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 from . import fileio
-from .config import ConfigError, TrainConfig, runs_root
+from .config import ConfigError, TrainConfig, reference_config, reference_root, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,11 +70,13 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def run_dir(cfg: TrainConfig) -> Path:
+def run_dir(cfg: TrainConfig, root: Path | None = None) -> Path:
+    """The run's directory in the store `root` (default: `runs_root()`)."""
+    root = Path(root) if root is not None else runs_root()
     if cfg.name:
-        return runs_root() / cfg.name
+        return root / cfg.name
     n = "all" if cfg.n_train is None else cfg.n_train
-    return runs_root() / f"{cfg.method}-{cfg.dataset}-{cfg.model}-n{n}-e{cfg.epochs}-{config_hash(cfg)}"
+    return root / f"{cfg.method}-{cfg.dataset}-{cfg.model}-n{n}-e{cfg.epochs}-{config_hash(cfg)}"
 
 
 def _difference(stored: dict, wanted: dict) -> dict:
@@ -391,7 +393,8 @@ class Run:
         return f"Run({self.dir}, done={self.done}, epochs={len(self.metrics)}/{self.config.epochs})"
 
 
-def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> Run:
+def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None,
+                  root: Path | None = None) -> Run:
     """The finished run if it exists; else resume it from last.pt; else train it from scratch.
 
     stop_after: train at most this many more epochs now (the run stays resumable).
@@ -399,7 +402,7 @@ def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | Non
     The directory is created (and locked) only once the data and the optimizer are ready
     (`train.fit`), so a config that cannot run leaves nothing behind."""
     cfg = cfg.canonical()
-    run = Run(cfg, run_dir(cfg))
+    run = Run(cfg, run_dir(cfg, root))
     if run.dir.is_dir():
         run.check_config()
     if not run.done:
@@ -412,15 +415,31 @@ def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | Non
     return run
 
 
+def reference_run() -> Run | None:
+    """The committed reference robust run (`config.REFERENCE_TRAINING`, trained by `make reference`),
+    or None when runs/reference/ does not hold it finished."""
+    cfg = reference_config().canonical()
+    run = Run(cfg, run_dir(cfg, reference_root()))
+    if not run.done:
+        return None
+    run.check_config()
+    return run
+
+
 def finished_runs(root: Path | None = None) -> list[Run]:
     """Every finished training run in the store, oldest first (by completion time).
 
-    A directory whose config is not a TrainConfig (attack-energy caches, bench records) is not a
-    training run and is passed over; a training run whose config cannot be read (nor rebuilt
-    from its checkpoint) is skipped with a warning naming the file."""
+    The default store (root None) also lists the committed reference run (`reference_run`),
+    wherever $ENERGY_RUNS points. A directory whose config is not a TrainConfig (attack-energy
+    caches, bench records) is not a training run and is passed over; a training run whose config
+    cannot be read (nor rebuilt from its checkpoint) is skipped with a warning naming the file."""
+    directories = []
+    if root is None:
+        reference = reference_run()
+        directories = [reference.dir / "DONE"] if reference is not None else []
     root = Path(root) if root is not None else runs_root()
     found = []
-    for directory in root.glob("*/DONE"):
+    for directory in dict.fromkeys(p.resolve() for p in [*root.glob("*/DONE"), *directories]):
         run_path = directory.parent
         try:
             stored = Run(TrainConfig(), run_path).stored_config()
