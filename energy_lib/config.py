@@ -598,48 +598,51 @@ CHAPTER4_TRAIN_FIELDS = ("dataset", "model", "n_train", "n_val", "epochs", "atta
                          "seed", "device")
 
 
+def _training_profile(profile: str) -> dict[str, Any]:
+    """TrainConfig's profile restricted to the fields chapter 4 passes on (CHAPTER4_TRAIN_FIELDS)."""
+    return {k: v for k, v in TrainConfig.PROFILES[profile].items() if k in CHAPTER4_TRAIN_FIELDS}
+
+
 @dataclasses.dataclass(frozen=True)
 class WeatDerConfig(Config):
     """Chapter 4, WEAT and DER against the baselines (PAPER.md 2.6, 2.7, 4.1). Defaults = `default`.
 
     Training fields are passed to every method's TrainConfig (on top of TrainConfig's own profile
-    of the same name: batch size, precision, ...). The `default` profile is a CPU-sized protocol
-    (~10 minutes on an idle 2-core CPU for all methods); `smoke` equals TrainConfig's smoke
-    profile (runs shared with chapter 2); `paper` is PAPER.md 3.3/3.4 (ResNet-18, full data,
-    100 epochs, PGD-20 + AutoAttack standard on the full test set) and needs a GPU.
+    of the same name: batch size, precision, ...). Their defaults and profiles ARE TrainConfig's
+    (issue 10: one shared set of runs), so `train_config(m, p)` equals
+    `TrainConfig.from_profile(p, method=m)` and the run store trains SAT and TRADES once for
+    chapters 2, 3 and 4. `paper` is PAPER.md 3.3/3.4 (ResNet-18, full data, 100 epochs, PGD-20 +
+    AutoAttack standard on the full test set) and needs a GPU.
     """
 
-    dataset: str = "cifar10"
+    dataset: str = TrainConfig.dataset
     methods: tuple = ("sat", "trades", "mart", "weat_nat", "weat_adv", "sat_der")
-    model: str = "small_cnn"
-    n_train: int | None = 256
-    epochs: int = 5
-    attack_steps: int = 2
-    track_attack_steps: int = 3
-    n_train_track: int = 100
-    n_val: int = 100                 # held-out training images that select best.pt (never test images)
-    n_test_track: int = 100          # first test images tracked per epoch (curves only)
-    n_track_samples: int = 100
-    beta: float = 6.0
-    der_beta: float = 1.0            # UNKNOWN in the paper (PAPER.md 2.7): documented choice
-    der_gamma: float = 0.1           # UNKNOWN in the paper: documented choice
+    model: str = TrainConfig.model
+    n_train: int | None = TrainConfig.n_train
+    epochs: int = TrainConfig.epochs
+    attack_steps: int = TrainConfig.attack_steps
+    track_attack_steps: int = TrainConfig.track_attack_steps
+    n_train_track: int = TrainConfig.n_train_track
+    n_val: int = TrainConfig.n_val   # held-out training images that select best.pt (never test images)
+    n_test_track: int = TrainConfig.n_test_track   # first test images tracked per epoch (curves only)
+    n_track_samples: int = TrainConfig.n_track_samples
+    beta: float = TrainConfig.beta
+    der_beta: float = TrainConfig.der_beta     # UNKNOWN in the paper (PAPER.md 2.7): documented choice
+    der_gamma: float = TrainConfig.der_gamma   # UNKNOWN in the paper: documented choice
     n_eval: int | None = 100         # evaluated test images (None = the whole test set, the paper protocol)
     eval_pgd_steps: int = 20         # PGD-20, as in the paper (fp32, CE, uniform start)
     autoattack: bool = True
     aa_iters: int = 10               # AutoAttack standard: 100
     aa_target_classes: int = 3       # standard: 9
     aa_queries: int = 100            # standard: 5000
-    seed: int = 0
+    seed: int = TrainConfig.seed
     device: str = "auto"
 
     PROFILES: ClassVar = {
-        "smoke": dict(n_train=128, n_val=32, epochs=2, attack_steps=1, track_attack_steps=1, n_train_track=32,
-                      n_test_track=32, n_track_samples=16, n_eval=16, eval_pgd_steps=5, aa_iters=2,
-                      aa_target_classes=2, aa_queries=10),
-        "default": {},
-        "paper": dict(model="resnet18", n_train=None, n_val=1000, epochs=100, attack_steps=10, track_attack_steps=20,
-                      seed=1, n_train_track=2000, n_test_track=1000, n_track_samples=500, n_eval=None, aa_iters=100,
-                      aa_target_classes=9, aa_queries=5000),
+        "smoke": dict(**_training_profile("smoke"), n_eval=16, eval_pgd_steps=5, aa_iters=2, aa_target_classes=2,
+                      aa_queries=10),
+        "default": _training_profile("default"),
+        "paper": dict(**_training_profile("paper"), n_eval=None, aa_iters=100, aa_target_classes=9, aa_queries=5000),
     }
 
     def __post_init__(self):

@@ -140,3 +140,20 @@ def test_single_step_mode_is_a_checked_field_with_the_literatures_default():
         TrainConfig(single_step_mode="batch")
     with pytest.raises(ConfigError, match="track_attack_restarts must be positive"):
         TrainConfig(track_attack_restarts=0)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_chapter4_trains_the_runs_of_chapters_2_and_3(profile):
+    """One shared set of runs (issue 10): chapter 4's TrainConfig of a method is chapter 2's (the
+    profile, then `replace(method=...)`), so the run store trains SAT and TRADES once."""
+    from energy_lib.runs import run_dir
+
+    chapter2 = TrainConfig.from_namespace({"profile": profile, "device": "auto", "n_train": None, "epochs": None,
+                                           "attack_steps": None, "seed": None})
+    weat = WeatDerConfig.from_profile(profile)
+    for method in weat.methods:
+        ours = weat.train_config(method, profile)
+        assert ours == chapter2.replace(method=method)
+        assert run_dir(ours.canonical()) == run_dir(chapter2.replace(method=method).canonical())
+    # a chapter-4 override still reaches its TrainConfig (and so gives other runs)
+    assert WeatDerConfig.from_profile(profile, epochs=3).train_config("sat", profile).epochs == 3
