@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench gpu-check paper lens clean
+.PHONY: help venv assets book chapter html test check-html publish bench reference gpu-check paper lens clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -38,6 +38,7 @@ help:
 	@echo "make check-html  check the built book: clean build record, every page in headless Chromium"
 	@echo "make publish [REMOTE=origin]  push _build/html to the remote's gh-pages branch (clean builds only)"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
+	@echo "make reference  train (or resume) the committed reference robust run in runs/reference/ (hours of CPU)"
 	@echo "make gpu-check  GPU preflight (~8 min): can this machine do make paper, and how long? record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
@@ -93,6 +94,11 @@ bench: $(STAMP)
 
 # GPU preflight; GPU_CHECK_ARGS e.g. "--tiny --device cpu" (the code paths on a CPU) or "--make-data DIR"
 GPU_CHECK_ARGS ?=
+# the committed reference robust run (config.REFERENCE_TRAINING): all training images, hours on a
+# CPU; resumable (Ctrl-C keeps the last epoch; rerun to go on). STOP_AFTER=N trains N epochs now.
+reference: $(STAMP)
+	$(PY) -m energy_lib reference $(if $(STOP_AFTER),--stop-after $(STOP_AFTER),)
+
 gpu-check: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
 

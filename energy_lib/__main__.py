@@ -1,5 +1,8 @@
 """Command line: `python -m energy_lib train --method weat_adv --dataset cifar10 --profile paper`.
 
+`python -m energy_lib reference` trains (or resumes) the committed reference robust run in
+runs/reference/ (`config.REFERENCE_TRAINING`; `make reference`).
+
 `python -m energy_lib lens --robustbench Zhang2019Theoretically --n-images 1000` (or `--run DIR`,
 `--arch resnet18 --checkpoint model.pt`, `--standard`) puts a classifier through the energy lens
 (`energy_lib.lens`) and writes its record under `runs/lens/`.
@@ -64,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             train.add_argument(*flags, dest=field.name, type=kind, metavar=field.name.upper(),
                                help=f"default: {default}")
+    reference = sub.add_parser("reference", help="train (or resume) the committed reference robust run in "
+                               "runs/reference/ (config.REFERENCE_TRAINING; hours on a CPU)")
+    reference.error = parser.error.__get__(reference)
+    reference.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    reference.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+                           help="train at most this many epochs now, then exit (rerun to resume)")
+    reference.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     _add_lens_parser(sub)
     return parser
 
@@ -106,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded({"train": _train, "lens": _lens}[args.command], args)
+    return guarded({"train": _train, "reference": _reference, "lens": _lens}[args.command], args)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -154,20 +164,35 @@ def guarded(command, args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .runs import Run, run_dir, train_or_load
+    from .runs import run_dir
 
     cfg = config_from_args(args).canonical()
-
     print(f"run directory: {run_dir(cfg)}")
     if args.dry_run:
         print(cfg.to_json())
         return 0
+    return _train_and_report(cfg, args, root=None)
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from .config import reference_config, reference_root
+    from .runs import run_dir
+
+    cfg = reference_config(device=args.device).canonical()
+    print(f"reference run directory: {run_dir(cfg, reference_root())}")
+    return _train_and_report(cfg, args, root=reference_root())
+
+
+def _train_and_report(cfg: TrainConfig, args: argparse.Namespace, root) -> int:
+    from .runs import Run, run_dir, train_or_load
+
+    directory = run_dir(cfg, root)
     try:
-        run = train_or_load(cfg, progress=args.progress, stop_after=args.stop_after)
+        run = train_or_load(cfg, progress=args.progress, stop_after=args.stop_after, root=root)
     except KeyboardInterrupt:
-        kept = Run(cfg, run_dir(cfg)).kept_epoch()
-        raise Interrupted(f"{run_dir(cfg)} keeps the checkpoint of epoch {kept}; run the same command again to "
-                          "resume" if kept else f"no epoch was completed ({run_dir(cfg)} holds no checkpoint); "
+        kept = Run(cfg, directory).kept_epoch()
+        raise Interrupted(f"{directory} keeps the checkpoint of epoch {kept}; run the same command again to "
+                          "resume" if kept else f"no epoch was completed ({directory} holds no checkpoint); "
                           "run the same command again to start") from None
     if run.metrics.empty:   # a torchrun worker other than rank 0 has nothing to report
         return 0

@@ -196,3 +196,45 @@ def test_where_a_run_trains_is_not_part_of_its_identity(store):
     again = train_or_load(TINY1.replace(device="auto"), progress=False)   # reused, not retrained
     assert again.dir == first.dir and again.done
     assert len(again.env["sessions"]) == 1
+
+
+def test_the_reference_run_is_trained_by_its_command_and_found_wherever_the_store_is(store, tmp_path,
+                                                                                     monkeypatch):
+    """`python -m energy_lib reference` trains config.REFERENCE_TRAINING into the reference folder;
+    finished_runs() (the default store, here an empty $ENERGY_RUNS) then lists it first among the
+    robust runs, an explicit store does not, and a second command trains nothing."""
+    from energy_lib import __main__ as cli
+    from energy_lib import config, train
+
+    reference = tmp_path / "reference"
+    monkeypatch.setattr(config, "REFERENCE_TRAINING", dict(
+        method="sat", n_train=64, batch_size=16, epochs=2, n_val=16, n_train_track=16, n_test_track=16,
+        n_track_samples=8, attack_steps=1, track_attack_steps=1, schedule="constant"))
+    monkeypatch.setattr(config, "reference_root", lambda: reference)
+    monkeypatch.setattr(runs, "reference_root", lambda: reference)
+    assert runs.reference_run() is None and runs.finished_runs() == []
+
+    assert cli.main(["reference", "--device", "cpu", "--no-progress"]) == 0
+    found = runs.reference_run()
+    assert found is not None and found.dir.parent == reference and found.dir.name == config.REFERENCE_RUN_NAME
+    assert found.config == config.reference_config().canonical() and len(found.metrics) == 2
+    assert [r.dir for r in runs.finished_runs()] == [found.dir]
+    assert runs.robust_runs(runs.finished_runs(), "cifar10")[0].dir == found.dir
+    assert runs.finished_runs(store) == [] and not store.exists()   # nothing written to the store
+
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("the finished reference run was retrained"))
+    assert cli.main(["reference", "--device", "cpu", "--no-progress"]) == 0
+
+
+def test_the_committed_reference_run_matches_its_definition(repo_root):
+    """The reference run in git (runs/reference/) is the one config.REFERENCE_TRAINING defines,
+    finished, and its best.pt loads (a changed definition without retraining fails here)."""
+    from energy_lib import config
+
+    directory = config.reference_root() / config.REFERENCE_RUN_NAME
+    if not (directory / "DONE").exists():
+        pytest.fail(f"{directory} is not a finished run: train it with `make reference` and commit it")
+    run = runs.reference_run()
+    assert run is not None and run.dir == directory
+    model = run.load_model("best", "cpu")
+    assert sum(p.numel() for p in model.parameters()) > 0
