@@ -426,6 +426,22 @@ def reference_run() -> Run | None:
     return run
 
 
+def is_reference(run: Run) -> bool:
+    """Whether `run` is the committed reference run (runs/reference/, `make reference`)."""
+    return run.dir.resolve().parent == reference_root().resolve()
+
+
+def describe(run: Run) -> str:
+    """One phrase saying how a run was trained, for a chapter's prose."""
+    cfg = run.config
+    images = "all" if cfg.n_train is None else f"{cfg.n_train:,}"
+    text = (f"{cfg.method.upper()} on {cfg.model}, {cfg.epochs} epochs on {images} {cfg.dataset} training images, "
+            f"{cfg.attack_steps}-step training attack at ε = {cfg.eps * 255:.0f}/255")
+    if is_reference(run):
+        text += " (the committed reference run in runs/reference/; `make reference` retrains it after its folder is deleted)"
+    return text
+
+
 def finished_runs(root: Path | None = None) -> list[Run]:
     """Every finished training run in the store, oldest first (by completion time).
 

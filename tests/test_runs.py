@@ -218,6 +218,8 @@ def test_the_reference_run_is_trained_by_its_command_and_found_wherever_the_stor
     found = runs.reference_run()
     assert found is not None and found.dir.parent == reference and found.dir.name == config.REFERENCE_RUN_NAME
     assert found.config == config.reference_config().canonical() and len(found.metrics) == 2
+    assert runs.is_reference(found) and "make reference" in runs.describe(found)
+    assert runs.describe(found).startswith("SAT on small_cnn, 2 epochs on 64 cifar10 training images")
     assert [r.dir for r in runs.finished_runs()] == [found.dir]
     assert runs.robust_runs(runs.finished_runs(), "cifar10")[0].dir == found.dir
     assert runs.finished_runs(store) == [] and not store.exists()   # nothing written to the store
