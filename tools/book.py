@@ -15,6 +15,7 @@ Usage (the Makefile calls these):
     python tools/book.py pages
     python tools/book.py execute [--profile smoke] [--only book/01_x.ipynb] [-p name value ...]
     python tools/book.py build [--strict]
+    python tools/book.py record-time --kind fresh|rebuild --wall-seconds S   (energy_lib.budget)
 """
 from __future__ import annotations
 
@@ -361,6 +362,25 @@ def html_pages(root: Path = ROOT) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- CLI
+def record_time(kind: str, wall_seconds: float, executed: Path, out: Path) -> int:
+    """Write the budget record of the build whose chapters are in `executed` (energy_lib.budget)."""
+    sys.path.insert(0, str(ROOT))
+    from energy_lib import budget
+
+    path = Path(executed) / EXECUTION_RECORD
+    if not path.is_file():
+        raise BookError(f"{path} does not exist: run `make book` first (it writes the chapters' times there)")
+    try:
+        record = budget.make_record(read_execution_record(Path(executed)), kind, wall_seconds, utc_now(),
+                                    budget.machine(), git_state())
+        saved = budget.save(record, out if out is not None else budget.RECORDS)
+    except budget.BudgetError as err:
+        raise BookError(str(err)) from None
+    print(f"[book] {kind} build: {wall_seconds / 60:.1f} min (budget {record['budget_minutes']:g} min, "
+          f"{'within' if record['within_budget'] else 'OVER'}) -> {saved}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -378,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     bd = sub.add_parser("build", help="stage executed chapters and build the HTML into _build/html")
     bd.add_argument("--no-strict", action="store_true", help="drop -W -n --keep-going")
     bd.add_argument("--executed", type=Path, default=BUILD / "executed")
+    rt = sub.add_parser("record-time", help="record a finished build's time against the budget "
+                        "(runs/bench/book-time-*.json, energy_lib.budget)")
+    rt.add_argument("--kind", required=True, choices=["fresh", "rebuild"],
+                    help="fresh: from a fresh clone (empty run store); rebuild: with the run store present")
+    rt.add_argument("--wall-seconds", type=float, required=True, help="measured wall time of the whole make book")
+    rt.add_argument("--executed", type=Path, default=BUILD / "executed")
+    rt.add_argument("--out", type=Path, default=None, help="default: the repository's runs/bench/")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "chapters":
@@ -394,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             src = stage(executed=args.executed)
             html = build(src, ROOT, strict=not args.no_strict)
             print(f"[book] HTML ready: {html / 'index.html'}")
+        elif args.cmd == "record-time":
+            return record_time(args.kind, args.wall_seconds, args.executed, args.out)
     except BookError as err:
         print(f"book: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,113 @@
+"""The book's time budget (issue 10), measured and kept as records.
+
+Budget: `make book` from a fresh clone (virtual environment installed, run store empty but for the
+committed reference run) in at most 40 minutes on a 2-core CPU; a rebuild with the run store
+present in at most 5 minutes. `python tools/book.py record-time --kind fresh --wall-seconds S`
+turns a finished build's `execution.json` (tools/book.py: every chapter's status and seconds) and
+the measured wall time of the whole `make book` into one record `runs/bench/book-time-*.json`;
+the Performance appendix shows them. Only a complete build (every chapter `ok`, one profile) is
+recorded: a failed chapter's time says nothing about the budget.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import fileio
+
+BUDGET_MINUTES = {"fresh": 40.0, "rebuild": 5.0}
+PREFIX = "book-time-"
+RECORDS = Path(__file__).resolve().parent.parent / "runs" / "bench"   # tracked in git
+
+
+class BudgetError(ValueError):
+    """A build that cannot be recorded; the message names the problem and the fix."""
+
+
+def make_record(execution: dict, kind: str, wall_seconds: float, measured_at: str, machine: dict,
+                git: dict | None = None) -> dict:
+    """One budget record from a build's execution record (`{chapter: {status, profile, seconds}}`)."""
+    if kind not in BUDGET_MINUTES:
+        raise BudgetError(f"kind={kind!r}; choose one of {', '.join(BUDGET_MINUTES)}")
+    if not execution:
+        raise BudgetError("the execution record lists no chapter: run `make book` first")
+    not_ok = sorted(c for c, e in execution.items() if e.get("status") != "ok")
+    if not_ok:
+        raise BudgetError(f"chapters not executed successfully: {', '.join(not_ok)}; only a complete build is "
+                          "recorded (fix them and run `make book` again)")
+    profiles = sorted({e.get("profile") for e in execution.values()}, key=str)
+    if len(profiles) != 1:
+        raise BudgetError(f"the chapters ran with different profiles ({', '.join(map(str, profiles))}); "
+                          "record a build of one profile (`make book PROFILE=...`)")
+    if not wall_seconds > 0:
+        raise BudgetError(f"wall_seconds={wall_seconds} must be positive: the measured time of the whole `make book`")
+    chapters = {c: float(e["seconds"]) for c, e in execution.items()}
+    minutes = wall_seconds / 60
+    return {"kind": kind, "profile": profiles[0], "measured_at": measured_at, "machine": machine, "git": git or {},
+            "wall_seconds": round(float(wall_seconds), 1), "chapter_seconds": chapters,
+            "budget_minutes": BUDGET_MINUTES[kind], "within_budget": minutes <= BUDGET_MINUTES[kind]}
+
+
+def machine() -> dict:
+    """What the time depends on: CPU count and model, torch threads."""
+    import platform
+
+    import torch
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model or platform.processor(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available()}
+
+
+def save(record: dict, directory: Path) -> Path:
+    """Write the record as runs/bench/book-time-<kind>-<time>.json; never overwrites one."""
+    stamp = record["measured_at"].replace(":", "").replace("-", "")
+    path = Path(directory) / f"{PREFIX}{record['kind']}-{stamp}.json"
+    if path.exists():
+        raise BudgetError(f"{path} exists: a measurement is never overwritten; measure again later")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fileio.atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load(directory: Path | None = None) -> list[dict]:
+    """Every budget record in `directory` (default: the repository's runs/bench/), oldest first; an
+    unreadable one is skipped with a warning."""
+    import warnings
+
+    records = []
+    for path in sorted(Path(directory if directory is not None else RECORDS).glob(f"{PREFIX}*.json")):
+        try:
+            records.append(fileio.read_json(path, fix="delete it and measure the build again"))
+        except fileio.StoreError as err:
+            warnings.warn(f"skipped: {err}", stacklevel=2)
+    return sorted(records, key=lambda r: r["measured_at"])
+
+
+def table(records: list[dict]):
+    """One row per measured build: its wall time against the budget, and the slowest chapter."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        slowest = max(r["chapter_seconds"], key=r["chapter_seconds"].get)
+        rows.append({"measured": r["measured_at"], "build": r["kind"], "profile": r["profile"],
+                     "cpus": r["machine"].get("cpus"), "minutes": round(r["wall_seconds"] / 60, 1),
+                     "budget (min)": r["budget_minutes"], "within budget": r["within_budget"],
+                     "slowest chapter": f"{Path(slowest).stem} ({r['chapter_seconds'][slowest] / 60:.1f} min)"})
+    return pd.DataFrame(rows)
+
+
+def chapter_table(records: list[dict]):
+    """Minutes per chapter (rows) and measured build (columns)."""
+    import pandas as pd
+
+    return pd.DataFrame({f"{r['kind']} {r['measured_at'][:10]}": {Path(c).stem: round(s / 60, 1)
+                                                                  for c, s in r["chapter_seconds"].items()}
+                         for r in records})
