@@ -721,6 +721,55 @@ def mean_shift(values, expected_sign: int, *, what: str = "shift", share_null: f
     return MeanShift(mean, ci, p, expected_sign, n, what, verdict, sentence)
 
 
+@dataclass(frozen=True)
+class ShiftTrend(Result):
+    steps: tuple                 # one MeanShift per pair of consecutive budgets (paired over items)
+    budgets: tuple               # the budgets, ascending
+    means: tuple                 # the mean value at each budget
+    expected_sign: int           # -1: the mean should fall at every larger budget; +1: rise
+    verdict: str
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return "; ".join(s.statistic_text for s in self.steps) or "one budget"
+
+
+def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", level: float = LEVEL,
+                random_state: int = 0) -> ShiftTrend:
+    """Does the per-item value (e.g. E(x*) − E(x) per image) move in the expected direction at every
+    larger budget (ε)? `values_by_budget`: {budget: per-item values}, the same items in the same
+    order at every budget, so each step is a paired difference with a bootstrap interval
+    (`mean_shift`). Verdict: `reproduced` when every step moves the expected way by more than its
+    noise, `not reproduced` when some step moves the other way by more than its noise,
+    `inconclusive at this scale` otherwise (also with a single budget)."""
+    budgets = tuple(sorted(values_by_budget))
+    arrays = [np.asarray(values_by_budget[b], dtype=float).ravel() for b in budgets]
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError("every budget needs the same items in the same order (paired differences); "
+                         f"got {[len(a) for a in arrays]} values")
+    means = tuple(float(np.nanmean(a)) if len(a) else float("nan") for a in arrays)
+    steps = tuple(mean_shift(hi - lo, expected_sign, what=f"change of {what}", level=level, random_state=random_state)
+                  for lo, hi in zip(arrays, arrays[1:]))
+    direction = "falls" if expected_sign < 0 else "rises"
+    trail = ", ".join(f"{m:+.3g}" for m in means)
+    if not steps:
+        return ShiftTrend(steps, budgets, means, expected_sign, INCONCLUSIVE_SCALE,
+                          f"mean {what} {trail} at a single budget: no trend to read")
+    verdicts = [s.verdict for s in steps]
+    if NOT_REPRODUCED in verdicts:
+        verdict, text = NOT_REPRODUCED, f"at some larger budget it moves the other way by more than the noise"
+    elif all(v == REPRODUCED for v in verdicts):
+        verdict, text = REPRODUCED, f"it {direction} at every larger budget by more than the noise"
+    else:
+        verdict, text = INCONCLUSIVE_SCALE, f"not every step {direction} by more than its noise"
+    steps_text = "; ".join(f"{lo:.3g} -> {hi:.3g}: {s.statistic:+.3g} [{s.ci[0]:+.3g}, {s.ci[1]:+.3g}]"
+                           for lo, hi, s in zip(budgets, budgets[1:], steps))
+    return ShiftTrend(steps, budgets, means, expected_sign, verdict,
+                      f"mean {what} {trail} over the budgets; paired changes with {level:.0%} bootstrap intervals "
+                      f"{steps_text}: {text}")
+
+
 # ----------------------------------------------------------------------------- ΔE as an early alarm
 @dataclass(frozen=True)
 class DeltaEAlarm(Result):

@@ -315,3 +315,22 @@ def test_share_above_a_half_uses_the_wilson_interval():
     assert V.mean_shift(np.tile([0.0, 1.0], 20), +1, share_null=0.5).verdict == V.INCONCLUSIVE_SCALE
     with pytest.raises(ValueError, match="indicator"):
         V.mean_shift([0.2, 0.9], +1, share_null=0.5)
+
+
+def test_shift_trend_found_only_when_every_larger_budget_moves_it():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 200)
+    growing = {2: base - 1, 4: base - 2 + rng.normal(0, 0.1, 200), 8: base - 3 + rng.normal(0, 0.1, 200)}
+    assert V.shift_trend(growing, -1, what="E(x*) − E(x)").verdict == V.REPRODUCED
+    assert V.shift_trend(growing, +1).verdict == V.NOT_REPRODUCED
+    # flat at the last step (pure noise around the same value): not every step moves
+    flat_end = {**growing, 8: growing[4] + rng.normal(0, 0.5, 200)}
+    assert V.shift_trend(flat_end, -1).verdict == V.INCONCLUSIVE_SCALE
+    # the same values at every budget (no trend at all) over 20 seeds: never a trend either way
+    for seed in range(20):
+        noise = np.random.default_rng(seed).normal(0, 1, (3, 100))
+        assert V.shift_trend({2: noise[0], 4: noise[1], 8: noise[2]}, -1).verdict != V.REPRODUCED
+    single = V.shift_trend({8: base}, -1)
+    assert single.verdict == V.INCONCLUSIVE_SCALE and "single budget" in single.sentence
+    with pytest.raises(ValueError, match="same items"):
+        V.shift_trend({2: base, 4: base[:10]}, -1)
