@@ -67,6 +67,23 @@ CLAIMS = {
 OTHER_BOOK_RUNS = 3
 
 
+# Named grids of tools/size_default.py: lists of partial points (overrides of the profile).
+# `issue10` is the documented sweep: one factor at a time around the default profile (a full product
+# would cost days on 2 cores; a ResNet cannot be trained there within the book's budget).
+_SUBSET = [{"n_train": n} for n in (500, 1000, 2000)]
+_EPOCHS = [{"epochs": e} for e in (30, 60)]
+_SINGLE = [{"single_step_eps": e, "fgsm_alpha": a} for e in ("8/255", "12/255", "16/255") for a in (1.0, 1.25)]
+GRIDS = {
+    "default": [{}],
+    "subset": _SUBSET,
+    "epochs": _EPOCHS,
+    "single_step": _SINGLE,
+    "model": [{"model": m} for m in ("small_cnn", "preact_resnet18")],
+    "issue10": [{}, *_SUBSET, *_EPOCHS, *_SINGLE],
+}
+DOCUMENTED_GRID = "issue10"
+
+
 class SizingError(ConfigError):
     """A grid point or a sizing record is invalid; the message says which and how to fix it."""
 
@@ -378,3 +395,17 @@ def findings(rec: dict) -> list[str]:
         parts = [f"{verdict} at {len(names)} point(s) ({'; '.join(names)})" for verdict, names in sorted(by.items())]
         out.append(f"{text} (chapter {int(chapter[:2])}, PAPER.md {section}): " + ", ".join(parts) + ".")
     return out
+
+
+def grid_points(grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
+    """The distinct points of a named grid on `profile` (entries equal to another point are dropped)."""
+    points = {}
+    for values in GRIDS[grid]:
+        point = Point.make(profile, values)
+        points.setdefault(point.key(), point)
+    return list(points.values())
+
+
+def missing_points(rec: dict, grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
+    """The points of a named grid (on `profile`) that the record does not hold yet."""
+    return [p for p in grid_points(grid, profile) if recorded(rec, p) is None]

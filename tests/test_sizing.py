@@ -113,6 +113,14 @@ def test_point_builds_the_chapters_configs():
     assert [dirs[k] == default_dirs[k] for k in sizing.RUN_METHODS] == [True, True, True, False, False]
 
 
+def test_documented_grid_has_distinct_points_with_the_default_first():
+    points = sizing.grid_points()
+    assert len(points) == len({p.key() for p in points}) == 9    # n_train=500 and (16/255, 1.25) are the default
+    assert points[0].key() == sizing.current_default().key()
+    rec = {"kind": "sizing", "version": 1, "points": [{"key": points[0].key()}]}
+    assert [p.key() for p in sizing.missing_points(rec)] == [p.key() for p in points[1:]]
+
+
 @pytest.mark.parametrize("values,match", [({"foo": 1}, "unknown grid axis 'foo'"),
                                           ({"method": "sat"}, "unknown grid axis 'method'"),
                                           ({"n_train": "abc"}, "n_train"), ({"epochs": 1}, "at least 2 epochs")])
@@ -207,6 +215,7 @@ def test_appendix_shows_the_record(swept, tmp_path, monkeypatch):
     assert "holds **1 point(s)**" in shown and "the current default profile is not among them" in shown
     assert "The `smoke` profile's point is not in the record." in shown       # it evaluates with AutoAttack
     assert "smoke: autoattack=False" in shown and "catastrophic" in shown.lower()
+    assert "**9 point(s) are not recorded yet**" in shown
 
 
 def test_appendix_says_when_there_is_no_record(tmp_path, monkeypatch):

@@ -34,19 +34,7 @@ from energy_lib import sizing  # noqa: E402
 from energy_lib.config import PROFILE_NAMES, ConfigError, runs_root  # noqa: E402
 from energy_lib.fileio import StoreError  # noqa: E402
 
-# One factor at a time around the default profile (each a list of partial points).
-_SUBSET = [{"n_train": n} for n in (500, 1000, 2000)]
-_EPOCHS = [{"epochs": e} for e in (30, 60)]
-_SINGLE = [{"single_step_eps": e, "fgsm_alpha": a} for e in ("8/255", "12/255", "16/255") for a in (1.0, 1.25)]
-_MODEL = [{"model": m} for m in ("small_cnn", "preact_resnet18")]
-GRIDS = {
-    "default": [{}],
-    "subset": _SUBSET,
-    "epochs": _EPOCHS,
-    "single_step": _SINGLE,
-    "model": _MODEL,
-    "issue10": [{}, *_SUBSET, *_EPOCHS, *_SINGLE],   # the documented sweep (no ResNet on 2 cores)
-}
+GRIDS = sizing.GRIDS
 
 
 class GridError(ConfigError):
