@@ -19,6 +19,10 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
 | `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
 
+Two helpers compute a verdict's input from a run as the chapters do: `late_delta_e` (chapter 3's
+per-image late ΔE(x) for `energy_alignment`) and `compare_records` (chapter 4's `compare_accuracy`
+of two robust-evaluation records, on AutoAttack accuracy when both have it).
+
 `reproduction(verdict, expected)` maps a PRESENCE verdict onto the REPRODUCTION set for a
 claim that expects `expected`; `Result.summary(...)` makes the row of a chapter's reproduction
 table (written and read by `energy_lib.tables`).
@@ -916,3 +920,24 @@ def late_phase_note(epochs: int, late_from: int = 50) -> str:
         return (f"with {epochs} epochs there is no late phase, so this run cannot show the paper's late divergence; "
                 "chapter 2 shows the phases on longer runs")
     return f"the runs last {epochs} epochs, long enough for the late phase the paper describes"
+
+
+# ----------------------------------------------------------------------------- inputs computed from runs
+def late_delta_e(samples, last_fraction: float = 0.25):
+    """Each tracked training image's ΔE(x), averaged over the last `last_fraction` of the epochs
+    (chapter 3's input to `energy_alignment`). `samples`: a run's `tracked_samples` (long format:
+    epoch, sample, dE, ...); returns a Series indexed by sample."""
+    s = samples
+    return s[s["epoch"] > s["epoch"].max() * (1 - last_fraction)].groupby("sample")["dE"].mean()
+
+
+def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float = LEVEL) -> AccuracyComparison:
+    """`compare_accuracy` of two robust-evaluation records (`metrics.robust`) as chapter 4 compares
+    methods: on AutoAttack accuracy when both records have it, else on PGD accuracy, over the
+    records' test images (which must be the same)."""
+    if rec_a["images"] != rec_b["images"]:
+        raise ValueError(f"the two records were evaluated on different test images ({rec_a['images']} vs "
+                         f"{rec_b['images']}); evaluate both on the same")
+    metric = "autoattack" if "autoattack" in rec_a["accuracy"] and "autoattack" in rec_b["accuracy"] else "pgd"
+    return compare_accuracy(rec_a["accuracy"][metric], rec_b["accuracy"][metric], rec_a["n_images"], labels=labels,
+                            level=level)

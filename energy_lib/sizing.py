@@ -1,0 +1,411 @@
+"""Sizing the `default` profile (issue 10): the book's claims evaluated on one grid point's runs.
+
+A grid point is a profile plus overrides: TrainConfig fields (n_train, epochs, model, fgsm_alpha,
+...), chapter 2's single-step ε (`single_step_eps`, the chapter's parameter of that name) and the
+evaluation fields of chapter 4 (`EVAL_FIELDS`: n_eval, autoattack, ...). `evaluate_point` trains or
+loads the point's runs through `runs.train_or_load`, with the configs the chapters build
+(`Point.train_configs`), so the point of the current `default` profile *is* the book's set of runs
+and a rerun trains nothing. For each claim it computes the statistic and verdict that the chapter
+computes, with the same `energy_lib.verdicts` call on the same inputs:
+
+| claim                    | chapter        | runs                        | verdicts call |
+|--------------------------|----------------|-----------------------------|---------------|
+| energy_alignment         | 03_trades_ebm  | SAT, TRADES                 | energy_alignment(late_delta_e(...)) |
+| robust_overfitting       | 02_at_phases   | SAT                         | robust_overfitting |
+| catastrophic_overfitting | 02_at_phases   | FGSM-RS at single_step_eps  | catastrophic_overfitting |
+| der_prevents_co          | 02_at_phases   | FGSM-RS, FGSM-RS + DER      | der_prevents_co |
+| weat_vs_trades           | 04_weat_der    | WEAT_adv, TRADES (evaluated)| compare_records (compare_accuracy) |
+
+Each row holds: point, claim, statistic, noise (the half-width of its 95 % interval, in the
+statistic's units), the chapter's summary verdict (reproduced / not reproduced / inconclusive at
+this scale), the verdict function's own verdict, the sentence, and the wall seconds of training of
+the claim's runs. A point's cost is read from its runs' records (metrics.jsonl: `time_train_s` +
+`time_track_s` per epoch; env.json: torch threads; evaluation records: seconds), never timed here,
+so it is the same whether the runs were trained now or by `make book`.
+
+The record of a sweep (`tools/size_default.py`) is `runs/sizing/sizing.json` (tracked in git) and the
+appendix page `book/appendix_sizing.ipynb` shows it. Usage without the Makefile:
+
+    PYTHONPATH=. python tools/size_default.py --grid default --dry-run
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import fileio, verdicts
+from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps
+
+SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
+EVAL_FIELDS = ("n_eval", "eval_pgd_steps", "autoattack", "aa_iters", "aa_target_classes", "aa_queries")
+NOT_AXES = ("method", "name", "profile")   # every point trains the claims' fixed set of methods
+RECORD_KIND, RECORD_VERSION = "sizing", 1
+Z95 = 1.959963984540054         # two-sided 95 % normal quantile (verdicts.LEVEL)
+
+# label -> (method, uses the single-step ε); the chapters' labels
+RUN_METHODS = {"SAT": ("sat", False), "TRADES": ("trades", False), "WEAT_adv": ("weat_adv", False),
+               "FGSM-RS": ("fgsm_rs", True), "FGSM-RS + DER": ("fgsm_rs_der", True)}
+# claim -> (chapter, PAPER.md section, claim text, runs it reads)
+CLAIMS = {
+    "energy_alignment": ("03_trades_ebm", "2.4, 5.2", "TRADES keeps ΔE(x) closer to 0 than SAT", ("SAT", "TRADES")),
+    "robust_overfitting": ("02_at_phases", "2.2, 5.3", "Robust overfitting in SAT", ("SAT",)),
+    "catastrophic_overfitting": ("02_at_phases", "2.3", "Catastrophic overfitting in single-step AT", ("FGSM-RS",)),
+    "der_prevents_co": ("02_at_phases", "2.7, 5.3", "DER prevents catastrophic overfitting",
+                        ("FGSM-RS", "FGSM-RS + DER")),
+    "weat_vs_trades": ("04_weat_der", "4.1", "WEAT_adv more robust than TRADES", ("WEAT_adv", "TRADES")),
+}
+# chapter 4 trains three more methods than the claims need (MART, WEAT_nat, SAT + DER): the book's
+# training cost is estimated with this many more multi-step runs of the point's mean multi-step cost
+OTHER_BOOK_RUNS = 3
+
+
+# Named grids of tools/size_default.py: lists of partial points (overrides of the profile).
+# `issue10` is the documented sweep: one factor at a time around the default profile (a full product
+# would cost days on 2 cores; a ResNet cannot be trained there within the book's budget).
+_SUBSET = [{"n_train": n} for n in (500, 1000, 2000)]
+_EPOCHS = [{"epochs": e} for e in (30, 60)]
+_SINGLE = [{"single_step_eps": e, "fgsm_alpha": a} for e in ("8/255", "12/255", "16/255") for a in (1.0, 1.25)]
+GRIDS = {
+    "default": [{}],
+    "subset": _SUBSET,
+    "epochs": _EPOCHS,
+    "single_step": _SINGLE,
+    "model": [{"model": m} for m in ("small_cnn", "preact_resnet18")],
+    "issue10": [{}, *_SUBSET, *_EPOCHS, *_SINGLE],
+}
+DOCUMENTED_GRID = "issue10"
+
+
+class SizingError(ConfigError):
+    """A grid point or a sizing record is invalid; the message says which and how to fix it."""
+
+
+def record_path() -> Path:
+    """runs/sizing/sizing.json at the repository root (tracked in git, whatever $ENERGY_RUNS is)."""
+    return Path(__file__).resolve().parent.parent / "runs" / "sizing" / "sizing.json"
+
+
+# ----------------------------------------------------------------------------- grid points
+def _clean(value: Any) -> Any:
+    """A JSON-friendly value: tuples as lists."""
+    if isinstance(value, tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One grid point: `profile` plus `values` (TrainConfig fields, `single_step_eps`, EVAL_FIELDS).
+    Build it with `Point.make`, which checks every value and stores it normalised."""
+
+    profile: str = "default"
+    values: tuple = ()            # sorted (key, value) pairs, normalised by the configs
+
+    @classmethod
+    def make(cls, profile: str = "default", values: Mapping[str, Any] | None = None) -> "Point":
+        values = dict(values or {})
+        train_fields = set(TrainConfig.field_names())
+        for key in values:
+            if key in NOT_AXES or (key not in train_fields and key not in EVAL_FIELDS and key != "single_step_eps"):
+                raise SizingError(f"unknown grid axis {key!r}: use a TrainConfig field (except "
+                                  f"{', '.join(NOT_AXES[:2])}), single_step_eps or one of {', '.join(EVAL_FIELDS)}")
+        point = cls(profile, tuple(sorted(values.items())))
+        base, weat = point.base_config(), point.eval_config()   # checks every value (ConfigError names it)
+        if base.epochs < 2:
+            raise SizingError(f"epochs={base.epochs}: the claims need at least 2 epochs (catastrophic overfitting "
+                              "compares epochs)")
+        normal = {}
+        for key in values:
+            if key == "single_step_eps":
+                normal[key] = point.single_step_eps
+            else:
+                normal[key] = _clean(getattr(weat if key in EVAL_FIELDS else base, key))
+        return cls(profile, tuple(sorted(normal.items())))
+
+    @property
+    def overrides(self) -> dict:
+        return dict(self.values)
+
+    @property
+    def name(self) -> str:
+        """Human name: the profile, then the overrides (e.g. 'default: epochs=60, n_train=1000')."""
+        def show(v):
+            if isinstance(v, float) and v < 1 and abs(v * 255 - round(v * 255)) < 1e-9 and v != 0:
+                return f"{round(v * 255)}/255"
+            return "all" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+        if not self.values:
+            return self.profile
+        return f"{self.profile}: " + ", ".join(f"{k}={show(v)}" for k, v in self.values)
+
+    @property
+    def single_step_eps(self) -> float:
+        return check_eps(self.overrides.get("single_step_eps", SINGLE_STEP_EPS), "single_step_eps")
+
+    def base_config(self) -> TrainConfig:
+        """What a chapter's `TrainConfig.from_namespace(globals())` gives with these parameters."""
+        train = {k: v for k, v in self.values if k not in EVAL_FIELDS and k != "single_step_eps"}
+        return TrainConfig.from_profile(self.profile, **train)
+
+    def eval_config(self) -> WeatDerConfig:
+        return WeatDerConfig.from_profile(self.profile, **{k: v for k, v in self.values if k in EVAL_FIELDS})
+
+    def train_configs(self) -> dict[str, TrainConfig]:
+        """The runs, built as chapter 2 builds them (`cfg.replace(method=...)`, the single-step runs
+        also `eps=single_step_eps`); chapters 3 and 4 train the same configs."""
+        cfg = self.base_config()
+        return {label: cfg.replace(method=method, **({"eps": self.single_step_eps} if single else {}))
+                for label, (method, single) in RUN_METHODS.items()}
+
+    def identity(self) -> dict:
+        """What defines the point's numbers: its runs' identities and the evaluation settings."""
+        from .runs import identity
+
+        weat = self.eval_config()
+        return {"runs": {label: identity(cfg.canonical()) for label, cfg in self.train_configs().items()},
+                "evaluation": {"settings": weat.eval_settings().identity(), "n_eval": weat.n_eval}}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def run_dirs(self, root: Path | None = None) -> dict[str, Path]:
+        from .runs import run_dir
+
+        return {label: run_dir(cfg.canonical(), root) for label, cfg in self.train_configs().items()}
+
+
+# ----------------------------------------------------------------------------- inputs the chapters compute
+def robust_overfitting_of(metrics, n_test_track: int) -> verdicts.RobustOverfitting:
+    """Chapter 2's robust-overfitting verdict of one run's per-epoch metrics (its cell `ro = ...`)."""
+    return verdicts.robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
+                                       epochs=metrics["epoch"])
+
+
+def catastrophic_overfitting_of(metrics, n_test_track: int) -> verdicts.CatastrophicOverfitting:
+    """Chapter 2's CO verdict of one single-step run's per-epoch metrics (its cell `co = ...`)."""
+    return verdicts.catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
+
+
+# ----------------------------------------------------------------------------- rows
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _row(claim: str, result, statistic, noise, verdict: str, runs_used: dict, run_seconds: dict) -> dict:
+    chapter, section, text, labels = CLAIMS[claim]
+    return {"claim": claim, "chapter": chapter, "section": section, "text": text,
+            "statistic": _finite(statistic), "noise": _finite(noise), "statistic_text": result.statistic_text,
+            "verdict": verdict, "finding": result.verdict, "sentence": result.sentence,
+            "runs": [runs_used[label] for label in labels],
+            "train_s": round(sum(run_seconds[label] for label in labels), 1)}
+
+
+def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: Mapping[str, dict],
+               n_test_track: int, run_names: Mapping[str, str], run_seconds: Mapping[str, float]) -> list[dict]:
+    """The claims' rows from the runs' per-epoch metrics (label -> DataFrame), the SAT and TRADES
+    tracked samples (label -> long DataFrame, `Run.tracked_samples`), the WEAT_adv and TRADES
+    evaluation records (label -> `metrics.robust` record), as the chapters compute them."""
+    rows = []
+    alignment = verdicts.energy_alignment(verdicts.late_delta_e(samples["SAT"]), verdicts.late_delta_e(samples["TRADES"]))
+    rows.append(_row("energy_alignment", alignment, alignment.statistic, (alignment.ci[1] - alignment.ci[0]) / 2,
+                     alignment.verdict, run_names, run_seconds))
+    ro = robust_overfitting_of(metrics["SAT"], n_test_track)
+    rows.append(_row("robust_overfitting", ro, ro.statistic, Z95 * ro.se, verdicts.reproduction(ro.verdict),
+                     run_names, run_seconds))
+    co = {label: catastrophic_overfitting_of(metrics[label], n_test_track) for label in ("FGSM-RS", "FGSM-RS + DER")}
+    base = co["FGSM-RS"]
+    # statistic: the collapse depth, mean accuracy after the onset (or the final one) minus the peak
+    depth = base.after - base.peak
+    depth_se = math.sqrt((base.peak * (1 - base.peak) + base.after * (1 - base.after)) / base.n_images)
+    rows.append(_row("catastrophic_overfitting", base, depth, Z95 * depth_se, verdicts.reproduction(base.verdict),
+                     run_names, run_seconds))
+    der = verdicts.der_prevents_co(base, co["FGSM-RS + DER"])
+    rows.append(_row("der_prevents_co", der, der.final.statistic, Z95 * der.final.se, der.verdict,
+                     run_names, run_seconds))
+    weat = verdicts.compare_records(records["WEAT_adv"], records["TRADES"], labels=("WEAT_adv", "TRADES"))
+    rows.append(_row("weat_vs_trades", weat, weat.statistic, Z95 * weat.se, weat.verdict, run_names, run_seconds))
+    return rows
+
+
+# ----------------------------------------------------------------------------- cost and machine
+def run_cost(run) -> dict:
+    """Wall seconds of a run's training and tracking, from its metrics.jsonl, and its torch threads."""
+    m = run.metrics
+    train = float(m["time_train_s"].sum()) if "time_train_s" in m else 0.0
+    track = float(m["time_track_s"].sum()) if "time_track_s" in m else 0.0
+    threads = sorted({s.get("threads") for s in run.env.get("sessions", []) if s.get("threads") is not None})
+    return {"train_s": round(train, 1), "track_s": round(track, 1), "epochs": int(len(m)), "threads": threads}
+
+
+def record_seconds(rec: dict) -> float:
+    s = rec.get("seconds", {})
+    return float(s.get("clean", 0.0) + s.get("pgd", 0.0) + s.get("autoattack", 0.0))
+
+
+def machine() -> dict:
+    import torch
+
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpu_count": os.cpu_count(), "cpus_available": affinity, "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(), "torch": torch.__version__}
+
+
+def git_commit() -> dict:
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None,
+                "dirty": bool(git("status", "--porcelain", "--", "energy_lib"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+# ----------------------------------------------------------------------------- one point
+def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False) -> dict:
+    """Train or load the point's runs, evaluate the chapter-4 pair, and return the point's entry:
+    identity, rows, cost, machine, date and commit."""
+    from . import runs as runs_module
+    from .metrics import robust
+
+    configs = {label: cfg.replace(device=device) for label, cfg in point.train_configs().items()}
+    runs = {label: runs_module.train_or_load(cfg, progress=progress) for label, cfg in configs.items()}
+    weat = point.eval_config()
+    records = {label: robust.evaluate_run(runs[label], weat.eval_settings(), n_images=weat.n_eval, device=device,
+                                          progress=progress) for label in ("WEAT_adv", "TRADES")}
+    costs = {label: run_cost(run) for label, run in runs.items()}
+    seconds = {label: c["train_s"] + c["track_s"] for label, c in costs.items()}
+    names = {label: run.dir.name for label, run in runs.items()}
+    rows = claim_rows({label: run.metrics for label, run in runs.items()},
+                      {label: runs[label].tracked_samples for label in ("SAT", "TRADES")}, records,
+                      runs["SAT"].config.n_test_track, names, seconds)
+    for row in rows:
+        row["point"] = point.name
+    multi = [seconds[label] for label, (_, single) in RUN_METHODS.items() if not single]
+    train_total = sum(seconds.values())
+    eval_total = sum(record_seconds(r) for r in records.values())
+    threads = sorted({t for c in costs.values() for t in c["threads"]})
+    return {
+        "key": point.key(), "name": point.name, "profile": point.profile, "overrides": point.overrides,
+        "single_step_eps": point.single_step_eps, "config": runs_module.identity(point.base_config()),
+        "evaluation": point.identity()["evaluation"], "runs": names, "rows": rows,
+        "cost": {"per_run": costs, "train_wall_s": round(train_total, 1), "eval_wall_s": round(eval_total, 1),
+                 "threads": threads,
+                 "book_training_estimate_s": round(train_total + OTHER_BOOK_RUNS * sum(multi) / len(multi), 1),
+                 "note": "wall seconds from the runs' metrics.jsonl (training + per-epoch tracking) and evaluation "
+                         "records; book_training_estimate_s adds chapter 4's three other multi-step methods at "
+                         "this point's mean multi-step cost"},
+        "machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_commit(),
+    }
+
+
+# ----------------------------------------------------------------------------- the record
+def load_record(path: Path | None = None) -> dict:
+    """The sizing record ({"kind", "version", "points": [...]}); an empty one when the file is missing."""
+    path = Path(path) if path is not None else record_path()
+    if not path.is_file():
+        return {"kind": RECORD_KIND, "version": RECORD_VERSION, "points": []}
+    rec = fileio.read_json(path, fix="restore it from git, or delete it and run tools/size_default.py again")
+    if not isinstance(rec, dict) or rec.get("kind") != RECORD_KIND or not isinstance(rec.get("points"), list):
+        raise fileio.CorruptFileError(f"{path} is not a sizing record; restore it from git, or delete it and run "
+                                      "tools/size_default.py again")
+    return rec
+
+
+def save_point(entry: dict, path: Path | None = None) -> dict:
+    """Add (or replace, by key) one point's entry and write the record atomically (fileio)."""
+    path = Path(path) if path is not None else record_path()
+    rec = load_record(path)
+    points = [p for p in rec["points"] if p.get("key") != entry["key"]]
+    rec = {"kind": RECORD_KIND, "version": RECORD_VERSION, "points": [*points, entry]}
+    fileio.make_dir(path.parent)
+    fileio.write_json(path, rec)
+    return rec
+
+
+def recorded(rec: dict, point: Point) -> dict | None:
+    return next((p for p in rec["points"] if p.get("key") == point.key()), None)
+
+
+def current_default() -> Point:
+    """The point of the `default` profile as config.py defines it now (the book's runs)."""
+    return Point.make("default")
+
+
+# ----------------------------------------------------------------------------- what the appendix shows
+ACCURACY_CLAIMS = ("robust_overfitting", "catastrophic_overfitting", "der_prevents_co", "weat_vs_trades")
+
+
+def format_statistic(row: dict) -> str:
+    """'statistic ± noise' in the claim's units: percentage points for accuracies, energy units for ΔE."""
+    stat, noise = row.get("statistic"), row.get("noise")
+    if stat is None:
+        return "n/a (" + row.get("statistic_text", "no statistic") + ")"
+    if row["claim"] in ACCURACY_CLAIMS:
+        return f"{100 * stat:+.1f} ± {100 * noise:.1f} pt" if noise is not None else f"{100 * stat:+.1f} pt"
+    return f"{stat:+.4f} ± {noise:.4f}" if noise is not None else f"{stat:+.4f}"
+
+
+def point_table(entry: dict):
+    """One point's rows: claim → statistic ± noise → verdict (pandas DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": f"{r['text']} (ch. {int(r['chapter'][:2])})", "statistic ± 95 % noise": format_statistic(r),
+                          "this build's statistic": r["statistic_text"], "verdict": r["verdict"],
+                          "training of its runs (min)": round(r["train_s"] / 60, 1)}
+                         for r in entry["rows"]]).set_index("claim")
+
+
+def overview(rec: dict, default_key: str | None = None):
+    """Points (rows) × claims (verdicts), with the cost columns; the current default point marked."""
+    import pandas as pd
+
+    rows = []
+    for p in rec["points"]:
+        row = {"point": p["name"] + (" (current default)" if p["key"] == default_key else "")}
+        row.update({r["claim"]: r["verdict"] for r in p["rows"]})
+        row["training (min)"] = round(p["cost"]["train_wall_s"] / 60, 1)
+        row["evaluation (min)"] = round(p["cost"]["eval_wall_s"] / 60, 1)
+        row["book training estimate (min)"] = round(p["cost"]["book_training_estimate_s"] / 60, 1)
+        row["threads"] = ", ".join(str(t) for t in p["cost"]["threads"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("point") if rows else pd.DataFrame()
+
+
+def findings(rec: dict) -> list[str]:
+    """Per claim, one sentence: at which recorded points it appeared (reproduced), failed, or stayed inconclusive."""
+    out = []
+    for claim, (chapter, section, text, _) in CLAIMS.items():
+        by = {}
+        for p in rec["points"]:
+            for r in p["rows"]:
+                if r["claim"] == claim:
+                    by.setdefault(r["verdict"], []).append(p["name"])
+        if not by:
+            out.append(f"{text} (chapter {int(chapter[:2])}): no recorded point evaluates it.")
+            continue
+        parts = [f"{verdict} at {len(names)} point(s) ({'; '.join(names)})" for verdict, names in sorted(by.items())]
+        out.append(f"{text} (chapter {int(chapter[:2])}, PAPER.md {section}): " + ", ".join(parts) + ".")
+    return out
+
+
+def grid_points(grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
+    """The distinct points of a named grid on `profile` (entries equal to another point are dropped)."""
+    points = {}
+    for values in GRIDS[grid]:
+        point = Point.make(profile, values)
+        points.setdefault(point.key(), point)
+    return list(points.values())
+
+
+def missing_points(rec: dict, grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
+    """The points of a named grid (on `profile`) that the record does not hold yet."""
+    return [p for p in grid_points(grid, profile) if recorded(rec, p) is None]

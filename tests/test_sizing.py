@@ -1,0 +1,223 @@
+"""energy_lib.sizing and tools/size_default.py: the claims of a grid point are the chapters' verdicts
+on planted curves; grid points build the chapters' configs; the tool on a smoke-sized grid writes a
+record, a second invocation trains nothing and leaves it byte-identical; a bad grid is a one-line
+error with exit code 2; the appendix page executes on a small record and on none."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import size_default  # noqa: E402
+
+from energy_lib import runs, sizing, train, verdicts  # noqa: E402
+from energy_lib.config import ConfigError, TrainConfig  # noqa: E402
+
+N_TRACK = 200
+
+
+# ----------------------------------------------------------------------------- planted curves
+def _metrics(test_acc, val_acc=None):
+    test_acc = np.asarray(test_acc, dtype=float)
+    return pd.DataFrame({"epoch": np.arange(1, len(test_acc) + 1), "test_acc_adv": test_acc,
+                         "val_acc_adv": test_acc if val_acc is None else np.asarray(val_acc, dtype=float)})
+
+
+def _samples(delta_e, epochs=4):
+    """Long tracked-sample frames: the same per-image ΔE(x) every epoch."""
+    return pd.DataFrame([{"epoch": e, "sample": i, "dE": d} for e in range(1, epochs + 1)
+                         for i, d in enumerate(delta_e)])
+
+
+def _record(acc, n=1000, autoattack=True):
+    accuracy = {"clean": 0.8, "pgd": acc + 0.02, **({"autoattack": acc} if autoattack else {})}
+    return {"images": {"dataset": "cifar10", "start": 0, "n": n}, "n_images": n, "accuracy": accuracy}
+
+
+def _planted():
+    epochs = 30
+    rise = np.linspace(0.2, 0.5, 15)
+    ro = np.concatenate([rise, np.linspace(0.5, 0.3, epochs - 15)])      # a clear decline after the best
+    co = np.concatenate([np.full(10, 0.35), np.zeros(epochs - 10)])      # abrupt collapse to 0 at epoch 11
+    steady = np.full(epochs, 0.35)
+    wiggle = np.linspace(-0.01, 0.01, 50)
+    metrics = {"SAT": _metrics(ro), "FGSM-RS": _metrics(co), "FGSM-RS + DER": _metrics(steady)}
+    samples = {"SAT": _samples(-0.5 + wiggle), "TRADES": _samples(-0.05 + wiggle)}
+    records = {"WEAT_adv": _record(0.45), "TRADES": _record(0.30)}
+    labels = ("SAT", "TRADES", "WEAT_adv", "FGSM-RS", "FGSM-RS + DER")
+    return metrics, samples, records, {k: k.lower() for k in labels}, {k: 60.0 for k in labels}
+
+
+def test_claims_on_planted_curves_are_the_chapters_verdicts():
+    metrics, samples, records, names, seconds = _planted()
+    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds)}
+    assert list(rows) == list(sizing.CLAIMS)
+    assert {c: r["verdict"] for c, r in rows.items()} == {c: verdicts.REPRODUCED for c in sizing.CLAIMS}
+    assert [rows[c]["finding"] for c in ("robust_overfitting", "catastrophic_overfitting")] == [verdicts.PRESENT] * 2
+    # the same calls, with the same inputs, as the chapters' cells
+    sat = metrics["SAT"]
+    ro = verdicts.robust_overfitting(sat["test_acc_adv"], N_TRACK, val_acc=sat["val_acc_adv"], epochs=sat["epoch"])
+    assert (rows["robust_overfitting"]["statistic"], rows["robust_overfitting"]["noise"]) == (ro.statistic, sizing.Z95 * ro.se)
+    assert rows["robust_overfitting"]["sentence"] == ro.sentence
+    late = samples["SAT"][samples["SAT"]["epoch"] > 3].groupby("sample")["dE"].mean()   # chapter 3's late_delta_e
+    pd.testing.assert_series_equal(verdicts.late_delta_e(samples["SAT"]), late)
+    align = verdicts.energy_alignment(late, verdicts.late_delta_e(samples["TRADES"]))
+    assert rows["energy_alignment"]["statistic"] == align.statistic and rows["energy_alignment"]["sentence"] == align.sentence
+    co = [verdicts.catastrophic_overfitting(metrics[k]["test_acc_adv"], N_TRACK, metrics[k]["epoch"])
+          for k in ("FGSM-RS", "FGSM-RS + DER")]
+    assert co[0].onset == 11 and rows["catastrophic_overfitting"]["statistic"] == co[0].after - co[0].peak
+    der = verdicts.der_prevents_co(*co)
+    assert rows["der_prevents_co"]["statistic"] == der.final.statistic == pytest.approx(0.35)
+    weat = verdicts.compare_accuracy(0.45, 0.30, 1000, labels=("WEAT_adv", "TRADES"))   # chapter 4: AutoAttack
+    assert rows["weat_vs_trades"]["statistic"] == weat.statistic and rows["weat_vs_trades"]["noise"] == sizing.Z95 * weat.se
+    assert rows["der_prevents_co"]["train_s"] == 120.0 and rows["der_prevents_co"]["runs"] == ["fgsm-rs", "fgsm-rs + der"]
+
+
+def test_claims_that_go_the_other_way_are_not_reproduced():
+    metrics, samples, records, names, seconds = _planted()
+    samples = {"SAT": samples["TRADES"], "TRADES": samples["SAT"]}               # TRADES further from 0
+    records = {"WEAT_adv": _record(0.30, autoattack=False), "TRADES": _record(0.45, autoattack=False)}
+    metrics = {**metrics, "FGSM-RS + DER": metrics["FGSM-RS"]}                   # DER collapses too
+    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds)}
+    assert [rows[c]["verdict"] for c in ("energy_alignment", "der_prevents_co", "weat_vs_trades")] == \
+        [verdicts.NOT_REPRODUCED] * 3
+    assert rows["weat_vs_trades"]["statistic"] == pytest.approx(-0.15)   # PGD accuracies when AutoAttack is absent
+
+
+def test_compare_records_needs_the_same_images():
+    other = {**_record(0.3), "images": {"dataset": "cifar10", "start": 100, "n": 1000}}
+    with pytest.raises(ValueError, match="different test images"):
+        verdicts.compare_records(_record(0.4), other)
+
+
+# ----------------------------------------------------------------------------- grid points
+def test_point_builds_the_chapters_configs():
+    point = sizing.Point.make("default")
+    cfg = TrainConfig.from_profile("default")
+    configs = point.train_configs()
+    assert configs["SAT"] == cfg.replace(method="sat") and configs["WEAT_adv"] == cfg.replace(method="weat_adv")
+    assert configs["FGSM-RS + DER"] == cfg.replace(method="fgsm_rs_der", eps=16 / 255)   # chapter 2's single_step_eps
+    assert point.name == "default" and sizing.current_default().key() == point.key()
+    alpha = sizing.Point.make("default", {"single_step_eps": "8/255", "fgsm_alpha": "1"})
+    assert alpha.overrides == {"fgsm_alpha": 1.0, "single_step_eps": 8 / 255}
+    assert alpha.name == "default: fgsm_alpha=1, single_step_eps=8/255"
+    assert alpha.train_configs()["FGSM-RS"].eps == 8 / 255 and alpha.train_configs()["FGSM-RS"].fgsm_alpha == 1.0
+    dirs, default_dirs = alpha.run_dirs(), point.run_dirs()
+    assert [dirs[k] == default_dirs[k] for k in sizing.RUN_METHODS] == [True, True, True, False, False]
+
+
+def test_documented_grid_has_distinct_points_with_the_default_first():
+    points = sizing.grid_points()
+    assert len(points) == len({p.key() for p in points}) == 9    # n_train=500 and (16/255, 1.25) are the default
+    assert points[0].key() == sizing.current_default().key()
+    rec = {"kind": "sizing", "version": 1, "points": [{"key": points[0].key()}]}
+    assert [p.key() for p in sizing.missing_points(rec)] == [p.key() for p in points[1:]]
+
+
+@pytest.mark.parametrize("values,match", [({"foo": 1}, "unknown grid axis 'foo'"),
+                                          ({"method": "sat"}, "unknown grid axis 'method'"),
+                                          ({"n_train": "abc"}, "n_train"), ({"epochs": 1}, "at least 2 epochs")])
+def test_bad_points_are_refused(values, match):
+    with pytest.raises(ConfigError, match=match):   # SizingError for an axis, ConfigError for a value
+        sizing.Point.make("default", values)
+
+
+@pytest.mark.parametrize("grid", ["foo=1,2", "nope", "n_train=abc", "n_train="])
+def test_bad_grid_is_a_one_line_error_with_exit_2(grid, capsys):
+    assert size_default.main(["--dry-run", "--grid", grid]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_dry_run_lists_points_and_shared_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "store"))
+    monkeypatch.setattr(runs, "train_or_load", lambda *a, **k: pytest.fail("a dry run trains nothing"))
+    record = tmp_path / "sizing.json"
+    assert size_default.main(["--dry-run", "--grid", "single_step", "--record", str(record)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("6 point(s);")
+    sat = [line.split()[1] for line in lines if line.strip().startswith("SAT ")]
+    assert len(sat) == 6 and len(set(sat)) == 1                # the multi-step runs are shared by every point
+    assert not record.exists() and not (tmp_path / "store").exists()
+
+
+# ----------------------------------------------------------------------------- the tool end to end (smoke size)
+SMOKE_GRID = ["--profile", "smoke", "--grid", "autoattack=false", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One smoke-sized point through the tool: (record path, run store, fit calls, the record's text)."""
+    tmp = tmp_path_factory.mktemp("sizing")
+    calls = []
+    real_fit = train.fit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENERGY_RUNS", str(tmp / "store"))
+        mp.setattr(train, "fit", lambda cfg, *a, **k: (calls.append(cfg.method), real_fit(cfg, *a, **k))[1])
+        assert size_default.main([*SMOKE_GRID, "--record", str(tmp / "sizing.json")]) == 0
+    return tmp / "sizing.json", tmp / "store", calls, (tmp / "sizing.json").read_text()
+
+
+def test_tool_writes_a_record_of_the_point(swept):
+    record, store, calls, _ = swept
+    assert sorted(calls) == sorted(m for m, _ in sizing.RUN_METHODS.values())   # each run trained once
+    rec = json.loads(record.read_text())
+    assert rec["kind"] == "sizing" and len(rec["points"]) == 1
+    point = rec["points"][0]
+    expected = sizing.Point.make("smoke", {"autoattack": False})
+    assert point["key"] == expected.key() and point["name"] == "smoke: autoattack=False"
+    assert point["runs"] == {k: d.name for k, d in expected.run_dirs(store).items()}
+    assert [r["claim"] for r in point["rows"]] == list(sizing.CLAIMS)
+    assert all(r["verdict"] in verdicts.REPRODUCTION for r in point["rows"])
+    per_run = point["cost"]["per_run"]
+    assert set(per_run) == set(sizing.RUN_METHODS) and all(c["epochs"] == 2 for c in per_run.values())
+    assert point["cost"]["train_wall_s"] > 0 and point["machine"]["torch_threads"] >= 1
+    assert point["git"]["commit"] and point["date"].endswith("Z")
+
+
+def test_second_invocation_trains_nothing_and_keeps_the_record(swept, monkeypatch):
+    record, store, _, text = swept
+    monkeypatch.setenv("ENERGY_RUNS", str(store))
+    calls = []
+    monkeypatch.setattr(train, "fit", lambda cfg, *a, **k: calls.append(cfg.method))
+    assert size_default.main([*SMOKE_GRID, "--record", str(record)]) == 0
+    assert calls == [] and record.read_text() == text
+    # recomputing the point from the stored runs trains nothing and gives the same rows
+    assert size_default.main([*SMOKE_GRID, "--record", str(record), "--recompute"]) == 0
+    assert calls == []
+    assert json.loads(record.read_text())["points"][0]["rows"] == json.loads(text)["points"][0]["rows"]
+
+
+# ----------------------------------------------------------------------------- the appendix page
+def _execute_appendix(tmp_path, monkeypatch, record: Path, profile: str = "smoke") -> str:
+    import papermill
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    out = tmp_path / "appendix_sizing.ipynb"
+    papermill.execute_notebook(str(ROOT / "book" / "appendix_sizing.ipynb"), str(out), kernel_name="python3",
+                               parameters={"profile": profile, "record": str(record)}, cwd=str(ROOT),
+                               progress_bar=False)
+    cells = json.loads(out.read_text())["cells"]
+    assert not [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return "".join("".join(o.get("data", {}).get("text/markdown", "")) + "".join(o.get("data", {}).get("text/html", ""))
+                   for c in cells for o in c.get("outputs", []))
+
+
+def test_appendix_shows_the_record(swept, tmp_path, monkeypatch):
+    shown = _execute_appendix(tmp_path, monkeypatch, swept[0])
+    assert "holds **1 point(s)**" in shown and "the current default profile is not among them" in shown
+    assert "The `smoke` profile's point is not in the record." in shown       # it evaluates with AutoAttack
+    assert "smoke: autoattack=False" in shown and "catastrophic" in shown.lower()
+    assert "**9 point(s) are not recorded yet**" in shown
+
+
+def test_appendix_says_when_there_is_no_record(tmp_path, monkeypatch):
+    shown = _execute_appendix(tmp_path, monkeypatch, tmp_path / "missing.json", profile="default")
+    assert "No sizing record yet" in shown and "Nothing yet: the record is missing." in shown
