@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench reference gpu-check paper lens clean
+.PHONY: help venv assets book chapter html test check-html publish bench reference sizing gpu-check paper lens clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -38,6 +38,7 @@ help:
 	@echo "make check-html  check the built book: clean build record, every page in headless Chromium"
 	@echo "make publish [REMOTE=origin]  push _build/html to the remote's gh-pages branch (clean builds only)"
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
+	@echo "make sizing GRID=issue10  the default-profile sizing sweep; record in runs/sizing/ (hours of CPU)"
 	@echo "make reference  train (or resume) the committed reference robust run in runs/reference/ (hours of CPU)"
 	@echo "make gpu-check  GPU preflight (~8 min): can this machine do make paper, and how long? record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
@@ -98,6 +99,12 @@ GPU_CHECK_ARGS ?=
 # CPU; resumable (Ctrl-C keeps the last epoch; rerun to go on). STOP_AFTER=N trains N epochs now.
 reference: $(STAMP)
 	$(PY) -m energy_lib reference $(if $(STOP_AFTER),--stop-after $(STOP_AFTER),)
+
+# the default-profile sizing sweep (tools/size_default.py): GRID=default|subset|epochs|single_step|model|issue10
+# or key=v1,v2; record in runs/sizing/sizing.json (resumable; points already recorded are skipped)
+GRID ?= default
+sizing: $(STAMP)
+	$(PY) tools/size_default.py --grid $(GRID)
 
 gpu-check: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)

@@ -39,7 +39,7 @@ def no_work(monkeypatch, tmp_path):
 def test_dry_run_plans_one_paper_run_per_dataset_and_method(no_work, capsys):
     assert paper_sweep.main(["--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    datasets, methods = paper_sweep.PAPER_DATASETS, WeatDerConfig.methods
+    datasets, methods = paper_sweep.PAPER_DATASETS, WeatDerConfig.from_profile("paper").methods
     assert len(datasets) == 4 and len(methods) == 6
     assert lines[0] == f"{len(datasets) * len(methods)} runs (paper profile) in {no_work}:"
     planned = [line.split()[0] for line in lines[1:]]

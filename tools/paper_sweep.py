@@ -46,7 +46,7 @@ PAPER_DATASETS = ("cifar10", "cifar100", "svhn", "tiny-imagenet")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=list(PAPER_DATASETS), choices=sorted(DATASETS))
-    p.add_argument("--methods", nargs="+", default=list(WeatDerConfig.methods), choices=sorted(LOSSES))
+    p.add_argument("--methods", nargs="+", default=list(WeatDerConfig.from_profile("paper").methods), choices=sorted(LOSSES))
     p.add_argument("--profile", default="paper", choices=PROFILE_NAMES)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=None, help="table folder (default: $ENERGY_RUNS/paper_tables-<profile>)")
