@@ -120,7 +120,6 @@ class GenerationStore:
         self.dir, self.cfg = Path(directory), cfg
         self.reused: list[Path] = []
         self.computed: list[Path] = []
-        self._digests: dict[int, tuple[object, str]] = {}   # id -> (object kept alive, digest)
         fileio.make_dir(self.dir)
         for tmp in fileio.clean_stale_temporaries(self.dir):
             warnings.warn(f"removed {tmp}, left by an interrupted write", stacklevel=2)
@@ -135,14 +134,9 @@ class GenerationStore:
         cfg_hash = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:10]
         return cls(Path(root) / "generation" / f"{cfg.dataset}-{cfg_hash}", cfg)
 
-    # -- keys and files
-    def _digest_of(self, obj, fn) -> str:
-        if id(obj) not in self._digests:
-            self._digests[id(obj)] = (obj, fn(obj))
-        return self._digests[id(obj)][1]
-
+    # -- keys and files (digests are taken at every call: a model changed in place is a new key)
     def model_key(self, model: torch.nn.Module) -> str:
-        return self._digest_of(model, model_digest)
+        return model_digest(model)
 
     def _key(self, what: str, **parts) -> tuple[str, str]:
         """(the key's JSON text, its sha256)."""
@@ -176,7 +170,7 @@ class GenerationStore:
     # -- PCA fits
     def pca_components(self, init: generate.Initializer, num_classes: int) -> list[int]:
         """Principal components kept per class by `init`'s PCA (the fits are the slow part)."""
-        key, digest = self._key("pca", init=self._digest_of(init, initializer_digest), num_classes=num_classes)
+        key, digest = self._key("pca", init=initializer_digest(init), num_classes=num_classes)
         path = self.dir / f"pca-{digest[:16]}.json"
         if path.is_file():
             try:
@@ -218,7 +212,7 @@ class GenerationStore:
             raise ValueError("adaptive stopping needs ref_energy (Ē_y of this model)")
         key, digest = self._key(
             "samples", model=self.model_key(model), init=kind, adaptive=adaptive,
-            initializer=self._digest_of(init, initializer_digest), per_class=per_class, num_classes=num_classes,
+            initializer=initializer_digest(init), per_class=per_class, num_classes=num_classes,
             grid_chains=grid_chains.tolist(), ref_energy=tensor_digest(ref_energy) if adaptive else None)
         path = self.dir / f"samples-{_setting_name(kind, adaptive)}-{digest[:16]}.pt"
         stored = self._read_torch(path, key)

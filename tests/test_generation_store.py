@@ -138,9 +138,18 @@ def test_a_changed_config_model_or_initialisation_recomputes(tmp_path, calls, we
     assert calls == {"sample": 4, "energies": 3, "pca": 3 * CLASSES, "fidelity": 4}
     execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(seed=1), weights, kinds=[("pca", False)])
     assert calls == {"sample": 5, "energies": 3, "pca": 4 * CLASSES, "fidelity": 5}
+    # a model changed in place under the same store object is a new key too
+    store = GenerationStore.for_config(cfg, tmp_path)
+    moved = copy.deepcopy(model)
+    execute(store, moved, toy_init(), weights, kinds=[("noise", False)])
+    assert calls["sample"] == 5
+    with torch.no_grad():
+        moved[3].weight[0, 0] -= 1e-3
+    execute(store, moved, toy_init(), weights, kinds=[("noise", False)])
+    assert calls["sample"] == 6 and calls["energies"] == 4
     # and back to the original: all stored
     again = execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
-    assert calls == {"sample": 5, "energies": 3, "pca": 4 * CLASSES, "fidelity": 5}
+    assert calls == {"sample": 6, "energies": 4, "pca": 4 * CLASSES, "fidelity": 6}
     assert_same(base, again)
 
 
