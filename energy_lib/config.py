@@ -553,6 +553,8 @@ class GenerationConfig(Config):
     kid_subset_size: int = 30         # torch-fidelity default 1000; must not exceed the sample counts
     robust_model: bool = True         # train/load a small robust model via energy_lib.runs when available
     robust_method: str = "sat"        # its training method (TrainConfig.method)
+    use_reference: bool = True        # robust model = the committed reference run (runs.reference_run) when it is
+                                      # there and fits (SAT, cifar10); else the profile's run. paper: False
     other_robust_runs: int = 1        # also sample from this many other finished multi-step runs in runs/ (best first)
     fidelity: bool = True             # compute FID/KID (needs Inception weights, see metrics.fidelity)
     snapshot_every: int = 2           # keep chain frames every k steps for the slider
@@ -566,7 +568,7 @@ class GenerationConfig(Config):
         "default": {},
         "paper": dict(steps=50, n_fit_per_class=5000, local_k=200, n_energy_ref_per_class=5000,
                       n_per_class=8, n_fid_samples=10000, n_reference=50000, kid_subset_size=1000,
-                      snapshot_every=5, batch_size=200, other_robust_runs=3),
+                      snapshot_every=5, batch_size=200, other_robust_runs=3, use_reference=False),
     }
 
     def __post_init__(self):
