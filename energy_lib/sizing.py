@@ -182,17 +182,6 @@ class Point:
 
 
 # ----------------------------------------------------------------------------- inputs the chapters compute
-def robust_overfitting_of(metrics, n_test_track: int) -> verdicts.RobustOverfitting:
-    """Chapter 2's robust-overfitting verdict of one run's per-epoch metrics (its cell `ro = ...`)."""
-    return verdicts.robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
-                                       epochs=metrics["epoch"])
-
-
-def catastrophic_overfitting_of(metrics, n_test_track: int) -> verdicts.CatastrophicOverfitting:
-    """Chapter 2's CO verdict of one single-step run's per-epoch metrics (its cell `co = ...`)."""
-    return verdicts.catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
-
-
 # ----------------------------------------------------------------------------- rows
 def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
@@ -216,10 +205,10 @@ def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: 
     alignment = verdicts.energy_alignment(verdicts.late_delta_e(samples["SAT"]), verdicts.late_delta_e(samples["TRADES"]))
     rows.append(_row("energy_alignment", alignment, alignment.statistic, (alignment.ci[1] - alignment.ci[0]) / 2,
                      alignment.verdict, run_names, run_seconds))
-    ro = robust_overfitting_of(metrics["SAT"], n_test_track)
+    ro = verdicts.robust_overfitting_of(metrics["SAT"], n_test_track)
     rows.append(_row("robust_overfitting", ro, ro.statistic, Z95 * ro.se, verdicts.reproduction(ro.verdict),
                      run_names, run_seconds))
-    co = {label: catastrophic_overfitting_of(metrics[label], n_test_track) for label in ("FGSM-RS", "FGSM-RS + DER")}
+    co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track) for label in ("FGSM-RS", "FGSM-RS + DER")}
     base = co["FGSM-RS"]
     # statistic: the collapse depth, mean accuracy after the onset (or the final one) minus the peak
     depth = base.after - base.peak

@@ -941,3 +941,16 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
     metric = "autoattack" if "autoattack" in rec_a["accuracy"] and "autoattack" in rec_b["accuracy"] else "pgd"
     return compare_accuracy(rec_a["accuracy"][metric], rec_b["accuracy"][metric], rec_a["n_images"], labels=labels,
                             level=level)
+
+
+def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
+    """`robust_overfitting` of one run's per-epoch metrics (a run's `metrics` frame), as chapter 2
+    and the sizing sweep (`energy_lib.sizing`) both call it."""
+    return robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
+                              epochs=metrics["epoch"])
+
+
+def catastrophic_overfitting_of(metrics, n_test_track: int) -> CatastrophicOverfitting:
+    """`catastrophic_overfitting` of one single-step run's per-epoch metrics, as chapter 2 and the
+    sizing sweep both call it."""
+    return catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
