@@ -157,3 +157,23 @@ def test_chapter4_trains_the_runs_of_chapters_2_and_3(profile):
         assert run_dir(ours.canonical()) == run_dir(chapter2.replace(method=method).canonical())
     # a chapter-4 override still reaches its TrainConfig (and so gives other runs)
     assert WeatDerConfig.from_profile(profile, epochs=3).train_config("sat", profile).epochs == 3
+
+
+def test_papermill_reads_every_parameter_of_every_chapter(repo_root):
+    """papermill must see each name of a parameters cell (it silently drops a line it cannot parse,
+    e.g. one whose comment holds ' = ', and `-p name value` then still works but `--help-notebook`
+    and the injected-cell logic do not know the name)."""
+    import ast
+    import json
+
+    from papermill.translators import PythonTranslator
+
+    for path in sorted((repo_root / "book").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        cells = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        if not cells:
+            continue
+        source = "".join(cells[0]["source"])
+        assigned = [node.targets[0].id for node in ast.parse(source).body if isinstance(node, ast.Assign)]
+        seen = [p.name for p in PythonTranslator.inspect({"source": source})]
+        assert seen == assigned, f"{path.name}: papermill cannot parse {sorted(set(assigned) - set(seen))}"
