@@ -503,9 +503,17 @@ class TrainConfig(Config):
 # runs/reference/ (config, metrics, checkpoints: a few MB). `runs.finished_runs()` finds it wherever
 # $ENERGY_RUNS points; delete the folder and rerun `make reference` to retrain it.
 REFERENCE_RUN_NAME = "reference-sat-small_cnn-cifar10"
-REFERENCE_TRAINING = dict(method="sat", dataset="cifar10", model="small_cnn", n_train=None, epochs=8,
-                          batch_size=128, attack_steps=3, n_val=1000, n_train_track=1000, n_test_track=1000,
-                          n_track_samples=200, channels_last=True, seed=0)
+# Every field that defines the run, pinned (not the `default` profile's values, which the sizing
+# sweep may change): a changed default must not orphan the committed run.
+REFERENCE_TRAINING = dict(
+    method="sat", dataset="cifar10", model="small_cnn", n_train=None, n_val=1000, n_train_track=1000,
+    n_test_track=1000, n_track_samples=200, epochs=8, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
+    schedule="onecycle", pct_start=0.25, eps=8 / 255,
+    step_size=0.026143790849673203,        # training_step_rule(8/255, 3) = 2.5 ε / 3
+    attack_steps=3, beta=6.0, der_beta=1.0, der_gamma=0.1, fgsm_alpha=1.25, single_step_mode="train",
+    track_attack_steps=5, track_attack_restarts=1,
+    track_step_size=0.01568627450980392,   # track_step_rule(8/255, 5) = 2.5 ε / 5
+    seed=0, precision="fp32", channels_last=True, compile=False)
 
 
 def reference_root() -> Path:
@@ -514,8 +522,8 @@ def reference_root() -> Path:
 
 
 def reference_config(device: str = "auto") -> TrainConfig:
-    """The reference run's TrainConfig (the `default` profile, then `REFERENCE_TRAINING`)."""
-    return TrainConfig.from_profile("default", name=REFERENCE_RUN_NAME, device=device, **REFERENCE_TRAINING)
+    """The reference run's TrainConfig: exactly `REFERENCE_TRAINING` (no profile involved)."""
+    return TrainConfig(name=REFERENCE_RUN_NAME, device=device, **REFERENCE_TRAINING)
 
 
 GENERATION_INITS = ("noise", "gaussian", "pca", "local_pca")

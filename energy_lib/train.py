@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import attacks, data, distributed, models, precision
+from . import attacks, bits, data, distributed, models, precision
 from .config import BEST_WINDOW, ConfigError, TrainConfig, first_best_epoch, resolve_device  # noqa: F401
 from .energy import energy_summary, joint_energy, marginal_energy
 from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
@@ -192,7 +192,8 @@ def pgd_test_attack(model, x, y, cfg, ctx, p_nat=None):
 
 
 def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tuple[dict, dict]:
-    """One epoch's tracking record (flat floats) and the per-sample energies of the tracked samples."""
+    """One epoch's tracking record (flat floats, and the test images' robust correctness packed by
+    `bits.pack` as `test_correct_adv`) and the per-sample energies of the tracked samples."""
     record: dict[str, float] = {}
     per_sample: dict[str, list] = {}
     for split, subset, attack, stream in (("train", td.train_track, get_training_attack(cfg.method), 1),
@@ -203,6 +204,8 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
         m = measure(model, x, y, attack, cfg, epoch_generator(cfg, epoch, stream))
         record[f"{split}_acc_nat"] = m["ok_nat"].mean().item()
         record[f"{split}_acc_adv"] = m["ok_adv"].mean().item()
+        if split == "test":   # which test images were robust: paired statistics across epochs (verdicts)
+            record["test_correct_adv"] = bits.pack(m["ok_adv"].bool().cpu().numpy())
         record[f"{split}_ce_nat"] = m["ce_nat"].mean().item()
         record[f"{split}_ce_adv"] = m["ce_adv"].mean().item()
         if split in ("val", "train_pgd"):   # selection / generalisation gap: accuracies and CE are enough

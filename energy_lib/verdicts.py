@@ -129,14 +129,14 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     given, else on the even-numbered epochs of the test curve with D measured on the odd ones
     (a held-out split of epochs). So a flat curve gives D centred on 0.
 
-    Noise. Two sources, added in quadrature: which test images (binomial SE of each window's
-    accuracy on `n_images` images, treated as independent samples, which over-states the noise
-    of a difference measured on the same images; or, with per-image correctness `test_correct`
-    (epochs x images), the bootstrap SE of the per-image differences, scipy.stats.bootstrap),
-    and which epochs (the epoch-to-epoch variance, estimated from the first differences of the
-    curve over the last two thirds of training, / k per window: the model's own changes from
-    epoch to epoch, which the validation choice may partly share). The interval is
-    D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
+    Noise. With per-image robust correctness `test_correct` (epochs x images, what the training
+    loop tracks): a paired bootstrap over test images of each image's window difference
+    (scipy.stats.bootstrap), whose spread already holds the epoch-to-epoch changes on those
+    images. Without it (curves only), two sources added in quadrature, conservatively: the
+    binomial SE of each window's accuracy on `n_images` images treated as independent samples
+    (over-states the noise of a difference on the same images), and the epoch-to-epoch variance
+    (from the first differences of the curve over the last two thirds of training, / k per
+    window). The interval is D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
     `absent` when it excludes a decline of `margin` or more (PAPER.md 5.3: RO is ≥ 1 pt),
     `inconclusive` otherwise. k defaults to 10 % of the epochs (the paper's selection window),
     at least 2.
@@ -175,15 +175,15 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
         per_image = c[last_u].mean(0) - c[best_u].mean(0)
         boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state,
                                method="percentile")
-        se_images = float(boot.standard_error)
+        se = float(boot.standard_error)
     else:
         se_images = math.sqrt((a_best * (1 - a_best) + a_last * (1 - a_last)) / n_images)
-    # epoch-to-epoch scatter from the first differences of the second part of training (more
-    # degrees of freedom than the k values of a window; differences remove a slow trend)
-    tail = acc[n_ep // 3:]
-    var_epoch = float(np.var(np.diff(tail), ddof=1)) / 2 if len(tail) > 2 else 0.0
-    scatter = var_epoch / len(best_u) + var_epoch / len(last_u)
-    se = math.sqrt(se_images ** 2 + scatter)
+        # epoch-to-epoch scatter from the first differences of the second part of training (more
+        # degrees of freedom than the k values of a window; differences remove a slow trend)
+        tail = acc[n_ep // 3:]
+        var_epoch = float(np.var(np.diff(tail), ddof=1)) / 2 if len(tail) > 2 else 0.0
+        scatter = var_epoch / len(best_u) + var_epoch / len(last_u)
+        se = math.sqrt(se_images ** 2 + scatter)
     z = _z(level)
     ci = (d - z * se, d + z * se)
     verdict = PRESENT if ci[1] < 0 else ABSENT if ci[0] > -margin else INCONCLUSIVE
@@ -945,9 +945,15 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
 
 def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
     """`robust_overfitting` of one run's per-epoch metrics (a run's `metrics` frame), as chapter 2
-    and the sizing sweep (`energy_lib.sizing`) both call it."""
+    and the sizing sweep (`energy_lib.sizing`) both call it: paired over test images when the run
+    tracked which test images were robust (`test_correct_adv`, packed by `bits.pack`)."""
+    from . import bits
+
+    correct = None
+    if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
+        correct = np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
     return robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
-                              epochs=metrics["epoch"])
+                              epochs=metrics["epoch"], test_correct=correct)
 
 
 def catastrophic_overfitting_of(metrics, n_test_track: int) -> CatastrophicOverfitting:

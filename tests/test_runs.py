@@ -164,6 +164,10 @@ def test_run_record_holds_config_env_and_tracking(store):
         assert row[f"{split}_ce_nat"] == pytest.approx(row[f"{split}_Ey_nat_mean"] - row[f"{split}_E_nat_mean"],
                                                        abs=1e-5)
     assert "PGD-CE" in run.tracking_attack["test"] and "1 steps" in run.tracking_attack["test"]
+    # which test images were robust, packed per epoch: their count is the tracked accuracy's
+    from energy_lib import bits
+    correct = bits.unpack(row["test_correct_adv"], TINY1.n_test_track)
+    assert correct.sum() == round(row["test_acc_adv"] * TINY1.n_test_track)
     samples = run.tracked_samples
     assert len(samples) == 8 and (samples["Ey_nat"] >= samples["E_nat"] - 1e-4).all()
 
@@ -226,6 +230,12 @@ def test_the_reference_run_is_trained_by_its_command_and_found_wherever_the_stor
 
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("the finished reference run was retrained"))
     assert cli.main(["reference", "--device", "cpu", "--no-progress"]) == 0
+    # a definition that no longer matches the committed run (e.g. a changed default): left out, no crash
+    monkeypatch.setitem(config.REFERENCE_TRAINING, "lr", 0.05)
+    with pytest.warns(UserWarning, match="reference run is not used"):
+        assert runs.reference_run() is None
+    with pytest.warns(UserWarning):
+        assert runs.finished_runs() == []
 
 
 def test_the_committed_reference_run_matches_its_definition(repo_root):

@@ -334,3 +334,36 @@ def test_shift_trend_found_only_when_every_larger_budget_moves_it():
     assert single.verdict == V.INCONCLUSIVE_SCALE and "single budget" in single.sentence
     with pytest.raises(ValueError, match="same items"):
         V.shift_trend({2: base, 4: base[:10]}, -1)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 200])
+def test_bits_round_trip_exactly(n):
+    from energy_lib import bits
+
+    values = (np.arange(n) * 7919 % 3 == 0).astype(np.uint8)
+    text = bits.pack(values)
+    assert len(text) == 2 * -(-n // 8) and np.array_equal(bits.unpack(text, n), values)
+    with pytest.raises(ValueError, match="0/1"):
+        bits.pack([0, 2])
+    with pytest.raises(ValueError, match="not the"):
+        bits.unpack(text, 8 * len(text) + 1)
+
+
+def test_robust_overfitting_of_a_run_is_paired_when_it_tracked_test_images():
+    """With the packed per-image correctness of a run's metrics the RO noise is the paired
+    bootstrap over images (a stable model: absent); without it, the conservative unpaired SE."""
+    import pandas as pd
+
+    from energy_lib import bits
+
+    r = np.random.default_rng(0)
+    robust = r.random(5000) < 0.5
+    correct = np.tile(robust, (30, 1)) ^ (r.random((30, 5000)) < 0.01)
+    acc = correct.mean(1)
+    metrics = pd.DataFrame({"epoch": np.arange(1, 31), "test_acc_adv": acc, "val_acc_adv": acc[::-1].copy(),
+                            "test_correct_adv": [bits.pack(c) for c in correct]})
+    paired = V.robust_overfitting_of(metrics, 5000)
+    assert paired.se == V.robust_overfitting(acc, 5000, val_acc=acc[::-1].copy(), test_correct=correct).se
+    assert paired.verdict == V.ABSENT
+    unpaired = V.robust_overfitting_of(metrics.drop(columns="test_correct_adv"), 5000)
+    assert unpaired.verdict == V.INCONCLUSIVE and unpaired.se > 3 * paired.se
