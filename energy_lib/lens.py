@@ -50,7 +50,7 @@ from .config import ConfigError, LensConfig, check_attacks, expand_attacks, reso
 from .names import ATTACKS, AUTOATTACK_COMPONENTS, PAPER_ATTACKS, WHITE_BOX_ATTACKS  # noqa: F401
 from .energy import joint_energy, marginal_energy
 from .fileio import atomic_write_text, read_json
-from .runs import RunError
+from .runs import RunError, is_reference
 
 RECORD_VERSION = 1
 
@@ -151,8 +151,10 @@ class ModelSource:
         if self.kind == "run":
             run = self._run()
             info = run.checkpoint_info("best")
+            # the weights' digest too: a retrained run of the same name (e.g. the reference) is new
+            digest = hashlib.sha256((run.dir / "best.pt").read_bytes()).hexdigest()[:16]
             return {"kind": "run", "run": run.dir.name, "which": "best", "epoch": info["epoch"],
-                    "method": run.config.method, "model": run.config.model}
+                    "method": run.config.method, "model": run.config.model, "sha256": digest}
         path = self._checkpoint_path()
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         return {"kind": "checkpoint", "arch": self.arch, "file": path.name, "sha256": digest}
@@ -163,8 +165,10 @@ class ModelSource:
         if self.kind == "robustbench":
             return self.name
         if self.kind == "run":   # e.g. "SAT small_cnn e30 n500 (…9f3a)": method, size, and the run's hash
-            c = self._run().config
-            return f"{c.method.upper()} {c.model} e{c.epochs} n{c.n_train or 'all'} (…{Path(self.name).name[-4:]})"
+            run = self._run()
+            c = run.config
+            tag = "reference run" if is_reference(run) else f"…{Path(self.name).name[-4:]}"
+            return f"{c.method.upper()} {c.model} e{c.epochs} n{c.n_train or 'all'} ({tag})"
         return f"{self.arch} ({Path(self.name).name})"
 
     def slug(self) -> str:

@@ -48,6 +48,7 @@ SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the C
 EVAL_FIELDS = ("n_eval", "eval_pgd_steps", "autoattack", "aa_iters", "aa_target_classes", "aa_queries")
 NOT_AXES = ("method", "name", "profile")   # every point trains the claims' fixed set of methods
 RECORD_KIND, RECORD_VERSION = "sizing", 1
+CO_FRAC = 0.3                   # verdicts.catastrophic_overfitting's `frac`: collapsed = at most 30 % of the peak
 Z95 = 1.959963984540054         # two-sided 95 % normal quantile (verdicts.LEVEL)
 
 # label -> (method, uses the single-step ε); the chapters' labels
@@ -210,10 +211,12 @@ def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: 
                      run_names, run_seconds))
     co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track) for label in ("FGSM-RS", "FGSM-RS + DER")}
     base = co["FGSM-RS"]
-    # statistic: the collapse depth, mean accuracy after the onset (or the final one) minus the peak
-    depth = base.after - base.peak
-    depth_se = math.sqrt((base.peak * (1 - base.peak) + base.after * (1 - base.after)) / base.n_images)
-    rows.append(_row("catastrophic_overfitting", base, depth, Z95 * depth_se, verdicts.reproduction(base.verdict),
+    # statistic: the accuracy after the onset (or the final one) minus CO_FRAC x the peak, the level the
+    # verdict calls collapsed; it takes either sign (after − peak would be <= 0 by construction, the
+    # peak being the best of noisy epochs); noise: the binomial half-width of that accuracy
+    level = base.after - CO_FRAC * base.peak
+    level_se = math.sqrt(base.after * (1 - base.after) / base.n_images)
+    rows.append(_row("catastrophic_overfitting", base, level, Z95 * level_se, verdicts.reproduction(base.verdict),
                      run_names, run_seconds))
     der = verdicts.der_prevents_co(base, co["FGSM-RS + DER"])
     rows.append(_row("der_prevents_co", der, der.final.statistic, Z95 * der.final.se, der.verdict,

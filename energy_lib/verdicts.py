@@ -931,6 +931,9 @@ def late_delta_e(samples, last_fraction: float = 0.25):
     return s[s["epoch"] > s["epoch"].max() * (1 - last_fraction)].groupby("sample")["dE"].mean()
 
 
+RECORD_CHUNKING = ("batch_size", "aa_chunk_size")   # evaluation settings that change no number
+
+
 def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float = LEVEL) -> AccuracyComparison:
     """`compare_accuracy` of two robust-evaluation records (`metrics.robust`) as chapter 4 compares
     methods: on AutoAttack accuracy when both records have it, else on PGD accuracy, over the
@@ -938,6 +941,13 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
     if rec_a["images"] != rec_b["images"]:
         raise ValueError(f"the two records were evaluated on different test images ({rec_a['images']} vs "
                          f"{rec_b['images']}); evaluate both on the same")
+    # attacks of different reach are not compared (how the work is chunked does not matter)
+    same = {k: v for k, v in rec_a.get("settings", {}).items() if k not in RECORD_CHUNKING}
+    other = {k: v for k, v in rec_b.get("settings", {}).items() if k not in RECORD_CHUNKING}
+    if same != other:
+        diff = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
+        raise ValueError(f"the two records used different attack settings ({', '.join(diff)}); evaluate both "
+                         "with the same RobustEvalSettings")
     metric = "autoattack" if "autoattack" in rec_a["accuracy"] and "autoattack" in rec_b["accuracy"] else "pgd"
     return compare_accuracy(rec_a["accuracy"][metric], rec_b["accuracy"][metric], rec_a["n_images"], labels=labels,
                             level=level)

@@ -4,6 +4,7 @@ record, a second invocation trains nothing and leaves it byte-identical; a bad g
 error with exit code 2; the appendix page executes on a small record and on none."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import size_default  # noqa: E402
 
 from energy_lib import runs, sizing, train, verdicts  # noqa: E402
-from energy_lib.config import ConfigError, TrainConfig  # noqa: E402
+from energy_lib.config import ConfigError, RobustEvalSettings, TrainConfig  # noqa: E402
 
 N_TRACK = 200
 
@@ -38,7 +39,9 @@ def _samples(delta_e, epochs=4):
 
 def _record(acc, n=1000, autoattack=True):
     accuracy = {"clean": 0.8, "pgd": acc + 0.02, **({"autoattack": acc} if autoattack else {})}
-    return {"images": {"dataset": "cifar10", "start": 0, "n": n}, "n_images": n, "accuracy": accuracy}
+    settings = dataclasses.asdict(RobustEvalSettings(pgd_steps=20))
+    return {"images": {"dataset": "cifar10", "start": 0, "n": n}, "n_images": n, "accuracy": accuracy,
+            "settings": settings}
 
 
 def _planted():
@@ -72,7 +75,7 @@ def test_claims_on_planted_curves_are_the_chapters_verdicts():
     assert rows["energy_alignment"]["statistic"] == align.statistic and rows["energy_alignment"]["sentence"] == align.sentence
     co = [verdicts.catastrophic_overfitting(metrics[k]["test_acc_adv"], N_TRACK, metrics[k]["epoch"])
           for k in ("FGSM-RS", "FGSM-RS + DER")]
-    assert co[0].onset == 11 and rows["catastrophic_overfitting"]["statistic"] == co[0].after - co[0].peak
+    assert co[0].onset == 11 and rows["catastrophic_overfitting"]["statistic"] == co[0].after - 0.3 * co[0].peak < 0
     der = verdicts.der_prevents_co(*co)
     assert rows["der_prevents_co"]["statistic"] == der.final.statistic == pytest.approx(0.35)
     weat = verdicts.compare_accuracy(0.45, 0.30, 1000, labels=("WEAT_adv", "TRADES"))   # chapter 4: AutoAttack
@@ -91,10 +94,24 @@ def test_claims_that_go_the_other_way_are_not_reproduced():
     assert rows["weat_vs_trades"]["statistic"] == pytest.approx(-0.15)   # PGD accuracies when AutoAttack is absent
 
 
-def test_compare_records_needs_the_same_images():
+def test_compare_records_needs_the_same_images_and_attacks():
     other = {**_record(0.3), "images": {"dataset": "cifar10", "start": 100, "n": 1000}}
     with pytest.raises(ValueError, match="different test images"):
         verdicts.compare_records(_record(0.4), other)
+    base = _record(0.4)
+    weaker = {**_record(0.3), "settings": {**base["settings"], "pgd_steps": 5}}
+    with pytest.raises(ValueError, match="different attack settings.*pgd_steps"):
+        verdicts.compare_records(base, weaker)
+    chunked = {**_record(0.3), "settings": {**base["settings"], "batch_size": 7}}   # changes no number
+    assert verdicts.compare_records(base, chunked).statistic == pytest.approx(0.1)
+
+
+def test_co_statistic_takes_either_sign():
+    """No collapse (the run stays robust): the statistic is positive; a collapse: negative."""
+    metrics, samples, records, names, seconds = _planted()
+    stable = {**metrics, "FGSM-RS": metrics["FGSM-RS + DER"]}
+    rows = {r["claim"]: r for r in sizing.claim_rows(stable, samples, records, N_TRACK, names, seconds)}
+    assert rows["catastrophic_overfitting"]["statistic"] > 0 and rows["catastrophic_overfitting"]["finding"] == verdicts.ABSENT
 
 
 # ----------------------------------------------------------------------------- grid points
