@@ -26,26 +26,39 @@ class BudgetError(ValueError):
 
 
 def make_record(execution: dict, kind: str, wall_seconds: float, measured_at: str, machine: dict,
-                git: dict | None = None) -> dict:
-    """One budget record from a build's execution record (`{chapter: {status, profile, seconds}}`)."""
+                chapters: list[str] | None = None) -> dict:
+    """One budget record from a build's execution record (`{chapter: {status, profile, seconds,
+    commit, dirty}}`, tools/book.py). `chapters`: the book's chapter list (`_toc.yml`); the record
+    must hold exactly those, all `ok`, of the `default` profile (the budget's), from one commit."""
     if kind not in BUDGET_MINUTES:
         raise BudgetError(f"kind={kind!r}; choose one of {', '.join(BUDGET_MINUTES)}")
     if not execution:
         raise BudgetError("the execution record lists no chapter: run `make book` first")
+    if chapters is not None and set(chapters) != set(execution):
+        missing, extra = sorted(set(chapters) - set(execution)), sorted(set(execution) - set(chapters))
+        raise BudgetError(f"the execution record is not one whole build (missing: {', '.join(missing) or 'none'}; "
+                          f"not in the book: {', '.join(extra) or 'none'}); run `make clean book` and record again")
     not_ok = sorted(c for c, e in execution.items() if e.get("status") != "ok")
     if not_ok:
         raise BudgetError(f"chapters not executed successfully: {', '.join(not_ok)}; only a complete build is "
                           "recorded (fix them and run `make book` again)")
     profiles = sorted({e.get("profile") for e in execution.values()}, key=str)
-    if len(profiles) != 1:
-        raise BudgetError(f"the chapters ran with different profiles ({', '.join(map(str, profiles))}); "
-                          "record a build of one profile (`make book PROFILE=...`)")
-    if not wall_seconds > 0:
-        raise BudgetError(f"wall_seconds={wall_seconds} must be positive: the measured time of the whole `make book`")
-    chapters = {c: float(e["seconds"]) for c, e in execution.items()}
+    if profiles != ["default"]:
+        raise BudgetError(f"the chapters ran with the profile(s) {', '.join(map(str, profiles))}; the budget is "
+                          "the `default` profile's: record a plain `make book`")
+    commits = sorted({str(e.get("commit")) for e in execution.values()})
+    if len(commits) != 1:
+        raise BudgetError(f"the chapters ran at different commits ({', '.join(commits)}); run `make clean book` "
+                          "and record again")
+    chapter_seconds = {c: float(e["seconds"]) for c, e in execution.items()}
+    if not wall_seconds >= sum(chapter_seconds.values()):
+        raise BudgetError(f"wall_seconds={wall_seconds} is less than the chapters' own {sum(chapter_seconds.values()):.0f} "
+                          "s: give the measured time of the whole `make book`")
     minutes = wall_seconds / 60
-    return {"kind": kind, "profile": profiles[0], "measured_at": measured_at, "machine": machine, "git": git or {},
-            "wall_seconds": round(float(wall_seconds), 1), "chapter_seconds": chapters,
+    first = next(iter(execution.values()))
+    return {"kind": kind, "profile": profiles[0], "measured_at": measured_at, "machine": machine,
+            "git": {"commit": first.get("commit"), "dirty": any(e.get("dirty") for e in execution.values())},
+            "wall_seconds": round(float(wall_seconds), 1), "chapter_seconds": chapter_seconds,
             "budget_minutes": BUDGET_MINUTES[kind], "within_budget": minutes <= BUDGET_MINUTES[kind]}
 
 
@@ -61,7 +74,8 @@ def machine() -> dict:
                       if line.startswith("model name")), "")
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model or platform.processor(), "torch_threads": torch.get_num_threads(),
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpus": cpus, "cpu_model": model or platform.processor(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available()}
 
 

@@ -745,8 +745,9 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
     larger budget (ε)? `values_by_budget`: {budget: per-item values}, the same items in the same
     order at every budget, so each step is a paired difference with a bootstrap interval
     (`mean_shift`). Verdict: `reproduced` when every step moves the expected way by more than its
-    noise, `not reproduced` when some step moves the other way by more than its noise,
-    `inconclusive at this scale` otherwise (also with a single budget)."""
+    noise, `not reproduced` when some step moves the other way by more than its noise (intervals
+    at the Bonferroni-corrected level over the steps), `inconclusive at this scale` otherwise (also
+    with a single budget)."""
     budgets = tuple(sorted(values_by_budget))
     arrays = [np.asarray(values_by_budget[b], dtype=float).ravel() for b in budgets]
     if len({len(a) for a in arrays}) > 1:
@@ -761,7 +762,11 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
         return ShiftTrend(steps, budgets, means, expected_sign, INCONCLUSIVE_SCALE,
                           f"mean {what} {trail} at a single budget: no trend to read")
     verdicts = [s.verdict for s in steps]
-    if NOT_REPRODUCED in verdicts:
+    # "every step" needs each step at `level` (an intersection-union test keeps the error rate);
+    # "some step goes the other way" is a union over steps: Bonferroni-corrected
+    strict = [mean_shift(hi - lo, expected_sign, level=1 - (1 - level) / len(steps), random_state=random_state).verdict
+              for lo, hi in zip(arrays, arrays[1:])]
+    if NOT_REPRODUCED in strict:
         verdict, text = NOT_REPRODUCED, f"at some larger budget it moves the other way by more than the noise"
     elif all(v == REPRODUCED for v in verdicts):
         verdict, text = REPRODUCED, f"it {direction} at every larger budget by more than the noise"

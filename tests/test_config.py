@@ -143,13 +143,20 @@ def test_single_step_mode_is_a_checked_field_with_the_literatures_default():
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
-def test_chapter4_trains_the_runs_of_chapters_2_and_3(profile):
-    """One shared set of runs (issue 10): chapter 4's TrainConfig of a method is chapter 2's (the
-    profile, then `replace(method=...)`), so the run store trains SAT and TRADES once."""
+def test_chapter4_trains_the_runs_of_chapters_2_and_3(repo_root, profile):
+    """One shared set of runs (issue 10): chapter 4's TrainConfig of a method is chapter 2's (its
+    parameters cell read as papermill leaves it, then `replace(method=...)`), so the run store
+    trains SAT and TRADES once."""
+    import ast
+    import json
+
     from energy_lib.runs import run_dir
 
-    chapter2 = TrainConfig.from_namespace({"profile": profile, "device": "auto", "n_train": None, "epochs": None,
-                                           "attack_steps": None, "seed": None})
+    nb = json.loads((repo_root / "book" / "02_at_phases.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    namespace = {}
+    exec(compile(ast.parse("".join(cell["source"])), "parameters", "exec"), namespace)
+    chapter2 = TrainConfig.from_namespace({**namespace, "profile": profile})
     weat = WeatDerConfig.from_profile(profile)
     for method in weat.methods:
         ours = weat.train_config(method, profile)
