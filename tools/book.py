@@ -372,7 +372,7 @@ def record_time(kind: str, wall_seconds: float, executed: Path, out: Path) -> in
         raise BookError(f"{path} does not exist: run `make book` first (it writes the chapters' times there)")
     try:
         record = budget.make_record(read_execution_record(Path(executed)), kind, wall_seconds, utc_now(),
-                                    budget.machine(), git_state())
+                                    budget.machine(), chapters=[str(c) for c in notebooks()])
         saved = budget.save(record, out if out is not None else budget.RECORDS)
     except budget.BudgetError as err:
         raise BookError(str(err)) from None
