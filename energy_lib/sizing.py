@@ -46,7 +46,9 @@ from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps
 
 SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 EVAL_FIELDS = ("n_eval", "eval_pgd_steps", "autoattack", "aa_iters", "aa_target_classes", "aa_queries")
-NOT_AXES = ("method", "name", "profile")   # every point trains the claims' fixed set of methods
+# every point trains the claims' fixed set of methods; the multi-step runs stay at the paper's ε
+# (chapter 4 evaluates at TrainConfig's ε), the single-step ones move with single_step_eps
+NOT_AXES = ("method", "name", "profile", "eps")
 RECORD_KIND, RECORD_VERSION = "sizing", 1
 CO_FRAC = 0.3                   # verdicts.catastrophic_overfitting's `frac`: collapsed = at most 30 % of the peak
 Z95 = 1.959963984540054         # two-sided 95 % normal quantile (verdicts.LEVEL)
@@ -117,7 +119,7 @@ class Point:
         for key in values:
             if key in NOT_AXES or (key not in train_fields and key not in EVAL_FIELDS and key != "single_step_eps"):
                 raise SizingError(f"unknown grid axis {key!r}: use a TrainConfig field (except "
-                                  f"{', '.join(NOT_AXES[:2])}), single_step_eps or one of {', '.join(EVAL_FIELDS)}")
+                                  f"{', '.join(NOT_AXES)}), single_step_eps or one of {', '.join(EVAL_FIELDS)}")
         point = cls(profile, tuple(sorted(values.items())))
         base, weat = point.base_config(), point.eval_config()   # checks every value (ConfigError names it)
         if base.epochs < 2:
@@ -293,8 +295,8 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
                  "threads": threads,
                  "book_training_estimate_s": round(train_total + OTHER_BOOK_RUNS * sum(multi) / len(multi), 1),
                  "note": "wall seconds from the runs' metrics.jsonl (training + per-epoch tracking) and evaluation "
-                         "records; book_training_estimate_s adds chapter 4's three other multi-step methods at "
-                         "this point's mean multi-step cost"},
+                         f"records; book_training_estimate_s adds chapter 4's {OTHER_BOOK_RUNS} other multi-step "
+                         "method(s) at this point's mean multi-step cost"},
         "machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_commit(),
     }
 

@@ -140,6 +140,7 @@ def test_documented_grid_has_distinct_points_with_the_default_first():
 
 @pytest.mark.parametrize("values,match", [({"foo": 1}, "unknown grid axis 'foo'"),
                                           ({"method": "sat"}, "unknown grid axis 'method'"),
+                                          ({"eps": "4/255"}, "unknown grid axis 'eps'"),
                                           ({"n_train": "abc"}, "n_train"), ({"epochs": 1}, "at least 2 epochs")])
 def test_bad_points_are_refused(values, match):
     with pytest.raises(ConfigError, match=match):   # SizingError for an axis, ConfigError for a value
