@@ -15,14 +15,15 @@ CPU_BF16 = [r for r in precision.load_records(precision.REPO_BENCH)
             if r["hardware"]["device"] == "cpu" and "bf16" in r["results"]]
 
 
-def test_the_cpu_bf16_record_is_recomputed_exactly():
+def test_the_cpu_bf16_record_is_recomputed_on_another_cpu():
     """The recorded figures come from a deterministic computation: the same torch on a CPU with the
     record's thread count recomputes them. Measured three times on the recording machine (1 thread):
     identical to the last bit. Another CPU model runs other bf16 kernels (with or without native
-    bf16 instructions), which round differently image by image, so the check is as tight as what the
-    appendix states: fp32 figures to rel 1e-3; the mean bf16 errors (averages over 64 images) to 10 %,
-    the appendix's two significant digits; the max errors (one image each) to a factor 1.5; the
-    accuracies to one image of 64."""
+    bf16 instructions), which round differently image by image: the mean |E(x*)| error was 0.0399
+    on the recording machine and 0.0457 (+15 %) on another, whose fp32 kernels also differ (through
+    the PGD attack, rel 1.4e-3 on the mean ΔE). So the fp32 figures are checked to rel 1e-2, the
+    accuracies to one image of 64, and the bf16 errors, mean and max, to within a factor 1.5: the
+    size the appendix reports, never a 0 (bf16 not in force) nor an order of magnitude off."""
     assert CPU_BF16, "runs/bench/ holds no CPU bf16 precision record: python -m energy_lib.precision --device cpu"
     rec = CPU_BF16[-1]
     if rec["hardware"]["torch"] != torch.__version__:
@@ -37,12 +38,11 @@ def test_the_cpu_bf16_record_is_recomputed_exactly():
     for key, value in rec["results"]["bf16"].items():
         if key.startswith("acc_"):
             tolerance = dict(abs=1 / rec["n_images"] + 1e-9)
-        elif key.endswith("_fp32"):
-            tolerance = dict(rel=1e-3, abs=1e-9)
-        elif key.endswith("_err_mean"):
-            tolerance = dict(rel=0.1)
-        else:   # *_err_max
-            tolerance = dict(rel=0.5)
+        elif key.endswith("_fp32"):   # another CPU's fp32 kernels: mean ΔE(x) 11.911 vs 11.928 (rel 1.4e-3)
+            tolerance = dict(rel=1e-2, abs=1e-9)
+        else:   # *_err_mean, *_err_max: within a factor 1.5 either way
+            assert value / 1.5 <= again["results"]["bf16"][key] <= value * 1.5, (key, again["results"]["bf16"][key], value)
+            continue
         assert again["results"]["bf16"][key] == pytest.approx(value, **tolerance), key
     # what the issue reported: bf16 moves ΔE(x) by about 0.05 on average, far above the budget
     assert rec["results"]["bf16"]["dE_abs_err_mean"] > 10 * precision.DE_ERROR_BUDGET
