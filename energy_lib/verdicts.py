@@ -168,7 +168,9 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     best_u, last_u = best[use[best]], last[use[last]]
     a_best, a_last = acc[best_u].mean(), acc[last_u].mean()
     d = a_last - a_best
-    if test_correct is not None:
+    # overlapping windows (the best is at the end): the paired differences are 0 by construction,
+    # not a measurement, so the conservative unpaired noise is used
+    if test_correct is not None and best_u.size and last_u.size and not set(best_u) & set(last_u):
         c = np.asarray(test_correct, dtype=float)
         if c.shape[0] != n_ep:
             raise ValueError(f"test_correct has {c.shape[0]} rows; it needs one per epoch ({n_ep})")

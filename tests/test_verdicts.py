@@ -367,3 +367,13 @@ def test_robust_overfitting_of_a_run_is_paired_when_it_tracked_test_images():
     assert paired.verdict == V.ABSENT
     unpaired = V.robust_overfitting_of(metrics.drop(columns="test_correct_adv"), 5000)
     assert unpaired.verdict == V.INCONCLUSIVE and unpaired.se > 3 * paired.se
+
+
+def test_paired_ro_noise_is_never_zero_by_construction():
+    """The best window at the end (validation still rising): last and best windows coincide, the
+    paired differences are 0 by construction; the unpaired noise keeps the verdict honest."""
+    r = np.random.default_rng(1)
+    correct = (r.random((30, 200)) < np.linspace(0.2, 0.4, 30)[:, None]).astype(float)
+    acc = correct.mean(1)
+    ro = V.robust_overfitting(acc, 200, val_acc=np.linspace(0.1, 0.5, 30), test_correct=correct)
+    assert ro.best_window == ro.last_window and ro.se > 0.01 and ro.verdict == V.INCONCLUSIVE
