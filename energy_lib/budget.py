@@ -26,10 +26,11 @@ class BudgetError(ValueError):
 
 
 def make_record(execution: dict, kind: str, wall_seconds: float, measured_at: str, machine: dict,
-                chapters: list[str] | None = None) -> dict:
+                chapters: list[str] | None = None, runs: dict | None = None) -> dict:
     """One budget record from a build's execution record (`{chapter: {status, profile, seconds,
     commit, dirty}}`, tools/book.py). `chapters`: the book's chapter list (`_toc.yml`); the record
-    must hold exactly those, all `ok`, of the `default` profile (the budget's), from one commit."""
+    must hold exactly those, all `ok`, of the `default` profile (the budget's), from one commit.
+    `runs`: the record of the runs trained before the chapters (tools/book.py `runs.json`), if any."""
     if kind not in BUDGET_MINUTES:
         raise BudgetError(f"kind={kind!r}; choose one of {', '.join(BUDGET_MINUTES)}")
     if not execution:
@@ -51,14 +52,23 @@ def make_record(execution: dict, kind: str, wall_seconds: float, measured_at: st
         raise BudgetError(f"the chapters ran at different commits ({', '.join(commits)}); run `make clean book` "
                           "and record again")
     chapter_seconds = {c: float(e["seconds"]) for c, e in execution.items()}
-    if not wall_seconds >= sum(chapter_seconds.values()):
-        raise BudgetError(f"wall_seconds={wall_seconds} is less than the chapters' own {sum(chapter_seconds.values()):.0f} "
-                          "s: give the measured time of the whole `make book`")
+    runs = runs or {}
+    if runs and (runs.get("status") != "ok" or runs.get("profile") != profiles[0]
+                 or str(runs.get("commit")) != commits[0]):
+        raise BudgetError(f"the runs trained before the chapters are not this build's (status {runs.get('status')}, "
+                          f"profile {runs.get('profile')}, commit {runs.get('commit')}): run `make clean book` and "
+                          "record again")
+    runs_seconds = float(runs.get("seconds", 0.0))
+    if not wall_seconds >= sum(chapter_seconds.values()) + runs_seconds:
+        raise BudgetError(f"wall_seconds={wall_seconds} is less than the chapters' own "
+                          f"{sum(chapter_seconds.values()) + runs_seconds:.0f} s: give the measured time of the "
+                          "whole `make book`")
     minutes = wall_seconds / 60
     first = next(iter(execution.values()))
     return {"kind": kind, "profile": profiles[0], "measured_at": measured_at, "machine": machine,
             "git": {"commit": first.get("commit"), "dirty": any(e.get("dirty") for e in execution.values())},
             "wall_seconds": round(float(wall_seconds), 1), "chapter_seconds": chapter_seconds,
+            "runs_seconds": runs_seconds, "runs_trained": runs.get("runs", {}),
             "budget_minutes": BUDGET_MINUTES[kind], "within_budget": minutes <= BUDGET_MINUTES[kind]}
 
 
@@ -114,6 +124,7 @@ def table(records: list[dict]):
         rows.append({"measured": r["measured_at"], "build": r["kind"], "profile": r["profile"],
                      "cpus": r["machine"].get("cpus"), "minutes": round(r["wall_seconds"] / 60, 1),
                      "budget (min)": r["budget_minutes"], "within budget": r["within_budget"],
+                     "runs trained first (min)": round(r.get("runs_seconds", 0.0) / 60, 1),
                      "slowest chapter": f"{Path(slowest).stem} ({r['chapter_seconds'][slowest] / 60:.1f} min)"})
     return pd.DataFrame(rows)
 
@@ -122,6 +133,6 @@ def chapter_table(records: list[dict]):
     """Minutes per chapter (rows) and measured build (columns)."""
     import pandas as pd
 
-    return pd.DataFrame({f"{r['kind']} {r['measured_at'][:10]}": {Path(c).stem: round(s / 60, 1)
-                                                                  for c, s in r["chapter_seconds"].items()}
-                         for r in records})
+    return pd.DataFrame({f"{r['kind']} {r['measured_at'][:10]}": {
+        "runs trained before the chapters": round(r.get("runs_seconds", 0.0) / 60, 1),
+        **{Path(c).stem: round(s / 60, 1) for c, s in r["chapter_seconds"].items()}} for r in records})

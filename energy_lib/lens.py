@@ -425,44 +425,45 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
     if model is None:
         model = source.load(dev)
     model = model.to(dev).eval()
-    x, y = images.x.to(dev), images.y.to(dev)
-    frames, seconds = [], {}
-    todo = jobs(cfg)
-    bar = tqdm(todo, desc=f"lens: {label}", disable=not progress)
-    for attack, eps in bar:
-        bar.set_postfix_str(job_key(attack, eps))
-        cache = directory / f"attack-{job_key(attack, eps)}.npz"
-        if cache.is_file():
-            frames.append(_load_frame(cache))
-            continue
-        t0 = time.perf_counter()
-        x_adv = _run_attack(model, x, y, attack, eps, cfg)
-        frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
-        seconds[job_key(attack, eps)] = time.perf_counter() - t0
-        _save_frame(frame, cache)
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
-    pgd = frame[(frame.attack == "pgd") & np.isclose(frame.eps, cfg.eps)]
-    accuracy = {"clean": float(pgd.correct_nat.mean()),
-                "pgd": float((pgd.correct_adv & pgd.correct_nat).mean())}
-    record = {"kind": "lens", "version": RECORD_VERSION, "complete": True, "label": label, "model": src_id,
-              "images": images.description, "n_images": int(x.shape[0]), "settings": identity(cfg),
-              "pgd": {"steps": cfg.pgd_steps, "step_size": cfg.step_size, "eps": cfg.eps, "loss": "ce",
-                      "random_start": "uniform", "precision": "fp32", "mode": "eval"},
-              "accuracy": accuracy}
-    if cfg.autoattack:
-        t0 = time.perf_counter()
-        aa = autoattack.run_autoattack(
-            model, x, y, settings=autoattack.AutoAttackSettings(eps=cfg.eps, seed=cfg.seed, n_iter=cfg.aa_iters,
-                                                                n_target_classes=cfg.aa_target_classes,
-                                                                n_queries=cfg.aa_queries),
-            batch_size=cfg.batch_size, chunk_size=1000, state_path=directory / "aa_state.pt", verbose=progress,
-            keep_adversarial=False)
-        accuracy["autoattack"] = aa.robust_accuracy
-        record["autoattack"] = {"standard": aa.settings["standard"], "attacks": aa.settings["attacks"],
-                                "accuracy_after": aa.accuracy_after, "n_iter": cfg.aa_iters,
-                                "n_target_classes": cfg.aa_target_classes, "n_queries": cfg.aa_queries}
-        seconds["autoattack"] = time.perf_counter() - t0
+    with models.frozen_for_attacks(model):   # input gradients only; restored on exit
+        x, y = images.x.to(dev), images.y.to(dev)
+        frames, seconds = [], {}
+        todo = jobs(cfg)
+        bar = tqdm(todo, desc=f"lens: {label}", disable=not progress)
+        for attack, eps in bar:
+            bar.set_postfix_str(job_key(attack, eps))
+            cache = directory / f"attack-{job_key(attack, eps)}.npz"
+            if cache.is_file():
+                frames.append(_load_frame(cache))
+                continue
+            t0 = time.perf_counter()
+            x_adv = _run_attack(model, x, y, attack, eps, cfg)
+            frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
+            seconds[job_key(attack, eps)] = time.perf_counter() - t0
+            _save_frame(frame, cache)
+            frames.append(frame)
+        frame = pd.concat(frames, ignore_index=True)
+        pgd = frame[(frame.attack == "pgd") & np.isclose(frame.eps, cfg.eps)]
+        accuracy = {"clean": float(pgd.correct_nat.mean()),
+                    "pgd": float((pgd.correct_adv & pgd.correct_nat).mean())}
+        record = {"kind": "lens", "version": RECORD_VERSION, "complete": True, "label": label, "model": src_id,
+                  "images": images.description, "n_images": int(x.shape[0]), "settings": identity(cfg),
+                  "pgd": {"steps": cfg.pgd_steps, "step_size": cfg.step_size, "eps": cfg.eps, "loss": "ce",
+                          "random_start": "uniform", "precision": "fp32", "mode": "eval"},
+                  "accuracy": accuracy}
+        if cfg.autoattack:
+            t0 = time.perf_counter()
+            aa = autoattack.run_autoattack(
+                model, x, y, settings=autoattack.AutoAttackSettings(eps=cfg.eps, seed=cfg.seed, n_iter=cfg.aa_iters,
+                                                                    n_target_classes=cfg.aa_target_classes,
+                                                                    n_queries=cfg.aa_queries),
+                batch_size=cfg.batch_size, chunk_size=1000, state_path=directory / "aa_state.pt", verbose=progress,
+                keep_adversarial=False)
+            accuracy["autoattack"] = aa.robust_accuracy
+            record["autoattack"] = {"standard": aa.settings["standard"], "attacks": aa.settings["attacks"],
+                                    "accuracy_after": aa.accuracy_after, "n_iter": cfg.aa_iters,
+                                    "n_target_classes": cfg.aa_target_classes, "n_queries": cfg.aa_queries}
+            seconds["autoattack"] = time.perf_counter() - t0
     record["attacks"] = {job_key(a, e): attack_summary(frame[(frame.attack == a) & np.isclose(frame.eps, e)])
                          for a, e in todo}
     delta_rows = frame[(frame.attack == cfg.delta_attack) & np.isclose(frame.eps, cfg.eps)]

@@ -20,8 +20,8 @@ def test_profile_overrides_defaults_and_explicit_values_override_profile():
 
 
 def test_an_explicit_value_wins_even_when_it_equals_the_default():
-    # `papermill -p profile smoke -p n_images 128` must give 128 images, the default-profile value
-    assert AttackEnergyConfig.from_profile("smoke", n_images=AttackEnergyConfig().n_images).n_images == 128
+    # `papermill -p profile smoke -p n_images 64` must give 64 images, the default-profile value
+    assert AttackEnergyConfig.from_profile("smoke", n_images=AttackEnergyConfig().n_images).n_images == 64
     ns = {"profile": "paper", "batch_size": AttackEnergyConfig().batch_size}
     assert AttackEnergyConfig.from_namespace(ns).batch_size == AttackEnergyConfig().batch_size
 

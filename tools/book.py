@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 STRICT_FLAGS = ["-W", "-n", "--keep-going"]
 EXECUTION_RECORD = "execution.json"    # in the executed folder, written by `execute`
+RUNS_RECORD = "runs.json"              # in the executed folder: the runs trained before the chapters
 BUILD_RECORD = "build_record.json"     # beside the html folder, written by `build`
 STAGE_INFO = "build_info.json"         # in the staging folder: what `stage` built from
 # Pages that `stage` writes into the staging copy (never into the repository); `_toc.yml` may list
@@ -163,11 +164,45 @@ def error_outputs(nb_path: Path) -> list[str]:
     return bad
 
 
+def read_runs_record(executed: Path) -> dict:
+    """`{status, seconds, jobs, threads, runs: {label: seconds}}` of the runs trained before the
+    chapters, or {} when the build trained none that way."""
+    path = Path(executed) / RUNS_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def train_runs(profile: str, params: dict | None, out_dir: Path, jobs: int | None, log=print,
+               progress: bool = False) -> dict:
+    """Train chapters 2-4's missing runs side by side (energy_lib.book_runs) before the chapters
+    run, on a CPU only (a GPU trains one run at a time, inside the chapters). Recorded in
+    `runs.json` beside execution.json, so the budget record counts it."""
+    sys.path.insert(0, str(ROOT))
+    from energy_lib import book_runs
+    from energy_lib.config import TrainConfig, resolve_device
+
+    configs = book_runs.chapter_configs(profile, params)
+    device = resolve_device(TrainConfig.from_namespace({**(params or {}), "profile": profile}).device)
+    if device.type != "cpu":
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"status": "running", "profile": profile, "started_utc": utc_now(), **git_state(ROOT)}
+    (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    start = time.perf_counter()
+    seconds = book_runs.train_all(configs, jobs=jobs, progress=progress, log=log)
+    entry.update(status="ok", seconds=round(time.perf_counter() - start, 1), runs=seconds,
+                 finished_utc=utc_now())
+    (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
 def execute(profile: str, params: dict | None = None, only: list[str] | None = None,
-            root: Path = ROOT, out_dir: Path | None = None, log=print, progress: bool = False) -> dict[str, float]:
+            root: Path = ROOT, out_dir: Path | None = None, log=print, progress: bool = False,
+            train_jobs: int | None = None) -> dict[str, float]:
     """Execute notebook chapters with papermill into `out_dir` (default `_build/executed`).
 
     `progress` shows papermill's per-cell progress bar (on stderr) under each chapter's line.
+    A whole-book execution on a CPU first trains chapters 2-4's missing runs in `train_jobs`
+    parallel processes (None: one per core; 0: none, the chapters train them one at a time).
 
     Runs with cwd = repository root (as `papermill book/X.ipynb out.ipynb` from the README does),
     with the repository on PYTHONPATH so the kernel imports `energy_lib`. Returns seconds per chapter.
@@ -188,6 +223,8 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
+    if not only and train_jobs != 0:
+        train_runs(profile, params, out_dir, train_jobs, log=log, progress=progress)
     timings = {}
     for i, nb in enumerate(nbs, 1):
         target = out_dir / nb
@@ -372,7 +409,8 @@ def record_time(kind: str, wall_seconds: float, executed: Path, out: Path) -> in
         raise BookError(f"{path} does not exist: run `make book` first (it writes the chapters' times there)")
     try:
         record = budget.make_record(read_execution_record(Path(executed)), kind, wall_seconds, utc_now(),
-                                    budget.machine(), chapters=[str(c) for c in notebooks()])
+                                    budget.machine(), chapters=[str(c) for c in notebooks()],
+                                    runs=read_runs_record(Path(executed)))
         saved = budget.save(record, out if out is not None else budget.RECORDS)
     except budget.BudgetError as err:
         raise BookError(str(err)) from None
@@ -395,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="papermill override kept as a string")
     ex.add_argument("--out", type=Path, default=BUILD / "executed")
     ex.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    ex.add_argument("--train-jobs", type=int, default=None,
+                    help="processes that train chapters 2-4's runs before the chapters (CPU; default one per "
+                         "core; 0: the chapters train them one at a time)")
     bd = sub.add_parser("build", help="stage executed chapters and build the HTML into _build/html")
     bd.add_argument("--no-strict", action="store_true", help="drop -W -n --keep-going")
     bd.add_argument("--executed", type=Path, default=BUILD / "executed")
@@ -414,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "execute":
             params = {k: _parse_value(v) for k, v in args.parameter}
             params.update(dict(args.raw))
-            timings = execute(args.profile, params, args.only, out_dir=args.out, progress=not args.no_progress)
+            timings = execute(args.profile, params, args.only, out_dir=args.out, progress=not args.no_progress,
+                              train_jobs=args.train_jobs)
             print(f"[book] executed {len(timings)} chapter(s): {timings}")
         elif args.cmd == "build":
             (BUILD / BUILD_RECORD).unlink(missing_ok=True)  # stale if staging fails
