@@ -56,6 +56,7 @@ class AutoAttackResult:
     seconds: dict = field(default_factory=dict)          # attack -> wall time (0.0: no points left)
     n_images: int = 0
     settings: dict = field(default_factory=dict)
+    robust: torch.Tensor | None = None   # per image (CPU, bool): robust after every attack (clean-correct too)
 
     def record(self) -> dict:
         """JSON-ready summary (no tensors)."""
@@ -164,7 +165,8 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         x_adv=state["x_adv"].to(device) if state["x_adv"] is not None else None, clean_accuracy=state["clean_accuracy"],
         robust_accuracy=state["robust"].float().mean().item(), accuracy_after=dict(state["accuracy_after"]),
         seconds=dict(state["seconds"]), n_images=int(x.shape[0]),
-        settings={**vars(settings), "attacks": list(settings.attacks), "standard": settings.is_standard()})
+        settings={**vars(settings), "attacks": list(settings.attacks), "standard": settings.is_standard()},
+        robust=state["robust"].clone())
 
 
 def run_autoattack_individual(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,

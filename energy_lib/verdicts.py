@@ -21,7 +21,8 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 
 Two helpers compute a verdict's input from a run as the chapters do: `late_delta_e` (chapter 3's
 per-image late ΔE(x) for `energy_alignment`) and `compare_records` (chapter 4's `compare_accuracy`
-of two robust-evaluation records, on AutoAttack accuracy when both have it).
+of two robust-evaluation records, on AutoAttack accuracy when both have it; paired over the test
+images, McNemar's exact test, when both records hold per-image outcomes, else unpaired and saying so).
 
 `reproduction(verdict, expected)` maps a PRESENCE verdict onto the REPRODUCTION set for a
 claim that expects `expected`; `Result.summary(...)` makes the row of a chapter's reproduction
@@ -414,9 +415,12 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0
 @dataclass(frozen=True)
 class AccuracyComparison(Result):
     statistic: float             # acc_a − acc_b
-    se: float
+    se: float                    # the SE of the test used: paired when `paired`, else unpaired
+    ci: tuple[float, float]      # Wald interval statistic ± z·se at `level` (the verdict is the test's)
+    se_unpaired: float           # the unpaired binomial SE at the same n, for reference
+    paired: bool                 # McNemar on per-image correctness (True) or two-proportion z-test
     p_value: float
-    test: str
+    test: str                    # which test, in words (and why unpaired, when a caller says so)
     acc_a: float
     acc_b: float
     labels: tuple[str, str]
@@ -426,21 +430,37 @@ class AccuracyComparison(Result):
 
     @property
     def statistic_text(self) -> str:
+        how = "paired, McNemar" if self.paired else "unpaired, z-test"
         return (f"{self.labels[0]} − {self.labels[1]}: {_pt(self.statistic)} ± {100 * _z() * self.se:.1f} "
-                f"(p = {self.p_value:.2g}, n = {self.n_images})")
+                f"({how} p = {self.p_value:.2g}, n = {self.n_images})")
+
+
+def _unpaired_se(acc_a: float, acc_b: float, n_images: int) -> float:
+    return math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / n_images)
 
 
 def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", "B"), correct_a=None,
-                     correct_b=None, level: float = LEVEL) -> AccuracyComparison:
+                     correct_b=None, level: float = LEVEL, why_unpaired: str = "") -> AccuracyComparison:
     """Is A more robust than B on the same `n_images` test images (PAPER.md 4.1)?
 
-    With per-image correctness of both (`correct_a`, `correct_b`): McNemar's exact test on the
-    discordant images (scipy.stats.binomtest) and the paired SE. Without: a two-proportion z-test
-    with the unpooled binomial SE, which over-states the noise of a paired difference (so it errs
-    towards "inconclusive"). Verdict on the claim "A > B": `reproduced` when A is significantly
-    better, `not reproduced` when B is significantly better, `inconclusive at this scale` otherwise.
+    With per-image correctness of both (`correct_a`, `correct_b`, the same images in the same
+    order; the accuracies and `n_images` are then taken from them): paired. Of the b + c
+    discordant images (A right and B wrong: b; the reverse: c), McNemar's exact test
+    (scipy.stats.binomtest of b in b + c at 1/2) gives the p-value; the difference
+    d = (b − c) / n has the paired SE √(b + c − n·d²) / n. Images both get right or both get
+    wrong carry no information about the difference, so with many concordant images this noise is
+    much smaller than the unpaired one. Without per-image correctness: a two-proportion z-test with
+    the unpooled binomial SE, which over-states the noise of a paired difference (so it errs
+    towards "inconclusive"); `why_unpaired` says why in the result's `test` and sentence. Both
+    give `se_unpaired` for reference and the Wald interval d ± z·SE at `level`; the verdict comes
+    from the test's p-value, so with few discordant images (where the Wald interval is too narrow)
+    the interval can exclude 0 while the exact test does not.
+    Verdict on the claim "A > B" (the test's p-value at 1 − `level`): `reproduced` when A is
+    significantly better, `not reproduced` when B is significantly better, `inconclusive at this
+    scale` otherwise.
     """
-    if correct_a is not None and correct_b is not None:
+    paired = correct_a is not None and correct_b is not None
+    if paired:
         ca, cb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
         if ca.shape != cb.shape:
             raise ValueError(f"per-image correctness of different shapes {ca.shape} / {cb.shape}: the comparison "
@@ -451,22 +471,29 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
         d = (only_a - only_b) / n_images
         se = math.sqrt(max(only_a + only_b - n_images * d * d, 0.0)) / n_images
         p = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
-        test = f"McNemar exact ({only_a} vs {only_b} discordant images)"
+        test = f"McNemar exact test on the {only_a} vs {only_b} discordant images (paired)"
     else:
         d = acc_a - acc_b
-        se = math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / n_images)
+        se = _unpaired_se(acc_a, acc_b, n_images)
         p = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else (1.0 if d == 0 else 0.0)
-        test = "two-proportion z-test (binomial SE)"
+        test = f"two-proportion z-test (unpaired binomial SE{'; ' + why_unpaired if why_unpaired else ''})"
+    se_unpaired = _unpaired_se(acc_a, acc_b, n_images)
+    z = _z(level)
+    ci = (d - z * se, d + z * se)
     alpha = 1 - level
     verdict = INCONCLUSIVE_SCALE if p >= alpha else REPRODUCED if d > 0 else NOT_REPRODUCED
     a, b = labels
     text = {REPRODUCED: f"{a} is significantly more robust than {b}",
             NOT_REPRODUCED: f"{b} is significantly more robust than {a}",
             INCONCLUSIVE_SCALE: "the difference is within the noise of this many test images"}[verdict]
-    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)} "
-                f"(SE {100 * se:.1f} pt, {test}, p = {p:.2g}); {text}")
-    return AccuracyComparison(float(d), float(se), float(p), test, float(acc_a), float(acc_b), tuple(labels),
-                              int(n_images), verdict, sentence)
+    noise = (f"paired SE {100 * se:.1f} pt, unpaired SE {100 * se_unpaired:.1f} pt" if paired else
+             f"SE {100 * se:.1f} pt")
+    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} Wald interval "
+                f"[{_pt(ci[0])}, {_pt(ci[1])}] ({noise}; verdict from the {test}, p = {p:.2g}); {text}")
+    return AccuracyComparison(statistic=float(d), se=float(se), ci=(float(ci[0]), float(ci[1])),
+                              se_unpaired=float(se_unpaired), paired=paired, p_value=float(p), test=test,
+                              acc_a=float(acc_a), acc_b=float(acc_b), labels=tuple(labels), n_images=int(n_images),
+                              verdict=verdict, sentence=sentence)
 
 
 @dataclass(frozen=True)
@@ -941,10 +968,31 @@ def late_delta_e(samples, last_fraction: float = 0.25):
 RECORD_CHUNKING = ("batch_size", "aa_chunk_size")   # evaluation settings that change no number
 
 
+def _record_correct(rec: dict, metric: str, label: str):
+    """A record's per-image 0/1 outcome of `metric` (`metrics.robust`, packed by `bits.pack`), or None
+    when the record has none (written before record version 2); checked against its accuracy."""
+    from . import bits
+
+    text = rec.get("correct", {}).get(metric)
+    if text is None:
+        return None
+    n = rec["n_images"]
+    if len(text) != 2 * math.ceil(n / 8):
+        raise ValueError(f"the record of {label} holds {len(text)} hex characters of per-image {metric} outcomes, "
+                         f"not the {2 * math.ceil(n / 8)} of its {n} images; re-evaluate it")
+    correct = bits.unpack(text, n)
+    if round(rec["accuracy"][metric] * n) != int(correct.sum()):   # the accuracy is a float32 mean: compare counts
+        raise ValueError(f"the record of {label}: per-image {metric} outcomes give {correct.mean():.4f}, its accuracy "
+                         f"says {rec['accuracy'][metric]:.4f}; re-evaluate it")
+    return correct
+
+
 def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float = LEVEL) -> AccuracyComparison:
     """`compare_accuracy` of two robust-evaluation records (`metrics.robust`) as chapter 4 compares
     methods: on AutoAttack accuracy when both records have it, else on PGD accuracy, over the
-    records' test images (which must be the same)."""
+    records' test images (which must be the same, as must the attack settings). Paired (McNemar's
+    exact test) when both records hold per-image outcomes of that attack (record version 2);
+    else unpaired, and the result's `test` and sentence say so."""
     if rec_a["images"] != rec_b["images"]:
         raise ValueError(f"the two records were evaluated on different test images ({rec_a['images']} vs "
                          f"{rec_b['images']}); evaluate both on the same")
@@ -955,9 +1003,17 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
         diff = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
         raise ValueError(f"the two records used different attack settings ({', '.join(diff)}); evaluate both "
                          "with the same RobustEvalSettings")
+    if rec_a["n_images"] != rec_b["n_images"]:
+        raise ValueError(f"the two records hold {rec_a['n_images']} and {rec_b['n_images']} images; evaluate both on "
+                         "the same")
     metric = "autoattack" if "autoattack" in rec_a["accuracy"] and "autoattack" in rec_b["accuracy"] else "pgd"
+    correct = [_record_correct(rec, metric, label) for rec, label in zip((rec_a, rec_b), labels)]
+    missing = [label for label, c in zip(labels, correct) if c is None]
+    whose = f"the record of {missing[0]} holds" if len(missing) == 1 else f"the records of {' and '.join(missing)} hold"
+    why = f"{whose} no per-image outcomes, being older than record version 2" if missing else ""
     return compare_accuracy(rec_a["accuracy"][metric], rec_b["accuracy"][metric], rec_a["n_images"], labels=labels,
-                            level=level)
+                            correct_a=None if missing else correct[0], correct_b=None if missing else correct[1],
+                            level=level, why_unpaired=why)
 
 
 def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:

@@ -56,6 +56,40 @@ def test_record_is_complete_and_consistent(run):
     assert rec["key"] in [r["key"] for r in robust.load_records(run.dir.parent)]
 
 
+def test_record_holds_the_per_image_outcomes_it_computed(run, monkeypatch):
+    """Round trip: the packed per-image outcomes of the record unpack to exactly the clean, PGD and
+    AutoAttack correctness the evaluation computed (captured from its calls), in image order."""
+    computed = {}
+    real_robust_correct, real_autoattack = robust.robust_correct, autoattack.run_autoattack
+
+    def robust_correct(clean_logits, adv_logits, y):
+        computed["clean"] = (clean_logits.argmax(1) == y).cpu()
+        computed["pgd"] = real_robust_correct(clean_logits, adv_logits, y).cpu()
+        return computed["pgd"]
+
+    def run_autoattack(*args, **kwargs):
+        res = real_autoattack(*args, **kwargs)
+        computed["autoattack"] = res.robust
+        return res
+
+    monkeypatch.setattr(robust, "robust_correct", robust_correct)
+    monkeypatch.setattr(autoattack, "run_autoattack", run_autoattack)
+    settings = robust.RobustEvalSettings(**{**CHEAP.__dict__, "seed": 3})       # a fresh key: computed now
+    rec = robust.evaluate_run(run, settings, n_images=N, device="cpu", progress=False)
+    assert rec["version"] == robust.RECORD_VERSION == 2 and set(rec["correct"]) == {"clean", "pgd", "autoattack"}
+    stored = json.loads(robust.record_path(run.dir, rec["key"]).read_text())
+    for attack in ("clean", "pgd", "autoattack"):
+        want = computed[attack].numpy().astype("uint8").tolist()
+        assert robust.per_image_correct(stored, attack).tolist() == want and len(want) == N
+        assert sum(want) == round(rec["accuracy"][attack] * N)     # the accuracy is a float32 mean
+    assert robust.per_image_correct({"n_images": N, "correct": {}}, "autoattack") is None
+    # chapter 4 compares such records paired (their accuracies are float32 means of these outcomes)
+    from energy_lib import verdicts
+
+    same = verdicts.compare_records(rec, stored)
+    assert same.paired and same.statistic == 0.0 and same.n_images == N
+
+
 def test_complete_record_is_reused_not_recomputed(run, monkeypatch):
     first = robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False)
 
@@ -171,6 +205,30 @@ def test_evaluation_counts_an_image_robust_only_if_also_clean_correct(tmp_path, 
     rec = robust.evaluate(_MeanModel(), images, settings, tmp_path, device="cpu", progress=False)
     assert rec["accuracy"]["clean"] == 0.75
     assert rec["accuracy"]["pgd"] == 0.0       # image 0 is right only after the flip: not robust
+    # the per-image outcomes in image order, packed in the record
+    assert robust.per_image_correct(rec, "clean").tolist() == [0, 1, 1, 1]
+    assert robust.per_image_correct(rec, "pgd").tolist() == [0, 0, 0, 0]
+    assert robust.per_image_correct(rec, "autoattack") is None        # not run
+
+
+def test_a_cached_record_without_per_image_outcomes_is_recomputed_with_them(tmp_path, monkeypatch):
+    """A complete record written before version 2 (accuracies only) is recomputed, under the same key,
+    to the record a fresh evaluation writes."""
+    x = torch.stack([torch.full((3, 4, 4), v) for v in (0.2, 0.8, 0.8, 0.3)])
+    y = torch.tensor([0, 0, 0, 1])
+    monkeypatch.setattr(attacks, "attack_in_batches", lambda name, model, x, y, **kw: 1.0 - x)
+    images = robust.EvalImages(x, y, {"dataset": "synthetic", "split": "test", "start": 0, "n": 4,
+                                      "sha256": robust.images_fingerprint(x, y)})
+    settings = robust.RobustEvalSettings(autoattack=False)
+    fresh = robust.evaluate(_MeanModel(), images, settings, tmp_path / "fresh", device="cpu", progress=False)
+    old = {k: v for k, v in fresh.items() if k != "correct"}
+    old["version"] = 1
+    path = robust.record_path(tmp_path / "old", fresh["key"])
+    path.parent.mkdir()
+    path.write_text(json.dumps(old))
+    again = robust.evaluate(_MeanModel(), images, settings, tmp_path / "old", device="cpu", progress=False)
+    assert _without_times(again) == _without_times(fresh) and again["correct"]["clean"] == fresh["correct"]["clean"]
+    assert json.loads(path.read_text())["version"] == 2
 
 
 # ----------------------------------------------------------------------------- the paper's protocol (tables)

@@ -208,6 +208,105 @@ def test_compare_accuracy_paired_and_unpaired():
     assert V.compare_accuracy(0.3, 0.6, 1000).verdict == V.NOT_REPRODUCED
 
 
+# ----------------------------------------------------------------------------- paired records (chapter 4)
+def _eval_record(correct=None, *, acc=None, n=None, start=0, metric="autoattack"):
+    """A robust-evaluation record as `metrics.robust.evaluate` writes it (the fields compare_records
+    reads); `correct`: per-image 0/1 outcomes of `metric` (packed like the record), or only `acc`
+    and `n` for a record written before per-image outcomes (version 1)."""
+    from energy_lib import bits
+
+    if correct is not None:
+        correct = np.asarray(correct, dtype=np.uint8)
+        n, acc = correct.size, float(correct.mean())
+    rec = {"images": {"dataset": "cifar10", "split": "test", "start": start, "n": n, "sha256": f"img{start}-{n}"},
+           "n_images": n, "settings": {"eps": 8 / 255, "pgd_steps": 20, "batch_size": 64},
+           "accuracy": {"clean": 0.9, "pgd": acc, metric: acc}}
+    if correct is not None:
+        rec["correct"] = {metric: bits.pack(correct), "pgd": bits.pack(correct)}
+    return rec
+
+
+def _pairs(both, only_a, only_b, neither):
+    """Per-image outcomes of A and B: `both` images right for both, then A only, B only, neither."""
+    a = np.repeat([1, 1, 0, 0], [both, only_a, only_b, neither])
+    b = np.repeat([1, 0, 1, 0], [both, only_a, only_b, neither])
+    return a, b
+
+
+def test_identical_per_image_outcomes_differ_by_exactly_zero():
+    a, _ = _pairs(37, 0, 0, 63)
+    res = V.compare_records(_eval_record(a), _eval_record(a.copy()), labels=("WEAT_adv", "TRADES"))
+    assert res.paired and "McNemar" in res.test and "paired" in res.sentence
+    assert (res.statistic, res.se, res.p_value, res.ci) == (0.0, 0.0, 1.0, (0.0, 0.0))
+    assert res.verdict == V.INCONCLUSIVE_SCALE != V.REPRODUCED
+
+
+def test_a_planted_paired_difference_is_detected_and_the_unpaired_se_stated():
+    # 100 images: B right on 30, A on those and 40 more; no image where only B is right
+    a, b = _pairs(30, 40, 0, 30)
+    rec_a = _eval_record(a)
+    rec_a["accuracy"]["autoattack"] = float(np.float32(0.7))   # evaluate() stores float32 means
+    res = V.compare_records(rec_a, _eval_record(b), labels=("WEAT_adv", "TRADES"))
+    assert res.paired and res.n_images == 100 and (res.acc_a, res.acc_b) == (0.7, 0.3)
+    assert res.statistic == pytest.approx(0.4, abs=1e-15)
+    assert res.se == pytest.approx(np.sqrt(40 - 100 * 0.4 ** 2) / 100, rel=1e-12)    # √(b + c − n d²) / n
+    assert res.p_value == pytest.approx(2 * 0.5 ** 40, rel=1e-12)                    # 40 of 40 discordant
+    z = V._z()
+    assert res.ci == pytest.approx((0.4 - z * res.se, 0.4 + z * res.se), rel=1e-12)
+    assert res.se_unpaired == pytest.approx(np.sqrt((0.7 * 0.3 + 0.3 * 0.7) / 100), rel=1e-12)
+    assert "unpaired SE 6.5 pt" in res.sentence and "paired SE 4.9 pt" in res.sentence
+    assert "40 vs 0 discordant" in res.test and res.verdict == V.REPRODUCED
+    assert V.compare_records(_eval_record(b), _eval_record(a)).verdict == V.NOT_REPRODUCED
+
+
+def test_concordant_images_leave_the_paired_noise_much_smaller_than_the_unpaired():
+    # 1000 images, 500 right for both, 486 wrong for both, 12 only A, 2 only B
+    a, b = _pairs(500, 12, 2, 486)
+    res = V.compare_records(_eval_record(a), _eval_record(b))
+    # McNemar exact by hand: P(X >= 12 or X <= 2), X ~ Bin(14, 1/2) = 2 (C(14,12) + C(14,13) + C(14,14)) / 2^14
+    assert res.p_value == pytest.approx(2 * (91 + 14 + 1) / 2 ** 14, rel=1e-12)
+    assert res.statistic == pytest.approx(0.01, abs=1e-15)
+    assert res.se == pytest.approx(np.sqrt(14 - 1000 * 0.01 ** 2) / 1000, rel=1e-12)
+    assert res.se_unpaired == pytest.approx(np.sqrt((0.512 * 0.488 + 0.502 * 0.498) / 1000), rel=1e-12)
+    assert res.se_unpaired > 5 * res.se
+    assert res.verdict == V.REPRODUCED                        # p = 0.0129 < 0.05
+    # the same accuracies without per-image outcomes: the unpaired z-test cannot tell
+    old = V.compare_records(_eval_record(acc=0.512, n=1000), _eval_record(acc=0.502, n=1000))
+    assert not old.paired and old.se == pytest.approx(res.se_unpaired, rel=1e-12)
+    assert old.verdict == V.INCONCLUSIVE_SCALE
+
+
+def test_records_without_per_image_outcomes_fall_back_to_the_unpaired_test_and_say_so():
+    a, b = _pairs(30, 10, 0, 60)
+    old_b = _eval_record(acc=0.3, n=100)
+    for rec_a, rec_b, missing in ((_eval_record(a), old_b, "record of TRADES holds"),
+                                  (_eval_record(acc=0.4, n=100), old_b, "records of WEAT_adv and TRADES hold")):
+        res = V.compare_records(rec_a, rec_b, labels=("WEAT_adv", "TRADES"))
+        assert not res.paired and res.test.startswith("two-proportion z-test (unpaired binomial SE; the record")
+        assert f"the {missing} no per-image outcomes" in res.sentence
+        assert "unpaired" in res.statistic_text
+        assert res.statistic == pytest.approx(0.1) and res.se == pytest.approx(np.sqrt((0.4 * 0.6 + 0.3 * 0.7) / 100))
+    paired = V.compare_records(_eval_record(a), _eval_record(b))
+    assert paired.paired and "paired, McNemar" in paired.statistic_text
+
+
+def test_records_of_other_images_or_inconsistent_outcomes_are_refused_in_one_line():
+    a, b = _pairs(30, 10, 0, 60)
+    for other in (_eval_record(b, start=100), _eval_record(np.concatenate([b, [1]]))):
+        with pytest.raises(ValueError, match="different test images") as err:
+            V.compare_records(_eval_record(a), other)
+        assert "\n" not in str(err.value)
+    bad = _eval_record(b)
+    bad["accuracy"]["autoattack"] = 0.35                      # the outcomes count 30 %, the accuracy says 35 %
+    with pytest.raises(ValueError, match="outcomes give 0.3000, its accuracy says 0.3500") as err:
+        V.compare_records(_eval_record(a), bad, labels=("WEAT_adv", "TRADES"))
+    assert "\n" not in str(err.value) and "TRADES" in str(err.value)
+    short = _eval_record(b)
+    short["correct"]["autoattack"] = short["correct"]["autoattack"][:-2]   # 96 of 100 images
+    with pytest.raises(ValueError, match="holds 24 hex characters .* not the 26 of its 100 images"):
+        V.compare_records(_eval_record(a), short)
+
+
 # ----------------------------------------------------------------------------- ΔE alarm
 def test_alarm_fires_after_the_divergence_and_compares_with_pgd_selection():
     e = np.arange(1, 101)

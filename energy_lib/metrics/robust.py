@@ -12,6 +12,16 @@ Resuming an interrupted evaluation:
 * once AutoAttack has finished, the record is completed (``"complete": true``) and the state file
   (robustness masks only, no images) is deleted: the record holds everything it knew.
 
+Per-image outcomes (record version 2). Next to each accuracy the record keeps which images it
+counts, `rec["correct"][attack]` for "clean", "pgd" and "autoattack" (when run): 1 for an image
+classified correctly (clean) or robust to the attack (`robust_correct`), in the order of the
+record's `images` (test image `start + i` is value i), packed by `energy_lib.bits.pack`
+(`per_image_correct` unpacks them). Two records of the same images can so be compared image by
+image (`energy_lib.verdicts.compare_records`: McNemar's exact test). Records written before
+version 2 hold accuracies only: they still load and compare (unpaired); `evaluate` recomputes such
+a cached record under the same key (same checkpoint, images, settings and seed) to add the
+per-image outcomes.
+
 Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
 lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
 (PAPER.md 3.3). `energy_lib.train` implements that rule and writes it to `best.pt`: among the
@@ -30,13 +40,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .. import attacks, autoattack, data, fileio
+from .. import attacks, autoattack, bits, data, fileio
 from ..config import ConfigError, RobustEvalSettings, first_best_epoch, resolve_device, runs_root
 
 RECORD_PREFIX = "robust_eval-"
-RECORD_VERSION = 1
+RECORD_VERSION = 2   # 2: per-image correctness ("correct"), packed with energy_lib.bits
 
 
 def robust_correct(clean_logits: torch.Tensor, adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -99,6 +110,13 @@ def _write_json(path: Path, obj: dict) -> None:
     fileio.write_json(path, obj)   # atomic: an interruption never leaves half a record
 
 
+def per_image_correct(rec: dict, attack: str) -> np.ndarray | None:
+    """The record's per-image 0/1 outcome of `attack` ("clean", "pgd", "autoattack") in the order of
+    its images, or None when the record does not hold it (written before version 2, or not run)."""
+    text = rec.get("correct", {}).get(attack)
+    return None if text is None else bits.unpack(text, rec["n_images"])
+
+
 def _read_record(path: Path) -> dict:
     rec = fileio.read_json(path, fix=f"delete {path} to recompute this evaluation")
     if not isinstance(rec, dict):
@@ -125,6 +143,8 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     key = _key(checkpoint, images.description, settings)
     path = record_path(directory, key)
     rec = _read_record(path) if path.is_file() else None
+    if rec is not None and "correct" not in rec:
+        rec = None   # written before version 2 (accuracies only): recomputed to add per-image outcomes
     if rec is not None and rec.get("complete"):
         return rec
     dev = resolve_device(device)
@@ -152,6 +172,7 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
             "pgd": {"steps": settings.pgd_steps, "step_size": settings.pgd_step_size, "loss": "ce",
                     "random_start": "uniform", "precision": "fp32", "mode": "eval"},
             "accuracy": {"clean": clean_ok.float().mean().item(), "pgd": pgd_ok.float().mean().item()},
+            "correct": {"clean": bits.pack(clean_ok.cpu().numpy()), "pgd": bits.pack(pgd_ok.cpu().numpy())},
             "seconds": {"clean": t_clean, "pgd": t_pgd},
             "device": str(dev), "torch": torch.__version__,
             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -170,6 +191,7 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
                              "n_iter": settings.aa_iters, "n_target_classes": settings.aa_target_classes,
                              "n_queries": settings.aa_queries, "accuracy_after": res.accuracy_after}
         rec["accuracy"]["autoattack"] = res.robust_accuracy
+        rec["correct"]["autoattack"] = bits.pack(res.robust.numpy())
         rec["seconds"]["autoattack"] = sum(res.seconds.values())
         rec["seconds"]["autoattack_per_attack"] = res.seconds
     rec["complete"] = True
