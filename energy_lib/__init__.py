@@ -7,5 +7,6 @@ Modules, one job each:
   data       datasets by name, offline files, subsets, device-side batch iterator
   attacks    PGD / FGSM attacks;  autoattack: the AutoAttack wrapper
   verdicts   statistics with their noise and a verdict from a fixed set (the chapters' claims)
+  provenance the git state and machine description every record carries
 """
 __version__ = "0.1.0"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from . import data, fileio, losses, models
 from .config import TrainConfig, runs_root
 from .energy import marginal_energy, weat_weights
+from .provenance import git_state, machine, machine_label
 
 # Dense peaks (TFLOP/s) of GPUs we know, first matching name wins; unknown hardware gets no
 # fraction. fp32 convolutions run on TF32 tensor cores when cuDNN allows TF32 (PyTorch's default),
@@ -242,17 +242,12 @@ def time_steps(step, batches, n_warmup: int, n_steps: int, device) -> float:
 
 
 def hardware(device: torch.device) -> dict:
-    """Hardware, versions, the numerics flags in force, and the code's git commit."""
-    from .runs import _git_commit
-
-    info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "python": platform.python_version(),
+    """The machine (`provenance.machine`, its keys), the numerics flags in force, and the code's git
+    state (`provenance.git_state`). Older records name some machine keys otherwise: read them through
+    `provenance.machine_view`."""
+    return {**machine(device),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark, "git": _git_commit()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+            "cudnn_benchmark": torch.backends.cudnn.benchmark, "git": git_state()}
 
 
 def _peak(device: torch.device, precision: str) -> float | None:
@@ -312,7 +307,7 @@ def run_bench(bench: BenchConfig, progress: bool = True) -> dict:
 def save_record(record: dict, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir) if out_dir is not None else runs_root() / "bench"
     fileio.make_dir(out_dir)
-    hw = record["hardware"].get("gpu", "cpu").replace(" ", "_")
+    hw = (record["hardware"].get("gpu") or "cpu").replace(" ", "_")
     path = out_dir / f"bench-{record['config']['model']}-{hw}-{record['measured_at'].replace(':', '')}.json"
     fileio.atomic_write_text(path, json.dumps(record, indent=2))
     return path
@@ -345,7 +340,7 @@ def table(records: list[dict]):
     """One row per (record, method, path): the figures the appendix shows."""
     import pandas as pd
 
-    rows = [{"hardware": r["hardware"].get("gpu", f"CPU ({r['hardware']['threads']} threads)"),
+    rows = [{"hardware": machine_label(r["hardware"]),
              "model": r["config"]["model"], "batch": r["config"]["batch_size"], **{k: row[k] for k in (
                  "method", "path", "images_per_s", "ratio_to_reference", "fraction_of_peak")}}
             for r in records for row in r["rows"]]

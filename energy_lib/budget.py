@@ -11,10 +11,10 @@ recorded: a failed chapter's time says nothing about the budget.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from . import fileio
+from .provenance import machine_view
 
 BUDGET_MINUTES = {"fresh": 40.0, "rebuild": 5.0}
 PREFIX = "book-time-"
@@ -72,23 +72,6 @@ def make_record(execution: dict, kind: str, wall_seconds: float, measured_at: st
             "budget_minutes": BUDGET_MINUTES[kind], "within_budget": minutes <= BUDGET_MINUTES[kind]}
 
 
-def machine() -> dict:
-    """What the time depends on: CPU count and model, torch threads."""
-    import platform
-
-    import torch
-
-    model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpus": cpus, "cpu_model": model or platform.processor(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
-
-
 def save(record: dict, directory: Path) -> Path:
     """Write the record as runs/bench/book-time-<kind>-<time>.json; never overwrites one."""
     stamp = record["measured_at"].replace(":", "").replace("-", "")
@@ -122,7 +105,7 @@ def table(records: list[dict]):
     for r in records:
         slowest = max(r["chapter_seconds"], key=r["chapter_seconds"].get)
         rows.append({"measured": r["measured_at"], "build": r["kind"], "profile": r["profile"],
-                     "cpus": r["machine"].get("cpus"), "minutes": round(r["wall_seconds"] / 60, 1),
+                     "cpus": machine_view(r["machine"]).get("cpus"), "minutes": round(r["wall_seconds"] / 60, 1),
                      "budget (min)": r["budget_minutes"], "within budget": r["within_budget"],
                      "runs trained first (min)": round(r.get("runs_seconds", 0.0) / 60, 1),
                      "slowest chapter": f"{Path(slowest).stem} ({r['chapter_seconds'][slowest] / 60:.1f} min)"})

@@ -6,8 +6,8 @@ The chapter's own robust model (`robust_run_for`): the committed reference run (
 is there, finished, and it fits the chapter (same dataset and `robust_method`); otherwise the run of
 the chapter's profile, trained or loaded with `runs.train_or_load` (a CPU-sized one for smoke and
 default, the paper's ResNet-18 for paper). `describe` is the sentence the chapter shows: which model,
-how it was trained, how to retrain it. `other_robust_runs`: more finished multi-step runs of the
-run store, best first.
+how it was trained (`runs.describe`), how to retrain it. `other_robust_runs`: more finished
+multi-step runs of the run store, best first.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 
 from . import runs
 from .config import REFERENCE_TRAINING, GenerationConfig, TrainConfig
-from .names import DATASETS
 
 REFERENCE_REMAKE = "make reference"   # the Makefile target that trains (or resumes) the reference run
 
@@ -64,13 +63,6 @@ def robust_run_for(cfg: GenerationConfig, profile: str, *, progress: bool = Fals
     return RobustChoice(runs.train_or_load(train_cfg, progress=progress), "profile", why)
 
 
-def _training_images(c: TrainConfig) -> str:
-    if c.n_train is None:
-        return (f"all {DATASETS[c.dataset].train_size:,} {c.dataset} training images less the {c.n_val:,} held out "
-                "to select best.pt")
-    return f"{c.n_train:,} {c.dataset} training images ({c.n_val:,} more held out to select best.pt)"
-
-
 def _shown(path: Path) -> str:
     """A path as the book shows it: relative to the repository when inside it."""
     path = Path(path)
@@ -78,14 +70,14 @@ def _shown(path: Path) -> str:
 
 
 def describe(choice: RobustChoice, profile: str) -> str:
-    """Which robust model the chapter uses, how it was trained, its selected epoch's accuracies,
-    and how to retrain it: plain text (no markdown), glued into the chapter's prose."""
+    """Which robust model the chapter uses, how it was trained (`runs.describe`, the book's one
+    phrase for it), its selected epoch's accuracies, and how to retrain it: plain text (no markdown),
+    glued into the chapter's prose."""
     run, c = choice.run, choice.run.config
     chosen = runs.selected_metrics(run)   # the epoch best.pt holds: the model the chapter loads
     accuracy = (f"its best.pt (epoch {int(chosen['epoch'])} of {c.epochs}) has clean / PGD test accuracy {chosen['test_acc_nat']:.0%} / {chosen['test_acc_adv']:.0%} "
                 f"on the first {c.n_test_track:,} test images")
-    training = (f"{c.method.upper()} on the {c.model}, {c.epochs} epochs on {_training_images(c)}, batch size "
-                f"{c.batch_size}, PGD-{c.attack_steps} training attack at ε = {c.eps * 255:g}/255, seed {c.seed}")
+    training = runs.describe(run, reference_note=False)   # the reference run is named below
     if choice.source == "reference":
         fields = ", ".join(f"{k}={v}" for k, v in REFERENCE_TRAINING.items())
         return (f"the committed reference run ({run.dir.name}): {training} (config.REFERENCE_TRAINING: {fields}); "

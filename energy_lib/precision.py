@@ -29,6 +29,7 @@ import torch
 from .attacks import attack_in_batches, eval_mode
 from .config import ConfigError, runs_root
 from .energy import marginal_energy
+from .provenance import machine_label
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 # The paper profile trains with a precision whose mean |ΔE(x) error| is at most this (issue 13).
@@ -191,7 +192,7 @@ def table(records: list[dict]):
 
     rows = []
     for r in records:
-        hw = r["hardware"].get("gpu") or f"CPU ({r['hardware']['threads']} threads)"
+        hw = machine_label(r["hardware"])
         for precision, row in r["results"].items():
             rows.append({"hardware": hw, "precision": precision, "n_images": r["n_images"],
                          "|E(x) err| mean": row["E_nat_abs_err_mean"], "|E(x) err| max": row["E_nat_abs_err_max"],

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,8 @@ from pathlib import Path
 from . import fileio
 from .config import ConfigError, TrainConfig, reference_config, reference_root, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
+from .names import DATASETS, METHOD_USES
+from .provenance import git_state
 
 REPO = Path(__file__).resolve().parent.parent
 # torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
@@ -105,15 +106,6 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def _git_commit() -> dict:
-    def git(*args):
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "energy_lib"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
 def environment(device: torch.device, cfg: TrainConfig) -> dict:
     import torch
 
@@ -130,7 +122,7 @@ def environment(device: torch.device, cfg: TrainConfig) -> dict:
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "data_on_device": True,
-        "git": _git_commit(),
+        "git": git_state(),
     }
     return env
 
@@ -435,14 +427,26 @@ def is_reference(run: Run) -> bool:
     return run.dir.resolve().parent == reference_root().resolve()
 
 
-def describe(run: Run) -> str:
-    """One phrase saying how a run was trained, for a chapter's prose."""
+def training_images(cfg: TrainConfig) -> str:
+    """The images a run trained on, and those held out to select best.pt."""
+    if cfg.n_train is None:
+        return (f"all {DATASETS[cfg.dataset].train_size:,} {cfg.dataset} training images less the {cfg.n_val:,} held "
+                "out to select best.pt")
+    return f"{cfg.n_train:,} {cfg.dataset} training images ({cfg.n_val:,} more held out to select best.pt)"
+
+
+def describe(run: Run, *, reference_note: bool = True) -> str:
+    """The one phrase saying how a run was trained, for a chapter's prose (chapters 1 and 5); plain
+    text (no markdown), since chapters glue it as text. `reference_note`: say so when `run` is the
+    committed reference run, and how to retrain it (chapter 5 says it in its own sentence)."""
     cfg = run.config
-    images = "all" if cfg.n_train is None else f"{cfg.n_train:,}"
-    text = (f"{cfg.method.upper()} on {cfg.model}, {cfg.epochs} epochs on {images} {cfg.dataset} training images, "
-            f"{cfg.attack_steps}-step training attack at ε = {cfg.eps * 255:.0f}/255")
-    if is_reference(run):
-        text += " (the committed reference run in runs/reference/; `make reference` retrains it after its folder is deleted)"
+    attack = (f"PGD-{cfg.attack_steps} training attack" if "attack_steps" in METHOD_USES[cfg.method]
+              else "single-step training attack")
+    text = (f"{cfg.method.upper()} on {cfg.model}, {cfg.epochs} epochs on {training_images(cfg)}, batch size "
+            f"{cfg.batch_size}, {attack} at ε = {cfg.eps * 255:g}/255, seed {cfg.seed}")
+    if reference_note and is_reference(run):
+        text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
+                 "is deleted)")
     return text
 
 

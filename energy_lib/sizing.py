@@ -34,15 +34,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import fileio, verdicts
-from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps
+from . import fileio, provenance, verdicts
+from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps, resolve_device
 
 SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 EVAL_FIELDS = ("n_eval", "eval_pgd_steps", "autoattack", "aa_iters", "aa_target_classes", "aa_queries")
@@ -243,26 +240,6 @@ def record_seconds(rec: dict) -> float:
     return float(s.get("clean", 0.0) + s.get("pgd", 0.0) + s.get("autoattack", 0.0))
 
 
-def machine() -> dict:
-    import torch
-
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"cpu_count": os.cpu_count(), "cpus_available": affinity, "torch_threads": torch.get_num_threads(),
-            "processor": platform.processor() or platform.machine(), "torch": torch.__version__}
-
-
-def git_commit() -> dict:
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "HEAD") or None,
-                "dirty": bool(git("status", "--porcelain", "--", "energy_lib"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
 # ----------------------------------------------------------------------------- one point
 def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False) -> dict:
     """Train or load the point's runs, evaluate the chapter-4 pair, and return the point's entry:
@@ -297,7 +274,8 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
                  "note": "wall seconds from the runs' metrics.jsonl (training + per-epoch tracking) and evaluation "
                          f"records; book_training_estimate_s adds chapter 4's {OTHER_BOOK_RUNS} other multi-step "
                          "method(s) at this point's mean multi-step cost"},
-        "machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_commit(),
+        "machine": provenance.machine(resolve_device(device)),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": provenance.git_state(),
     }
 
 

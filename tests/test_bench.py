@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from energy_lib import bench, data, losses, models
+from energy_lib import bench, data, losses, models, provenance
 from energy_lib.config import TrainConfig
 
 
@@ -28,10 +28,26 @@ def test_bench_writes_a_complete_record(tmp_path):
         assert row["images_per_s"] > 0 and row["tflops"] > 0
         assert row["fraction_of_peak"] is None  # CPU: no known peak, so no made-up fraction
     assert all(r["ratio_to_reference"] == 1 for r in saved["rows"] if r["path"] == "reference")
-    assert saved["hardware"]["torch"] == torch.__version__
+    assert set(provenance.MACHINE_KEYS) <= set(saved["hardware"])                # the one machine description
+    assert saved["hardware"]["torch"] == torch.__version__ and saved["hardware"]["device"] == "cpu"
+    assert saved["hardware"]["gpu"] is None and path.name.startswith("bench-small_cnn-cpu-")
     assert saved["hardware"]["tf32_cudnn"] == torch.backends.cudnn.allow_tf32   # numerics in force
-    assert len(saved["hardware"]["git"]["commit"]) == 40                        # which code was measured
-    assert len(bench.table(bench.load_records(tmp_path))) == 6
+    assert saved["hardware"]["git"] == provenance.git_state()                   # which code was measured
+    assert len(saved["hardware"]["git"]["commit"]) == 40
+    table = bench.table(bench.load_records(tmp_path))
+    assert len(table) == 6 and set(table["hardware"]) == {f"CPU ({torch.get_num_threads()} threads)"}
+
+
+def test_the_table_shows_records_of_every_version(tmp_path):
+    """Records written before provenance.machine named the torch threads "threads"; a GPU record is
+    labelled by its GPU."""
+    row = {"method": "sat", "path": "reference", "images_per_s": 1.0, "ratio_to_reference": 1.0,
+           "fraction_of_peak": None}
+    base = {"config": {"model": "x", "batch_size": 8}, "rows": [row], "measured_at": "2026-11-22T00:00:00Z"}
+    records = [{**base, "hardware": {"device": "cpu", "cpu": "x86_64", "threads": 2}},
+               {**base, "hardware": {"device": "cpu", "torch_threads": 3, "gpu": None}},
+               {**base, "hardware": {"device": "cuda:0", "torch_threads": 3, "gpu": "NVIDIA H200"}}]
+    assert list(bench.table(records)["hardware"]) == ["CPU (2 threads)", "CPU (3 threads)", "NVIDIA H200"]
 
 
 @pytest.mark.parametrize("method", ["sat", "trades", "weat_adv"])

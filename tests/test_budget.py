@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from energy_lib import budget
+from energy_lib import budget, provenance
 
-MACHINE = {"cpus": 2, "cpu_model": "x", "torch_threads": 2, "cuda": False}
+MACHINE = {"cpus": 2, "cpu_model": "x", "torch_threads": 2, "cuda": False}   # an older record's keys
 
 
 def execution(**seconds):
@@ -26,8 +26,10 @@ def test_a_complete_build_is_judged_against_its_budget():
     assert not budget.make_record(quick, "rebuild", 5 * 60 + 1, "2026-12-02T10:00:00Z", MACHINE)["within_budget"]
     assert budget.make_record(quick, "rebuild", 5 * 60, "2026-12-02T10:00:00Z", MACHINE)["within_budget"]
     row = budget.table([fresh]).iloc[0]
-    assert row["minutes"] == 39.0 and row["slowest chapter"] == "b (25.0 min)"
+    assert row["minutes"] == 39.0 and row["slowest chapter"] == "b (25.0 min)" and row["cpus"] == 2
     assert budget.chapter_table([fresh]).loc["a"].item() == 10.0
+    today = budget.make_record(ex, "fresh", 39 * 60, "2026-12-02T10:00:00Z", {**MACHINE, "cpus": 3, "cuda": None})
+    assert list(budget.table([fresh, today])["cpus"]) == [2, 3]
 
 
 @pytest.mark.parametrize("change,message", [
@@ -85,4 +87,5 @@ def test_record_time_command_writes_the_record_or_one_line_error(repo_root, tmp_
     assert done.returncode == 0, done.stderr
     [record] = budget.load(tmp_path / "bench")
     assert record["wall_seconds"] == 1800 and record["within_budget"] and record["machine"]["cpus"] >= 1
+    assert set(record["machine"]) == set(provenance.MACHINE_KEYS)   # the one machine description
     assert set(record["chapter_seconds"]) == set(notebooks) and record["git"]["commit"] == "c" * 40

@@ -10,6 +10,7 @@ import torch
 from energy_lib import precision
 from energy_lib.config import TrainConfig
 from energy_lib.models import SmallCNN
+from energy_lib.provenance import machine_view
 
 CPU_BF16 = [r for r in precision.load_records(precision.REPO_BENCH)
             if r["hardware"]["device"] == "cpu" and "bf16" in r["results"]]
@@ -29,7 +30,7 @@ def test_the_cpu_bf16_record_is_recomputed_on_another_cpu():
     if rec["hardware"]["torch"] != torch.__version__:
         pytest.skip(f"record made with torch {rec['hardware']['torch']}, this is {torch.__version__}")
     threads = torch.get_num_threads()
-    torch.set_num_threads(rec["hardware"]["threads"])
+    torch.set_num_threads(machine_view(rec["hardware"])["torch_threads"])   # "threads" in older records
     try:
         again = precision.standard_model_measurement("cpu", ("bf16",), rec["n_images"], rec["attack"]["steps"],
                                                      rec["attack"]["seed"])

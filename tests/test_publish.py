@@ -359,13 +359,16 @@ def test_real_build_warnings_are_recorded_and_refused(tiny_book, tmp_path, capsy
     assert "warning(s), first:" in capsys.readouterr().err and branch_files(bare) is None
 
 
-def test_git_state(tmp_path):
-    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
-    assert book.git_state(repo) == {"commit": git(repo, "rev-parse", "HEAD").stdout.strip(), "dirty": False}
-    (repo / "a.txt").write_text("changed\n")
-    assert book.git_state(repo)["dirty"] is True
-    (tmp_path / "plain").mkdir()
-    assert book.git_state(tmp_path / "plain") == {"commit": None, "dirty": None}
+def test_the_build_records_git_state_over_the_whole_tracked_tree(tmp_path):
+    """tools/book.py records energy_lib.provenance.git_state (tests/test_provenance.py), run store
+    included: the pages show the tracked records under runs/."""
+    from energy_lib import provenance
+
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n", "runs/sizing/sizing.json": "{}\n"})
+    (repo / "runs" / "sizing" / "sizing.json").write_text('{"points": []}\n')
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    assert book.git_state(repo) == provenance.git_state(repo, exclude=()) == {"commit": head, "dirty": True}
+    assert provenance.git_state(repo)["dirty"] is False   # the records of runs, sizing, bench leave runs/ out
     info = {"build_id": "b", "built_utc": "2026-01-02T03:04:05Z", "commit": "c" * 40, "dirty": True,
             "python": "3.11", "profile": "paper", "chapters": {}}
     assert "**dirty**" in book.build_info_page(info) and "2026-01-02 03:04:05 UTC" in book.build_info_page(info)

@@ -238,6 +238,25 @@ def test_the_reference_run_is_trained_by_its_command_and_found_wherever_the_stor
         assert runs.finished_runs() == []
 
 
+def test_describe_is_the_one_phrase_of_how_a_run_was_trained(tmp_path, monkeypatch):
+    sat = TINY1.replace(method="sat", model="small_cnn", n_train=64, n_val=16, epochs=2, batch_size=32,
+                        attack_steps=3, seed=1, eps=8 / 255)
+    assert runs.describe(Run(sat, tmp_path / "sat")) == (
+        "SAT on small_cnn, 2 epochs on 64 cifar10 training images (16 more held out to select best.pt), batch size "
+        "32, PGD-3 training attack at ε = 8/255, seed 1")
+    fgsm = TINY1.replace(method="fgsm_rs", n_train=None, n_val=1000, epochs=5, batch_size=128, seed=0, eps=16 / 255)
+    assert runs.describe(Run(fgsm, tmp_path / "fgsm")) == (
+        "FGSM_RS on small_cnn, 5 epochs on all 50,000 cifar10 training images less the 1,000 held out to select "
+        "best.pt, batch size 128, single-step training attack at ε = 16/255, seed 0")
+    monkeypatch.setattr(runs, "reference_root", lambda: tmp_path / "reference")
+    reference = Run(sat, tmp_path / "reference" / "r")
+    note = (" (the committed reference run in runs/reference/; make reference retrains it after its folder is "
+            "deleted)")
+    assert runs.describe(reference) == runs.describe(Run(sat, tmp_path / "sat")) + note
+    assert runs.describe(reference, reference_note=False) == runs.describe(Run(sat, tmp_path / "sat"))
+    assert "`" not in runs.describe(reference)   # chapters glue it as plain text
+
+
 def test_the_committed_reference_run_matches_its_definition(repo_root):
     """The reference run in git (runs/reference/) is the one config.REFERENCE_TRAINING defines,
     finished, and its best.pt loads (a changed definition without retraining fails here)."""

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import size_default  # noqa: E402
 
-from energy_lib import runs, sizing, train, verdicts  # noqa: E402
+from energy_lib import provenance, runs, sizing, train, verdicts  # noqa: E402
 from energy_lib.config import ConfigError, RobustEvalSettings, TrainConfig  # noqa: E402
 
 N_TRACK = 200
@@ -198,6 +198,8 @@ def test_tool_writes_a_record_of_the_point(swept):
     assert set(per_run) == set(sizing.RUN_METHODS) and all(c["epochs"] == 2 for c in per_run.values())
     assert point["cost"]["train_wall_s"] > 0 and point["machine"]["torch_threads"] >= 1
     assert point["git"]["commit"] and point["date"].endswith("Z")
+    assert set(point["machine"]) == set(provenance.MACHINE_KEYS) and point["machine"]["device"] == "cpu"
+    assert point["git"] == provenance.git_state()   # the one git state (run store left out)
 
 
 def test_second_invocation_trains_nothing_and_keeps_the_record(swept, monkeypatch):

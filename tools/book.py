@@ -45,6 +45,10 @@ STAGE_INFO = "build_info.json"         # in the staging folder: what `stage` bui
 # Pages that `stage` writes into the staging copy (never into the repository); `_toc.yml` may list
 # them although no source file exists.
 GENERATED_PAGES = {"book/build_info.md"}
+# The records' {"commit", "dirty"} (energy_lib.provenance.git_state) over the whole tracked tree, run
+# store included: the pages show the tracked records of runs/ (reference run, sizing, bench), so a
+# changed one makes the build dirty.
+GIT_EXCLUDE = ()
 # The front page collects the reproduction records the chapters write: it is executed last.
 RUN_LAST = ("book/summary.ipynb",)
 
@@ -100,18 +104,13 @@ def utc_now() -> str:
 
 
 def git_state(root: Path = ROOT) -> dict:
-    """Commit of `root` and whether its working tree differs from it (tracked changes or new files
-    that are not git-ignored). Outside a git checkout both are None."""
-    def git(*args):
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-    try:
-        head = git("rev-parse", "--verify", "HEAD")
-        if head.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = git("status", "--porcelain")
-        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except FileNotFoundError:  # no git on this machine
-        return {"commit": None, "dirty": None}
+    """`energy_lib.provenance.git_state` of `root` with the book's scope (`GIT_EXCLUDE`); imported
+    here, not at the top, so that tools/publish.py (which imports this file) needs no energy_lib."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from energy_lib import provenance
+
+    return provenance.git_state(root, exclude=GIT_EXCLUDE)
 
 
 def read_execution_record(executed: Path) -> dict:
@@ -402,14 +401,14 @@ def html_pages(root: Path = ROOT) -> list[Path]:
 def record_time(kind: str, wall_seconds: float, executed: Path, out: Path) -> int:
     """Write the budget record of the build whose chapters are in `executed` (energy_lib.budget)."""
     sys.path.insert(0, str(ROOT))
-    from energy_lib import budget
+    from energy_lib import budget, provenance
 
     path = Path(executed) / EXECUTION_RECORD
     if not path.is_file():
         raise BookError(f"{path} does not exist: run `make book` first (it writes the chapters' times there)")
     try:
         record = budget.make_record(read_execution_record(Path(executed)), kind, wall_seconds, utc_now(),
-                                    budget.machine(), chapters=[str(c) for c in notebooks()],
+                                    provenance.machine(), chapters=[str(c) for c in notebooks()],
                                     runs=read_runs_record(Path(executed)))
         saved = budget.save(record, out if out is not None else budget.RECORDS)
     except budget.BudgetError as err:

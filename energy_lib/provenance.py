@@ -1,0 +1,106 @@
+"""Where a record was made: the code's git state and the machine. A low module: it imports nothing
+of energy_lib (torch only inside `machine`), so any record writer, and tools/book.py, can use it.
+
+`git_state` is the one `{"commit", "dirty"}` of every record (run env.json, sizing points, bench and
+precision records, the book's execution and build records, hence the budget records). `dirty` means
+"a tracked file differs from the commit" over the whole working tree (staged or not, deletions
+included), but:
+
+* untracked files never count: the run store writes new, not yet committed records beside tracked
+  ones (runs/bench/*.json, runs/sizing/), and an untracked file cannot change what the tracked code
+  does unless a tracked file changed too (which counts);
+* the repository's run store `runs/` (`RUN_STORE`) is left out by default: it is the data the code
+  writes, not the code (a sizing sweep rewrites the tracked runs/sizing/sizing.json between its
+  points; `make reference` rewrites the tracked reference run). The book build, whose pages show
+  that tracked data, passes `exclude=()`.
+
+Records written before this module scoped `dirty` to energy_lib/ (runs, sizing, bench) or counted
+untracked files (the book); their `{"commit", "dirty"}` keys are the same.
+
+`machine` is the one description of the machine (`MACHINE_KEYS`); `machine_view` reads an older
+record's description (sizing: cpu_count/cpus_available/processor; bench and precision: cpu/threads;
+budget: cuda as a bool) under today's keys.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_STORE = ("runs",)   # relative to the repository: data the code writes, left out of `dirty`
+
+
+def git_state(root: Path = REPO, *, exclude: tuple[str, ...] = RUN_STORE) -> dict:
+    """`{"commit": HEAD's sha, "dirty": whether a tracked file outside `exclude` differs from it}`
+    (see the module docstring); both None outside a git checkout or without git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){path}" for path in exclude))
+        dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        return {"commit": head.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):   # no git on this machine, or it hung
+        return {"commit": None, "dirty": None}
+
+
+MACHINE_KEYS = ("cpu_model", "cpu_count", "cpus", "torch_threads", "python", "torch", "cuda", "device", "gpu")
+# older records' names for them (sizing.machine, bench.hardware); budget's old "cuda" was a bool
+OLD_MACHINE_KEYS = {"processor": "cpu_model", "cpu": "cpu_model", "cpus_available": "cpus", "threads": "torch_threads"}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device=None) -> dict:
+    """What a time or a figure depends on, under `MACHINE_KEYS`: the CPU model, the machine's logical
+    CPUs (`cpu_count`) and those this process may use (`cpus`, its affinity), torch's threads, the
+    Python / torch / CUDA (torch's build, None without) versions, the device measured on (None when
+    not one) and the GPU's name (of `device` when it is a GPU; with no device, of the first GPU; else
+    None)."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    device = torch.device(device) if device is not None else None
+    if device is not None:
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    else:
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "cpus": cpus,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": str(device) if device is not None else None, "gpu": gpu}
+
+
+def machine_view(info: dict | None) -> dict:
+    """A record's machine description under today's keys: older names mapped (`OLD_MACHINE_KEYS`; a
+    missing or None `cpus` falls back to `cpu_count`), budget's old boolean `cuda` shown as
+    `cuda_available`; other keys kept as they are, none invented."""
+    info = dict(info or {})
+    view = {k: v for k, v in info.items() if k not in OLD_MACHINE_KEYS and not (k == "cuda" and isinstance(v, bool))}
+    for old, new in OLD_MACHINE_KEYS.items():
+        if old in info:
+            view.setdefault(new, info[old])   # today's key wins over an old one of the same record
+    if isinstance(info.get("cuda"), bool):
+        view["cuda_available"] = info["cuda"]
+    if view.get("cpus") is None and view.get("cpu_count") is not None:
+        view["cpus"] = view["cpu_count"]
+    return view
+
+
+def machine_label(info: dict | None) -> str:
+    """A record's machine in a table cell: the GPU's name, else `CPU (<torch threads> threads)`."""
+    view = machine_view(info)
+    return view.get("gpu") or f"CPU ({view.get('torch_threads')} threads)"
