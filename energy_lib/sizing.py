@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import fileio, provenance, verdicts
+from .book_runs import SINGLE_STEP_EPS  # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps, resolve_device
 
-SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 EVAL_FIELDS = ("n_eval", "eval_pgd_steps", "autoattack", "aa_iters", "aa_target_classes", "aa_queries")
 # every point trains the claims' fixed set of methods; the multi-step runs stay at the paper's ε
 # (chapter 4 evaluates at TrainConfig's ε), the single-step ones move with single_step_eps

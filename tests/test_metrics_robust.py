@@ -211,9 +211,10 @@ def test_evaluation_counts_an_image_robust_only_if_also_clean_correct(tmp_path, 
     assert robust.per_image_correct(rec, "autoattack") is None        # not run
 
 
-def test_a_cached_record_without_per_image_outcomes_is_recomputed_with_them(tmp_path, monkeypatch):
-    """A complete record written before version 2 (accuracies only) is recomputed, under the same key,
-    to the record a fresh evaluation writes."""
+def test_a_complete_record_without_per_image_outcomes_is_kept_and_an_unfinished_one_recomputed(tmp_path, monkeypatch):
+    """A complete record written before version 2 (accuracies only) is reused as it is, never silently
+    recomputed (on a GPU it is hours of AutoAttack; comparisons with it are unpaired and say so); an
+    unfinished one cannot resume with per-image outcomes and is recomputed to a fresh evaluation's record."""
     x = torch.stack([torch.full((3, 4, 4), v) for v in (0.2, 0.8, 0.8, 0.3)])
     y = torch.tensor([0, 0, 0, 1])
     monkeypatch.setattr(attacks, "attack_in_batches", lambda name, model, x, y, **kw: 1.0 - x)
@@ -226,6 +227,10 @@ def test_a_cached_record_without_per_image_outcomes_is_recomputed_with_them(tmp_
     path = robust.record_path(tmp_path / "old", fresh["key"])
     path.parent.mkdir()
     path.write_text(json.dumps(old))
+    kept = robust.evaluate(_MeanModel(), images, settings, tmp_path / "old", device="cpu", progress=False)
+    assert kept == old and json.loads(path.read_text()) == old
+    assert robust.per_image_correct(kept, "pgd") is None
+    path.write_text(json.dumps({**old, "complete": False}))
     again = robust.evaluate(_MeanModel(), images, settings, tmp_path / "old", device="cpu", progress=False)
     assert _without_times(again) == _without_times(fresh) and again["correct"]["clean"] == fresh["correct"]["clean"]
     assert json.loads(path.read_text())["version"] == 2

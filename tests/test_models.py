@@ -38,3 +38,27 @@ def test_pretrained_standard_resnet18_is_accurate_on_real_test_images():
     x, y = data.load_dataset("cifar10", "test", n=500).tensors()
     accuracy = (predict_logits(model, x).argmax(1) == y).float().mean().item()
     assert accuracy >= 0.90, accuracy
+
+
+def test_frozen_for_attacks_gives_the_same_logits_and_restores_the_model():
+    """The lens attacks in this mode (no parameter gradients, channels_last on a CPU): the logits and
+    the input gradient are those of the plain model, no parameter gradient is accumulated, and the
+    caller's model comes back with its own requires_grad flags and memory layout."""
+    torch.manual_seed(0)
+    model = models.build_model("small_cnn").eval()
+    last = model.head[-1].weight
+    last.requires_grad_(False)                        # a caller's own choice, kept after the block
+    x = torch.rand(8, 3, 32, 32, requires_grad=True)
+    plain = model(x)
+    (plain_grad,) = torch.autograd.grad(plain.logsumexp(1).sum(), x)
+    with models.frozen_for_attacks(model) as m:
+        assert not any(p.requires_grad for p in m.parameters())
+        conv = next(p for p in m.parameters() if p.dim() == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+        out = m(x)
+        out.logsumexp(1).sum().backward()             # as pyautoattack's FAB does: .backward()
+    torch.testing.assert_close(out, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, plain_grad, rtol=1e-4, atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == [p is not last for p in model.parameters()]
+    assert all(p.is_contiguous() for p in model.parameters())

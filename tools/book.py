@@ -51,6 +51,8 @@ GENERATED_PAGES = {"book/build_info.md"}
 GIT_EXCLUDE = ()
 # The front page collects the reproduction records the chapters write: it is executed last.
 RUN_LAST = ("book/summary.ipynb",)
+# the chapters that train runs (energy_lib.book_runs): a whole-book execution trains theirs first
+TRAINING_CHAPTERS = ("book/02_at_phases.ipynb", "book/03_trades_ebm.ipynb", "book/04_weat_der.ipynb")
 
 
 class BookError(RuntimeError):
@@ -222,7 +224,7 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
-    if not only and train_jobs != 0:
+    if not only and train_jobs != 0 and any(str(nb) in TRAINING_CHAPTERS for nb in nbs):
         train_runs(profile, params, out_dir, train_jobs, log=log, progress=progress)
     timings = {}
     for i, nb in enumerate(nbs, 1):

@@ -143,8 +143,11 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     key = _key(checkpoint, images.description, settings)
     path = record_path(directory, key)
     rec = _read_record(path) if path.is_file() else None
-    if rec is not None and "correct" not in rec:
-        rec = None   # written before version 2 (accuracies only): recomputed to add per-image outcomes
+    if rec is not None and "correct" not in rec and not rec.get("complete"):
+        rec = None   # an unfinished record from before version 2 cannot resume with per-image outcomes
+    # A complete record from before version 2 (accuracies only) is kept as it is, never silently
+    # recomputed (on a GPU it can be hours of AutoAttack): comparisons with it are unpaired and say so;
+    # deleting it recomputes it with per-image outcomes.
     if rec is not None and rec.get("complete"):
         return rec
     dev = resolve_device(device)

@@ -1,0 +1,117 @@
+"""The runs `make book` trains before the chapters (energy_lib.book_runs): they must be exactly the
+runs the chapters ask for (else the chapters train them again), training them in parallel worker
+processes must give the runs a sequential training gives, and a failing run must stop the build
+with its own error."""
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from energy_lib import book_runs, budget
+from energy_lib.config import ConfigError, TrainConfig
+from energy_lib.fileio import StoreError
+from energy_lib.runs import Run, run_dir
+
+
+def _chapter_namespace(repo_root, chapter: str, stop: str, profile: str, params: dict) -> dict:
+    """Run a chapter's parameters cell, papermill's injected values, then its training cell up to the
+    line that starts with `stop` (its imports left out: the config classes are given)."""
+    from energy_lib.config import WeatDerConfig
+
+    nb = json.loads((repo_root / "book" / chapter).read_text())
+    parameters = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    training = next(c for c in nb["cells"] if "train_or_load(" in "".join(c["source"]))
+    namespace = {"TrainConfig": TrainConfig, "WeatDerConfig": WeatDerConfig}
+    exec(compile(ast.parse("".join(parameters["source"])), chapter, "exec"), namespace)
+    namespace.update(profile=profile, **params)
+    lines = "".join(training["source"]).splitlines()
+    kept = [line for line in lines[:next(i for i, line in enumerate(lines) if line.startswith(stop))]
+            if not line.startswith(("import ", "from "))]
+    exec(compile("\n".join(kept), chapter, "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+@pytest.mark.parametrize("params", [{}, {"epochs": 3, "single_step_eps": 8 / 255}])
+def test_the_runs_trained_first_are_the_runs_the_chapters_ask_for(repo_root, profile, params):
+    """Chapter 2's and chapter 4's own lines (with papermill's parameters) name the same run
+    directories as `chapter_configs`: none is trained twice, none is missing."""
+    ch2 = _chapter_namespace(repo_root, "02_at_phases.ipynb", "runs =", profile, params)
+    ch4 = _chapter_namespace(repo_root, "04_weat_der.ipynb", "t0 =", profile, params)
+    wanted = {run_dir(c.canonical()) for c in [*ch2["multi"].values(), *ch2["single"].values(),
+                                               *ch4["train_cfgs"].values()]}
+    ours = book_runs.chapter_configs(profile, params)
+    assert {run_dir(c.canonical()) for c in ours.values()} == wanted
+    assert len(ours) == len(wanted)                     # each run once
+    if "single_step_eps" in params:
+        assert ours["FGSM-RS"].eps == params["single_step_eps"] and ours["SAT"].eps == TrainConfig.eps
+
+
+def test_default_jobs_is_one_process_per_core_and_never_more_than_the_runs():
+    assert book_runs.default_jobs(6, cpus=2) == (2, 1)
+    assert book_runs.default_jobs(6, cpus=16) == (6, 2)
+    assert book_runs.default_jobs(1, cpus=16) == (1, 16)
+    assert book_runs.default_jobs(3, cpus=1) == (1, 1)
+
+
+def _smoke_pair():
+    cfgs = book_runs.chapter_configs("smoke")
+    return {"SAT": cfgs["SAT"], "FGSM-RS": cfgs["FGSM-RS"]}
+
+
+def _metrics_without_times(directory):
+    rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith("time_") and k != "images_per_s"} for r in rows]
+
+
+def test_parallel_training_gives_the_runs_sequential_training_gives(tmp_path, monkeypatch):
+    """Two worker processes or one, with the same threads each: the same epochs, bit for bit, and
+    a finished run is never trained again."""
+    out = {}
+    for jobs in (2, 1):
+        store = tmp_path / f"jobs{jobs}"
+        monkeypatch.setenv("ENERGY_RUNS", str(store))
+        seconds = book_runs.train_all(_smoke_pair(), jobs=jobs, threads=1, progress=False, log=lambda *a, **k: None)
+        assert set(seconds) == {"SAT", "FGSM-RS"}
+        out[jobs] = {label: run_dir(c.canonical()) for label, c in _smoke_pair().items()}
+        assert all(Run(c.canonical(), out[jobs][label]).done for label, c in _smoke_pair().items())
+        # the chapters find them finished: nothing is trained again
+        assert book_runs.train_all(_smoke_pair(), jobs=jobs, progress=False) == {}
+    for label in ("SAT", "FGSM-RS"):
+        assert out[2][label].name == out[1][label].name
+        assert _metrics_without_times(out[2][label]) == _metrics_without_times(out[1][label])
+
+
+def test_a_run_that_cannot_train_stops_the_build_with_its_own_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    pair = _smoke_pair()
+    broken = run_dir(pair["FGSM-RS"].canonical())
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(StoreError, match="config.json"):
+        book_runs.train_all(pair, jobs=2, threads=1, progress=False, log=lambda *a, **k: None)
+    assert (broken / "config.json").read_text() == "{not json"     # nothing overwritten
+
+
+def test_a_bad_parameter_is_refused_before_any_training():
+    with pytest.raises(ConfigError, match="epochs must be positive"):
+        book_runs.chapter_configs("smoke", {"epochs": 0})
+
+
+# ----------------------------------------------------------------------------- the budget record counts them
+def _execution(commit="abc"):
+    return {f"book/c{i}.ipynb": {"status": "ok", "profile": "default", "seconds": 100.0, "commit": commit,
+                                 "dirty": False} for i in range(2)}
+
+
+def test_the_budget_record_counts_the_runs_trained_before_the_chapters():
+    runs = {"status": "ok", "profile": "default", "commit": "abc", "seconds": 600.0, "runs": {"SAT": 300.0}}
+    rec = budget.make_record(_execution(), "fresh", 850.0, "2026-12-02T00:00:00Z", {}, runs=runs)
+    assert rec["runs_seconds"] == 600.0 and rec["runs_trained"] == {"SAT": 300.0}
+    with pytest.raises(budget.BudgetError, match="less than the chapters' own 800"):
+        budget.make_record(_execution(), "fresh", 799.0, "2026-12-02T00:00:00Z", {}, runs=runs)
+    for change in ({"status": "running"}, {"commit": "def"}, {"profile": "smoke"}):
+        with pytest.raises(budget.BudgetError, match="not this build's"):
+            budget.make_record(_execution(), "fresh", 900.0, "2026-12-02T00:00:00Z", {}, runs={**runs, **change})
