@@ -416,7 +416,7 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0
 class AccuracyComparison(Result):
     statistic: float             # acc_a − acc_b
     se: float                    # the SE of the test used: paired when `paired`, else unpaired
-    ci: tuple[float, float]      # Wald interval statistic ± z·se at `level` (the verdict is the test's)
+    ci: tuple[float, float]      # at `level`: paired, the exact interval matching McNemar's test; else Wald
     se_unpaired: float           # the unpaired binomial SE at the same n, for reference
     paired: bool                 # McNemar on per-image correctness (True) or two-proportion z-test
     p_value: float
@@ -452,9 +452,12 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
     much smaller than the unpaired one. Without per-image correctness: a two-proportion z-test with
     the unpooled binomial SE, which over-states the noise of a paired difference (so it errs
     towards "inconclusive"); `why_unpaired` says why in the result's `test` and sentence. Both
-    give `se_unpaired` for reference and the Wald interval d ± z·SE at `level`; the verdict comes
-    from the test's p-value, so with few discordant images (where the Wald interval is too narrow)
-    the interval can exclude 0 while the exact test does not.
+    give `se_unpaired` for reference. The interval at `level`: paired, the exact one of the test
+    (Clopper-Pearson for b of the b + c discordant images, mapped to d = (b + c)/n · (2π − 1)):
+    under the null π = 1/2 the exact two-sided p-value is twice the smaller tail, so the interval
+    excludes 0 exactly when the verdict is not "inconclusive" (a Wald interval d ± z·SE does not
+    have this property: with 5 vs 0 discordant images it excludes 0 while p = 0.062); unpaired, the
+    Wald interval of the z-test, which agrees with it by construction.
     Verdict on the claim "A > B" (the test's p-value at 1 − `level`): `reproduced` when A is
     significantly better, `not reproduced` when B is significantly better, `inconclusive at this
     scale` otherwise.
@@ -470,16 +473,23 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
         only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
         d = (only_a - only_b) / n_images
         se = math.sqrt(max(only_a + only_b - n_images * d * d, 0.0)) / n_images
-        p = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+        discordant = only_a + only_b
+        if discordant:
+            exact = stats.binomtest(only_a, discordant)
+            p = exact.pvalue
+            pi = exact.proportion_ci(confidence_level=level, method="exact")
+            ci = (discordant / n_images * (2 * pi.low - 1), discordant / n_images * (2 * pi.high - 1))
+        else:
+            p, ci = 1.0, (0.0, 0.0)
         test = f"McNemar exact test on the {only_a} vs {only_b} discordant images (paired)"
     else:
         d = acc_a - acc_b
         se = _unpaired_se(acc_a, acc_b, n_images)
         p = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else (1.0 if d == 0 else 0.0)
         test = f"two-proportion z-test (unpaired binomial SE{'; ' + why_unpaired if why_unpaired else ''})"
+        z = _z(level)
+        ci = (d - z * se, d + z * se)
     se_unpaired = _unpaired_se(acc_a, acc_b, n_images)
-    z = _z(level)
-    ci = (d - z * se, d + z * se)
     alpha = 1 - level
     verdict = INCONCLUSIVE_SCALE if p >= alpha else REPRODUCED if d > 0 else NOT_REPRODUCED
     a, b = labels
@@ -488,7 +498,8 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
             INCONCLUSIVE_SCALE: "the difference is within the noise of this many test images"}[verdict]
     noise = (f"paired SE {100 * se:.1f} pt, unpaired SE {100 * se_unpaired:.1f} pt" if paired else
              f"SE {100 * se:.1f} pt")
-    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} Wald interval "
+    interval = "exact interval" if paired else "Wald interval"
+    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} {interval} "
                 f"[{_pt(ci[0])}, {_pt(ci[1])}] ({noise}; verdict from the {test}, p = {p:.2g}); {text}")
     return AccuracyComparison(statistic=float(d), se=float(se), ci=(float(ci[0]), float(ci[1])),
                               se_unpaired=float(se_unpaired), paired=paired, p_value=float(p), test=test,

@@ -251,12 +251,28 @@ def test_a_planted_paired_difference_is_detected_and_the_unpaired_se_stated():
     assert res.statistic == pytest.approx(0.4, abs=1e-15)
     assert res.se == pytest.approx(np.sqrt(40 - 100 * 0.4 ** 2) / 100, rel=1e-12)    # √(b + c − n d²) / n
     assert res.p_value == pytest.approx(2 * 0.5 ** 40, rel=1e-12)                    # 40 of 40 discordant
-    z = V._z()
-    assert res.ci == pytest.approx((0.4 - z * res.se, 0.4 + z * res.se), rel=1e-12)
+    # exact (Clopper-Pearson) interval for 40 of 40 discordant: π in [0.025^(1/40), 1], d = 0.4 (2π − 1)
+    assert res.ci == pytest.approx((0.4 * (2 * 0.025 ** (1 / 40) - 1), 0.4), rel=1e-9)
     assert res.se_unpaired == pytest.approx(np.sqrt((0.7 * 0.3 + 0.3 * 0.7) / 100), rel=1e-12)
     assert "unpaired SE 6.5 pt" in res.sentence and "paired SE 4.9 pt" in res.sentence
     assert "40 vs 0 discordant" in res.test and res.verdict == V.REPRODUCED
     assert V.compare_records(_eval_record(b), _eval_record(a)).verdict == V.NOT_REPRODUCED
+
+
+def test_the_paired_interval_excludes_zero_exactly_when_the_verdict_is_not_inconclusive():
+    """Every split of up to 40 discordant images among 100: the interval the sentence shows and the
+    verdict never contradict each other (a Wald interval does, e.g. at 5 vs 0)."""
+    for only_a in range(41):
+        for only_b in range(41 - only_a):
+            a, b = _pairs(30, only_a, only_b, 70 - only_a - only_b)
+            res = V.compare_records(_eval_record(a), _eval_record(b))
+            excludes_zero = res.ci[0] > 0 or res.ci[1] < 0
+            assert excludes_zero == (res.verdict != V.INCONCLUSIVE_SCALE), (only_a, only_b, res.ci, res.p_value)
+            assert res.ci[0] <= res.statistic <= res.ci[1]
+    five = V.compare_records(*(_eval_record(v) for v in _pairs(30, 5, 0, 65)))
+    assert five.verdict == V.INCONCLUSIVE_SCALE and five.p_value == pytest.approx(2 * 0.5 ** 5) and five.ci[0] < 0
+    wald_low = five.statistic - V._z() * five.se
+    assert wald_low > 0                                     # what the Wald interval would have claimed
 
 
 def test_concordant_images_leave_the_paired_noise_much_smaller_than_the_unpaired():
