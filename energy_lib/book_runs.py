@@ -16,23 +16,26 @@ figures measured. A chapter then finds its runs finished and only reads them; an
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
+from dataclasses import dataclass, field
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Mapping
 
 from .config import TrainConfig, WeatDerConfig
+from .provenance import usable_cpus
 
 SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 # label -> (method, uses the single-step ε): chapter 2's runs, with its labels
 CHAPTER2_RUNS = {"SAT": ("sat", False), "TRADES": ("trades", False),
                  "FGSM-RS": ("fgsm_rs", True), "FGSM-RS + DER": ("fgsm_rs_der", True)}
+# chapter 4's other methods, labelled as its tables label them (tables.METHOD_LABELS)
+CHAPTER4_LABELS = {"weat_adv": "WEAT_adv", "weat_nat": "WEAT_nat", "sat_der": "SAT + DER", "mart": "MART"}
 
 
 def chapter_configs(profile: str, params: Mapping[str, Any] | None = None) -> dict[str, TrainConfig]:
     """{method label: TrainConfig} of every run chapters 2-4 train for these papermill parameters
-    (chapter 3 reads chapter 2's SAT and TRADES). Labels are chapter 2's, else the method name."""
+    (chapter 3 reads chapter 2's SAT and TRADES). Labels are chapter 2's, then `CHAPTER4_LABELS`."""
     namespace = {**(params or {}), "profile": profile}
     base = TrainConfig.from_namespace(namespace)
     single_eps = namespace.get("single_step_eps")
@@ -44,31 +47,36 @@ def chapter_configs(profile: str, params: Mapping[str, Any] | None = None) -> di
     for method in chapter4.methods:
         cfg = chapter4.train_config(method, profile)
         if cfg.canonical() not in known:
-            out[method] = cfg
+            out[CHAPTER4_LABELS.get(method, method)] = cfg
             known.add(cfg.canonical())
     return out
 
 
 def default_jobs(n_runs: int, cpus: int | None = None) -> tuple[int, int]:
     """(worker processes, threads each): one run per core, at most one worker per run."""
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpus or usable_cpus()
     jobs = max(1, min(n_runs, cpus))
     return jobs, max(1, cpus // jobs)
 
 
-def _init_worker(threads: int) -> None:
+_STOP = None   # in a worker: the pool's stop event (set when another run failed)
+
+
+def _init_worker(threads: int, stop) -> None:
     import torch
 
+    global _STOP
+    _STOP = stop
     torch.set_num_threads(threads)
 
 
-def _train_one(cfg: TrainConfig) -> tuple[str, float]:
+def _train_one(cfg: TrainConfig) -> tuple[str, bool, float]:
+    """(run directory, finished?, seconds): a run stopped by the event is left resumable, unfinished."""
     from .runs import train_or_load
 
     t0 = time.perf_counter()
-    run = train_or_load(cfg, progress=False)
-    return str(run.dir), time.perf_counter() - t0
+    run = train_or_load(cfg, progress=False, should_stop=_STOP.is_set if _STOP is not None else None)
+    return str(run.dir), run.done, time.perf_counter() - t0
 
 
 def _epochs_done(directory: Path) -> int:
@@ -79,10 +87,18 @@ def _epochs_done(directory: Path) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class TrainReport:
+    seconds: dict = field(default_factory=dict)   # {label: seconds} of the runs trained now
+    jobs: int = 0                                 # worker processes (0: nothing to train)
+    threads: int = 0                              # torch threads of each
+
+
 def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threads: int | None = None,
-              progress: bool = True, log=print, poll_seconds: float = 2.0) -> dict[str, float]:
-    """Train (or resume) every unfinished run of `configs` with `jobs` worker processes of `threads`
-    threads each (default: `default_jobs`). Returns {label: seconds} of the runs trained now.
+              progress: bool = True, log=print, poll_seconds: float = 2.0) -> TrainReport:
+    """Train (or resume) every unfinished run of `configs` with `jobs` worker processes (default: one
+    per core, at most one per run) of `threads` threads each (default: the cores shared among them).
+    Returns the seconds of the runs trained now, and the processes and threads used.
 
     Progress is one bar of epochs over all runs (read from the runs' metrics.jsonl). A failing run
     stops the others at their next epoch boundary (they stay resumable) and its error is raised."""
@@ -96,18 +112,19 @@ def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threa
         if not Run(cfg, run_dir(cfg)).done and cfg not in todo.values():
             todo[label] = cfg
     if not todo:
-        return {}
-    auto_jobs, auto_threads = default_jobs(len(todo))
-    jobs = min(jobs or auto_jobs, len(todo))
-    threads = threads or (auto_threads if jobs == auto_jobs else 1)
+        return TrainReport()
+    cpus = usable_cpus()
+    jobs = min(jobs or default_jobs(len(todo), cpus)[0], len(todo))
+    threads = threads or max(1, cpus // jobs)
     dirs = {label: run_dir(cfg) for label, cfg in todo.items()}
     total = sum(cfg.epochs for cfg in todo.values())
     log(f"[runs] training {len(todo)} run(s) with {jobs} process(es) x {threads} thread(s): "
         f"{', '.join(todo)}", flush=True)
     seconds: dict[str, float] = {}
     bar = tqdm(total=total, desc="[runs] epochs", unit="epoch", disable=not progress)
-    executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(threads,))
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, stop))
     try:
         futures = {executor.submit(_train_one, cfg): label for label, cfg in todo.items()}
         pending = set(futures)
@@ -120,12 +137,14 @@ def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threa
                 error = future.exception()
                 if error is not None:
                     raise error
-                seconds[label] = round(future.result()[1], 1)
+                seconds[label] = round(future.result()[2], 1)
                 log(f"[runs] {label} finished in {seconds[label]} s", flush=True)
     except BaseException:
-        executor.shutdown(wait=True, cancel_futures=True)   # running workers stop at Ctrl-C with their epoch kept
+        # the other runs stop before their next epoch (Ctrl-C reaches the workers too), resumable
+        stop.set()
+        executor.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         bar.close()
     executor.shutdown(wait=True)
-    return seconds
+    return TrainReport(seconds, jobs, threads)

@@ -190,14 +190,17 @@ def frozen_for_attacks(model: nn.Module, channels_last: bool | None = None):
     wanted = [p.requires_grad for p in params]
     if channels_last is None:
         channels_last = bool(params) and params[0].device.type == "cpu"
+    # convert (and convert back) only a model that is not channels_last already
+    convert = channels_last and not all(p.is_contiguous(memory_format=torch.channels_last)
+                                        for p in params if p.dim() == 4)
     try:
         for p in params:
             p.requires_grad_(False)
-        if channels_last:
+        if convert:
             model.to(memory_format=torch.channels_last)
         yield model
     finally:
-        if channels_last:
+        if convert:
             model.to(memory_format=torch.contiguous_format)
         for p, w in zip(params, wanted):
             p.requires_grad_(w)

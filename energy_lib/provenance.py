@@ -64,6 +64,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine(device=None) -> dict:
     """What a time or a figure depends on, under `MACHINE_KEYS`: the CPU model, the machine's logical
     CPUs (`cpu_count`) and those this process may use (`cpus`, its affinity), torch's threads, the
@@ -72,7 +77,7 @@ def machine(device=None) -> dict:
     None)."""
     import torch
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     device = torch.device(device) if device is not None else None
     if device is not None:
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None

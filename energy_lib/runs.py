@@ -386,10 +386,11 @@ class Run:
 
 
 def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None,
-                  root: Path | None = None) -> Run:
+                  root: Path | None = None, should_stop=None) -> Run:
     """The finished run if it exists; else resume it from last.pt; else train it from scratch.
 
     stop_after: train at most this many more epochs now (the run stays resumable).
+    should_stop: asked before each epoch; True stops there (the run stays resumable).
     Hyperparameters the method does not read are reset first (`TrainConfig.canonical`).
     The directory is created (and locked) only once the data and the optimizer are ready
     (`train.fit`), so a config that cannot run leaves nothing behind."""
@@ -401,7 +402,7 @@ def train_or_load(cfg: TrainConfig, progress: bool = True, stop_after: int | Non
         from .train import fit
 
         try:
-            fit(cfg, run, progress=progress, stop_after=stop_after)
+            fit(cfg, run, progress=progress, stop_after=stop_after, should_stop=should_stop)
         finally:
             run.close()
     return run

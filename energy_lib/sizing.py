@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import fileio, provenance, verdicts
+from . import book_runs, fileio, provenance, verdicts
 from .book_runs import SINGLE_STEP_EPS  # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps, resolve_device
 
@@ -158,11 +158,11 @@ class Point:
         return WeatDerConfig.from_profile(self.profile, **{k: v for k, v in self.values if k in EVAL_FIELDS})
 
     def train_configs(self) -> dict[str, TrainConfig]:
-        """The runs, built as chapter 2 builds them (`cfg.replace(method=...)`, the single-step runs
-        also `eps=single_step_eps`); chapters 3 and 4 train the same configs."""
-        cfg = self.base_config()
-        return {label: cfg.replace(method=method, **({"eps": self.single_step_eps} if single else {}))
-                for label, (method, single) in RUN_METHODS.items()}
+        """The claims' runs among those the chapters train with these parameters
+        (`book_runs.chapter_configs`: chapter 2's, the single-step ones at `single_step_eps`, and
+        chapter 4's WEAT_adv), so the default point's runs are `make book`'s."""
+        runs = book_runs.chapter_configs(self.profile, {**dict(self.values), "single_step_eps": self.single_step_eps})
+        return {label: runs[label] for label in RUN_METHODS}
 
     def identity(self) -> dict:
         """What defines the point's numbers: its runs' identities and the evaluation settings."""
@@ -218,10 +218,13 @@ def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: 
     rows.append(_row("catastrophic_overfitting", base, level, Z95 * level_se, verdicts.reproduction(base.verdict),
                      run_names, run_seconds))
     der = verdicts.der_prevents_co(base, co["FGSM-RS + DER"])
-    rows.append(_row("der_prevents_co", der, der.final.statistic, Z95 * der.final.se, der.verdict,
-                     run_names, run_seconds))
+    rows.append(_row("der_prevents_co", der, der.final.statistic, (der.final.ci[1] - der.final.ci[0]) / 2,
+                     der.verdict, run_names, run_seconds))
+    # noise: the half-width of the comparison's own interval (exact and paired when both evaluation
+    # records hold per-image outcomes, else unpaired Wald; the row's sentence names the test)
     weat = verdicts.compare_records(records["WEAT_adv"], records["TRADES"], labels=("WEAT_adv", "TRADES"))
-    rows.append(_row("weat_vs_trades", weat, weat.statistic, Z95 * weat.se, weat.verdict, run_names, run_seconds))
+    rows.append(_row("weat_vs_trades", weat, weat.statistic, (weat.ci[1] - weat.ci[0]) / 2, weat.verdict,
+                     run_names, run_seconds))
     return rows
 
 

@@ -283,12 +283,14 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
     return stats
 
 
-def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = None) -> None:
+def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = None,
+        should_stop=None) -> None:
     """Train `cfg` into the run store entry `run` (a runs.Run), resuming from its last.pt if present.
 
     stop_after: train at most this many epochs in this call, then return without marking the run
-    done (for time-limited jobs; the next call resumes). Under torchrun the processes share every
-    batch (`distributed.py`); rank 0 alone tracks and writes.
+    done (for time-limited jobs; the next call resumes). should_stop: a callable asked before each
+    epoch; True returns the same way (`book_runs` stops its other runs when one fails). Under
+    torchrun the processes share every batch (`distributed.py`); rank 0 alone tracks and writes.
     """
     get_loss(cfg.method)   # fail on an unknown method before loading anything
     dist = distributed.setup(cfg.device)
@@ -327,7 +329,7 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
                   total=cfg.epochs)
     try:
         for epoch in epochs:
-            if stop_after is not None and epoch - start >= stop_after:
+            if (stop_after is not None and epoch - start >= stop_after) or (should_stop is not None and should_stop()):
                 return   # resumable: last.pt holds the last completed epoch
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
             distributed.sync_buffers(model, dist)

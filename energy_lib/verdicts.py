@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
+from . import bits
+
 PRESENT, ABSENT, INCONCLUSIVE = "present", "absent", "inconclusive"
 PRESENCE = (PRESENT, ABSENT, INCONCLUSIVE)
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE_SCALE = "reproduced", "not reproduced", "inconclusive at this scale"
@@ -431,7 +433,7 @@ class AccuracyComparison(Result):
     @property
     def statistic_text(self) -> str:
         how = "paired, McNemar" if self.paired else "unpaired, z-test"
-        return (f"{self.labels[0]} − {self.labels[1]}: {_pt(self.statistic)} ± {100 * _z() * self.se:.1f} "
+        return (f"{self.labels[0]} − {self.labels[1]}: {_pt(self.statistic)} [{_pt(self.ci[0])}, {_pt(self.ci[1])}] "
                 f"({how} p = {self.p_value:.2g}, n = {self.n_images})")
 
 
@@ -439,8 +441,15 @@ def _unpaired_se(acc_a: float, acc_b: float, n_images: int) -> float:
     return math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / n_images)
 
 
+# PAPER.md 5.3: "WEAT ranking assertions only when the margin exceeds 0.5 pt" (single-seed AA: ±1.0 pt).
+# The paired test covers which test images were drawn, not which training seed: one trained model
+# per method says nothing about seed noise, so a direction is claimed only beyond this margin.
+RANKING_MARGIN = 0.005
+
+
 def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", "B"), correct_a=None,
-                     correct_b=None, level: float = LEVEL, why_unpaired: str = "") -> AccuracyComparison:
+                     correct_b=None, level: float = LEVEL, why_unpaired: str = "",
+                     margin: float = RANKING_MARGIN) -> AccuracyComparison:
     """Is A more robust than B on the same `n_images` test images (PAPER.md 4.1)?
 
     With per-image correctness of both (`correct_a`, `correct_b`, the same images in the same
@@ -458,9 +467,12 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
     excludes 0 exactly when the verdict is not "inconclusive" (a Wald interval d ± z·SE does not
     have this property: with 5 vs 0 discordant images it excludes 0 while p = 0.062); unpaired, the
     Wald interval of the z-test, which agrees with it by construction.
-    Verdict on the claim "A > B" (the test's p-value at 1 − `level`): `reproduced` when A is
-    significantly better, `not reproduced` when B is significantly better, `inconclusive at this
-    scale` otherwise.
+    Verdict on the claim "A > B": `reproduced` when the interval lies above +`margin`, `not
+    reproduced` when it lies below −`margin`, `inconclusive at this scale` otherwise: either the
+    test is not significant at 1 − `level` (the interval holds 0), or it is but the difference
+    may be training-seed noise (the interval reaches into ±`margin`, PAPER.md 5.3's 0.5 pt; the
+    test covers the test images only, each method being one trained model). `margin=0` gives the
+    test's own verdict.
     """
     paired = correct_a is not None and correct_b is not None
     if paired:
@@ -490,12 +502,16 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
         z = _z(level)
         ci = (d - z * se, d + z * se)
     se_unpaired = _unpaired_se(acc_a, acc_b, n_images)
-    alpha = 1 - level
-    verdict = INCONCLUSIVE_SCALE if p >= alpha else REPRODUCED if d > 0 else NOT_REPRODUCED
+    if margin < 0:
+        raise ValueError(f"margin={margin} must be non-negative (PAPER.md 5.3: 0.005, i.e. 0.5 pt)")
+    verdict = (REPRODUCED if ci[0] > margin else NOT_REPRODUCED if ci[1] < -margin else INCONCLUSIVE_SCALE)
     a, b = labels
-    text = {REPRODUCED: f"{a} is significantly more robust than {b}",
-            NOT_REPRODUCED: f"{b} is significantly more robust than {a}",
-            INCONCLUSIVE_SCALE: "the difference is within the noise of this many test images"}[verdict]
+    seeds = f"; one trained model each: a direction needs the interval beyond ±{100 * margin:.1f} pt" if margin else ""
+    text = {REPRODUCED: f"{a} is significantly more robust than {b}{seeds}",
+            NOT_REPRODUCED: f"{b} is significantly more robust than {a}{seeds}",
+            INCONCLUSIVE_SCALE: ("the difference is within the noise of this many test images" if ci[0] <= 0 <= ci[1]
+                                 else f"significant on these test images, but the interval reaches into the "
+                                      f"±{100 * margin:.1f} pt that training-seed noise can give (PAPER.md 5.3)")}[verdict]
     noise = (f"paired SE {100 * se:.1f} pt, unpaired SE {100 * se_unpaired:.1f} pt" if paired else
              f"SE {100 * se:.1f} pt")
     interval = "exact interval" if paired else "Wald interval"
@@ -979,26 +995,8 @@ def late_delta_e(samples, last_fraction: float = 0.25):
 RECORD_CHUNKING = ("batch_size", "aa_chunk_size")   # evaluation settings that change no number
 
 
-def _record_correct(rec: dict, metric: str, label: str):
-    """A record's per-image 0/1 outcome of `metric` (`metrics.robust`, packed by `bits.pack`), or None
-    when the record has none (written before record version 2); checked against its accuracy."""
-    from . import bits
-
-    text = rec.get("correct", {}).get(metric)
-    if text is None:
-        return None
-    n = rec["n_images"]
-    if len(text) != 2 * math.ceil(n / 8):
-        raise ValueError(f"the record of {label} holds {len(text)} hex characters of per-image {metric} outcomes, "
-                         f"not the {2 * math.ceil(n / 8)} of its {n} images; re-evaluate it")
-    correct = bits.unpack(text, n)
-    if round(rec["accuracy"][metric] * n) != int(correct.sum()):   # the accuracy is a float32 mean: compare counts
-        raise ValueError(f"the record of {label}: per-image {metric} outcomes give {correct.mean():.4f}, its accuracy "
-                         f"says {rec['accuracy'][metric]:.4f}; re-evaluate it")
-    return correct
-
-
-def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float = LEVEL) -> AccuracyComparison:
+def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float = LEVEL,
+                    margin: float = RANKING_MARGIN) -> AccuracyComparison:
     """`compare_accuracy` of two robust-evaluation records (`metrics.robust`) as chapter 4 compares
     methods: on AutoAttack accuracy when both records have it, else on PGD accuracy, over the
     records' test images (which must be the same, as must the attack settings). Paired (McNemar's
@@ -1018,20 +1016,19 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
         raise ValueError(f"the two records hold {rec_a['n_images']} and {rec_b['n_images']} images; evaluate both on "
                          "the same")
     metric = "autoattack" if "autoattack" in rec_a["accuracy"] and "autoattack" in rec_b["accuracy"] else "pgd"
-    correct = [_record_correct(rec, metric, label) for rec, label in zip((rec_a, rec_b), labels)]
+    correct = [bits.record_outcomes(rec, metric, label) for rec, label in zip((rec_a, rec_b), labels)]
     missing = [label for label, c in zip(labels, correct) if c is None]
     whose = f"the record of {missing[0]} holds" if len(missing) == 1 else f"the records of {' and '.join(missing)} hold"
     why = f"{whose} no per-image outcomes, being older than record version 2" if missing else ""
     return compare_accuracy(rec_a["accuracy"][metric], rec_b["accuracy"][metric], rec_a["n_images"], labels=labels,
                             correct_a=None if missing else correct[0], correct_b=None if missing else correct[1],
-                            level=level, why_unpaired=why)
+                            level=level, why_unpaired=why, margin=margin)
 
 
 def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
     """`robust_overfitting` of one run's per-epoch metrics (a run's `metrics` frame), as chapter 2
     and the sizing sweep (`energy_lib.sizing`) both call it: paired over test images when the run
     tracked which test images were robust (`test_correct_adv`, packed by `bits.pack`)."""
-    from . import bits
 
     correct = None
     if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():

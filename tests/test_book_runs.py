@@ -73,15 +73,38 @@ def test_parallel_training_gives_the_runs_sequential_training_gives(tmp_path, mo
     for jobs in (2, 1):
         store = tmp_path / f"jobs{jobs}"
         monkeypatch.setenv("ENERGY_RUNS", str(store))
-        seconds = book_runs.train_all(_smoke_pair(), jobs=jobs, threads=1, progress=False, log=lambda *a, **k: None)
-        assert set(seconds) == {"SAT", "FGSM-RS"}
+        report = book_runs.train_all(_smoke_pair(), jobs=jobs, threads=1, progress=False, log=lambda *a, **k: None)
+        assert set(report.seconds) == {"SAT", "FGSM-RS"} and (report.jobs, report.threads) == (jobs, 1)
         out[jobs] = {label: run_dir(c.canonical()) for label, c in _smoke_pair().items()}
         assert all(Run(c.canonical(), out[jobs][label]).done for label, c in _smoke_pair().items())
         # the chapters find them finished: nothing is trained again
-        assert book_runs.train_all(_smoke_pair(), jobs=jobs, progress=False) == {}
+        assert book_runs.train_all(_smoke_pair(), jobs=jobs, progress=False) == book_runs.TrainReport()
     for label in ("SAT", "FGSM-RS"):
         assert out[2][label].name == out[1][label].name
         assert _metrics_without_times(out[2][label]) == _metrics_without_times(out[1][label])
+
+
+def test_a_stopped_run_stays_resumable_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """What the other runs do when one fails: they stop before their next epoch (`should_stop`, the
+    pool's event) and a later `make book` resumes them to the run an uninterrupted training gives."""
+    import torch
+
+    from energy_lib.runs import train_or_load
+
+    torch.set_num_threads(1)
+    cfg = _smoke_pair()["SAT"].canonical()
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "whole"))
+    whole = train_or_load(cfg, progress=False)
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "stopped"))
+    asked = []
+    stopped = train_or_load(cfg, progress=False, should_stop=lambda: asked.append(1) or len(asked) > 1)
+    assert not stopped.done and len(_metrics_without_times(stopped.dir)) == 1
+    stop = type("Event", (), {"is_set": staticmethod(lambda: True)})()
+    monkeypatch.setattr(book_runs, "_STOP", stop)
+    assert book_runs._train_one(cfg)[1] is False                    # a worker told to stop trains nothing
+    assert len(_metrics_without_times(stopped.dir)) == 1
+    resumed = train_or_load(cfg, progress=False)
+    assert resumed.done and _metrics_without_times(resumed.dir) == _metrics_without_times(whole.dir)
 
 
 def test_a_run_that_cannot_train_stops_the_build_with_its_own_error(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from energy_lib import attacks, autoattack
+from energy_lib import attacks, autoattack, bits
 from energy_lib.config import ConfigError, TrainConfig
 from energy_lib.metrics import robust
 from energy_lib.runs import Run, RunError, run_dir, train_or_load
@@ -80,9 +80,9 @@ def test_record_holds_the_per_image_outcomes_it_computed(run, monkeypatch):
     stored = json.loads(robust.record_path(run.dir, rec["key"]).read_text())
     for attack in ("clean", "pgd", "autoattack"):
         want = computed[attack].numpy().astype("uint8").tolist()
-        assert robust.per_image_correct(stored, attack).tolist() == want and len(want) == N
+        assert bits.record_outcomes(stored, attack).tolist() == want and len(want) == N
         assert sum(want) == round(rec["accuracy"][attack] * N)     # the accuracy is a float32 mean
-    assert robust.per_image_correct({"n_images": N, "correct": {}}, "autoattack") is None
+    assert bits.record_outcomes({"n_images": N, "correct": {}}, "autoattack") is None
     # chapter 4 compares such records paired (their accuracies are float32 means of these outcomes)
     from energy_lib import verdicts
 
@@ -206,9 +206,9 @@ def test_evaluation_counts_an_image_robust_only_if_also_clean_correct(tmp_path, 
     assert rec["accuracy"]["clean"] == 0.75
     assert rec["accuracy"]["pgd"] == 0.0       # image 0 is right only after the flip: not robust
     # the per-image outcomes in image order, packed in the record
-    assert robust.per_image_correct(rec, "clean").tolist() == [0, 1, 1, 1]
-    assert robust.per_image_correct(rec, "pgd").tolist() == [0, 0, 0, 0]
-    assert robust.per_image_correct(rec, "autoattack") is None        # not run
+    assert bits.record_outcomes(rec, "clean").tolist() == [0, 1, 1, 1]
+    assert bits.record_outcomes(rec, "pgd").tolist() == [0, 0, 0, 0]
+    assert bits.record_outcomes(rec, "autoattack") is None        # not run
 
 
 def test_a_complete_record_without_per_image_outcomes_is_kept_and_an_unfinished_one_recomputed(tmp_path, monkeypatch):
@@ -229,7 +229,7 @@ def test_a_complete_record_without_per_image_outcomes_is_kept_and_an_unfinished_
     path.write_text(json.dumps(old))
     kept = robust.evaluate(_MeanModel(), images, settings, tmp_path / "old", device="cpu", progress=False)
     assert kept == old and json.loads(path.read_text()) == old
-    assert robust.per_image_correct(kept, "pgd") is None
+    assert bits.record_outcomes(kept, "pgd") is None
     path.write_text(json.dumps({**old, "complete": False}))
     again = robust.evaluate(_MeanModel(), images, settings, tmp_path / "old", device="cpu", progress=False)
     assert _without_times(again) == _without_times(fresh) and again["correct"]["clean"] == fresh["correct"]["clean"]

@@ -62,3 +62,10 @@ def test_frozen_for_attacks_gives_the_same_logits_and_restores_the_model():
     assert all(p.grad is None for p in model.parameters())
     assert [p.requires_grad for p in model.parameters()] == [p is not last for p in model.parameters()]
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_frozen_for_attacks_leaves_a_channels_last_model_channels_last():
+    model = models.build_model("small_cnn").eval().to(memory_format=torch.channels_last)
+    with models.frozen_for_attacks(model):
+        pass
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)

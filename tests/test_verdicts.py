@@ -265,14 +265,26 @@ def test_the_paired_interval_excludes_zero_exactly_when_the_verdict_is_not_incon
     for only_a in range(41):
         for only_b in range(41 - only_a):
             a, b = _pairs(30, only_a, only_b, 70 - only_a - only_b)
-            res = V.compare_records(_eval_record(a), _eval_record(b))
+            res = V.compare_records(_eval_record(a), _eval_record(b), margin=0)
             excludes_zero = res.ci[0] > 0 or res.ci[1] < 0
             assert excludes_zero == (res.verdict != V.INCONCLUSIVE_SCALE), (only_a, only_b, res.ci, res.p_value)
             assert res.ci[0] <= res.statistic <= res.ci[1]
-    five = V.compare_records(*(_eval_record(v) for v in _pairs(30, 5, 0, 65)))
+    five = V.compare_records(*(_eval_record(v) for v in _pairs(30, 5, 0, 65)), margin=0)
     assert five.verdict == V.INCONCLUSIVE_SCALE and five.p_value == pytest.approx(2 * 0.5 ** 5) and five.ci[0] < 0
     wald_low = five.statistic - V._z() * five.se
     assert wald_low > 0                                     # what the Wald interval would have claimed
+
+
+def test_a_direction_is_claimed_only_beyond_the_ranking_margin():
+    """PAPER.md 5.3: ranking assertions only beyond 0.5 pt. 100 of 10,000 images right only for A
+    and none only for B: +1.0 pt, far beyond the margin; 40 vs 0: +0.4 pt, significant but inside it."""
+    far = V.compare_records(*(_eval_record(v) for v in _pairs(5000, 100, 0, 4900)))
+    assert far.verdict == V.REPRODUCED and far.ci[0] > V.RANKING_MARGIN
+    near = V.compare_records(*(_eval_record(v) for v in _pairs(5000, 40, 0, 4960)))
+    assert near.p_value < 1e-11 and near.ci[0] > 0 and near.verdict == V.INCONCLUSIVE_SCALE
+    assert V.compare_records(*(_eval_record(v) for v in _pairs(5000, 0, 100, 4900))).verdict == V.NOT_REPRODUCED
+    with pytest.raises(ValueError, match="margin"):
+        V.compare_accuracy(0.5, 0.4, 100, margin=-0.01)
 
 
 def test_concordant_images_leave_the_paired_noise_much_smaller_than_the_unpaired():
@@ -285,7 +297,11 @@ def test_concordant_images_leave_the_paired_noise_much_smaller_than_the_unpaired
     assert res.se == pytest.approx(np.sqrt(14 - 1000 * 0.01 ** 2) / 1000, rel=1e-12)
     assert res.se_unpaired == pytest.approx(np.sqrt((0.512 * 0.488 + 0.502 * 0.498) / 1000), rel=1e-12)
     assert res.se_unpaired > 5 * res.se
-    assert res.verdict == V.REPRODUCED                        # p = 0.0129 < 0.05
+    assert V.compare_records(_eval_record(a), _eval_record(b), margin=0).verdict == V.REPRODUCED   # p = 0.0129
+    # significant on these images, but +1.0 pt whose interval starts below PAPER.md 5.3's 0.5 pt: one
+    # trained model per method cannot tell it from training-seed noise
+    assert res.ci[0] < V.RANKING_MARGIN and res.verdict == V.INCONCLUSIVE_SCALE
+    assert "training-seed noise" in res.sentence
     # the same accuracies without per-image outcomes: the unpaired z-test cannot tell
     old = V.compare_records(_eval_record(acc=0.512, n=1000), _eval_record(acc=0.502, n=1000))
     assert not old.paired and old.se == pytest.approx(res.se_unpaired, rel=1e-12)

@@ -166,8 +166,8 @@ def error_outputs(nb_path: Path) -> list[str]:
 
 
 def read_runs_record(executed: Path) -> dict:
-    """`{status, seconds, jobs, threads, runs: {label: seconds}}` of the runs trained before the
-    chapters, or {} when the build trained none that way."""
+    """`{status, profile, commit, dirty, seconds, jobs, threads, runs: {label: seconds}[, error]}` of
+    the runs trained before the chapters, or {} when this build trained none that way."""
     path = Path(executed) / RUNS_RECORD
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -189,9 +189,15 @@ def train_runs(profile: str, params: dict | None, out_dir: Path, jobs: int | Non
     entry = {"status": "running", "profile": profile, "started_utc": utc_now(), **git_state(ROOT)}
     (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     start = time.perf_counter()
-    seconds = book_runs.train_all(configs, jobs=jobs, progress=progress, log=log)
-    entry.update(status="ok", seconds=round(time.perf_counter() - start, 1), runs=seconds,
-                 finished_utc=utc_now())
+    try:
+        report = book_runs.train_all(configs, jobs=jobs, progress=progress, log=log)
+    except BaseException as err:
+        entry.update(status="failed", seconds=round(time.perf_counter() - start, 1), finished_utc=utc_now(),
+                     error=f"{type(err).__name__}: {err}")
+        (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        raise
+    entry.update(status="ok", seconds=round(time.perf_counter() - start, 1), runs=report.seconds,
+                 jobs=report.jobs, threads=report.threads, finished_utc=utc_now())
     (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     return entry
 
@@ -224,8 +230,10 @@ def execute(profile: str, params: dict | None = None, only: list[str] | None = N
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:  # the kernel inherits this environment and imports energy_lib
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
-    if not only and train_jobs != 0 and any(str(nb) in TRAINING_CHAPTERS for nb in nbs):
-        train_runs(profile, params, out_dir, train_jobs, log=log, progress=progress)
+    if not only:   # a whole-book execution: only this build's runs record may be counted
+        (out_dir / RUNS_RECORD).unlink(missing_ok=True)
+        if train_jobs != 0 and any(str(nb) in TRAINING_CHAPTERS for nb in nbs):
+            train_runs(profile, params, out_dir, train_jobs, log=log, progress=progress)
     timings = {}
     for i, nb in enumerate(nbs, 1):
         target = out_dir / nb

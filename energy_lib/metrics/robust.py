@@ -16,11 +16,12 @@ Per-image outcomes (record version 2). Next to each accuracy the record keeps wh
 counts, `rec["correct"][attack]` for "clean", "pgd" and "autoattack" (when run): 1 for an image
 classified correctly (clean) or robust to the attack (`robust_correct`), in the order of the
 record's `images` (test image `start + i` is value i), packed by `energy_lib.bits.pack`
-(`per_image_correct` unpacks them). Two records of the same images can so be compared image by
-image (`energy_lib.verdicts.compare_records`: McNemar's exact test). Records written before
-version 2 hold accuracies only: they still load and compare (unpaired); `evaluate` recomputes such
-a cached record under the same key (same checkpoint, images, settings and seed) to add the
-per-image outcomes.
+(`bits.record_outcomes` unpacks and checks them). Two records of the same images can so be
+compared image by image (`energy_lib.verdicts.compare_records`: McNemar's exact test). Records
+written before version 2 hold accuracies only: a complete one is kept and reused as it is (never
+silently recomputed: on a GPU it is hours of AutoAttack), and comparisons with it are unpaired and
+say so; delete it to recompute it with per-image outcomes. An unfinished one cannot resume with
+per-image outcomes and is recomputed, with a warning.
 
 Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
 lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
@@ -110,13 +111,6 @@ def _write_json(path: Path, obj: dict) -> None:
     fileio.write_json(path, obj)   # atomic: an interruption never leaves half a record
 
 
-def per_image_correct(rec: dict, attack: str) -> np.ndarray | None:
-    """The record's per-image 0/1 outcome of `attack` ("clean", "pgd", "autoattack") in the order of
-    its images, or None when the record does not hold it (written before version 2, or not run)."""
-    text = rec.get("correct", {}).get(attack)
-    return None if text is None else bits.unpack(text, rec["n_images"])
-
-
 def _read_record(path: Path) -> dict:
     rec = fileio.read_json(path, fix=f"delete {path} to recompute this evaluation")
     if not isinstance(rec, dict):
@@ -144,7 +138,9 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     path = record_path(directory, key)
     rec = _read_record(path) if path.is_file() else None
     if rec is not None and "correct" not in rec and not rec.get("complete"):
-        rec = None   # an unfinished record from before version 2 cannot resume with per-image outcomes
+        warnings.warn(f"{path} is an unfinished evaluation from before per-image outcomes were kept: "
+                      "recomputing it from the start", stacklevel=2)
+        rec = None
     # A complete record from before version 2 (accuracies only) is kept as it is, never silently
     # recomputed (on a GPU it can be hours of AutoAttack): comparisons with it are unpaired and say so;
     # deleting it recomputes it with per-image outcomes.
