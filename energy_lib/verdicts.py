@@ -31,6 +31,7 @@ table (written and read by `energy_lib.tables`).
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -346,6 +347,7 @@ class CatastrophicOverfitting(Result):
     final: float
     n_images: int
     sentence: str
+    final_correct: str | None = None   # the last epoch's per-image robust outcomes (`bits.pack`), when tracked
 
     @property
     def statistic_text(self) -> str:
@@ -543,7 +545,12 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
     scale when the run without DER shows no CO (nothing to prevent) or a verdict is inconclusive."""
     if base.n_images != der.n_images:
         raise ValueError("the two runs were tracked on different numbers of test images; track both on the same")
-    final = compare_accuracy(der.final, base.final, base.n_images, labels=("with DER", "without DER"), level=level)
+    paired = base.final_correct is not None and der.final_correct is not None
+    final = compare_accuracy(
+        der.final, base.final, base.n_images, labels=("with DER", "without DER"), level=level,
+        correct_a=bits.unpack(der.final_correct, der.n_images) if paired else None,
+        correct_b=bits.unpack(base.final_correct, base.n_images) if paired else None,
+        why_unpaired="" if paired else "a run's metrics hold no per-image outcomes of its last epoch")
     if base.verdict == PRESENT and der.verdict == ABSENT:
         verdict, text = REPRODUCED, "DER prevented the collapse"
     elif base.verdict == PRESENT and der.verdict == PRESENT:
@@ -1039,5 +1046,10 @@ def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
 
 def catastrophic_overfitting_of(metrics, n_test_track: int) -> CatastrophicOverfitting:
     """`catastrophic_overfitting` of one single-step run's per-epoch metrics, as chapter 2 and the
-    sizing sweep both call it."""
-    return catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
+    sizing sweep both call it; with the last epoch's per-image outcomes when the run tracked them
+    (`test_correct_adv`), so that `der_prevents_co` compares two runs' final accuracies paired."""
+    result = catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
+    last = metrics["test_correct_adv"].iloc[-1] if "test_correct_adv" in metrics else None
+    if isinstance(last, str):
+        result = dataclasses.replace(result, final_correct=last)
+    return result

@@ -3,6 +3,7 @@ inputs where the answer is "no". All inputs come from fixed seeds, so every test
 import numpy as np
 import pytest
 
+from energy_lib import bits
 from energy_lib import verdicts as V
 
 SEEDS = range(50)
@@ -143,6 +144,30 @@ def test_der_prevents_co_verdicts():
     assert V.der_prevents_co(co, co).verdict == V.NOT_REPRODUCED
     assert V.der_prevents_co(flat, flat).verdict == V.INCONCLUSIVE_SCALE
     assert V.der_prevents_co(co, flat).final.statistic > 0
+
+
+def test_der_final_accuracies_are_compared_paired_when_the_runs_tracked_per_image_outcomes():
+    """The two single-step runs track the same test images: their last epochs' outcomes (metrics'
+    `test_correct_adv`) give McNemar's test; runs without them fall back to the unpaired test."""
+    import pandas as pd
+
+    n, epochs = 40, 4
+    without = np.r_[np.ones(10), np.zeros(30)].astype(int)        # 10 of 40 robust at the end
+    with_der = np.r_[np.ones(10), np.ones(8), np.zeros(22)].astype(int)   # the same 10 and 8 more
+
+    def metrics(last):
+        acc = [0.3, 0.3, 0.3, last.mean()]
+        return pd.DataFrame({"epoch": range(1, epochs + 1), "test_acc_adv": acc,
+                             "test_correct_adv": [bits.pack(np.ones(n, int))] * (epochs - 1) + [bits.pack(last)]})
+
+    base, der = V.catastrophic_overfitting_of(metrics(without), n), V.catastrophic_overfitting_of(metrics(with_der), n)
+    assert base.final_correct == bits.pack(without)
+    paired = V.der_prevents_co(base, der).final
+    assert paired.paired and paired.p_value == pytest.approx(2 * 0.5 ** 8) and paired.statistic == pytest.approx(0.2)
+    old = [V.catastrophic_overfitting_of(m.drop(columns="test_correct_adv"), n) for m in (metrics(without), metrics(with_der))]
+    unpaired = V.der_prevents_co(*old).final
+    assert not unpaired.paired and "per-image outcomes" in unpaired.sentence
+    assert unpaired.statistic == pytest.approx(paired.statistic) and unpaired.se > paired.se
 
 
 # ----------------------------------------------------------------------------- bimodality
