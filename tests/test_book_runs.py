@@ -138,3 +138,20 @@ def test_the_budget_record_counts_the_runs_trained_before_the_chapters():
     for change in ({"status": "running"}, {"commit": "def"}, {"profile": "smoke"}):
         with pytest.raises(budget.BudgetError, match="not this build's"):
             budget.make_record(_execution(), "fresh", 900.0, "2026-12-02T00:00:00Z", {}, runs={**runs, **change})
+
+
+def test_ctrl_c_during_make_book_is_one_line_and_exit_130(repo_root, monkeypatch, capsys):
+    """Interrupted while training the runs (or a chapter): no traceback, a line that says how to
+    resume, exit status 130."""
+    import sys
+
+    sys.path.insert(0, str(repo_root / "tools"))
+    import book
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(book, "execute", interrupted)
+    assert book.main(["execute", "--profile", "smoke"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "resume" in err and "Traceback" not in err

@@ -477,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     except BookError as err:
         print(f"book: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # runs keep their last finished epoch and chapters their records: the same command resumes
+        print("book: interrupted; run the same command again to resume (finished epochs and records are kept)",
+              file=sys.stderr)
+        return 130
     return 0
 
 
