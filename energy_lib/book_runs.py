@@ -130,8 +130,9 @@ def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threa
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=poll_seconds, return_when=FIRST_EXCEPTION)
-            bar.n = min(total, sum(_epochs_done(d) for d in dirs.values()))
-            bar.refresh()
+            epochs_done = min(total, sum(_epochs_done(d) for d in dirs.values()))
+            if epochs_done != bar.n:   # one line per finished epoch in a log, not one per poll
+                bar.update(epochs_done - bar.n)
             for future in done:
                 label = futures[future]
                 error = future.exception()
