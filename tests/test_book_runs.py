@@ -89,9 +89,17 @@ def test_a_stopped_run_stays_resumable_and_ends_as_an_uninterrupted_one(tmp_path
     pool's event) and a later `make book` resumes them to the run an uninterrupted training gives."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as a worker trains (restored below: later tests compare with subprocesses)
+    try:
+        _stop_and_resume(tmp_path, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _stop_and_resume(tmp_path, monkeypatch):
     from energy_lib.runs import train_or_load
 
-    torch.set_num_threads(1)
     cfg = _smoke_pair()["SAT"].canonical()
     monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "whole"))
     whole = train_or_load(cfg, progress=False)
