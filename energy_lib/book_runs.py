@@ -24,18 +24,18 @@ from typing import Any, Mapping
 
 from .config import TrainConfig, WeatDerConfig
 from .provenance import usable_cpus
+from .tables import METHOD_LABELS
 
 SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 # label -> (method, uses the single-step ε): chapter 2's runs, with its labels
 CHAPTER2_RUNS = {"SAT": ("sat", False), "TRADES": ("trades", False),
                  "FGSM-RS": ("fgsm_rs", True), "FGSM-RS + DER": ("fgsm_rs_der", True)}
-# chapter 4's other methods, labelled as its tables label them (tables.METHOD_LABELS)
-CHAPTER4_LABELS = {"weat_adv": "WEAT_adv", "weat_nat": "WEAT_nat", "sat_der": "SAT + DER", "mart": "MART"}
 
 
 def chapter_configs(profile: str, params: Mapping[str, Any] | None = None) -> dict[str, TrainConfig]:
     """{method label: TrainConfig} of every run chapters 2-4 train for these papermill parameters
-    (chapter 3 reads chapter 2's SAT and TRADES). Labels are chapter 2's, then `CHAPTER4_LABELS`."""
+    (chapter 3 reads chapter 2's SAT and TRADES). Labels are chapter 2's, then chapter 4's
+    (`tables.METHOD_LABELS`)."""
     namespace = {**(params or {}), "profile": profile}
     base = TrainConfig.from_namespace(namespace)
     single_eps = namespace.get("single_step_eps")
@@ -47,7 +47,7 @@ def chapter_configs(profile: str, params: Mapping[str, Any] | None = None) -> di
     for method in chapter4.methods:
         cfg = chapter4.train_config(method, profile)
         if cfg.canonical() not in known:
-            out[CHAPTER4_LABELS.get(method, method)] = cfg
+            out[METHOD_LABELS.get(method, method)] = cfg
             known.add(cfg.canonical())
     return out
 
