@@ -121,13 +121,17 @@ def read_execution_record(executed: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _record_execution(executed: Path, chapter: str, entry: dict) -> None:
-    record = read_execution_record(executed)
-    record[chapter] = entry
-    path = Path(executed) / EXECUTION_RECORD
+def _write_record(path: Path, record: dict) -> None:
+    """Atomically: an interrupted build never leaves half a record."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def _record_execution(executed: Path, chapter: str, entry: dict) -> None:
+    record = read_execution_record(executed)
+    record[chapter] = entry
+    _write_record(Path(executed) / EXECUTION_RECORD, record)
 
 
 # ----------------------------------------------------------------------------- execute
@@ -187,18 +191,18 @@ def train_runs(profile: str, params: dict | None, out_dir: Path, jobs: int | Non
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     entry = {"status": "running", "profile": profile, "started_utc": utc_now(), **git_state(ROOT)}
-    (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    _write_record(out_dir / RUNS_RECORD, entry)
     start = time.perf_counter()
     try:
         report = book_runs.train_all(configs, jobs=jobs, progress=progress, log=log)
     except BaseException as err:
         entry.update(status="failed", seconds=round(time.perf_counter() - start, 1), finished_utc=utc_now(),
                      error=f"{type(err).__name__}: {err}")
-        (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        _write_record(out_dir / RUNS_RECORD, entry)
         raise
     entry.update(status="ok", seconds=round(time.perf_counter() - start, 1), runs=report.seconds,
                  jobs=report.jobs, threads=report.threads, finished_utc=utc_now())
-    (out_dir / RUNS_RECORD).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    _write_record(out_dir / RUNS_RECORD, entry)
     return entry
 
 
