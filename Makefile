@@ -100,11 +100,12 @@ GPU_CHECK_ARGS ?=
 reference: $(STAMP)
 	$(PY) -m energy_lib reference $(if $(STOP_AFTER),--stop-after $(STOP_AFTER),)
 
-# the default-profile sizing sweep (tools/size_default.py): GRID=default|subset|epochs|single_step|model|issue10
-# or key=v1,v2; record in runs/sizing/sizing.json (resumable; points already recorded are skipped)
+# the default-profile sizing sweep (tools/size_default.py): GRID=default|subset|epochs|single_step|seeds|model|issue10
+# or key=v1,v2; JOBS=N training processes (default one per core); record in runs/sizing/sizing.json
+# (resumable; points already recorded are skipped)
 GRID ?= default
 sizing: $(STAMP)
-	$(PY) tools/size_default.py --grid $(GRID)
+	$(PY) tools/size_default.py --grid $(GRID) $(if $(JOBS),--jobs $(JOBS),)
 
 gpu-check: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)

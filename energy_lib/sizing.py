@@ -50,9 +50,8 @@ RECORD_KIND, RECORD_VERSION = "sizing", 1
 CO_FRAC = 0.3                   # verdicts.catastrophic_overfitting's `frac`: collapsed = at most 30 % of the peak
 Z95 = 1.959963984540054         # two-sided 95 % normal quantile (verdicts.LEVEL)
 
-# label -> (method, uses the single-step ε); the chapters' labels
-RUN_METHODS = {"SAT": ("sat", False), "TRADES": ("trades", False), "WEAT_adv": ("weat_adv", False),
-               "FGSM-RS": ("fgsm_rs", True), "FGSM-RS + DER": ("fgsm_rs_der", True)}
+# label -> (method, uses the single-step ε): chapter 2's runs and chapter 4's WEAT_adv, the chapters' labels
+RUN_METHODS = {**book_runs.CHAPTER2_RUNS, "WEAT_adv": ("weat_adv", False)}
 # claim -> (chapter, PAPER.md section, claim text, runs it reads)
 CLAIMS = {
     "energy_alignment": ("03_trades_ebm", "2.4, 5.2", "TRADES keeps ΔE(x) closer to 0 than SAT", ("SAT", "TRADES")),
@@ -73,13 +72,18 @@ OTHER_BOOK_RUNS = len(set(WeatDerConfig().methods) - {method for method, _ in RU
 _SUBSET = [{"n_train": n} for n in (500, 1000, 2000)]
 _EPOCHS = [{"epochs": e} for e in (30, 60)]
 _SINGLE = [{"single_step_eps": e, "fgsm_alpha": a} for e in ("8/255", "12/255", "16/255") for a in (1.0, 1.25)]
+# the default point again with other training seeds: the statistics' spread over seeds is the
+# training noise that the verdicts' intervals (test-image sampling only) leave out
+SEEDS = (0, 1, 2)
+_SEEDS = [{"seed": s} for s in SEEDS]
 GRIDS = {
     "default": [{}],
     "subset": _SUBSET,
     "epochs": _EPOCHS,
     "single_step": _SINGLE,
+    "seeds": _SEEDS,
     "model": [{"model": m} for m in ("small_cnn", "preact_resnet18")],
-    "issue10": [{}, *_SUBSET, *_EPOCHS, *_SINGLE],
+    "issue10": [{}, *_SUBSET, *_EPOCHS, *_SINGLE, *_SEEDS],
 }
 DOCUMENTED_GRID = "issue10"
 
@@ -384,3 +388,95 @@ def grid_points(grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[P
 def missing_points(rec: dict, grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
     """The points of a named grid (on `profile`) that the record does not hold yet."""
     return [p for p in grid_points(grid, profile) if recorded(rec, p) is None]
+
+
+# ----------------------------------------------------------------------------- training noise (the seeds axis)
+def _without_seed(entry: dict) -> str:
+    """What a point is apart from its training seed: runs' config, single-step ε and evaluation."""
+    config = {k: v for k, v in entry["config"].items() if k != "seed"}
+    return json.dumps([entry.get("profile"), config, entry.get("single_step_eps"), entry.get("evaluation")],
+                      sort_keys=True)
+
+
+def seed_entries(rec: dict, base: Point | None = None) -> list[dict]:
+    """The recorded entries of `base` (default: the current default point) trained with any seed, by seed.
+    Points are matched on what defines their numbers (configs and evaluation), not on their names, so
+    the default point recorded under another grid's name ('default: epochs=30') is found."""
+    from .runs import identity
+
+    base = base or current_default()
+    base_entry = {"profile": base.profile, "config": identity(base.base_config()),
+                  "single_step_eps": base.single_step_eps, "evaluation": base.identity()["evaluation"]}
+    want = _without_seed(base_entry)
+    by_seed = {}
+    for entry in rec["points"]:
+        if _without_seed(entry) == want:
+            by_seed.setdefault(entry["config"]["seed"], entry)
+    return [by_seed[s] for s in sorted(by_seed)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingNoise:
+    """One claim's statistic over training seeds, against the image-sampling noise of one run."""
+
+    claim: str
+    seeds: tuple                  # the training seeds recorded
+    statistics: tuple             # the claim's statistic at each seed (None where it has none)
+    verdicts: tuple               # the summary verdict at each seed
+    seed_sd: float | None         # standard deviation over seeds (ddof 1): the training noise
+    image_halfwidth: float | None  # mean half-width of the per-seed 95 % intervals (image sampling only)
+    sentence: str
+
+    @property
+    def agree(self) -> bool:
+        return len(set(self.verdicts)) == 1
+
+
+def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
+    """Per claim: the statistic at every recorded seed of `base` (the current default point), its
+    standard deviation over seeds, and the mean half-width of the per-seed intervals, which cover the
+    sampling of test images only. Needs at least 2 seeds for a standard deviation; says so otherwise."""
+    entries = seed_entries(rec, base)
+    seeds = tuple(int(e["config"]["seed"]) for e in entries)
+    out = []
+    for claim in CLAIMS:
+        rows = [next((r for r in e["rows"] if r["claim"] == claim), None) for e in entries]
+        stats = tuple(None if r is None else r.get("statistic") for r in rows)
+        verdict_list = tuple("missing" if r is None else r["verdict"] for r in rows)
+        finite = [s for s in stats if s is not None]
+        noises = [r["noise"] for r in rows if r is not None and r.get("noise") is not None]
+        halfwidth = float(sum(noises) / len(noises)) if noises else None
+        scale, digits, unit = (100, 1, " pt") if claim in ACCURACY_CLAIMS else (1, 4, "")
+        sd = None
+        if len(finite) < 2:
+            sentence = (f"{len(finite)} seed(s) with a statistic: the training noise needs at least 2 "
+                        f"(`tools/size_default.py --grid seeds`)")
+        else:
+            mean = sum(finite) / len(finite)
+            sd = math.sqrt(sum((s - mean) ** 2 for s in finite) / (len(finite) - 1))
+            sentence = (f"over {len(finite)} seeds the statistic ranges from {scale * min(finite):+.{digits}f} to "
+                        f"{scale * max(finite):+.{digits}f}{unit} (SD {scale * sd:.{digits}f}{unit})")
+            if halfwidth:
+                sentence += (f"; one run's 95 % interval, which covers test-image sampling only, is "
+                             f"± {scale * halfwidth:.{digits}f}{unit}: the seed SD is {sd / halfwidth:.2f} of it")
+            sentence += ("; the verdict is the same at every seed" if len(set(verdict_list)) == 1
+                         else f"; the verdicts differ ({', '.join(verdict_list)})")
+        out.append(TrainingNoise(claim, seeds, stats, verdict_list, sd, halfwidth, sentence))
+    return out
+
+
+def training_noise_table(rec: dict, base: Point | None = None):
+    """`training_noise` as a table: claim → statistic at each seed, seed SD, image-sampling half-width, verdicts."""
+    import pandas as pd
+
+    rows = []
+    for t in training_noise(rec, base):
+        text = CLAIMS[t.claim][2]
+        scale = 100 if t.claim in ACCURACY_CLAIMS else 1
+        row = {"claim": text}
+        row.update({f"seed {s}": (None if v is None else round(scale * v, 4)) for s, v in zip(t.seeds, t.statistics)})
+        row["SD over seeds"] = None if t.seed_sd is None else round(scale * t.seed_sd, 4)
+        row["one run's 95 % half-width"] = None if t.image_halfwidth is None else round(scale * t.image_halfwidth, 4)
+        row["verdicts"] = ", ".join(t.verdicts)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("claim")

@@ -130,12 +130,19 @@ def test_point_builds_the_chapters_configs():
     assert alpha.name == "default: fgsm_alpha=1, single_step_eps=8/255"
     assert alpha.train_configs()["FGSM-RS"].eps == 8 / 255 and alpha.train_configs()["FGSM-RS"].fgsm_alpha == 1.0
     dirs, default_dirs = alpha.run_dirs(), point.run_dirs()
-    assert [dirs[k] == default_dirs[k] for k in sizing.RUN_METHODS] == [True, True, True, False, False]
+    assert {k: dirs[k] == default_dirs[k] for k in sizing.RUN_METHODS} == \
+        {"SAT": True, "TRADES": True, "WEAT_adv": True, "FGSM-RS": False, "FGSM-RS + DER": False}
+    # the seeds axis: seed 0 is the default point; another seed retrains every run
+    assert sizing.Point.make("default", {"seed": 0}).key() == point.key()
+    seeded = sizing.Point.make("default", {"seed": 1}).run_dirs()
+    assert all(seeded[k] != default_dirs[k] for k in sizing.RUN_METHODS)
+    assert {cfg.seed for cfg in sizing.Point.make("default", {"seed": 1}).train_configs().values()} == {1}
 
 
 def test_documented_grid_has_distinct_points_with_the_default_first():
     points = sizing.grid_points()
-    assert len(points) == len({p.key() for p in points}) == 9    # n_train=500 and (16/255, 1.25) are the default
+    # n_train=500, epochs=30, (16/255, 1.25) and seed=0 are the default point
+    assert len(points) == len({p.key() for p in points}) == 11
     assert points[0].key() == sizing.current_default().key()
     rec = {"kind": "sizing", "version": 1, "points": [{"key": points[0].key()}]}
     assert [p.key() for p in sizing.missing_points(rec)] == [p.key() for p in points[1:]]
@@ -170,7 +177,7 @@ def test_dry_run_lists_points_and_shared_runs(tmp_path, monkeypatch, capsys):
 
 
 # ----------------------------------------------------------------------------- the tool end to end (smoke size)
-SMOKE_GRID = ["--profile", "smoke", "--grid", "autoattack=false", "--device", "cpu", "--no-progress"]
+SMOKE_GRID = ["--profile", "smoke", "--grid", "autoattack=false", "--device", "cpu", "--no-progress", "--jobs", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +225,78 @@ def test_second_invocation_trains_nothing_and_keeps_the_record(swept, monkeypatc
     assert json.loads(record.read_text())["points"][0]["rows"] == json.loads(text)["points"][0]["rows"]
 
 
+def test_jobs_trains_every_run_of_the_points_before_evaluating_them(tmp_path, monkeypatch):
+    """--jobs hands train_all exactly the runs the evaluation reads: evaluating trains nothing more."""
+    from energy_lib import book_runs
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "store"))
+    phase, calls, handed = ["evaluation"], [], {}
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda cfg, *a, **k: (calls.append((phase[0], cfg.method)), real_fit(cfg, *a, **k))[1])
+
+    def in_process_train_all(configs, jobs=None, threads=None, progress=True, log=print):
+        handed.update(configs=dict(configs), jobs=jobs)
+        phase[0] = "train_all"
+        for cfg in configs.values():     # what a worker does, in this process so that the calls are seen
+            runs.train_or_load(cfg, progress=False)
+        phase[0] = "evaluation"
+        return book_runs.TrainReport()
+
+    monkeypatch.setattr(book_runs, "train_all", in_process_train_all)
+    args = [a for a in SMOKE_GRID if a not in ("--jobs", "0")]
+    assert size_default.main([*args, "--jobs", "2", "--record", str(tmp_path / "sizing.json")]) == 0
+    assert handed["jobs"] == 2 and len(handed["configs"]) == len(sizing.RUN_METHODS)
+    assert sorted(calls) == sorted(("train_all", m) for m, _ in sizing.RUN_METHODS.values())
+
+
+def test_negative_jobs_is_a_one_line_error(tmp_path, capsys):
+    assert size_default.main([*SMOKE_GRID, "--jobs", "-1", "--record", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --jobs -1") and err.count("\n") == 1 and not (tmp_path / "r.json").exists()
+
+
+# ----------------------------------------------------------------------------- training noise (seeds)
+def _seed_entry(seed, statistics, noise, verdict="reproduced", values=None):
+    point = sizing.Point.make("default", {"seed": seed, **(values or {})})
+    return {"key": point.key(), "name": point.name, "profile": "default", "overrides": point.overrides,
+            "config": runs.identity(point.base_config()), "single_step_eps": point.single_step_eps,
+            "evaluation": point.identity()["evaluation"],
+            "rows": [{"claim": c, "statistic": statistics[c], "noise": noise, "verdict": verdict} for c in sizing.CLAIMS]}
+
+
+def test_training_noise_is_the_spread_over_seeds_of_the_default_point():
+    stats_by_seed = {2: 0.01, 0: 0.03, 1: 0.05}                                  # SD over seeds exactly 0.02
+    entries = [_seed_entry(s, {c: stats_by_seed[s] for c in sizing.CLAIMS}, 0.04, verdict) for s, verdict in
+               zip((2, 0, 1), ("reproduced", "reproduced", "inconclusive at this scale"))]
+    # other points of the sweep are not seeds of the default point, whatever they are named
+    others = [_seed_entry(1, {c: 9.0 for c in sizing.CLAIMS}, 0.5, values={"epochs": 60}),
+              _seed_entry(0, {c: 9.0 for c in sizing.CLAIMS}, 0.5, values={"single_step_eps": "8/255"})]
+    default_under_another_name = {**entries[1], "name": "default: epochs=30", "overrides": {"epochs": 30}}
+    rec = {"kind": "sizing", "version": 1, "points": [others[0], entries[0], default_under_another_name,
+                                                      others[1], entries[2]]}
+    noise = {t.claim: t for t in sizing.training_noise(rec)}
+    assert list(noise) == list(sizing.CLAIMS)
+    for t in noise.values():
+        assert t.seeds == (0, 1, 2) and t.statistics == tuple(stats_by_seed[s] for s in (0, 1, 2))
+        assert t.seed_sd == pytest.approx(0.02, rel=1e-12) and t.image_halfwidth == pytest.approx(0.04)
+        assert not t.agree and "the verdicts differ" in t.sentence
+    assert "SD 2.0 pt" in noise["weat_vs_trades"].sentence and "SD 0.0200" in noise["energy_alignment"].sentence
+    assert "the seed SD is 0.50 of it" in noise["energy_alignment"].sentence
+    table = sizing.training_noise_table(rec)
+    assert table.loc["WEAT_adv more robust than TRADES", "SD over seeds"] == pytest.approx(2.0)
+
+
+def test_training_noise_needs_two_seeds_and_says_so():
+    one = _seed_entry(0, {c: 0.1 for c in sizing.CLAIMS}, 0.05)
+    for rec in ({"kind": "sizing", "version": 1, "points": [one]}, {"kind": "sizing", "version": 1, "points": []}):
+        for t in sizing.training_noise(rec):
+            assert t.seed_sd is None and "needs at least 2" in t.sentence
+    # two seeds that agree: an SD and the same verdict everywhere
+    two = _seed_entry(1, {c: 0.1 for c in sizing.CLAIMS}, 0.05)
+    noise = sizing.training_noise({"kind": "sizing", "version": 1, "points": [one, two]})
+    assert all(t.seed_sd == 0.0 and t.agree and "same at every seed" in t.sentence for t in noise)
+
+
 # ----------------------------------------------------------------------------- the appendix page
 def _execute_appendix(tmp_path, monkeypatch, record: Path, profile: str = "smoke") -> str:
     import papermill
@@ -238,7 +317,7 @@ def test_appendix_shows_the_record(swept, tmp_path, monkeypatch):
     assert "holds **1 point(s)**" in shown and "the current default profile is not among them" in shown
     assert "The `smoke` profile's point is not in the record." in shown       # it evaluates with AutoAttack
     assert "smoke: autoattack=False" in shown and "catastrophic" in shown.lower()
-    assert "**9 point(s) are not recorded yet**" in shown
+    assert "**11 point(s) are not recorded yet**" in shown
 
 
 def test_appendix_says_when_there_is_no_record(tmp_path, monkeypatch):

@@ -10,6 +10,9 @@ book/appendix_sizing.ipynb shows it) is rewritten atomically after each point.
 
 Resumable: finished runs are reused and an interrupted one resumes from last.pt
 (`runs.train_or_load`); points already in the record are skipped (--recompute redoes them).
+On a CPU the points' missing runs are first trained side by side, one worker process per core as
+`make book` does (`energy_lib.book_runs.train_all`; --jobs N sets the processes, --jobs 0 trains
+each run inside its point's evaluation, one at a time).
 The point of the current `default` profile shares its runs with `make book`.
 
     PYTHONPATH=. python tools/size_default.py --grid default --dry-run     # the plan, no work
@@ -88,6 +91,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--dry-run", action="store_true", help="list the points and their runs, and exit")
     p.add_argument("--recompute", action="store_true", help="evaluate points that the record already holds again")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes that train the points' missing runs first (CPU; default one per core; "
+                        "0: each run inside its point's evaluation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -99,6 +105,19 @@ def dry_run(points, rec, record) -> None:
         print(f"  {point.name}  [{point.key()}, {state}]")
         for label, directory in point.run_dirs().items():
             print(f"    {label:14s} {directory.name}  {'(done)' if (directory / 'DONE').is_file() else '(to train)'}")
+
+
+def train_first(points, device: str, jobs: int | None, progress: bool) -> None:
+    """Train the points' missing runs side by side before evaluating them (CPU only: a GPU trains
+    one run at a time, inside `sizing.evaluate_point`)."""
+    from energy_lib import book_runs
+    from energy_lib.config import resolve_device
+
+    if jobs == 0 or resolve_device(device).type != "cpu":
+        return
+    configs = {f"{point.name} {label}": cfg.replace(device=device)
+               for point in points for label, cfg in point.train_configs().items()}
+    book_runs.train_all(configs, jobs=jobs, progress=progress)
 
 
 def summary_line(entry: dict) -> str:
@@ -125,10 +144,15 @@ def main(argv=None) -> int:
 
     from energy_lib.data import DataNotFoundError
 
+    if args.jobs is not None and args.jobs < 0:
+        print(f"error: --jobs {args.jobs}: give a number of processes >= 1, or 0 to train inside each point",
+              file=sys.stderr)
+        return 2
     todo = [p for p in points if args.recompute or sizing.recorded(rec, p) is None]
     print(f"{len(points)} point(s), {len(points) - len(todo)} already in {record}", flush=True)
-    bar = tqdm(todo, desc="grid points", unit="point", disable=args.no_progress)
     try:
+        train_first(todo, args.device, args.jobs, progress=not args.no_progress)
+        bar = tqdm(todo, desc="grid points", unit="point", disable=args.no_progress)
         for point in bar:
             bar.set_postfix_str(point.name)
             entry = sizing.evaluate_point(point, device=args.device, progress=not args.no_progress)
