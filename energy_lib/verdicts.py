@@ -802,17 +802,31 @@ class ShiftTrend(Result):
         return "; ".join(s.statistic_text for s in self.steps) or "one budget"
 
 
+def _paired_items(values: list) -> list[np.ndarray]:
+    """Per-budget values as arrays in one item order. Values with an index (pandas Series keyed by
+    image id) are aligned on it and must hold the same items; plain arrays are paired by position."""
+    if values and all(hasattr(v, "index") and hasattr(v, "reindex") for v in values):
+        ids = values[0].index
+        for v in values:
+            if v.index.has_duplicates or not v.index.sort_values().equals(ids.sort_values()):
+                raise ValueError("every budget needs the same items (paired differences): the budgets' "
+                                 "indexes hold different or repeated item ids")
+        return [np.asarray(v.reindex(ids), dtype=float).ravel() for v in values]
+    return [np.asarray(v, dtype=float).ravel() for v in values]
+
+
 def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", level: float = LEVEL,
                 random_state: int = 0) -> ShiftTrend:
     """Does the per-item value (e.g. E(x*) − E(x) per image) move in the expected direction at every
     larger budget (ε)? `values_by_budget`: {budget: per-item values}, the same items in the same
-    order at every budget, so each step is a paired difference with a bootstrap interval
+    order at every budget (or pandas Series indexed by item id, aligned on it), so each step is a
+    paired difference with a bootstrap interval
     (`mean_shift`). Verdict: `reproduced` when every step moves the expected way by more than its
     noise, `not reproduced` when some step moves the other way by more than its noise (intervals
     at the Bonferroni-corrected level over the steps), `inconclusive at this scale` otherwise (also
     with a single budget)."""
     budgets = tuple(sorted(values_by_budget))
-    arrays = [np.asarray(values_by_budget[b], dtype=float).ravel() for b in budgets]
+    arrays = _paired_items([values_by_budget[b] for b in budgets])
     if len({len(a) for a in arrays}) > 1:
         raise ValueError("every budget needs the same items in the same order (paired differences); "
                          f"got {[len(a) for a in arrays]} values")

@@ -492,6 +492,28 @@ def test_shift_trend_found_only_when_every_larger_budget_moves_it():
         V.shift_trend({2: base, 4: base[:10]}, -1)
 
 
+def test_shift_trend_pairs_series_by_item_id_not_by_position():
+    """Chapter 1 passes per-image Series keyed by image id: a budget stored in another order is the
+    same pairing; a budget with other images is refused."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, 100)
+    by_id = {2: pd.Series(base - 1), 4: pd.Series(base - 2 + rng.normal(0, 0.1, 100))}
+    shuffled = {2: by_id[2], 4: by_id[4].sample(frac=1.0, random_state=0)}
+    assert V.shift_trend(shuffled, -1).steps[0].statistic == V.shift_trend(by_id, -1).steps[0].statistic
+    assert V.shift_trend(shuffled, -1).verdict == V.REPRODUCED
+    # by position, the shuffled budget would pair different images: a different (much noisier) step
+    positional = {b: v.to_numpy() for b, v in shuffled.items()}
+    assert V.shift_trend(positional, -1).steps[0].ci != V.shift_trend(by_id, -1).steps[0].ci
+    other_images = {2: by_id[2], 4: pd.Series(base - 2, index=range(1, 101))}
+    with pytest.raises(ValueError, match="different or repeated item ids"):
+        V.shift_trend(other_images, -1)
+    repeated = {2: by_id[2], 4: pd.Series(base - 2, index=[0] * 100)}
+    with pytest.raises(ValueError, match="different or repeated item ids"):
+        V.shift_trend(repeated, -1)
+
+
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 200])
 def test_bits_round_trip_exactly(n):
     from energy_lib import bits
