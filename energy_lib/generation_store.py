@@ -15,7 +15,10 @@ Keys (sha256 of a JSON description, stored in the file, whole in the .pt and pca
 sha256 in a fidelity record's `scored.store_key`, and compared on every read; the file name only
 carries its first characters) hold everything the result depends on, so a stale result cannot be
 reused:
-* every result: `STORE_VERSION` and the whole GenerationConfig;
+* every result: `STORE_VERSION`, the whole GenerationConfig and the sha256 of the source files that
+  compute the stored numbers (`CODE_FILES`: the sampler and initialisations, the energies, the
+  scoring; `code_digest`), so an edit to any of them recomputes instead of reusing what the old
+  code computed;
 * the model by the sha256 of its weights (`model_digest`: every tensor of its state_dict), so a
   retrained or replaced model (another run, a new best.pt) is a different key whatever its name;
 * the initialisation by its kind, adaptive stopping on/off, and the digest of the fitted class
@@ -24,7 +27,7 @@ reused:
 * reference energies by the digest of the real images they average;
 * a fidelity record by the digest of the uint8 images scored, of the reference images, the
   Inception weights (source, file name and size), the config (KID settings) and the row's labels.
-Bump `STORE_VERSION` when a change of the sampler or the scoring changes the numbers.
+Bump `STORE_VERSION` when a change elsewhere (e.g. in this file's keys) changes the numbers.
 
 Every file is written atomically (`fileio`). These files are caches: one that cannot be read
 (truncated, not a torch/JSON file) or holds another key is recomputed and rewritten, with a warning
@@ -33,6 +36,7 @@ naming the file; never used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -48,12 +52,24 @@ from .config import GenerationConfig
 from .metrics import fidelity as fid_metrics
 
 STORE_VERSION = 1
+# the modules whose code computes what the store keeps (paths relative to the energy_lib package)
+CODE_FILES = ("generate.py", "energy.py", "metrics/fidelity.py")
+PACKAGE_DIR = Path(__file__).resolve().parent
 # GenerationConfig fields that shape the chains (kept in each fidelity record's `scored.sampler`).
 SAMPLER_FIELDS = ("steps", "step_size", "noise_std", "noise_alpha", "momentum", "step_clip", "retained_variance",
                   "pca_sigma", "local_k", "seed")
 
 
 # ----------------------------------------------------------------------------- digests
+@functools.lru_cache(maxsize=None)
+def code_digest(package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 of the source of `CODE_FILES` (names and bytes): part of every key."""
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        h.update(name.encode() + b"\0" + (Path(package_dir) / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _update(h, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}:{tuple(t.shape)};".encode())
@@ -140,8 +156,8 @@ class GenerationStore:
 
     def _key(self, what: str, **parts) -> tuple[str, str]:
         """(the key's JSON text, its sha256)."""
-        text = json.dumps({"version": STORE_VERSION, "what": what, "config": self.cfg.to_dict(), **parts},
-                          sort_keys=True)
+        text = json.dumps({"version": STORE_VERSION, "code": code_digest(), "what": what,
+                           "config": self.cfg.to_dict(), **parts}, sort_keys=True)
         return text, hashlib.sha256(text.encode()).hexdigest()
 
     def _unusable(self, path: Path, why: str) -> None:

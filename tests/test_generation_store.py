@@ -153,6 +153,25 @@ def test_a_changed_config_model_or_initialisation_recomputes(tmp_path, calls, we
     assert_same(base, again)
 
 
+def test_an_edit_to_the_code_that_computes_the_results_recomputes_them(tmp_path, calls, weights, monkeypatch):
+    cfg, model = config(), toy_model()
+    execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
+    assert calls == {"sample": 1, "energies": 1, "pca": CLASSES, "fidelity": 1}
+    # a copy of the package's scored sources with one byte added to the sampler's module
+    edited = tmp_path / "edited"
+    for name in generation_store.CODE_FILES:
+        target = edited / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((generation_store.PACKAGE_DIR / name).read_bytes())
+    digest = generation_store.code_digest.__wrapped__     # uncached (the cache holds a process's first reading)
+    assert digest(edited) == generation_store.code_digest()
+    (edited / "generate.py").write_bytes((edited / "generate.py").read_bytes() + b"\n")
+    assert digest(edited) != generation_store.code_digest()
+    monkeypatch.setattr(generation_store, "code_digest", lambda: digest(edited))
+    execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
+    assert calls == {"sample": 2, "energies": 2, "pca": 2 * CLASSES, "fidelity": 2}
+
+
 def test_other_inception_weights_rescore_the_same_samples(tmp_path, calls, weights):
     cfg, model, init = config(), toy_model(), toy_init()
     execute(GenerationStore.for_config(cfg, tmp_path), model, init, weights, kinds=[("pca", False)])
