@@ -50,7 +50,10 @@ def test_trades_aligns_energies_better_than_sat_on_real_cifar10(tmp_path, monkey
     |mean ΔE(x)| of TRADES is below SAT's (each measured with its own training attack).
     Every training image is tracked, and |ΔE| is averaged over the second half of training: on
     64 tracked images and 8 epochs both were noise around 0 and the order flipped with the subset.
-    Measured (2026-11, CPU): SAT 0.065, TRADES 0.013."""
+    Measured (2026-12-02, this CPU): 1 torch thread SAT 0.0716, TRADES 0.0141; 2 threads SAT 0.0626,
+    TRADES 0.0090 (the two thread counts give different runs; the order holds by a factor 5-7).
+    SAT's late clean training accuracy: 0.22 (1 thread), 0.28 (2 threads), chance 0.10; its last
+    epoch's adversarial accuracy swings between 0.12 and 0.25 from epoch to epoch, too noisy to check."""
     monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
     base = TrainConfig.from_profile("smoke", overrides=dict(
         n_train=256, batch_size=32, epochs=16, schedule="constant", lr=0.05, attack_steps=2,
@@ -59,7 +62,7 @@ def test_trades_aligns_energies_better_than_sat_on_real_cifar10(tmp_path, monkey
     trades = train_or_load(base.replace(method="trades"), progress=False).metrics
     late = slice(base.epochs // 2, None)
     assert trades["train_dE_mean"].abs().iloc[late].mean() < sat["train_dE_mean"].abs().iloc[late].mean()
-    assert sat["train_acc_adv"].iloc[-1] > 0.15      # SAT actually learned something on its own x*
+    assert sat["train_acc_nat"].iloc[late].mean() > 0.15    # SAT learned something: not two untrained models
 
 
 @pytest.mark.parametrize("chapters", [("02_at_phases.ipynb", "03_trades_ebm.ipynb")])
