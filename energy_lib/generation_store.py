@@ -15,10 +15,10 @@ Keys (sha256 of a JSON description, stored in the file, whole in the .pt and pca
 sha256 in a fidelity record's `scored.store_key`, and compared on every read; the file name only
 carries its first characters) hold everything the result depends on, so a stale result cannot be
 reused:
-* every result: `STORE_VERSION`, the whole GenerationConfig and the sha256 of the source files that
-  compute the stored numbers (`CODE_FILES`: the sampler and initialisations, the energies, the
-  scoring; `code_digest`), so an edit to any of them recomputes instead of reusing what the old
-  code computed;
+* every result: `STORE_VERSION`, the whole GenerationConfig and the digest of the code that computes
+  it (`CODE_FILES`: PCA fits generate.py; Ē_y and chains generate.py and energy.py; FID/KID/IS
+  metrics/fidelity.py; `code_digest` hashes their syntax trees without docstrings, so a comment or
+  docstring edit keeps the results and a code edit recomputes them);
 * the model by the sha256 of its weights (`model_digest`: every tensor of its state_dict), so a
   retrained or replaced model (another run, a new best.pt) is a different key whatever its name;
 * the initialisation by its kind, adaptive stopping on/off, and the digest of the fitted class
@@ -27,7 +27,8 @@ reused:
 * reference energies by the digest of the real images they average;
 * a fidelity record by the digest of the uint8 images scored, of the reference images, the
   Inception weights (source, file name and size), the config (KID settings) and the row's labels.
-Bump `STORE_VERSION` when a change elsewhere (e.g. in this file's keys) changes the numbers.
+Not covered by a digest: the model's architecture code (models.py) and `attacks.predict_logits` (the
+stored p(y|x)). Bump `STORE_VERSION` when a change there, or in this file, changes the numbers.
 
 Every file is written atomically (`fileio`). These files are caches: one that cannot be read
 (truncated, not a torch/JSON file) or holds another key is recomputed and rewritten, with a warning
@@ -35,8 +36,8 @@ naming the file; never used.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
-import functools
 import hashlib
 import json
 import time
@@ -52,8 +53,10 @@ from .config import GenerationConfig
 from .metrics import fidelity as fid_metrics
 
 STORE_VERSION = 1
-# the modules whose code computes what the store keeps (paths relative to the energy_lib package)
-CODE_FILES = ("generate.py", "energy.py", "metrics/fidelity.py")
+# kind of result -> the modules whose code computes it (paths relative to the energy_lib package);
+# a fidelity record's samples enter its key by their digest, so only the scoring code counts there
+CODE_FILES = {"pca": ("generate.py",), "energies": ("generate.py", "energy.py"),
+              "samples": ("generate.py", "energy.py"), "fidelity": ("metrics/fidelity.py",)}
 PACKAGE_DIR = Path(__file__).resolve().parent
 # GenerationConfig fields that shape the chains (kept in each fidelity record's `scored.sampler`).
 SAMPLER_FIELDS = ("steps", "step_size", "noise_std", "noise_alpha", "momentum", "step_clip", "retained_variance",
@@ -61,12 +64,24 @@ SAMPLER_FIELDS = ("steps", "step_size", "noise_std", "noise_alpha", "momentum", 
 
 
 # ----------------------------------------------------------------------------- digests
-@functools.lru_cache(maxsize=None)
-def code_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """sha256 of the source of `CODE_FILES` (names and bytes): part of every key."""
+def _code_tree(source: str) -> str:
+    """The syntax tree of `source` without docstrings (comments are not in it either)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_digest(files: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 of the code of `files` (read at every call: an edited file is a new digest)."""
     h = hashlib.sha256()
-    for name in CODE_FILES:
-        h.update(name.encode() + b"\0" + (Path(package_dir) / name).read_bytes() + b"\0")
+    for name in files:
+        source = (Path(package_dir) / name).read_text(encoding="utf-8")
+        h.update(name.encode() + b"\0" + _code_tree(source).encode() + b"\0")
     return h.hexdigest()
 
 
@@ -156,7 +171,7 @@ class GenerationStore:
 
     def _key(self, what: str, **parts) -> tuple[str, str]:
         """(the key's JSON text, its sha256)."""
-        text = json.dumps({"version": STORE_VERSION, "code": code_digest(), "what": what,
+        text = json.dumps({"version": STORE_VERSION, "code": code_digest(CODE_FILES[what]), "what": what,
                            "config": self.cfg.to_dict(), **parts}, sort_keys=True)
         return text, hashlib.sha256(text.encode()).hexdigest()
 

@@ -278,9 +278,10 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
         "cost": {"per_run": costs, "train_wall_s": round(train_total, 1), "eval_wall_s": round(eval_total, 1),
                  "threads": threads,
                  "book_training_estimate_s": round(train_total + OTHER_BOOK_RUNS * sum(multi) / len(multi), 1),
-                 "note": "wall seconds from the runs' metrics.jsonl (training + per-epoch tracking) and evaluation "
-                         f"records; book_training_estimate_s adds chapter 4's {OTHER_BOOK_RUNS} other multi-step "
-                         "method(s) at this point's mean multi-step cost"},
+                 "note": "the sum of each run's own wall seconds from its metrics.jsonl (training + per-epoch "
+                         "tracking; runs trained side by side overlap, so this is not elapsed time, and each run's "
+                         "torch threads are in per_run) and of the evaluation records; book_training_estimate_s adds "
+                         f"chapter 4's {OTHER_BOOK_RUNS} other multi-step method(s) at this point's mean multi-step cost"},
         "machine": provenance.machine(resolve_device(device)),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": provenance.git_state(),
     }
@@ -391,92 +392,112 @@ def missing_points(rec: dict, grid: str = DOCUMENTED_GRID, profile: str = "defau
 
 
 # ----------------------------------------------------------------------------- training noise (the seeds axis)
-def _without_seed(entry: dict) -> str:
-    """What a point is apart from its training seed: runs' config, single-step ε and evaluation."""
-    config = {k: v for k, v in entry["config"].items() if k != "seed"}
-    return json.dumps([entry.get("profile"), config, entry.get("single_step_eps"), entry.get("evaluation")],
-                      sort_keys=True)
-
-
 def seed_entries(rec: dict, base: Point | None = None) -> list[dict]:
-    """The recorded entries of `base` (default: the current default point) trained with any seed, by seed.
-    Points are matched on what defines their numbers (configs and evaluation), not on their names, so
-    the default point recorded under another grid's name ('default: epochs=30') is found."""
-    from .runs import identity
-
+    """The recorded entries of `base` (default: the current default point) with each training seed
+    (`SEEDS` and any other seed the record holds), in seed order. Each is looked up by the key of
+    `base` with that seed, so only a point with exactly these runs and evaluation counts, whatever
+    name it was recorded under ('default: epochs=30' is the default point)."""
     base = base or current_default()
-    base_entry = {"profile": base.profile, "config": identity(base.base_config()),
-                  "single_step_eps": base.single_step_eps, "evaluation": base.identity()["evaluation"]}
-    want = _without_seed(base_entry)
-    by_seed = {}
-    for entry in rec["points"]:
-        if _without_seed(entry) == want:
-            by_seed.setdefault(entry["config"]["seed"], entry)
-    return [by_seed[s] for s in sorted(by_seed)]
+    seeds = set(SEEDS) | {p["config"]["seed"] for p in rec["points"] if isinstance(p.get("config"), dict)
+                          and isinstance(p["config"].get("seed"), int)}
+    found = [recorded(rec, Point.make(base.profile, {**base.overrides, "seed": s})) for s in sorted(seeds)]
+    return [entry for entry in found if entry is not None]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingNoise:
-    """One claim's statistic over training seeds, against the image-sampling noise of one run."""
+    """One claim's statistic over training seeds, against one run's image-sampling noise.
+
+    The training subset, the tracked and evaluated images and the evaluation seed are the same at
+    every seed, so the spread over seeds is training noise alone; it adds to the image-sampling
+    noise of one run's interval (in quadrature: `combined_halfwidth`)."""
 
     claim: str
     seeds: tuple                  # the training seeds recorded
+    threads: tuple                # torch threads of each seed's runs (they change a run too)
     statistics: tuple             # the claim's statistic at each seed (None where it has none)
     verdicts: tuple               # the summary verdict at each seed
     seed_sd: float | None         # standard deviation over seeds (ddof 1): the training noise
-    image_halfwidth: float | None  # mean half-width of the per-seed 95 % intervals (image sampling only)
+    seed_sd_ci: tuple | None      # its 95 % interval (chi-square, n − 1 degrees of freedom)
+    image_halfwidth: float | None  # mean half-width of the per-seed 95 % intervals (image sampling)
     sentence: str
 
     @property
     def agree(self) -> bool:
         return len(set(self.verdicts)) == 1
 
+    @property
+    def image_se(self) -> float | None:
+        """The image-sampling standard error behind one run's interval (half-width / 1.96)."""
+        return None if self.image_halfwidth is None else self.image_halfwidth / Z95
+
+    @property
+    def combined_halfwidth(self) -> float | None:
+        """One run's 95 % half-width with the training noise added: 1.96 √(SE_images² + SD_seeds²)."""
+        if self.image_se is None or self.seed_sd is None:
+            return None
+        return Z95 * math.sqrt(self.image_se ** 2 + self.seed_sd ** 2)
+
 
 def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
     """Per claim: the statistic at every recorded seed of `base` (the current default point), its
-    standard deviation over seeds, and the mean half-width of the per-seed intervals, which cover the
-    sampling of test images only. Needs at least 2 seeds for a standard deviation; says so otherwise."""
+    standard deviation over seeds with a chi-square interval, and the mean half-width of the per-seed
+    intervals (image sampling). Needs at least 2 seeds for a standard deviation; says so otherwise."""
+    from scipy import stats as st
+
     entries = seed_entries(rec, base)
     seeds = tuple(int(e["config"]["seed"]) for e in entries)
+    threads = tuple(tuple(e.get("cost", {}).get("threads", ())) for e in entries)
     out = []
     for claim in CLAIMS:
         rows = [next((r for r in e["rows"] if r["claim"] == claim), None) for e in entries]
-        stats = tuple(None if r is None else r.get("statistic") for r in rows)
+        values = tuple(None if r is None else r.get("statistic") for r in rows)
         verdict_list = tuple("missing" if r is None else r["verdict"] for r in rows)
-        finite = [s for s in stats if s is not None]
+        finite = [v for v in values if v is not None]
         noises = [r["noise"] for r in rows if r is not None and r.get("noise") is not None]
         halfwidth = float(sum(noises) / len(noises)) if noises else None
         scale, digits, unit = (100, 1, " pt") if claim in ACCURACY_CLAIMS else (1, 4, "")
-        sd = None
+
+        def show(v):
+            return f"{scale * v:.{digits}f}{unit}"
+        sd = sd_ci = None
         if len(finite) < 2:
             sentence = (f"{len(finite)} seed(s) with a statistic: the training noise needs at least 2 "
                         f"(`tools/size_default.py --grid seeds`)")
         else:
+            k = len(finite) - 1
             mean = sum(finite) / len(finite)
-            sd = math.sqrt(sum((s - mean) ** 2 for s in finite) / (len(finite) - 1))
+            sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / k)
+            sd_ci = (sd * math.sqrt(k / st.chi2.ppf(0.975, k)), sd * math.sqrt(k / st.chi2.ppf(0.025, k)))
             sentence = (f"over {len(finite)} seeds the statistic ranges from {scale * min(finite):+.{digits}f} to "
-                        f"{scale * max(finite):+.{digits}f}{unit} (SD {scale * sd:.{digits}f}{unit})")
+                        f"{scale * max(finite):+.{digits}f}{unit}: SD {show(sd)} (95 % interval "
+                        f"{show(sd_ci[0])} to {show(sd_ci[1])} with {k} degree(s) of freedom)")
             if halfwidth:
-                sentence += (f"; one run's 95 % interval, which covers test-image sampling only, is "
-                             f"± {scale * halfwidth:.{digits}f}{unit}: the seed SD is {sd / halfwidth:.2f} of it")
+                combined = Z95 * math.sqrt((halfwidth / Z95) ** 2 + sd ** 2)
+                sentence += (f"; one run's image-sampling SE is {show(halfwidth / Z95)}, so with the training noise "
+                             f"its 95 % interval would be ± {show(combined)} instead of ± {show(halfwidth)}")
             sentence += ("; the verdict is the same at every seed" if len(set(verdict_list)) == 1
                          else f"; the verdicts differ ({', '.join(verdict_list)})")
-        out.append(TrainingNoise(claim, seeds, stats, verdict_list, sd, halfwidth, sentence))
+        out.append(TrainingNoise(claim, seeds, threads, values, verdict_list, sd, sd_ci, halfwidth, sentence))
     return out
 
 
 def training_noise_table(rec: dict, base: Point | None = None):
-    """`training_noise` as a table: claim → statistic at each seed, seed SD, image-sampling half-width, verdicts."""
+    """`training_noise` as a table: claim → statistic at each seed, SD over seeds, one run's
+    image-sampling half-width and the half-width with both, verdicts."""
     import pandas as pd
 
     rows = []
     for t in training_noise(rec, base):
-        text = CLAIMS[t.claim][2]
         scale = 100 if t.claim in ACCURACY_CLAIMS else 1
-        row = {"claim": text}
-        row.update({f"seed {s}": (None if v is None else round(scale * v, 4)) for s, v in zip(t.seeds, t.statistics)})
-        row["SD over seeds"] = None if t.seed_sd is None else round(scale * t.seed_sd, 4)
-        row["one run's 95 % half-width"] = None if t.image_halfwidth is None else round(scale * t.image_halfwidth, 4)
+
+        def num(v):
+            return None if v is None else round(scale * v, 4)
+        row = {"claim": CLAIMS[t.claim][2]}
+        row.update({f"seed {s}": num(v) for s, v in zip(t.seeds, t.statistics)})
+        row["SD over seeds"] = num(t.seed_sd)
+        row["one run's 95 % half-width (images)"] = num(t.image_halfwidth)
+        row["95 % half-width with training noise"] = num(t.combined_halfwidth)
         row["verdicts"] = ", ".join(t.verdicts)
         rows.append(row)
     return pd.DataFrame(rows).set_index("claim")

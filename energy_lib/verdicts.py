@@ -805,7 +805,11 @@ class ShiftTrend(Result):
 def _paired_items(values: list) -> list[np.ndarray]:
     """Per-budget values as arrays in one item order. Values with an index (pandas Series keyed by
     image id) are aligned on it and must hold the same items; plain arrays are paired by position."""
-    if values and all(hasattr(v, "index") and hasattr(v, "reindex") for v in values):
+    indexed = [hasattr(v, "index") and hasattr(v, "reindex") for v in values]
+    if any(indexed) and not all(indexed):
+        raise ValueError("pass every budget's values keyed by item id (pandas Series) or every one as a plain "
+                         "array in the same order, not a mix: a mix cannot be paired")
+    if values and all(indexed):
         ids = values[0].index
         for v in values:
             if v.index.has_duplicates or not v.index.sort_values().equals(ids.sort_values()):

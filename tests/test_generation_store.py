@@ -153,21 +153,37 @@ def test_a_changed_config_model_or_initialisation_recomputes(tmp_path, calls, we
     assert_same(base, again)
 
 
-def test_an_edit_to_the_code_that_computes_the_results_recomputes_them(tmp_path, calls, weights, monkeypatch):
+def _edited_package(tmp_path, name, edit):
+    """A copy of the package's digested sources with `edit` applied to the text of `name`."""
+    edited = tmp_path / "edited"
+    for f in {f for files in generation_store.CODE_FILES.values() for f in files}:
+        target = edited / f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = (generation_store.PACKAGE_DIR / f).read_text(encoding="utf-8")
+        target.write_text(edit(text) if f == name else text, encoding="utf-8")
+    return edited
+
+
+def test_an_edit_to_the_code_recomputes_what_it_computes_and_nothing_else(tmp_path, calls, weights, monkeypatch):
     cfg, model = config(), toy_model()
     execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
     assert calls == {"sample": 1, "energies": 1, "pca": CLASSES, "fidelity": 1}
-    # a copy of the package's scored sources with one byte added to the sampler's module
-    edited = tmp_path / "edited"
-    for name in generation_store.CODE_FILES:
-        target = edited / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((generation_store.PACKAGE_DIR / name).read_bytes())
-    digest = generation_store.code_digest.__wrapped__     # uncached (the cache holds a process's first reading)
-    assert digest(edited) == generation_store.code_digest()
-    (edited / "generate.py").write_bytes((edited / "generate.py").read_bytes() + b"\n")
-    assert digest(edited) != generation_store.code_digest()
-    monkeypatch.setattr(generation_store, "code_digest", lambda: digest(edited))
+    real = generation_store.code_digest
+
+    def use(edited):
+        monkeypatch.setattr(generation_store, "code_digest", lambda files: real(files, edited))
+    # a docstring and a comment edited in the sampler's module: the same code, everything reused
+    use(_edited_package(tmp_path / "doc", "generate.py",
+                        lambda t: t.replace('"""', '"""Edited. ', 1) + "\n# a comment\n"))
+    execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
+    assert calls == {"sample": 1, "energies": 1, "pca": CLASSES, "fidelity": 1}
+    # a code edit in the scoring module: only the FID/KID record is recomputed (the samples are stored)
+    use(_edited_package(tmp_path / "fid", "metrics/fidelity.py", lambda t: t + "\nEDITED = 1\n"))
+    execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
+    assert calls == {"sample": 1, "energies": 1, "pca": CLASSES, "fidelity": 2}
+    # a code edit in the sampler's module: fits, Ē_y and chains again; the chains come out the same
+    # here, so their score under the original scoring code (stored first) is found by its key
+    use(_edited_package(tmp_path / "gen", "generate.py", lambda t: t + "\nEDITED = 1\n"))
     execute(GenerationStore.for_config(cfg, tmp_path), model, toy_init(), weights, kinds=[("pca", False)])
     assert calls == {"sample": 2, "energies": 2, "pca": 2 * CLASSES, "fidelity": 2}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -250,40 +251,51 @@ def test_jobs_trains_every_run_of_the_points_before_evaluating_them(tmp_path, mo
 
 
 def test_negative_jobs_is_a_one_line_error(tmp_path, capsys):
-    assert size_default.main([*SMOKE_GRID, "--jobs", "-1", "--record", str(tmp_path / "r.json")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --jobs -1") and err.count("\n") == 1 and not (tmp_path / "r.json").exists()
+    for extra in ([], ["--dry-run"]):
+        assert size_default.main([*SMOKE_GRID, *extra, "--jobs", "-1", "--record", str(tmp_path / "r.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --jobs -1") and err.count("\n") == 1 and not (tmp_path / "r.json").exists()
 
 
 # ----------------------------------------------------------------------------- training noise (seeds)
-def _seed_entry(seed, statistics, noise, verdict="reproduced", values=None):
+def _seed_entry(seed, statistics, noise, verdict="reproduced", values=None, threads=(1,)):
     point = sizing.Point.make("default", {"seed": seed, **(values or {})})
     return {"key": point.key(), "name": point.name, "profile": "default", "overrides": point.overrides,
             "config": runs.identity(point.base_config()), "single_step_eps": point.single_step_eps,
-            "evaluation": point.identity()["evaluation"],
+            "evaluation": point.identity()["evaluation"], "cost": {"threads": list(threads)},
             "rows": [{"claim": c, "statistic": statistics[c], "noise": noise, "verdict": verdict} for c in sizing.CLAIMS]}
 
 
 def test_training_noise_is_the_spread_over_seeds_of_the_default_point():
     stats_by_seed = {2: 0.01, 0: 0.03, 1: 0.05}                                  # SD over seeds exactly 0.02
-    entries = [_seed_entry(s, {c: stats_by_seed[s] for c in sizing.CLAIMS}, 0.04, verdict) for s, verdict in
-               zip((2, 0, 1), ("reproduced", "reproduced", "inconclusive at this scale"))]
-    # other points of the sweep are not seeds of the default point, whatever they are named
-    others = [_seed_entry(1, {c: 9.0 for c in sizing.CLAIMS}, 0.5, values={"epochs": 60}),
-              _seed_entry(0, {c: 9.0 for c in sizing.CLAIMS}, 0.5, values={"single_step_eps": "8/255"})]
+    entries = [_seed_entry(s, {c: stats_by_seed[s] for c in sizing.CLAIMS}, 0.04, verdict, threads=(t,))
+               for s, verdict, t in zip((2, 0, 1), ("reproduced", "reproduced", "inconclusive at this scale"), (1, 2, 1))]
+    # other points of the sweep are not seeds of the default point, whatever they are named: other
+    # epochs, another single-step ε, another evaluation (n_eval), a stale key of the same configs
+    nine = {c: 9.0 for c in sizing.CLAIMS}
+    others = [_seed_entry(1, nine, 0.5, values={"epochs": 60}),
+              _seed_entry(0, nine, 0.5, values={"single_step_eps": "8/255"}),
+              _seed_entry(2, nine, 0.5, values={"n_eval": 50}),
+              {**_seed_entry(1, nine, 0.5), "key": "0123456789ab"}]
     default_under_another_name = {**entries[1], "name": "default: epochs=30", "overrides": {"epochs": 30}}
-    rec = {"kind": "sizing", "version": 1, "points": [others[0], entries[0], default_under_another_name,
-                                                      others[1], entries[2]]}
+    rec = {"kind": "sizing", "version": 1, "points": [others[0], others[3], entries[0], default_under_another_name,
+                                                      others[1], entries[2], others[2]]}
     noise = {t.claim: t for t in sizing.training_noise(rec)}
     assert list(noise) == list(sizing.CLAIMS)
     for t in noise.values():
         assert t.seeds == (0, 1, 2) and t.statistics == tuple(stats_by_seed[s] for s in (0, 1, 2))
+        assert t.threads == ((2,), (1,), (1,))
         assert t.seed_sd == pytest.approx(0.02, rel=1e-12) and t.image_halfwidth == pytest.approx(0.04)
+        # chi-square interval of an SD with 2 degrees of freedom: 0.5207 to 6.285 times the estimate
+        assert t.seed_sd_ci == pytest.approx((0.02 * 0.52066, 0.02 * 6.2847), rel=1e-4)
+        # one run's SE 0.04 / 1.96 and the seed SD 0.02 add in quadrature: 1.96 √(SE² + SD²)
+        assert t.combined_halfwidth == pytest.approx(1.959964 * math.hypot(0.04 / 1.959964, 0.02), rel=1e-6)
         assert not t.agree and "the verdicts differ" in t.sentence
     assert "SD 2.0 pt" in noise["weat_vs_trades"].sentence and "SD 0.0200" in noise["energy_alignment"].sentence
-    assert "the seed SD is 0.50 of it" in noise["energy_alignment"].sentence
+    assert "would be ± 0.0560 instead of ± 0.0400" in noise["energy_alignment"].sentence
     table = sizing.training_noise_table(rec)
     assert table.loc["WEAT_adv more robust than TRADES", "SD over seeds"] == pytest.approx(2.0)
+    assert table.loc["WEAT_adv more robust than TRADES", "95 % half-width with training noise"] == pytest.approx(5.6006, abs=1e-4)
 
 
 def test_training_noise_needs_two_seeds_and_says_so():

@@ -58,8 +58,13 @@ def test_trades_aligns_energies_better_than_sat_on_real_cifar10(tmp_path, monkey
     base = TrainConfig.from_profile("smoke", overrides=dict(
         n_train=256, batch_size=32, epochs=16, schedule="constant", lr=0.05, attack_steps=2,
         n_train_track=256, n_test_track=32, n_track_samples=16, track_attack_steps=1, device="cpu"))
-    sat = train_or_load(base.replace(method="sat"), progress=False).metrics
-    trades = train_or_load(base.replace(method="trades"), progress=False).metrics
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # the measured configuration, whatever the machine's cores
+    try:
+        sat = train_or_load(base.replace(method="sat"), progress=False).metrics
+        trades = train_or_load(base.replace(method="trades"), progress=False).metrics
+    finally:
+        torch.set_num_threads(threads)
     late = slice(base.epochs // 2, None)
     assert trades["train_dE_mean"].abs().iloc[late].mean() < sat["train_dE_mean"].abs().iloc[late].mean()
     assert sat["train_acc_nat"].iloc[late].mean() > 0.15    # SAT learned something: not two untrained models

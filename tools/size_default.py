@@ -10,9 +10,11 @@ book/appendix_sizing.ipynb shows it) is rewritten atomically after each point.
 
 Resumable: finished runs are reused and an interrupted one resumes from last.pt
 (`runs.train_or_load`); points already in the record are skipped (--recompute redoes them).
-On a CPU the points' missing runs are first trained side by side, one worker process per core as
+On a CPU each point's missing runs are first trained side by side, one worker process per core as
 `make book` does (`energy_lib.book_runs.train_all`; --jobs N sets the processes, --jobs 0 trains
-each run inside its point's evaluation, one at a time).
+each run inside its point's evaluation, one at a time); the point is recorded before the next one's
+runs start. A point's training minutes add up its runs' own wall times (runs trained side by side
+overlap; each run's torch threads are in the record).
 The point of the current `default` profile shares its runs with `make book`.
 
     PYTHONPATH=. python tools/size_default.py --grid default --dry-run     # the plan, no work
@@ -137,6 +139,10 @@ def main(argv=None) -> int:
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.jobs is not None and args.jobs < 0:
+        print(f"error: --jobs {args.jobs}: give a number of processes >= 1, or 0 to train inside each point",
+              file=sys.stderr)
+        return 2
     if args.dry_run:
         dry_run(points, rec, record)
         return 0
@@ -144,17 +150,13 @@ def main(argv=None) -> int:
 
     from energy_lib.data import DataNotFoundError
 
-    if args.jobs is not None and args.jobs < 0:
-        print(f"error: --jobs {args.jobs}: give a number of processes >= 1, or 0 to train inside each point",
-              file=sys.stderr)
-        return 2
     todo = [p for p in points if args.recompute or sizing.recorded(rec, p) is None]
     print(f"{len(points)} point(s), {len(points) - len(todo)} already in {record}", flush=True)
+    bar = tqdm(todo, desc="grid points", unit="point", disable=args.no_progress)
     try:
-        train_first(todo, args.device, args.jobs, progress=not args.no_progress)
-        bar = tqdm(todo, desc="grid points", unit="point", disable=args.no_progress)
         for point in bar:
             bar.set_postfix_str(point.name)
+            train_first([point], args.device, args.jobs, progress=not args.no_progress)
             entry = sizing.evaluate_point(point, device=args.device, progress=not args.no_progress)
             sizing.save_point(entry, record)
             bar.write(summary_line(entry))
