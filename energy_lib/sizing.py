@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -73,7 +74,7 @@ _SUBSET = [{"n_train": n} for n in (500, 1000, 2000)]
 _EPOCHS = [{"epochs": e} for e in (30, 60)]
 _SINGLE = [{"single_step_eps": e, "fgsm_alpha": a} for e in ("8/255", "12/255", "16/255") for a in (1.0, 1.25)]
 # the default point again with other training seeds: the statistics' spread over seeds is the
-# training noise that the verdicts' intervals (test-image sampling only) leave out
+# training noise that the verdicts' intervals (image sampling only) leave out
 SEEDS = (0, 1, 2)
 _SEEDS = [{"seed": s} for s in SEEDS]
 GRIDS = {
@@ -433,10 +434,16 @@ class TrainingNoise:
 
     @property
     def combined_halfwidth(self) -> float | None:
-        """One run's 95 % half-width with the training noise added: 1.96 √(SE_images² + SD_seeds²)."""
-        if self.image_se is None or self.seed_sd is None:
+        """One run's 95 % half-width with the training noise added (`with_training_noise`)."""
+        if self.image_halfwidth is None or self.seed_sd is None:
             return None
-        return Z95 * math.sqrt(self.image_se ** 2 + self.seed_sd ** 2)
+        return with_training_noise(self.image_halfwidth, self.seed_sd)
+
+
+def with_training_noise(halfwidth: float, seed_sd: float) -> float:
+    """A 95 % half-width of image sampling with the training noise added in quadrature:
+    1.96 √(SE_images² + SD_seeds²), SE_images = half-width / 1.96."""
+    return Z95 * math.sqrt((halfwidth / Z95) ** 2 + seed_sd ** 2)
 
 
 def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
@@ -466,16 +473,15 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
                         f"(`tools/size_default.py --grid seeds`)")
         else:
             k = len(finite) - 1
-            mean = sum(finite) / len(finite)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / k)
+            sd = statistics.stdev(finite)
             sd_ci = (sd * math.sqrt(k / st.chi2.ppf(0.975, k)), sd * math.sqrt(k / st.chi2.ppf(0.025, k)))
             sentence = (f"over {len(finite)} seeds the statistic ranges from {scale * min(finite):+.{digits}f} to "
                         f"{scale * max(finite):+.{digits}f}{unit}: SD {show(sd)} (95 % interval "
                         f"{show(sd_ci[0])} to {show(sd_ci[1])} with {k} degree(s) of freedom)")
             if halfwidth:
-                combined = Z95 * math.sqrt((halfwidth / Z95) ** 2 + sd ** 2)
                 sentence += (f"; one run's image-sampling SE is {show(halfwidth / Z95)}, so with the training noise "
-                             f"its 95 % interval would be ± {show(combined)} instead of ± {show(halfwidth)}")
+                             f"its 95 % interval would be ± {show(with_training_noise(halfwidth, sd))} instead of "
+                             f"± {show(halfwidth)}")
             sentence += ("; the verdict is the same at every seed" if len(set(verdict_list)) == 1
                          else f"; the verdicts differ ({', '.join(verdict_list)})")
         out.append(TrainingNoise(claim, seeds, threads, values, verdict_list, sd, sd_ci, halfwidth, sentence))
