@@ -52,10 +52,11 @@ def chapter_configs(profile: str, params: Mapping[str, Any] | None = None) -> di
     return out
 
 
-def default_jobs(n_runs: int, cpus: int | None = None) -> tuple[int, int]:
-    """(worker processes, threads each): one run per core, at most one worker per run."""
+def default_jobs(n_runs: int, cpus: int | None = None, jobs: int | None = None) -> tuple[int, int]:
+    """(worker processes, threads each): `jobs` (default one per core), never more than the runs;
+    the cores shared among the workers."""
     cpus = cpus or usable_cpus()
-    jobs = max(1, min(n_runs, cpus))
+    jobs = max(1, min(n_runs, jobs or cpus))
     return jobs, max(1, cpus // jobs)
 
 
@@ -113,9 +114,8 @@ def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threa
             todo[label] = cfg
     if not todo:
         return TrainReport()
-    cpus = usable_cpus()
-    jobs = min(jobs or default_jobs(len(todo), cpus)[0], len(todo))
-    threads = threads or max(1, cpus // jobs)
+    jobs, shared_threads = default_jobs(len(todo), usable_cpus(), jobs)
+    threads = threads or shared_threads
     dirs = {label: run_dir(cfg) for label, cfg in todo.items()}
     total = sum(cfg.epochs for cfg in todo.values())
     log(f"[runs] training {len(todo)} run(s) with {jobs} process(es) x {threads} thread(s): "

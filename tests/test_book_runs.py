@@ -54,6 +54,10 @@ def test_default_jobs_is_one_process_per_core_and_never_more_than_the_runs():
     assert book_runs.default_jobs(6, cpus=16) == (6, 2)
     assert book_runs.default_jobs(1, cpus=16) == (1, 16)
     assert book_runs.default_jobs(3, cpus=1) == (1, 1)
+    # an asked-for number of processes: capped by the runs, the cores shared among them
+    assert book_runs.default_jobs(6, cpus=16, jobs=4) == (4, 4)
+    assert book_runs.default_jobs(2, cpus=16, jobs=4) == (2, 8)
+    assert book_runs.default_jobs(3, cpus=2, jobs=3) == (3, 1)
 
 
 def _smoke_pair():
