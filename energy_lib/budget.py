@@ -97,6 +97,14 @@ def load(directory: Path | None = None) -> list[dict]:
     return sorted(records, key=lambda r: r["measured_at"])
 
 
+def latest(kind: str, records: list[dict] | None = None) -> dict | None:
+    """The newest record of `kind` ("fresh" or "rebuild") among `records` (default: `load()`), or None."""
+    if kind not in BUDGET_MINUTES:
+        raise BudgetError(f"kind={kind!r}; choose one of {', '.join(BUDGET_MINUTES)}")
+    found = [r for r in (load() if records is None else records) if r.get("kind") == kind]
+    return max(found, key=lambda r: r["measured_at"]) if found else None
+
+
 def table(records: list[dict]):
     """One row per measured build: its wall time against the budget, and the slowest chapter."""
     import pandas as pd

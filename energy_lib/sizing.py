@@ -347,8 +347,9 @@ def point_table(entry: dict):
                          for r in entry["rows"]]).set_index("claim")
 
 
-def overview(rec: dict, default_key: str | None = None):
-    """Points (rows) × claims (verdicts), with the cost columns; the current default point marked."""
+def overview(rec: dict, default_key: str | None = None, fresh: dict | None = None):
+    """Points (rows) × claims (verdicts), with the cost columns; the current default point marked.
+    `fresh`: a fresh-build budget record, for the estimated fresh `make book` at each point."""
     import pandas as pd
 
     rows = []
@@ -358,6 +359,9 @@ def overview(rec: dict, default_key: str | None = None):
         row["training (min)"] = round(p["cost"]["train_wall_s"] / 60, 1)
         row["evaluation (min)"] = round(p["cost"]["eval_wall_s"] / 60, 1)
         row["book training estimate (min)"] = round(p["cost"]["book_training_estimate_s"] / 60, 1)
+        if fresh is not None:
+            est = fresh_build_estimate(p, fresh)
+            row["fresh make book estimate (min)"] = None if est is None else round(est / 60, 1)
         row["threads"] = ", ".join(str(t) for t in p["cost"]["threads"])
         rows.append(row)
     return pd.DataFrame(rows).set_index("point") if rows else pd.DataFrame()
@@ -392,6 +396,125 @@ def grid_points(grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[P
 def missing_points(rec: dict, grid: str = DOCUMENTED_GRID, profile: str = "default") -> list[Point]:
     """The points of a named grid (on `profile`) that the record does not hold yet."""
     return [p for p in grid_points(grid, profile) if recorded(rec, p) is None]
+
+
+# ----------------------------------------------------------------------------- the choice of the default
+# how well a point shows a claim, worst first: undecided, decided against the paper, the paper's finding
+SHOWS = (verdicts.INCONCLUSIVE_SCALE, verdicts.NOT_REPRODUCED, verdicts.REPRODUCED)
+# fields a point may change whose cost scales in a known way (n_train, epochs) or not at all
+SCALED_FIELDS, COST_FREE_FIELDS = ("n_train", "epochs"), ("seed", "fgsm_alpha")
+
+
+def cost_ratio(entry: dict, base: Point | None = None) -> float | None:
+    """How many times longer the claims' runs of `entry` take than at `base` (default: the current
+    default point), from the entry's own runs: per run, the training seconds scale with
+    n_train x epochs and the tracking seconds (a fixed set of images per epoch) with epochs. Both
+    parts come from the same runs, so what slowed them (threads, other work) cancels out. None when
+    the point changes anything else of the runs' configs (model, attacks, tracked images), whose
+    cost has no known scale."""
+    from .runs import identity
+
+    base = base or current_default()
+    base_cfg, cfg = identity(base.base_config()), entry.get("config") or {}
+    fixed = set(base_cfg) | set(cfg)
+    if any(cfg.get(k) != base_cfg.get(k) for k in fixed - set(SCALED_FIELDS) - set(COST_FREE_FIELDS)):
+        return None
+    per_run = entry.get("cost", {}).get("per_run") or {}
+    if not per_run:
+        return None
+    data = cfg["n_train"] * cfg["epochs"] / (base_cfg["n_train"] * base_cfg["epochs"])
+    epochs = cfg["epochs"] / base_cfg["epochs"]
+    here = sum(r["train_s"] + r["track_s"] for r in per_run.values())
+    at_base = sum(r["train_s"] / data + r["track_s"] / epochs for r in per_run.values())
+    return here / at_base if at_base > 0 else None
+
+
+def fresh_build_estimate(entry: dict, fresh: dict, base: Point | None = None) -> float | None:
+    """Estimated wall seconds of a fresh `make book` if the default profile were this point: the
+    measured fresh build `fresh` (a budget record, `energy_lib.budget`, made at `base`) with its
+    run-training phase scaled by `cost_ratio`. None when the ratio is unknown."""
+    ratio = cost_ratio(entry, base)
+    if ratio is None:
+        return None
+    return fresh["wall_seconds"] + fresh["runs_seconds"] * (ratio - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultChoice:
+    """What the record says about the default profile's size: each candidate point's estimated fresh
+    build against the budget, and per claim the points that show it better than the default
+    (`SHOWS`), within the budget and beyond it."""
+
+    default: str | None                       # the current default point's name (None: not recorded)
+    estimates: dict                           # point name -> estimated fresh build (min), None if unknown
+    within: tuple                             # candidate points within the budget
+    gains: dict                               # claim -> points within the budget that show it better
+    beyond: dict                              # claim -> points over the budget (or of unknown cost) that do
+    sentences: tuple
+
+    @property
+    def keep(self) -> bool:
+        return self.default is not None and not any(self.gains.values())
+
+
+def default_choice(rec: dict, fresh: dict | None, budget_minutes: float = 40.0,
+                   base: Point | None = None) -> DefaultChoice:
+    """Should the default profile move to another recorded point? A point is a candidate when it
+    changes the size (not only the training seed: the seeds measure noise, not a size). It shows a
+    claim better than the default when its verdict ranks higher (`SHOWS`: inconclusive < not
+    reproduced < reproduced, i.e. decided beats undecided and the paper's finding appearing beats
+    its absence); it is worth moving to when, besides, its estimated fresh `make book` fits
+    `budget_minutes`. Each point is one training per run, so such a gain is a lead to confirm with
+    the seeds grid at that point, not a finding; the sentences say so."""
+    base = base or current_default()
+    default = recorded(rec, base)
+    if default is None:
+        return DefaultChoice(None, {}, (), {}, {}, (
+            "the current default point is not in the record: run `tools/size_default.py --grid default`",))
+    at_default = {r["claim"]: r["verdict"] for r in default["rows"]}
+    estimates, within = {}, []
+    gains, beyond = {c: [] for c in at_default}, {c: [] for c in at_default}
+    for p in rec["points"]:
+        if p["key"] == default["key"] or _only_seed(p, base):
+            continue
+        est = fresh_build_estimate(p, fresh, base) if fresh else None
+        estimates[p["name"]] = None if est is None else round(est / 60, 1)
+        fits = est is not None and est / 60 <= budget_minutes
+        within += [p["name"]] if fits else []
+        for r in p["rows"]:
+            if r["claim"] in at_default and SHOWS.index(r["verdict"]) > SHOWS.index(at_default[r["claim"]]):
+                (gains if fits else beyond)[r["claim"]].append(f"{p['name']} ({r['verdict']})")
+    sentences = [f"{len(estimates)} other size(s) recorded; within the {budget_minutes:g}-minute budget of a fresh "
+                 f"`make book` (estimated): {'; '.join(within) or 'none'}" if fresh is not None else
+                 f"{len(estimates)} other size(s) recorded; no fresh-build budget record "
+                 "(`tools/book.py record-time`), so no point's build time can be estimated"]
+    for c, verdict in at_default.items():
+        head = f"{CLAIMS[c][2]}: {verdict} at the default"
+        if gains[c]:
+            sentences.append(f"{head}; shown better within the budget at {'; '.join(gains[c])}: a lead "
+                             "(one training per run) to confirm with seeds there")
+        elif beyond[c]:
+            sentences.append(f"{head}; shown better only at sizes over the budget or of unknown cost: "
+                             f"{'; '.join(beyond[c])}")
+        elif verdict != SHOWS[-1]:
+            sentences.append(f"{head}, and no better at any other recorded size")
+        else:
+            sentences.append(head)
+    sentences.append("**the default stays**: no recorded size within the budget shows a claim better"
+                     if not any(gains.values()) else
+                     "**a recorded size within the budget shows more**: consider moving the default there")
+    return DefaultChoice(default["name"], estimates, tuple(within), gains, beyond, tuple(sentences))
+
+
+def _only_seed(entry: dict, base: Point) -> bool:
+    """The entry is `base` with another training seed: the same runs but for the seed, the same
+    single-step ε and the same evaluation."""
+    from .runs import identity
+
+    cfg, ident = entry.get("config") or {}, identity(base.base_config())
+    return (entry.get("single_step_eps") == base.single_step_eps
+            and entry.get("evaluation") == base.identity()["evaluation"]
+            and all(cfg.get(k) == ident.get(k) for k in set(cfg) | set(ident) if k != "seed"))
 
 
 # ----------------------------------------------------------------------------- training noise (the seeds axis)

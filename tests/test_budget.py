@@ -57,6 +57,12 @@ def test_records_round_trip_and_are_never_overwritten(tmp_path):
     budget.save(late, tmp_path)
     path = budget.save(early, tmp_path)
     assert [r["kind"] for r in budget.load(tmp_path)] == ["rebuild", "fresh"]   # by time, not file name
+    newer = budget.make_record(execution(a=1.0), "fresh", 50, "2026-12-02T12:00:00Z", MACHINE)
+    records = [newer, *budget.load(tmp_path)]
+    assert budget.latest("fresh", records) is newer and budget.latest("rebuild", records)["wall_seconds"] == 60
+    assert budget.latest("fresh", []) is None
+    with pytest.raises(budget.BudgetError, match="kind='slow'"):
+        budget.latest("slow", records)
     before = path.read_bytes()
     with pytest.raises(budget.BudgetError, match="never overwritten"):
         budget.save(early, tmp_path)

@@ -309,6 +309,63 @@ def test_training_noise_needs_two_seeds_and_says_so():
     assert all(t.seed_sd == 0.0 and t.agree and "same at every seed" in t.sentence for t in noise)
 
 
+# ----------------------------------------------------------------------------- the choice of the default
+def _sized_entry(values, verdicts_by_claim=None, per_run=None):
+    point = sizing.Point.make("default", values)
+    shown = {c: verdicts.INCONCLUSIVE_SCALE for c in sizing.CLAIMS} | (verdicts_by_claim or {})
+    return {"key": point.key(), "name": point.name, "profile": "default", "overrides": point.overrides,
+            "config": runs.identity(point.base_config()), "single_step_eps": point.single_step_eps,
+            "evaluation": point.identity()["evaluation"],
+            "cost": {"per_run": per_run or {"SAT": {"train_s": 100.0, "track_s": 300.0}}},
+            "rows": [{"claim": c, "verdict": v} for c, v in shown.items()]}
+
+
+def test_cost_ratio_scales_training_with_data_and_tracking_with_epochs():
+    two_runs = {"SAT": {"train_s": 200.0, "track_s": 300.0}, "TRADES": {"train_s": 100.0, "track_s": 100.0}}
+    # n_train 1000 (2x the default's 500): at the default the training halves, the tracking stays
+    assert sizing.cost_ratio(_sized_entry({"n_train": 1000}, per_run=two_runs)) == pytest.approx(700 / 550, rel=1e-12)
+    # 2x the data and 2x the epochs: training / 4, tracking / 2
+    one = {"SAT": {"train_s": 200.0, "track_s": 300.0}}
+    assert sizing.cost_ratio(_sized_entry({"n_train": 1000, "epochs": 60}, per_run=one)) == pytest.approx(2.5, rel=1e-12)
+    # the seed, FGSM's α and the single-step ε cost nothing; another model has no known scale
+    assert sizing.cost_ratio(_sized_entry({"seed": 1, "fgsm_alpha": 1.0, "single_step_eps": "8/255"})) == 1.0
+    assert sizing.cost_ratio(_sized_entry({"model": "preact_resnet18"})) is None
+    fresh = {"wall_seconds": 2000.0, "runs_seconds": 1000.0}
+    assert sizing.fresh_build_estimate(_sized_entry({"n_train": 1000, "epochs": 60}, per_run=one), fresh) == 3500.0
+
+
+def test_default_choice_keeps_the_default_unless_a_size_within_budget_shows_more():
+    default = _sized_entry({}, {"energy_alignment": verdicts.REPRODUCED, "catastrophic_overfitting": verdicts.NOT_REPRODUCED})
+    fresh = {"wall_seconds": 30 * 60.0, "runs_seconds": 20 * 60.0}          # 30 min, of which 20 training
+    cheap_co = _sized_entry({"single_step_eps": "8/255"}, {"catastrophic_overfitting": verdicts.REPRODUCED})
+    long_ro = _sized_entry({"epochs": 60}, {"robust_overfitting": verdicts.NOT_REPRODUCED})   # 30 + 20 = 50 min
+    seed_weat = _sized_entry({"seed": 1}, {"weat_vs_trades": verdicts.REPRODUCED})          # noise, not a size
+    worse = _sized_entry({"fgsm_alpha": 1.0}, {"energy_alignment": verdicts.NOT_REPRODUCED})
+    rec = {"kind": "sizing", "version": 1, "points": [default, cheap_co, long_ro, seed_weat, worse]}
+
+    choice = sizing.default_choice(rec, fresh, budget_minutes=40)
+    assert choice.default == "default" and not choice.keep
+    assert choice.estimates == {cheap_co["name"]: 30.0, long_ro["name"]: 50.0, worse["name"]: 30.0}
+    assert set(choice.within) == {cheap_co["name"], worse["name"]}
+    assert choice.gains["catastrophic_overfitting"] == [f"{cheap_co['name']} (reproduced)"]
+    assert choice.beyond["robust_overfitting"] == [f"{long_ro['name']} (not reproduced)"]
+    assert not choice.gains["energy_alignment"] and not choice.gains["weat_vs_trades"] and not choice.beyond["weat_vs_trades"]
+    assert "consider moving the default" in choice.sentences[-1]
+
+    # without the cheap point the default stays; RO is shown better only over the budget
+    choice = sizing.default_choice({**rec, "points": [default, long_ro, seed_weat, worse]}, fresh, budget_minutes=40)
+    assert choice.keep and "the default stays" in choice.sentences[-1]
+    assert any("only at sizes over the budget" in s and long_ro["name"] in s for s in choice.sentences)
+    # a larger budget takes it in
+    assert not sizing.default_choice({**rec, "points": [default, long_ro]}, fresh, budget_minutes=50).keep
+    # no budget record: no estimate, nothing counts as within the budget
+    choice = sizing.default_choice(rec, None)
+    assert choice.keep and set(choice.estimates.values()) == {None} and "no fresh-build budget record" in choice.sentences[0]
+    # no default in the record
+    choice = sizing.default_choice({**rec, "points": [cheap_co]}, fresh)
+    assert choice.default is None and not choice.keep and "--grid default" in choice.sentences[0]
+
+
 # ----------------------------------------------------------------------------- the appendix page
 def _execute_appendix(tmp_path, monkeypatch, record: Path, profile: str = "smoke") -> str:
     import papermill
@@ -330,6 +387,7 @@ def test_appendix_shows_the_record(swept, tmp_path, monkeypatch):
     assert "The `smoke` profile's point is not in the record." in shown       # it evaluates with AutoAttack
     assert "smoke: autoattack=False" in shown and "catastrophic" in shown.lower()
     assert "**11 point(s) are not recorded yet**" in shown
+    assert "the current default point is not in the record" in shown        # the choice needs it
 
 
 def test_appendix_says_when_there_is_no_record(tmp_path, monkeypatch):
