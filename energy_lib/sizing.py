@@ -204,10 +204,12 @@ def _row(claim: str, result, statistic, noise, verdict: str, runs_used: dict, ru
 
 
 def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: Mapping[str, dict],
-               n_test_track: int, run_names: Mapping[str, str], run_seconds: Mapping[str, float]) -> list[dict]:
+               n_test_track: int, run_names: Mapping[str, str], run_seconds: Mapping[str, float],
+               n_classes: int = 10) -> list[dict]:
     """The claims' rows from the runs' per-epoch metrics (label -> DataFrame), the SAT and TRADES
     tracked samples (label -> long DataFrame, `Run.tracked_samples`), the WEAT_adv and TRADES
-    evaluation records (label -> `metrics.robust` record), as the chapters compute them."""
+    evaluation records (label -> `metrics.robust` record), as the chapters compute them.
+    `n_classes`: the dataset's classes (chance level of the single-step runs' divergence check)."""
     rows = []
     alignment = verdicts.energy_alignment(verdicts.late_delta_e(samples["SAT"]), verdicts.late_delta_e(samples["TRADES"]))
     rows.append(_row("energy_alignment", alignment, alignment.statistic, (alignment.ci[1] - alignment.ci[0]) / 2,
@@ -215,7 +217,8 @@ def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: 
     ro = verdicts.robust_overfitting_of(metrics["SAT"], n_test_track)
     rows.append(_row("robust_overfitting", ro, ro.statistic, Z95 * ro.se, verdicts.reproduction(ro.verdict),
                      run_names, run_seconds))
-    co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track) for label in ("FGSM-RS", "FGSM-RS + DER")}
+    co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track, n_classes)
+          for label in ("FGSM-RS", "FGSM-RS + DER")}
     base = co["FGSM-RS"]
     # statistic: the accuracy after the onset (or the final one) minus CO_FRAC x the peak, the level the
     # verdict calls collapsed; it takes either sign (after − peak would be <= 0 by construction, the
@@ -255,6 +258,7 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
     """Train or load the point's runs, evaluate the chapter-4 pair, and return the point's entry:
     identity, rows, cost, machine, date and commit."""
     from . import runs as runs_module
+    from .data import dataset_info
     from .metrics import robust
 
     configs = {label: cfg.replace(device=device) for label, cfg in point.train_configs().items()}
@@ -267,7 +271,8 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
     names = {label: run.dir.name for label, run in runs.items()}
     rows = claim_rows({label: run.metrics for label, run in runs.items()},
                       {label: runs[label].tracked_samples for label in ("SAT", "TRADES")}, records,
-                      runs["SAT"].config.n_test_track, names, seconds)
+                      runs["SAT"].config.n_test_track, names, seconds,
+                      dataset_info(runs["SAT"].config.dataset).num_classes)
     for row in rows:
         row["point"] = point.name
     multi = [seconds[label] for label, (_, single) in RUN_METHODS.items() if not single]

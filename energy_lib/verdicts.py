@@ -348,16 +348,21 @@ class CatastrophicOverfitting(Result):
     n_images: int
     sentence: str
     final_correct: str | None = None   # the last epoch's per-image robust outcomes (`bits.pack`), when tracked
+    clean_final: float | None = None   # the last epoch's clean test accuracy, when given
+    diverged: bool = False             # the clean accuracy ends at chance: the run stopped learning altogether
 
     @property
     def statistic_text(self) -> str:
+        if self.diverged:
+            return (f"diverged: clean {self.clean_final:.1%} at chance; robust peak {self.peak:.1%}, final "
+                    f"{self.final:.1%} (n = {self.n_images})")
         if self.onset is None:
             return f"no collapse: peak {self.peak:.1%}, final {self.final:.1%} (n = {self.n_images})"
         return f"collapse at epoch {self.onset}: {self.peak:.1%} → {self.after:.1%} (n = {self.n_images})"
 
 
-def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0.3, abrupt: int = 2,
-                             level: float = LEVEL) -> CatastrophicOverfitting:
+def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, chance: float | None = None,
+                             frac: float = 0.3, abrupt: int = 2, level: float = LEVEL) -> CatastrophicOverfitting:
     """Catastrophic overfitting (PAPER.md 2.3): robust (PGD) test accuracy of a single-step run
     collapses abruptly to near 0 and stays there.
 
@@ -370,6 +375,12 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0
     `absent` when none does and the last epoch's accuracy is significantly above `frac` × peak
     (its interval lies above it) after a peak significantly above 0; `inconclusive` otherwise
     (the run never became robust, or a drop within noise).
+
+    `clean` (per-epoch clean test accuracy on the same images) and `chance` (1 / classes): CO is a
+    collapse of robustness while the network still classifies clean images. A run whose last clean
+    accuracy is not significantly above chance (its Wilson interval reaches `chance`) has diverged
+    (e.g. a constant output): its robust accuracy is the share of one class, which says nothing about
+    CO either way, so the verdict is `inconclusive` (`diverged`), whatever the robust curve did.
     """
     a = np.asarray(acc, dtype=float)
     n_ep = len(a)
@@ -412,8 +423,22 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, frac: float = 0
                    "the accuracy ends too close to the collapsed level to rule a collapse out")
             sentence = (f"robust test accuracy peaks at {peak_all:.1%} and ends at {final:.1%} on {n_images} test "
                         f"images; {why}: inconclusive")
+    clean_final, diverged = None, False
+    if (clean is None) != (chance is None):
+        raise ValueError("catastrophic_overfitting: give both `clean` and `chance` (1 / classes), or neither")
+    if clean is not None:
+        c = np.asarray(clean, dtype=float)
+        if len(c) != n_ep:
+            raise ValueError(f"clean has {len(c)} epochs, acc {n_ep}: give both per epoch of the same run")
+        clean_final = float(c[-1])
+        diverged = wilson(int(round(clean_final * n_images)), n_images, level)[0] <= chance
+        if diverged:
+            verdict = INCONCLUSIVE
+            sentence = (f"clean test accuracy ends at {clean_final:.1%}, not significantly above chance ({chance:.0%}, "
+                        f"{n_images} test images): the run diverged, so its robust accuracy ({final:.1%} at the end, "
+                        f"peak {peak_all:.1%}) says nothing about catastrophic overfitting: inconclusive")
     return CatastrophicOverfitting(verdict, None if onset is None else int(epochs[onset]), peak_all, after, final,
-                                   n_images, sentence)
+                                   n_images, sentence, clean_final=clean_final, diverged=diverged)
 
 
 @dataclass(frozen=True)
@@ -551,7 +576,10 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
         correct_a=bits.unpack(der.final_correct, der.n_images) if paired else None,
         correct_b=bits.unpack(base.final_correct, base.n_images) if paired else None,
         why_unpaired="" if paired else "a run's metrics hold no per-image outcomes of its last epoch")
-    if base.verdict == PRESENT and der.verdict == ABSENT:
+    if base.diverged or der.diverged:
+        which = "both runs" if base.diverged and der.diverged else "the run " + ("without" if base.diverged else "with") + " DER"
+        verdict, text = INCONCLUSIVE_SCALE, f"{which} diverged (clean accuracy at chance)"
+    elif base.verdict == PRESENT and der.verdict == ABSENT:
         verdict, text = REPRODUCED, "DER prevented the collapse"
     elif base.verdict == PRESENT and der.verdict == PRESENT:
         verdict, text = NOT_REPRODUCED, "the run with DER collapsed too"
@@ -1062,11 +1090,13 @@ def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
                               epochs=metrics["epoch"], test_correct=correct)
 
 
-def catastrophic_overfitting_of(metrics, n_test_track: int) -> CatastrophicOverfitting:
+def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int) -> CatastrophicOverfitting:
     """`catastrophic_overfitting` of one single-step run's per-epoch metrics, as chapter 2 and the
-    sizing sweep both call it; with the last epoch's per-image outcomes when the run tracked them
-    (`test_correct_adv`), so that `der_prevents_co` compares two runs' final accuracies paired."""
-    result = catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"])
+    sizing sweep both call it: its clean test accuracy against chance (1 / `n_classes`), and the
+    last epoch's per-image outcomes when the run tracked them (`test_correct_adv`), so that
+    `der_prevents_co` compares two runs' final accuracies paired."""
+    result = catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"],
+                                      clean=metrics["test_acc_nat"], chance=1 / n_classes)
     last = metrics["test_correct_adv"].iloc[-1] if "test_correct_adv" in metrics else None
     if isinstance(last, str):
         result = dataclasses.replace(result, final_correct=last)

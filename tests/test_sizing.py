@@ -26,9 +26,9 @@ N_TRACK = 200
 
 
 # ----------------------------------------------------------------------------- planted curves
-def _metrics(test_acc, val_acc=None):
+def _metrics(test_acc, val_acc=None, clean=0.6):
     test_acc = np.asarray(test_acc, dtype=float)
-    return pd.DataFrame({"epoch": np.arange(1, len(test_acc) + 1), "test_acc_adv": test_acc,
+    return pd.DataFrame({"epoch": np.arange(1, len(test_acc) + 1), "test_acc_adv": test_acc, "test_acc_nat": clean,
                          "val_acc_adv": test_acc if val_acc is None else np.asarray(val_acc, dtype=float)})
 
 
@@ -116,6 +116,21 @@ def test_co_statistic_takes_either_sign():
     stable = {**metrics, "FGSM-RS": metrics["FGSM-RS + DER"]}
     rows = {r["claim"]: r for r in sizing.claim_rows(stable, samples, records, N_TRACK, names, seconds)}
     assert rows["catastrophic_overfitting"]["statistic"] > 0 and rows["catastrophic_overfitting"]["finding"] == verdicts.ABSENT
+
+
+def test_a_diverged_single_step_run_leaves_co_and_der_inconclusive():
+    """The FGSM-RS run that went to a constant output (clean accuracy at chance) is no CO, and DER is
+    not judged against it; chance is 1 / the dataset's classes."""
+    metrics, samples, records, names, seconds = _planted()
+    co = metrics["FGSM-RS"]["test_acc_adv"]
+    dead = {**metrics, "FGSM-RS": _metrics(co, clean=np.r_[np.full(10, 0.5), np.full(len(co) - 10, 0.1)])}
+    rows = {r["claim"]: r for r in sizing.claim_rows(dead, samples, records, N_TRACK, names, seconds, 10)}
+    assert rows["catastrophic_overfitting"]["verdict"] == verdicts.INCONCLUSIVE_SCALE
+    assert rows["catastrophic_overfitting"]["statistic_text"].startswith("diverged")
+    assert rows["der_prevents_co"]["verdict"] == verdicts.INCONCLUSIVE_SCALE and "diverged" in rows["der_prevents_co"]["sentence"]
+    # 10 % is far above chance for 100 classes: the same run is the planted collapse there
+    rows = {r["claim"]: r for r in sizing.claim_rows(dead, samples, records, N_TRACK, names, seconds, 100)}
+    assert rows["catastrophic_overfitting"]["verdict"] == verdicts.REPRODUCED
 
 
 # ----------------------------------------------------------------------------- grid points

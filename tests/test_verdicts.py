@@ -137,6 +137,40 @@ def test_slow_decline_and_never_robust_runs_are_not_co():
     assert V.catastrophic_overfitting(recovers, 200).verdict != V.PRESENT
 
 
+def test_a_diverged_run_is_not_catastrophic_overfitting():
+    """A network that stops learning altogether (clean accuracy at chance, one output class) scores
+    that class's share under any attack: inconclusive, whatever the robust curve did. Measured: the
+    sizing sweep's FGSM-RS runs at n_train = 2000 went to a constant output at epoch 8."""
+    epochs, n = 30, 200
+    dead = np.r_[np.full(7, 0.08), np.full(epochs - 7, 0.1)]        # clean accuracy falls to chance
+    healthy = np.full(epochs, 0.5)
+    # a robust curve that would be a collapse, and one that would be no collapse (0.09 stays above 0.3 x 0.175)
+    collapse = np.r_[np.full(10, 0.35), np.zeros(epochs - 10)]
+    share = np.r_[np.linspace(0.12, 0.175, 7), np.full(epochs - 7, 0.09)]
+    assert V.catastrophic_overfitting(collapse, n, clean=healthy, chance=0.1).verdict == V.PRESENT
+    assert V.catastrophic_overfitting(share, n, clean=healthy, chance=0.1).verdict == V.ABSENT
+    for robust in (collapse, share):
+        co = V.catastrophic_overfitting(robust, n, clean=np.r_[healthy[:7], dead[7:]], chance=0.1)
+        assert co.verdict == V.INCONCLUSIVE and co.diverged and "diverged" in co.sentence
+        assert co.statistic_text.startswith("diverged: clean 10.0% at chance")
+    # 15 % of 200 images: significantly above 10 % chance (Wilson lower bound 0.1065), so not diverged
+    assert not V.catastrophic_overfitting(share, n, clean=np.full(epochs, 0.15), chance=0.1).diverged
+    assert V.catastrophic_overfitting(share, n, clean=np.full(epochs, 0.13), chance=0.1).diverged
+    with pytest.raises(ValueError, match="both `clean` and `chance`"):
+        V.catastrophic_overfitting(share, n, clean=healthy)
+    with pytest.raises(ValueError, match="clean has 3 epochs"):
+        V.catastrophic_overfitting(share, n, clean=healthy[:3], chance=0.1)
+    # DER cannot be judged against or by a diverged run
+    co = V.catastrophic_overfitting(collapse, n, clean=healthy, chance=0.1)
+    gone = V.catastrophic_overfitting(share, n, clean=dead, chance=0.1)
+    fine = V.catastrophic_overfitting(np.full(epochs, 0.3), n, clean=healthy, chance=0.1)
+    assert V.der_prevents_co(co, gone).verdict == V.INCONCLUSIVE_SCALE
+    assert "the run with DER diverged" in V.der_prevents_co(co, gone).sentence
+    assert "the run without DER diverged" in V.der_prevents_co(gone, fine).sentence
+    assert "both runs diverged" in V.der_prevents_co(gone, gone).sentence
+    assert V.der_prevents_co(co, fine).verdict == V.REPRODUCED
+
+
 def test_der_prevents_co_verdicts():
     co = V.catastrophic_overfitting(planted_co(0), 200)
     flat = V.catastrophic_overfitting(np.random.default_rng(1).binomial(200, 0.3, 30) / 200, 200)
@@ -157,14 +191,15 @@ def test_der_final_accuracies_are_compared_paired_when_the_runs_tracked_per_imag
 
     def metrics(last):
         acc = [0.3, 0.3, 0.3, last.mean()]
-        return pd.DataFrame({"epoch": range(1, epochs + 1), "test_acc_adv": acc,
+        return pd.DataFrame({"epoch": range(1, epochs + 1), "test_acc_adv": acc, "test_acc_nat": 0.6,
                              "test_correct_adv": [bits.pack(np.ones(n, int))] * (epochs - 1) + [bits.pack(last)]})
 
-    base, der = V.catastrophic_overfitting_of(metrics(without), n), V.catastrophic_overfitting_of(metrics(with_der), n)
+    base, der = (V.catastrophic_overfitting_of(metrics(without), n, 10),
+                 V.catastrophic_overfitting_of(metrics(with_der), n, 10))
     assert base.final_correct == bits.pack(without)
     paired = V.der_prevents_co(base, der).final
     assert paired.paired and paired.p_value == pytest.approx(2 * 0.5 ** 8) and paired.statistic == pytest.approx(0.2)
-    old = [V.catastrophic_overfitting_of(m.drop(columns="test_correct_adv"), n) for m in (metrics(without), metrics(with_der))]
+    old = [V.catastrophic_overfitting_of(m.drop(columns="test_correct_adv"), n, 10) for m in (metrics(without), metrics(with_der))]
     unpaired = V.der_prevents_co(*old).final
     assert not unpaired.paired and "per-image outcomes" in unpaired.sentence
     assert unpaired.statistic == pytest.approx(paired.statistic) and unpaired.se > paired.se
