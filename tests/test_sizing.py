@@ -61,7 +61,7 @@ def _planted():
 
 def test_claims_on_planted_curves_are_the_chapters_verdicts():
     metrics, samples, records, names, seconds = _planted()
-    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds)}
+    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds, 10)}
     assert list(rows) == list(sizing.CLAIMS)
     assert {c: r["verdict"] for c, r in rows.items()} == {c: verdicts.REPRODUCED for c in sizing.CLAIMS}
     assert [rows[c]["finding"] for c in ("robust_overfitting", "catastrophic_overfitting")] == [verdicts.PRESENT] * 2
@@ -92,7 +92,7 @@ def test_claims_that_go_the_other_way_are_not_reproduced():
     samples = {"SAT": samples["TRADES"], "TRADES": samples["SAT"]}               # TRADES further from 0
     records = {"WEAT_adv": _record(0.30, autoattack=False), "TRADES": _record(0.45, autoattack=False)}
     metrics = {**metrics, "FGSM-RS + DER": metrics["FGSM-RS"]}                   # DER collapses too
-    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds)}
+    rows = {r["claim"]: r for r in sizing.claim_rows(metrics, samples, records, N_TRACK, names, seconds, 10)}
     assert [rows[c]["verdict"] for c in ("energy_alignment", "der_prevents_co", "weat_vs_trades")] == \
         [verdicts.NOT_REPRODUCED] * 3
     assert rows["weat_vs_trades"]["statistic"] == pytest.approx(-0.15)   # PGD accuracies when AutoAttack is absent
@@ -114,7 +114,7 @@ def test_co_statistic_takes_either_sign():
     """No collapse (the run stays robust): the statistic is positive; a collapse: negative."""
     metrics, samples, records, names, seconds = _planted()
     stable = {**metrics, "FGSM-RS": metrics["FGSM-RS + DER"]}
-    rows = {r["claim"]: r for r in sizing.claim_rows(stable, samples, records, N_TRACK, names, seconds)}
+    rows = {r["claim"]: r for r in sizing.claim_rows(stable, samples, records, N_TRACK, names, seconds, 10)}
     assert rows["catastrophic_overfitting"]["statistic"] > 0 and rows["catastrophic_overfitting"]["finding"] == verdicts.ABSENT
 
 
@@ -350,35 +350,42 @@ def test_cost_ratio_scales_training_with_data_and_tracking_with_epochs():
 
 
 def test_default_choice_keeps_the_default_unless_a_size_within_budget_shows_more():
-    default = _sized_entry({}, {"energy_alignment": verdicts.REPRODUCED, "catastrophic_overfitting": verdicts.NOT_REPRODUCED})
+    R, N = verdicts.REPRODUCED, verdicts.NOT_REPRODUCED
+    default = _sized_entry({}, {"energy_alignment": R, "catastrophic_overfitting": N})
     fresh = {"wall_seconds": 30 * 60.0, "runs_seconds": 20 * 60.0}          # 30 min, of which 20 training
-    cheap_co = _sized_entry({"single_step_eps": "8/255"}, {"catastrophic_overfitting": verdicts.REPRODUCED})
-    long_ro = _sized_entry({"epochs": 60}, {"robust_overfitting": verdicts.NOT_REPRODUCED})   # 30 + 20 = 50 min
-    seed_weat = _sized_entry({"seed": 1}, {"weat_vs_trades": verdicts.REPRODUCED})          # noise, not a size
-    worse = _sized_entry({"fgsm_alpha": 1.0}, {"energy_alignment": verdicts.NOT_REPRODUCED})
-    rec = {"kind": "sizing", "version": 1, "points": [default, cheap_co, long_ro, seed_weat, worse]}
+    cheap_co = _sized_entry({"single_step_eps": "8/255"}, {"energy_alignment": R, "catastrophic_overfitting": R})
+    long_ro = _sized_entry({"epochs": 60}, {"energy_alignment": R, "catastrophic_overfitting": N,
+                                            "robust_overfitting": N})        # 30 + 20 = 50 min
+    seed_weat = _sized_entry({"seed": 1}, {"weat_vs_trades": R})             # noise, not a size
+    worse = _sized_entry({"fgsm_alpha": 1.0}, {"energy_alignment": N, "catastrophic_overfitting": N})
+    trade = _sized_entry({"lr": 0.05}, {"catastrophic_overfitting": R})      # CO shown, alignment lost
+    rec = {"kind": "sizing", "version": 1, "points": [default, cheap_co, long_ro, seed_weat, worse, trade]}
 
     choice = sizing.default_choice(rec, fresh, budget_minutes=40)
-    assert choice.default == "default" and not choice.keep
-    assert choice.estimates == {cheap_co["name"]: 30.0, long_ro["name"]: 50.0, worse["name"]: 30.0}
-    assert set(choice.within) == {cheap_co["name"], worse["name"]}
-    assert choice.gains["catastrophic_overfitting"] == [f"{cheap_co['name']} (reproduced)"]
+    assert choice.default == "default" and choice.keep is False
+    assert choice.estimates == {cheap_co["name"]: 30.0, long_ro["name"]: 50.0, worse["name"]: 30.0, trade["name"]: 30.0}
+    assert set(choice.within) == {cheap_co["name"], worse["name"], trade["name"]}
+    assert choice.gains["catastrophic_overfitting"] == [f"{cheap_co['name']} (reproduced)"]   # not `trade`
+    assert choice.mixed == (trade["name"],)
     assert choice.beyond["robust_overfitting"] == [f"{long_ro['name']} (not reproduced)"]
     assert not choice.gains["energy_alignment"] and not choice.gains["weat_vs_trades"] and not choice.beyond["weat_vs_trades"]
     assert "consider moving the default" in choice.sentences[-1]
+    assert "at most 1.50x the default's" in choice.sentences[0]                  # 1 + (40 − 30) / 20
+    assert sizing.max_cost_ratio(fresh, 40) == 1.5
 
     # without the cheap point the default stays; RO is shown better only over the budget
-    choice = sizing.default_choice({**rec, "points": [default, long_ro, seed_weat, worse]}, fresh, budget_minutes=40)
-    assert choice.keep and "the default stays" in choice.sentences[-1]
+    choice = sizing.default_choice({**rec, "points": [default, long_ro, seed_weat, worse, trade]}, fresh, budget_minutes=40)
+    assert choice.keep is True and "the default stays" in choice.sentences[-1]
     assert any("only at sizes over the budget" in s and long_ro["name"] in s for s in choice.sentences)
     # a larger budget takes it in
-    assert not sizing.default_choice({**rec, "points": [default, long_ro]}, fresh, budget_minutes=50).keep
-    # no budget record: no estimate, nothing counts as within the budget
-    choice = sizing.default_choice(rec, None)
-    assert choice.keep and set(choice.estimates.values()) == {None} and "no fresh-build budget record" in choice.sentences[0]
+    assert sizing.default_choice({**rec, "points": [default, long_ro]}, fresh, budget_minutes=50).keep is False
+    # no budget record: no estimate, and no choice either way
+    choice = sizing.default_choice(rec, None, budget_minutes=40)
+    assert choice.keep is None and set(choice.estimates.values()) == {None}
+    assert "no fresh-build budget record" in choice.sentences[0] and "no choice can be made" in choice.sentences[-1]
     # no default in the record
-    choice = sizing.default_choice({**rec, "points": [cheap_co]}, fresh)
-    assert choice.default is None and not choice.keep and "--grid default" in choice.sentences[0]
+    choice = sizing.default_choice({**rec, "points": [cheap_co]}, fresh, budget_minutes=40)
+    assert choice.default is None and choice.keep is None and "--grid default" in choice.sentences[0]
 
 
 # ----------------------------------------------------------------------------- the appendix page

@@ -1,6 +1,7 @@
 """Every verdict of energy_lib.verdicts on synthetic inputs with a known answer, including the
 inputs where the answer is "no". All inputs come from fixed seeds, so every test is deterministic."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from energy_lib import bits
@@ -152,7 +153,7 @@ def test_a_diverged_run_is_not_catastrophic_overfitting():
     for robust in (collapse, share):
         co = V.catastrophic_overfitting(robust, n, clean=np.r_[healthy[:7], dead[7:]], chance=0.1)
         assert co.verdict == V.INCONCLUSIVE and co.diverged and "diverged" in co.sentence
-        assert co.statistic_text.startswith("diverged: clean 10.0% at chance")
+        assert co.statistic_text.startswith("diverged: clean 10.0%")
     # 15 % of 200 images: significantly above 10 % chance (Wilson lower bound 0.1065), so not diverged
     assert not V.catastrophic_overfitting(share, n, clean=np.full(epochs, 0.15), chance=0.1).diverged
     assert V.catastrophic_overfitting(share, n, clean=np.full(epochs, 0.13), chance=0.1).diverged
@@ -160,6 +161,19 @@ def test_a_diverged_run_is_not_catastrophic_overfitting():
         V.catastrophic_overfitting(share, n, clean=healthy)
     with pytest.raises(ValueError, match="clean has 3 epochs"):
         V.catastrophic_overfitting(share, n, clean=healthy[:3], chance=0.1)
+    # a constant output scores its class's share, which can lie above chance: caught by the output itself
+    share_of_one_class = np.full(epochs, 0.2)                         # 40 of 200 tracked images in that class
+    assert not V.catastrophic_overfitting(collapse, n, clean=share_of_one_class, chance=0.1).diverged
+    co = V.catastrophic_overfitting(collapse, n, clean=share_of_one_class, chance=0.1, constant_output=True)
+    assert co.diverged and co.verdict == V.INCONCLUSIVE and "same logits" in co.sentence
+
+    def metrics(spread):
+        return pd.DataFrame({"epoch": range(1, epochs + 1), "test_acc_adv": collapse, "test_acc_nat": 0.2,
+                             "test_E_nat_std": np.r_[np.full(epochs - 1, 0.3), spread]})
+    assert V.catastrophic_overfitting_of(metrics(0.0), n, 10).diverged               # constant logits at the end
+    assert V.catastrophic_overfitting_of(metrics(0.004), n, 10).verdict == V.PRESENT  # a weak but learning net
+    assert V.catastrophic_overfitting_of(metrics(0.0).drop(columns="test_E_nat_std"), n, 10).verdict == V.PRESENT
+
     # DER cannot be judged against or by a diverged run
     co = V.catastrophic_overfitting(collapse, n, clean=healthy, chance=0.1)
     gone = V.catastrophic_overfitting(share, n, clean=dead, chance=0.1)
@@ -183,7 +197,6 @@ def test_der_prevents_co_verdicts():
 def test_der_final_accuracies_are_compared_paired_when_the_runs_tracked_per_image_outcomes():
     """The two single-step runs track the same test images: their last epochs' outcomes (metrics'
     `test_correct_adv`) give McNemar's test; runs without them fall back to the unpaired test."""
-    import pandas as pd
 
     n, epochs = 40, 4
     without = np.r_[np.ones(10), np.zeros(30)].astype(int)        # 10 of 40 robust at the end
@@ -530,7 +543,6 @@ def test_shift_trend_found_only_when_every_larger_budget_moves_it():
 def test_shift_trend_pairs_series_by_item_id_not_by_position():
     """Chapter 1 passes per-image Series keyed by image id: a budget stored in another order is the
     same pairing; a budget with other images is refused."""
-    import pandas as pd
 
     rng = np.random.default_rng(1)
     base = rng.normal(0, 1, 100)
@@ -568,7 +580,6 @@ def test_bits_round_trip_exactly(n):
 def test_robust_overfitting_of_a_run_is_paired_when_it_tracked_test_images():
     """With the packed per-image correctness of a run's metrics the RO noise is the paired
     bootstrap over images (a stable model: absent); without it, the conservative unpaired SE."""
-    import pandas as pd
 
     from energy_lib import bits
 
