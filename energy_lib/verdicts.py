@@ -349,7 +349,7 @@ class CatastrophicOverfitting(Result):
     sentence: str
     final_correct: str | None = None   # the last epoch's per-image robust outcomes (`bits.pack`), when tracked
     clean_final: float | None = None   # the last epoch's clean test accuracy, when given
-    diverged: bool = False             # the clean accuracy ends at chance: the run stopped learning altogether
+    diverged: bool = False             # clean accuracy at chance or a constant output at the end: the run stopped learning
 
     @property
     def statistic_text(self) -> str:
@@ -585,7 +585,7 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
         why_unpaired="" if paired else "a run's metrics hold no per-image outcomes of its last epoch")
     if base.diverged or der.diverged:
         which = "both runs" if base.diverged and der.diverged else "the run " + ("without" if base.diverged else "with") + " DER"
-        verdict, text = INCONCLUSIVE_SCALE, f"{which} diverged (clean accuracy at chance)"
+        verdict, text = INCONCLUSIVE_SCALE, f"{which} diverged (clean accuracy at chance or a constant output)"
     elif base.verdict == PRESENT and der.verdict == ABSENT:
         verdict, text = REPRODUCED, "DER prevented the collapse"
     elif base.verdict == PRESENT and der.verdict == PRESENT:
@@ -1108,7 +1108,7 @@ def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int) -> C
     the last epoch's spread of the tracked test images' clean energies E(x) (`test_E_nat_std`, below
     `CONSTANT_SPREAD`: a network whose logits do not depend on the image). Measured in the sizing
     sweep: 0.0 for the FGSM-RS runs that went to a constant output at 2000 images, 0.0003 for a
-    near-constant one at 1000 images (the chance rule catches it), 0.004 and more for runs that learn."""
+    near-constant one at 1000 images (the chance rule catches it), 0.004 and more while runs learn."""
     spread = metrics["test_E_nat_std"].iloc[-1] if "test_E_nat_std" in metrics else None
     result = catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"],
                                       clean=metrics["test_acc_nat"], chance=1 / n_classes,
