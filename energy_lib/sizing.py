@@ -498,25 +498,25 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
         return DefaultChoice(None, fresh is not None, {}, (), {}, {}, (), (
             "the current default point is not in the record: run `tools/size_default.py --grid default`",))
     at_default = {r["claim"]: r["verdict"] for r in default["rows"]}
+    seeds_of_default = {e["key"] for e in seed_entries(rec, base)}   # the default itself among them
     estimates, within, mixed = {}, [], []
     gains, beyond = {c: [] for c in at_default}, {c: [] for c in at_default}
     for p in rec["points"]:
-        if p["key"] == default["key"] or _only_seed(p, base):
+        if p["key"] in seeds_of_default:
             continue
         est = fresh_build_estimate(p, fresh, base) if fresh else None
         estimates[p["name"]] = None if est is None else round(est / 60, 1)
         fits = est is not None and est / 60 <= budget_minutes
         within += [p["name"]] if fits else []
-        rank = {r["claim"]: SHOWS.index(r["verdict"]) - SHOWS.index(at_default[r["claim"]])
-                for r in p["rows"] if r["claim"] in at_default}
+        shown = {r["claim"]: r["verdict"] for r in p["rows"] if r["claim"] in at_default}
+        rank = {c: SHOWS.index(v) - SHOWS.index(at_default[c]) for c, v in shown.items()}
         better = [c for c, d in rank.items() if d > 0]
         if better and any(d < 0 for d in rank.values()):
             if fits:
                 mixed.append(p["name"])
             continue
         for c in better:
-            verdict = next(r["verdict"] for r in p["rows"] if r["claim"] == c)
-            (gains if fits else beyond)[c].append(f"{p['name']} ({verdict})")
+            (gains if fits else beyond)[c].append(f"{p['name']} ({shown[c]})")
     if fresh is None:
         sentences = [f"{len(estimates)} other size(s) recorded; no fresh-build budget record "
                      "(`tools/book.py record-time`), so no point's build time can be estimated"]
@@ -549,17 +549,6 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
                          "after confirming it with seeds")
     return DefaultChoice(default["name"], fresh is not None, estimates, tuple(within), gains, beyond, tuple(mixed),
                          tuple(sentences))
-
-
-def _only_seed(entry: dict, base: Point) -> bool:
-    """The entry is `base` with another training seed: the same runs but for the seed, the same
-    single-step ε and the same evaluation."""
-    from .runs import identity
-
-    cfg, ident = entry.get("config") or {}, identity(base.base_config())
-    return (entry.get("single_step_eps") == base.single_step_eps
-            and entry.get("evaluation") == base.identity()["evaluation"]
-            and all(cfg.get(k) == ident.get(k) for k in set(cfg) | set(ident) if k != "seed"))
 
 
 # ----------------------------------------------------------------------------- training noise (the seeds axis)

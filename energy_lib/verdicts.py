@@ -393,6 +393,12 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
     if n_ep < 2 or n_images < 1:
         raise ValueError(f"catastrophic_overfitting needs at least 2 epochs and n_images >= 1; got {n_ep}, "
                          f"{n_images}")
+    if (clean is None) != (chance is None):
+        raise ValueError("catastrophic_overfitting: give both `clean` and `chance` (1 / classes), or neither")
+    if clean is not None:
+        clean = np.asarray(clean, dtype=float)
+        if len(clean) != n_ep:
+            raise ValueError(f"clean has {len(clean)} epochs, acc {n_ep}: give both per epoch of the same run")
     counts = np.rint(a * n_images).astype(int)
     ci = [wilson(c, n_images, level) for c in counts]
     onset = None
@@ -429,13 +435,8 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
             sentence = (f"robust test accuracy peaks at {peak_all:.1%} and ends at {final:.1%} on {n_images} test "
                         f"images; {why}: inconclusive")
     clean_final, diverged = None, False
-    if (clean is None) != (chance is None):
-        raise ValueError("catastrophic_overfitting: give both `clean` and `chance` (1 / classes), or neither")
     if clean is not None:
-        c = np.asarray(clean, dtype=float)
-        if len(c) != n_ep:
-            raise ValueError(f"clean has {len(c)} epochs, acc {n_ep}: give both per epoch of the same run")
-        clean_final = float(c[-1])
+        clean_final = float(clean[-1])
         diverged = constant_output or wilson(int(round(clean_final * n_images)), n_images, level)[0] <= chance
         if diverged:
             verdict = INCONCLUSIVE
