@@ -344,6 +344,7 @@ def first_best_epoch(epochs: int) -> int:
 
 
 TRAIN_SCHEDULES = ("onecycle", "piecewise", "constant")
+TRAIN_OPTIMIZERS = ("sgd", "adam")
 TRAIN_PRECISIONS = ("fp32", "tf32", "bf16")   # energy_lib.precision.PRECISIONS
 SINGLE_STEP_MODES = ("train", "eval")
 PAPER_STEP_SIZE = 2 / 255   # the paper's training-attack step (10 steps at ε = 8/255, PAPER.md 3.3)
@@ -405,11 +406,14 @@ class TrainConfig(Config):
     beta: float = 6.0                 # TRADES / WEAT / MART β (WEAT_adv code default hints 7.0)
     der_beta: float = 1.0             # DER coefficient: UNKNOWN in the paper (PAPER 2.7), documented choice
     der_gamma: float = 0.1            # DER dead-zone margin γ: UNKNOWN in the paper, documented choice
-    fgsm_alpha: float = 1.25          # single-step step size in units of ε (Wong et al. FGSM-RS)
+    fgsm_alpha: float = 1.25          # single-step step size in units of ε (Wong et al. FGSM-RS; N-FGSM: 1)
+    nfgsm_noise: float = 2.0          # N-FGSM's uniform noise half-width in units of ε (de Jorge et al. 2022: 2)
     single_step_mode: str = "train"   # BatchNorm mode of the single-step attack and the AAE test (Wong et al., AAER: train)
     track_attack_steps: int = 5       # PGD-CE steps of the test attack (test and val subsets, and the train subset again)
     track_attack_restarts: int = 1    # its random restarts (CO literature: PGD-50-10; the CPU profiles: fewer)
     track_step_size: float | None = None  # its step; None = track_step_rule (ε/4, larger with fewer steps)
+    tracks_per_epoch: int = 1         # tracking points per epoch (2: also after half the epoch's steps; CO is abrupt)
+    optimizer: str = "sgd"            # 'sgd' (paper, momentum cycled by onecycle); 'adam' (the CO literature's small CNNs)
     seed: int = 0                     # paper profile: 1, as the paper's code
     device: str = "auto"
     precision: str = "fp32"           # 'bf16': autocast for the training forward/backward only; 'tf32' (CUDA)
@@ -443,11 +447,13 @@ class TrainConfig(Config):
             raise ConfigError(f"single_step_mode={self.single_step_mode!r}; choose one of {', '.join(SINGLE_STEP_MODES)}")
         if self.schedule not in TRAIN_SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(TRAIN_SCHEDULES)}")
+        if self.optimizer not in TRAIN_OPTIMIZERS:
+            raise ConfigError(f"optimizer={self.optimizer!r}; choose one of {', '.join(TRAIN_OPTIMIZERS)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; choose one of {', '.join(TRAIN_PRECISIONS)}")
         self._check_positive("epochs", "batch_size", "n_val", "n_train_track", "n_test_track", "n_track_samples",
-                             "lr", "fgsm_alpha", "track_attack_restarts")
-        self._check_non_negative("weight_decay", "beta", "der_beta", "der_gamma")
+                             "lr", "fgsm_alpha", "track_attack_restarts", "tracks_per_epoch")
+        self._check_non_negative("weight_decay", "beta", "der_beta", "der_gamma", "nfgsm_noise")
         if not 0.0 <= self.momentum <= 1.0:
             raise ConfigError(f"momentum={self.momentum} must be in [0, 1] (e.g. 0.9)")
         if not 0.0 < self.pct_start < 1.0:
@@ -498,6 +504,11 @@ class TrainConfig(Config):
         defaults = self.defaults()   # the step fields stay None: their rule re-resolves them
         unused = [k for k in METHOD_HYPERPARAMETERS if k not in METHOD_USES[self.method]]
         return self.replace(**{k: defaults[k] for k in unused})
+
+
+# Fields added to TrainConfig after runs were stored: at these values a field is left out of a run's
+# identity (runs.identity), so the configs stored before it existed keep their directory and hash.
+FIELDS_ADDED_LATER = {"nfgsm_noise": 2.0, "tracks_per_epoch": 1, "optimizer": "sgd"}
 
 
 # The reference robust run (issue 10). Chapters 1, 5 and 6 need a robust model that 2 cores cannot

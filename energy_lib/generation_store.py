@@ -36,7 +36,6 @@ naming the file; never used.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -51,40 +50,19 @@ from . import fileio, generate
 from .attacks import predict_logits
 from .config import GenerationConfig
 from .metrics import fidelity as fid_metrics
+from .provenance import PACKAGE_DIR, code_digest  # noqa: F401  (PACKAGE_DIR: the tests edit copies)
 
 STORE_VERSION = 1
 # kind of result -> the modules whose code computes it (paths relative to the energy_lib package);
 # a fidelity record's samples enter its key by their digest, so only the scoring code counts there
 CODE_FILES = {"pca": ("generate.py",), "energies": ("generate.py", "energy.py"),
               "samples": ("generate.py", "energy.py"), "fidelity": ("metrics/fidelity.py",)}
-PACKAGE_DIR = Path(__file__).resolve().parent
 # GenerationConfig fields that shape the chains (kept in each fidelity record's `scored.sampler`).
 SAMPLER_FIELDS = ("steps", "step_size", "noise_std", "noise_alpha", "momentum", "step_clip", "retained_variance",
                   "pca_sigma", "local_k", "seed")
 
 
 # ----------------------------------------------------------------------------- digests
-def _code_tree(source: str) -> str:
-    """The syntax tree of `source` without docstrings (comments are not in it either)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
-def code_digest(files: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> str:
-    """sha256 of the code of `files` (read at every call: an edited file is a new digest)."""
-    h = hashlib.sha256()
-    for name in files:
-        source = (Path(package_dir) / name).read_text(encoding="utf-8")
-        h.update(name.encode() + b"\0" + _code_tree(source).encode() + b"\0")
-    return h.hexdigest()
-
-
 def _update(h, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}:{tuple(t.shape)};".encode())

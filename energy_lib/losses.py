@@ -106,6 +106,26 @@ def single_step(model, x, y, cfg, ctx, random_start: bool) -> tuple[torch.Tensor
     return x_adv.detach(), ce_start.detach()
 
 
+def n_fgsm_attack(model, x, y, cfg, ctx) -> torch.Tensor:
+    """N-FGSM (de Jorge et al. 2022): start x + η, η ~ U[-k·ε, k·ε] (k = `nfgsm_noise`), one sign step of
+    fgsm_alpha·ε, and no projection back onto the ε-ball (only onto the image range [0, 1]): the
+    perturbation reaches (k + fgsm_alpha)·ε. Its authors' prevention of catastrophic overfitting."""
+    return n_fgsm_with_start(model, x, y, cfg, ctx)[0]
+
+
+def n_fgsm_with_start(model, x, y, cfg, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    """N-FGSM's x* and the per-sample CE at its noisy start (the AAE test's reference point)."""
+    x = x.detach().float()
+    noise = attacks.uniform_start(x, cfg.nfgsm_noise * cfg.eps, ctx.generator)
+    x_start = (x + noise).clamp(0, 1).requires_grad_(True)
+    with single_step_mode(model, cfg):
+        ce_start = F.cross_entropy(forward(model, x_start, ctx), y, reduction="none")
+        (grad,) = torch.autograd.grad(ce_start.sum(), x_start)
+    with torch.no_grad():
+        x_adv = (x_start + cfg.fgsm_alpha * cfg.eps * grad.float().sign()).clamp(0, 1)
+    return x_adv.detach(), ce_start.detach()
+
+
 def fgsm_attack(model, x, y, cfg, ctx) -> torch.Tensor:
     """FGSM-AT (Goodfellow): one sign step from x. Any step ≥ ε lands on the ε-ball's corner."""
     return single_step(model, x, y, cfg, ctx, random_start=False)[0]
@@ -119,6 +139,11 @@ def fgsm_rs_attack(model, x, y, cfg, ctx) -> torch.Tensor:
 def fgsm_rs_with_start(model, x, y, cfg, ctx) -> tuple[torch.Tensor, torch.Tensor]:
     """FGSM-RS that also returns the per-sample CE at its random start x+η (for the AAE test)."""
     return single_step(model, x, y, cfg, ctx, random_start=True)
+
+
+def fgsm_with_start(model, x, y, cfg, ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    """FGSM from x, with the per-sample CE at x (the AAE test's reference point)."""
+    return single_step(model, x, y, cfg, ctx, random_start=False)
 
 
 # ---------------------------------------------------------------- shared terms
@@ -140,10 +165,27 @@ def der_penalty(logits_nat: torch.Tensor, logits_adv: torch.Tensor, y: torch.Ten
     return F.relu(norm - gamma)
 
 
+@contextlib.contextmanager
+def batchnorm_stats_kept(model):
+    """Run a forward without changing BatchNorm's running statistics (restored on exit), so an
+    extra measuring pass (the AAE test) leaves the BatchNorm mix of the training run untouched."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    saved = [{k: b.detach().clone() for k, b in m.named_buffers(recurse=False)} for m in norms]
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved):
+                for k, b in m.named_buffers(recurse=False):
+                    b.copy_(buffers[k])
+
+
 def abnormal_mask(model, x_adv, y, ce_start, ctx, cfg) -> torch.Tensor:
     """1_AAE: the single step *lowered* the CE, L(x+η) > L(x+η+δ); no gradient, in the same
-    BatchNorm mode as the attack that produced `ce_start` (PAPER.md 2.3, AAER)."""
-    with torch.no_grad(), single_step_mode(model, cfg):
+    BatchNorm mode as the attack that produced `ce_start` (PAPER.md 2.3, AAER), without updating
+    BatchNorm's running statistics (a DER arm must not see another BatchNorm mix than its control)."""
+    with torch.no_grad(), single_step_mode(model, cfg), batchnorm_stats_kept(model):
         ce_adv = F.cross_entropy(forward(model, x_adv, ctx), y, reduction="none")
     return (ce_start > ce_adv).float()
 
@@ -229,15 +271,32 @@ def fgsm_rs_loss(model, x, y, cfg, ctx) -> LossOutput:
     return LossOutput(F.cross_entropy(logits_adv, y), None, logits_adv, x_adv)
 
 
-def fgsm_rs_der_loss(model, x, y, cfg, ctx) -> LossOutput:
-    """FGSM-RS + DER on abnormal adversarial examples only (single-step, against CO, PAPER 2.7):
-    CE(f(x*), y) + der_beta·(1/B) Σ 1_AAE·L_ΔE."""
-    x_adv, ce_start = fgsm_rs_with_start(model, x, y, cfg, ctx)
+def n_fgsm_loss(model, x, y, cfg, ctx) -> LossOutput:
+    """N-FGSM (de Jorge et al. 2022): CE on the unprojected single step from a noisy start."""
+    x_adv = n_fgsm_attack(model, x, y, cfg, ctx)
+    logits_adv = forward(model, x_adv, ctx)
+    return LossOutput(F.cross_entropy(logits_adv, y), None, logits_adv, x_adv)
+
+
+def _single_step_der(model, x, y, cfg, ctx, attack_with_start) -> LossOutput:
+    """CE(f(x*), y) + der_beta·(1/B) Σ 1_AAE·L_ΔE: DER on abnormal adversarial examples only."""
+    x_adv, ce_start = attack_with_start(model, x, y, cfg, ctx)
     aae = abnormal_mask(model, x_adv, y, ce_start, ctx, cfg)
     logits_nat, logits_adv = forward(model, x, ctx), forward(model, x_adv, ctx)
     der = aae * der_penalty(logits_nat, logits_adv, y, cfg.der_gamma)
     loss = F.cross_entropy(logits_adv, y) + cfg.der_beta * der.mean()
     return LossOutput(loss, logits_nat, logits_adv, x_adv, {"der": der.mean().detach(), "aae_frac": aae.mean()})
+
+
+def fgsm_rs_der_loss(model, x, y, cfg, ctx) -> LossOutput:
+    """FGSM-RS + DER on abnormal adversarial examples only (single-step, against CO, PAPER 2.7):
+    CE(f(x*), y) + der_beta·(1/B) Σ 1_AAE·L_ΔE."""
+    return _single_step_der(model, x, y, cfg, ctx, fgsm_rs_with_start)
+
+
+def fgsm_der_loss(model, x, y, cfg, ctx) -> LossOutput:
+    """FGSM (from x) + DER on abnormal adversarial examples: the AAE test compares CE at x and at x*."""
+    return _single_step_der(model, x, y, cfg, ctx, fgsm_with_start)
 
 
 LossFn = Callable[..., LossOutput]
@@ -252,8 +311,10 @@ LOSSES: dict[str, LossFn] = {
     "sat_der": sat_der_loss,
     "trades_der": trades_der_loss,
     "fgsm": fgsm_loss,
+    "fgsm_der": fgsm_der_loss,
     "fgsm_rs": fgsm_rs_loss,
     "fgsm_rs_der": fgsm_rs_der_loss,
+    "n_fgsm": n_fgsm_loss,
 }
 
 # The x* each method trains on; the loop measures the training-set ΔE with it (in fp32).
@@ -261,7 +322,14 @@ TRAINING_ATTACKS: dict[str, AttackFn] = {
     "sat": pgd_ce_attack, "mart": pgd_ce_attack, "sat_der": pgd_ce_attack,
     "trades": trades_kl_attack, "weat_nat": trades_kl_attack, "weat_adv": trades_kl_attack,
     "trades_der": trades_kl_attack,
-    "fgsm": fgsm_attack, "fgsm_rs": fgsm_rs_attack, "fgsm_rs_der": fgsm_rs_attack,
+    "fgsm": fgsm_attack, "fgsm_der": fgsm_attack, "fgsm_rs": fgsm_rs_attack, "fgsm_rs_der": fgsm_rs_attack,
+    "n_fgsm": n_fgsm_attack,
+}
+
+# The single-step attacks with the CE at their starting point: the abnormal-adversarial-example
+# (AAE) test of DER, also tracked every epoch for every single-step method (train.track).
+SINGLE_STEP_WITH_START: dict[AttackFn, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+    fgsm_attack: fgsm_with_start, fgsm_rs_attack: fgsm_rs_with_start, n_fgsm_attack: n_fgsm_with_start,
 }
 
 ATTACK_DESCRIPTIONS = {
@@ -269,6 +337,8 @@ ATTACK_DESCRIPTIONS = {
     trades_kl_attack: "TRADES-KL PGD, start x+0.001·N(0,1), {attack_steps} steps of {step_size:.6g}, eval mode",
     fgsm_attack: "FGSM, one step of {fgsm_alpha:g}·eps from x, BatchNorm in {single_step_mode} mode",
     fgsm_rs_attack: "FGSM-RS, uniform start, one step of {fgsm_alpha:g}·eps, BatchNorm in {single_step_mode} mode",
+    n_fgsm_attack: "N-FGSM, start x+U[-{nfgsm_noise:g}·eps, {nfgsm_noise:g}·eps], one step of {fgsm_alpha:g}·eps, "
+                   "not projected to the eps-ball, BatchNorm in {single_step_mode} mode",
 }
 
 

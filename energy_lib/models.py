@@ -4,7 +4,11 @@
   match RobustBench's and the pretrained model shipped in `pyautoattack`.
 * `PreActResNet18`: the single-step / catastrophic-overfitting literature's default.
 * `WideResNet` (WRN-34-10 by default).
-* `SmallCNN`: four conv layers (~0.6M parameters) that adversarially trains on a CPU in minutes.
+* `SmallCNN`: four conv layers (~0.6M parameters) that adversarially trains on a CPU in minutes
+  (`small_cnn`, width 32; `small_cnn_w64`, width 64: the phenomena suite's robust-overfitting probes).
+* `SingleLayerCNN`: one 3x3 convolution with a few filters, ReLU and a linear layer: the smallest
+  network in which catastrophic overfitting is known to occur (Andriushchenko & Flammarion 2020);
+  `single_layer_cnn` has 16 filters, `single_layer_cnn_f4` 4.
 
 `build_model(name, num_classes)` is the registry; `pretrained_standard_resnet18()` loads the
 real standard CIFAR-10 ResNet-18 from the pyautoattack wheel; `load_robustbench(model_id)` a
@@ -168,12 +172,36 @@ class SmallCNN(nn.Module):
         return self.head(out)
 
 
+class SingleLayerCNN(nn.Module):
+    """conv3x3(3 -> filters, bias) -> ReLU -> linear on the full feature map (no pooling, no BatchNorm).
+
+    About 0.16 MFLOP per 32x32 image with 16 filters: a full CIFAR-10 epoch of single-step
+    training takes well under a minute on one core.
+    """
+
+    def __init__(self, num_classes: int = 10, filters: int = 16, resolution: int = 32):
+        super().__init__()
+        self.conv = nn.Conv2d(3, filters, 3, 1, 1)
+        self.linear = nn.Linear(filters * resolution * resolution, num_classes)
+
+        self.resolution = resolution
+
+    def forward(self, x):
+        out = F.relu(self.conv(x))
+        if out.shape[-1] != self.resolution:   # other resolutions: pool to the grid the linear layer expects
+            out = F.adaptive_avg_pool2d(out, self.resolution)
+        return self.linear(out.flatten(1))
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "preact_resnet18": PreActResNet18,
     "wrn34_10": lambda num_classes=10: WideResNet(num_classes, depth=34, width=10),
     "wrn28_10": lambda num_classes=10: WideResNet(num_classes, depth=28, width=10),
     "small_cnn": SmallCNN,
+    "small_cnn_w64": lambda num_classes=10: SmallCNN(num_classes, width=64),
+    "single_layer_cnn": SingleLayerCNN,
+    "single_layer_cnn_f4": lambda num_classes=10: SingleLayerCNN(num_classes, filters=4),
 }
 
 

@@ -27,12 +27,13 @@ DATASETS: dict[str, DatasetInfo] = {
     "tiny-imagenet": DatasetInfo("tiny-imagenet", 200, 64, 100_000, 10_000),
 }
 
-MODEL_NAMES = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "small_cnn")
+MODEL_NAMES = ("resnet18", "preact_resnet18", "wrn34_10", "wrn28_10", "small_cnn", "small_cnn_w64",
+               "single_layer_cnn", "single_layer_cnn_f4")
 
 # TrainConfig hyperparameters that only some methods read; the rest are reset by
 # TrainConfig.canonical() so that, e.g., der_beta does not change a SAT run's identity.
 METHOD_HYPERPARAMETERS = ("attack_steps", "step_size", "beta", "der_beta", "der_gamma", "fgsm_alpha",
-                          "single_step_mode")
+                          "single_step_mode", "nfgsm_noise")
 _MULTI = ("attack_steps", "step_size")
 _SINGLE = ("fgsm_alpha", "single_step_mode")
 METHOD_USES: dict[str, tuple[str, ...]] = {
@@ -44,8 +45,10 @@ METHOD_USES: dict[str, tuple[str, ...]] = {
     "sat_der": (*_MULTI, "der_beta", "der_gamma"),
     "trades_der": (*_MULTI, "beta", "der_beta", "der_gamma"),
     "fgsm": _SINGLE,
+    "fgsm_der": (*_SINGLE, "der_beta", "der_gamma"),
     "fgsm_rs": _SINGLE,
     "fgsm_rs_der": (*_SINGLE, "der_beta", "der_gamma"),
+    "n_fgsm": (*_SINGLE, "nfgsm_noise"),
 }
 METHOD_NAMES = tuple(METHOD_USES)
 

@@ -23,12 +23,41 @@ budget: cuda as a bool) under today's keys.
 """
 from __future__ import annotations
 
+import ast
+import hashlib
 import os
 import platform
 import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The code that decides what a training run computes: a run records its digest (runs.environment),
+# and a reader of a stored run is told when today's code differs (runs.code_check).
+TRAINING_CODE = ("train.py", "losses.py", "attacks.py", "models.py", "data.py", "energy.py", "bits.py",
+                 "metrics/robust.py")
+
+
+def _code_tree(source: str) -> str:
+    """The syntax tree of `source` without docstrings (comments are not in it either)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_digest(files: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 of the code of `files` (paths relative to energy_lib/), read at every call: an edited
+    file is a new digest, while an edit of a docstring or a comment keeps it."""
+    h = hashlib.sha256()
+    for name in files:
+        source = (Path(package_dir) / name).read_text(encoding="utf-8")
+        h.update(name.encode() + b"\0" + _code_tree(source).encode() + b"\0")
+    return h.hexdigest()
 RUN_STORE = ("runs",)   # relative to the repository: data the code writes, left out of `dirty`
 
 

@@ -32,10 +32,10 @@ import warnings
 from pathlib import Path
 
 from . import fileio
-from .config import ConfigError, TrainConfig, reference_config, reference_root, runs_root
+from .config import FIELDS_ADDED_LATER, ConfigError, TrainConfig, reference_config, reference_root, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 from .names import DATASETS, METHOD_USES
-from .provenance import git_state
+from .provenance import TRAINING_CODE, code_digest, git_state
 
 REPO = Path(__file__).resolve().parent.parent
 # torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
@@ -60,9 +60,12 @@ NOT_IDENTITY = ("name", "device")
 
 
 def identity(cfg: TrainConfig | dict) -> dict:
-    """The fields that define a run, from a config or a stored config.json."""
+    """The fields that define a run, from a config or a stored config.json. A field added after runs
+    were stored counts only away from its default (`config.FIELDS_ADDED_LATER`): a config.json
+    written before the field existed is the same run as one that holds it at its default."""
     values = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    return json.loads(json.dumps({k: v for k, v in values.items() if k not in NOT_IDENTITY}))
+    return json.loads(json.dumps({k: v for k, v in values.items() if k not in NOT_IDENTITY
+                                  and not (k in FIELDS_ADDED_LATER and v == FIELDS_ADDED_LATER[k])}))
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -123,6 +126,7 @@ def environment(device: torch.device, cfg: TrainConfig) -> dict:
         "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "data_on_device": True,
         "git": git_state(),
+        "training_code": code_digest(TRAINING_CODE),
     }
     return env
 

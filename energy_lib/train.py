@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from . import attacks, bits, data, distributed, models, precision
 from .config import BEST_WINDOW, ConfigError, TrainConfig, first_best_epoch, resolve_device  # noqa: F401
 from .energy import energy_summary, joint_energy, marginal_energy
-from .losses import ATTACK_DESCRIPTIONS, StepContext, get_loss, get_training_attack, trades_kl_attack
+from .losses import (ATTACK_DESCRIPTIONS, SINGLE_STEP_WITH_START, StepContext, get_loss, get_training_attack,
+                     trades_kl_attack)
 from .metrics.robust import robust_correct
 
 DATA_SUBSET_SEED = 0        # the same training images for every method and seed
@@ -84,15 +85,20 @@ def load_training_data(cfg: TrainConfig) -> TrainingData:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int):
-    """SGD + the LR schedule, stepped every iteration (PAPER.md 3.3)."""
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """SGD (the paper) or Adam (the CO literature's small CNNs) + the LR schedule, stepped every
+    iteration (PAPER.md 3.3)."""
+    if cfg.optimizer == "adam":   # Adam's own betas; `momentum` is SGD's
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "onecycle":   # torch defaults: div 25 (start 0.004), final_div 1e4, cycled momentum
+    if cfg.schedule == "onecycle":   # torch defaults: div 25 (start 0.004), final_div 1e4, cycled SGD momentum
         if cfg.pct_start * total <= 1:   # torch's OneCycleLR divides by zero or misbehaves below that
             raise ConfigError(f"the one-cycle schedule needs more than 1 warm-up step; {cfg.epochs} epochs x "
                               f"{steps_per_epoch} steps x pct_start {cfg.pct_start} gives fewer. Use more epochs, "
                               "a smaller batch_size, or schedule='constant'.")
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.pct_start,
+                                                    cycle_momentum=cfg.optimizer == "sgd")
     elif cfg.schedule == "piecewise":
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.5 * total), int(0.75 * total)], gamma=0.1)
     else:
@@ -113,7 +119,7 @@ def epoch_generator(cfg: TrainConfig, epoch: int, stream: int = 0, rank: int = 0
     """A generator seeded by (seed, epoch, stream, rank) on `device`. Re-seeded every epoch, so a run
     resumed from last.pt draws what the uninterrupted run drew (no generator state to checkpoint)."""
     # rank 0 (and a single process) keeps the single-process seeds; other ranks get their own.
-    # Streams 0..7 of one epoch never meet another epoch's (0 training, 1-4 tracking).
+    # Streams 0..7 of one epoch never meet another epoch's (0 training, 1-4 tracking, 5 the AAE share).
     seed = (cfg.seed * 1_000_003 + epoch) * 8 + stream + rank * 7_919_000_003
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -191,11 +197,28 @@ def pgd_test_attack(model, x, y, cfg, ctx, p_nat=None):
     return x_adv
 
 
+def abnormal_share(model, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, attack_with_start,
+                   generator: torch.Generator, batch_size: int = 256) -> float:
+    """The share of abnormal adversarial examples (AAER, Lin et al. 2023): images whose single-step
+    x* has a *lower* CE than the attack's starting point. It jumps when catastrophic overfitting
+    sets in. Eval mode, fp32."""
+    ctx = StepContext(generator=generator)
+    abnormal = []
+    with attacks.eval_mode(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            x_adv, ce_start = attack_with_start(model, xb, yb, cfg, ctx)
+            with torch.no_grad():
+                abnormal.append(ce_start > F.cross_entropy(model(x_adv).float(), yb, reduction="none"))
+    return torch.cat(abnormal).float().mean().item()
+
+
 def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tuple[dict, dict]:
     """One epoch's tracking record (flat floats, and the test images' robust correctness packed by
     `bits.pack` as `test_correct_adv`) and the per-sample energies of the tracked samples."""
     record: dict[str, float] = {}
     per_sample: dict[str, list] = {}
+    aae_attack = SINGLE_STEP_WITH_START.get(get_training_attack(cfg.method))
     for split, subset, attack, stream in (("train", td.train_track, get_training_attack(cfg.method), 1),
                                           ("test", td.test_track, pgd_test_attack, 2),
                                           ("val", td.val, pgd_test_attack, 3),
@@ -212,6 +235,9 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
             continue
         for key in ENERGY_KEYS:
             record.update({f"{split}_{key}_{stat}": v for stat, v in energy_summary(m[key]).items()})
+        if split == "train" and aae_attack is not None:
+            record["train_aae_frac"] = abnormal_share(model, x, y, cfg, aae_attack,
+                                                      epoch_generator(cfg, epoch, 5))
         if split == "train":
             n = cfg.n_track_samples
             per_sample = {key: [round(v, 5) for v in m[key][:n].tolist()] for key in ("E_nat", "E_adv", "Ey_nat",
@@ -221,15 +247,23 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
     return record, per_sample
 
 
+def within_epoch_steps(n_steps: int, tracks_per_epoch: int) -> list[int]:
+    """After how many of an epoch's `n_steps` steps its within-epoch tracking points fall: evenly
+    spaced, the end of the epoch excluded (it is the epoch's own row)."""
+    return sorted({round(j * n_steps / tracks_per_epoch) for j in range(1, tracks_per_epoch)} - {0, n_steps})
+
+
 def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator, cfg: TrainConfig, epoch: int,
-                    progress: bool, run_dir, dist: distributed.Dist | None = None) -> dict[str, float]:
+                    progress: bool, run_dir, dist: distributed.Dist | None = None,
+                    after_step=None) -> dict[str, float]:
     """One pass over the training batches; returns the epoch's training statistics.
 
     No host sync per step: attack random starts come from a generator on the training device, the
     attacks skip the pixel-range check (`check=False`), and the per-step figures (loss, batch
     accuracies, extras) stay on the device and are read once, after the last step. A non-finite
     loss is therefore noticed at the end of the epoch (its first step is named); the epoch is not
-    saved, so last.pt keeps the last good epoch.
+    saved, so last.pt keeps the last good epoch. `after_step(n)` is called after the n-th step
+    (within-epoch tracking); it must leave the weights and the training RNG alone.
     """
     from tqdm.auto import tqdm
 
@@ -260,6 +294,8 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
             (out.logits_nat.detach().argmax(1) == yb).sum() if has_nat else zero,
             *(out.extras[k].detach() for k in extra_keys)]).double())
         sizes.append(yb.shape[0])
+        if after_step is not None:
+            after_step(step + 1)
     table = torch.stack(rows).cpu()      # the epoch's one read of the device
     step_loss = table[:, 0]
     bad = (~torch.isfinite(step_loss)).nonzero()
@@ -281,6 +317,39 @@ def train_one_epoch(model, train_model, opt, sched, batches: data.BatchIterator,
     if progress:
         bar.set_postfix(loss=f"{stats['loss']:.3f}", adv_acc=f"{stats['batch_acc_adv']:.3f}")
     return stats
+
+
+def within_tracker(model, td: TrainingData, cfg: TrainConfig, epoch: int, device, n_steps: int, points: list):
+    """The `after_step` of `train_one_epoch` that tracks at `within_epoch_steps` and appends each
+    point's record to `points`, with `progress` = completed epochs as a fraction (epoch 2's middle:
+    1.5); None when the run tracks only at epoch ends. Tracking runs in eval mode with its own
+    generators: the training trajectory is the same as without it."""
+    at = set(within_epoch_steps(n_steps, cfg.tracks_per_epoch))
+    if not at:
+        return None
+
+    def after_step(done: int) -> None:
+        if done in at:
+            t0 = time.perf_counter()
+            record, _ = track(model, td, cfg, epoch, device)
+            points.append({"progress": epoch + done / n_steps, **record, "time_s": time.perf_counter() - t0})
+    return after_step
+
+
+def tracked_points(metrics) -> "pd.DataFrame":
+    """Every tracking point of a run in training order, one row each: the within-epoch points and
+    the epoch ends, with `progress` in completed epochs (a run without within-epoch tracking: its
+    epoch rows, progress = epoch). `metrics`: a run's metrics rows (list of dicts or DataFrame)."""
+    import pandas as pd
+
+    rows = metrics.to_dict("records") if hasattr(metrics, "to_dict") else list(metrics)
+    points = []
+    for row in rows:
+        inside = row.get("within_epoch")
+        if isinstance(inside, list):
+            points.extend({"epoch": row["epoch"], **point} for point in inside)
+        points.append({**{k: v for k, v in row.items() if k != "within_epoch"}, "progress": float(row["epoch"])})
+    return pd.DataFrame(points)
 
 
 def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = None,
@@ -334,12 +403,16 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # any global-RNG use is per-epoch reproducible
             distributed.sync_buffers(model, dist)
             t0 = time.perf_counter()
+            within: list[dict] = []   # the epoch's within-epoch tracking points (tracks_per_epoch > 1)
             try:
-                stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist)
+                stats = train_one_epoch(model, train_model, opt, sched, batches, cfg, epoch, progress, run.dir, dist,
+                                        after_step=within_tracker(model, td, cfg, epoch, device, len(batches),
+                                                                  within) if dist.is_main else None)
             except NonFiniteLossError as err:   # say truthfully what is kept (the loop's message cannot know)
                 raise _stopped(str(err).split("; training stopped")[0], run) from None
             stats = distributed.mean_over_ranks(stats, dist)
-            t_train = time.perf_counter() - t0
+            t_within = sum(point.pop("time_s") for point in within)
+            t_train = time.perf_counter() - t0 - t_within
             if not dist.is_main:
                 if distributed.any_rank(False, dist):   # rank 0 found a non-finite value
                     raise NonFiniteLossError(f"a non-finite value at epoch {epoch + 1}: see rank 0's error")
@@ -349,8 +422,11 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
             rec = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], **stats, **record,
                    "time_train_s": t_train, "time_track_s": time.perf_counter() - t0 - t_train,
                    "images_per_s": len(td.train) / t_train}
+            if within:
+                rec["within_epoch"] = within
             # a checkpoint is good only if its weights and tracked metrics are finite: check before saving
-            bad = non_finite_values(model, rec)
+            bad = non_finite_values(model, rec) + [v for point in within for v in non_finite_values(model, point)
+                                                   if v.startswith("metric")]
             if distributed.any_rank(bool(bad), dist):
                 raise _stopped(f"non-finite values after epoch {epoch + 1} ({cfg.method}): "
                                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} ({len(bad)} in all)", run)

@@ -46,7 +46,9 @@ def test_each_loss_is_finite_and_decreases_when_trained(method, batch):
         out = loss_fn(model, x, y, cfg, ctx(seed=step))
         assert torch.isfinite(out.loss) and out.loss.ndim == 0
         assert model.training, "the outer loss runs in train mode (the attack restores it)"
-        assert (out.x_adv - x).abs().max() <= cfg.eps + 1e-6 and out.x_adv.min() >= 0 and out.x_adv.max() <= 1
+        # N-FGSM is not projected back onto the ε-ball: its x* may reach (noise + α)·ε
+        radius = (cfg.nfgsm_noise + cfg.fgsm_alpha) * cfg.eps if method == "n_fgsm" else cfg.eps
+        assert (out.x_adv - x).abs().max() <= radius + 1e-6 and out.x_adv.min() >= 0 and out.x_adv.max() <= 1
         values.append(out.loss.item())
         opt.zero_grad()
         out.loss.backward()
@@ -331,7 +333,55 @@ def test_the_training_attack_of_every_method_reaches_eps(method, profile, batch)
     cfg = TrainConfig.from_profile(profile, method=method, device="cpu")
     out = losses.get_loss(method)(fresh_model(), x, y, cfg, ctx(seed=1))
     reach = (out.x_adv - x).abs().max().item()
+    if method == "n_fgsm":   # unprojected by design: beyond ε, within noise + step
+        assert cfg.eps * 2 < reach <= (cfg.nfgsm_noise + cfg.fgsm_alpha) * cfg.eps + 1e-6, (profile, reach * 255)
+        return
     assert reach == pytest.approx(cfg.eps, abs=1e-6), (method, profile, reach * 255)
+
+
+def test_n_fgsm_is_the_unprojected_step_from_a_wide_uniform_start(batch):
+    """N-FGSM (de Jorge et al. 2022) by hand: x + U[-kε, kε] clipped to [0, 1], one sign step of αε
+    on the CE at that start, clipped to [0, 1] only (no projection onto the ε-ball)."""
+    x, y = batch
+    cfg = CFG.replace(method="n_fgsm", fgsm_alpha=1.0, nfgsm_noise=2.0, eps=8 / 255)
+    model = fresh_model().eval()
+    out = losses.n_fgsm_attack(model, x, y, cfg, ctx(seed=3))
+    g = torch.Generator().manual_seed(3)
+    start = (x + (torch.rand(x.shape, generator=g) * 2 - 1) * 2 * cfg.eps).clamp(0, 1).requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(start), y, reduction="sum"), start)
+    expected = (start + cfg.eps * grad.sign()).clamp(0, 1).detach()
+    assert torch.equal(out, expected)
+    assert (out - x).abs().max() > 2.5 * cfg.eps        # it does leave the ε-ball
+
+
+def test_fgsm_der_gates_der_on_abnormal_examples_from_x(batch):
+    """FGSM + DER: the AAE test's reference point is x itself (FGSM starts there), and the loss is
+    CE(f(x*)) + der_beta·mean(1_AAE·L_ΔE), computed by hand from the same x*."""
+    x, y = batch
+    cfg = CFG.replace(method="fgsm_der", der_beta=2.0, der_gamma=0.0, fgsm_alpha=1.0, single_step_mode="eval")
+    model = fresh_model().eval()
+    out = losses.fgsm_der_loss(model, x, y, cfg, ctx(seed=0))
+    with torch.no_grad():
+        ln, la = model(x), model(out.x_adv)
+    aae = (F.cross_entropy(ln, y, reduction="none") > F.cross_entropy(la, y, reduction="none")).float()
+    d_marg = -torch.logsumexp(ln, 1) + torch.logsumexp(la, 1)
+    d_joint = -ln.gather(1, y[:, None]).squeeze(1) + la.gather(1, y[:, None]).squeeze(1)
+    expected = F.cross_entropy(la, y) + 2.0 * (aae * torch.sqrt(d_marg ** 2 + d_joint ** 2)).mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.extras["aae_frac"].item() == pytest.approx(aae.mean().item())
+
+
+def test_the_aae_test_leaves_batchnorm_statistics_alone(batch):
+    """The AAE test's extra forward runs in the attack's BatchNorm mode but never updates the
+    running statistics: a DER arm sees the same BatchNorm mix as its control (issue 23, point 6)."""
+    x, y = batch
+    model = fresh_model().train()
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    cfg = CFG.replace(method="fgsm_rs_der", single_step_mode="train")
+    losses.abnormal_mask(model, x, y, torch.zeros(len(y)), ctx(), cfg)
+    assert all(torch.equal(before[k], b) for k, b in model.named_buffers())
+    model(x)   # an ordinary train-mode forward does update them: the check can fail
+    assert not all(torch.equal(before[k], b) for k, b in model.named_buffers())
 
 
 def test_the_old_fixed_step_could_not_reach_eps_with_few_steps(batch):

@@ -11,6 +11,8 @@ from energy_lib.config import ConfigError
     ("resnet18", 10, (11.1e6, 11.2e6)),        # the paper's CIFAR ResNet-18: 11.17M parameters
     ("preact_resnet18", 10, (11.1e6, 11.2e6)),
     ("small_cnn", 10, (0.4e6, 0.8e6)),
+    ("small_cnn_w64", 10, (1.5e6, 1.7e6)),
+    ("single_layer_cnn", 10, (164_298, 164_298)),    # 16·27 + 16 + 16·1024·10 + 10
     ("resnet18", 100, (11.2e6, 11.3e6)),
 ])
 def test_models_build_with_expected_size_and_shape(name, classes, params_range):
@@ -69,3 +71,16 @@ def test_frozen_for_attacks_leaves_a_channels_last_model_channels_last():
     with models.frozen_for_attacks(model):
         pass
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+
+
+def test_single_layer_cnn_is_one_conv_relu_and_a_linear_layer():
+    """The CO literature's smallest network (Andriushchenko & Flammarion 2020), checked against its
+    forward written out by hand."""
+    torch.manual_seed(0)
+    model = models.build_model("single_layer_cnn_f4").eval()
+    x = torch.rand(3, 3, 32, 32)
+    conv, linear = model.conv, model.linear
+    assert conv.weight.shape == (4, 3, 3, 3) and linear.weight.shape == (10, 4 * 32 * 32)
+    by_hand = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1).clamp(min=0).flatten(1) @ linear.weight.T
+    assert torch.allclose(model(x), by_hand + linear.bias, atol=1e-5)
+    assert models.count_parameters(model) == 4 * 27 + 4 + 4 * 1024 * 10 + 10

@@ -269,3 +269,88 @@ def test_the_committed_reference_run_matches_its_definition(repo_root):
     assert run is not None and run.dir == directory
     model = run.load_model("best", "cpu")
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+SINGLE = TINY.replace(method="fgsm", model="single_layer_cnn_f4", optimizer="adam", lr=0.005, eps=16 / 255,
+                      fgsm_alpha=1.0)
+
+
+def _failing(method, epoch, step, make_error):
+    """`method`'s loss, except that it fails at step `step` of `epoch` (both 0-based)."""
+    original = losses.LOSSES[method]
+
+    def loss_fn(model, x, y, cfg, ctx):
+        if ctx.epoch == epoch and ctx.step == step:
+            make_error()
+        return original(model, x, y, cfg, ctx)
+
+    return loss_fn
+
+
+def test_within_epoch_tracking_leaves_the_trajectory_alone_and_resumes_exactly(store, tmp_path, monkeypatch):
+    """tracks_per_epoch=2 adds a tracking point after half of each epoch's steps (progress 0.5,
+    1.5, 2.5) without changing the weights the run ends with; a run interrupted after such a
+    point and resumed equals the uninterrupted one (Adam's state included)."""
+    once = train_or_load(SINGLE, progress=False)
+    twice = train_or_load(SINGLE.replace(tracks_per_epoch=2), progress=False)
+    assert run_dir(SINGLE) != run_dir(SINGLE.replace(tracks_per_epoch=2))
+    a, b = once.load_model("last").state_dict(), twice.load_model("last").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = twice.metrics.to_dict("records")
+    assert [[p["progress"] for p in r["within_epoch"]] for r in rows] == [[0.5], [1.5], [2.5]]
+    assert "within_epoch" not in once.metrics.columns
+    from energy_lib.train import tracked_points
+    points = tracked_points(twice.metrics)
+    assert points["progress"].tolist() == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert {"test_acc_adv", "train_aae_frac", "test_correct_adv"} <= set(points.columns)
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "other"))
+    cfg = SINGLE.replace(tracks_per_epoch=2).canonical()
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:   # killed in epoch 2 after its within-epoch point (4 steps: after step 2)
+        m.setitem(losses.LOSSES, "fgsm", _failing("fgsm", 1, 3, interrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train_or_load(cfg, progress=False)
+    assert Run(cfg, run_dir(cfg)).checkpoint_info("last")["epoch"] == 1
+    resumed = train_or_load(cfg, progress=False)
+    assert results(resumed)[0] == results(twice)[0]                  # exact, within-epoch points included
+    c = resumed.load_model("last").state_dict()
+    assert all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_single_step_runs_track_the_share_of_abnormal_adversarial_examples(store):
+    run = train_or_load(SINGLE, progress=False)
+    shares = run.metrics["train_aae_frac"]
+    assert shares.between(0, 1).all() and len(shares) == 3
+    assert "train_aae_frac" not in train_or_load(TINY1, progress=False).metrics.columns   # multi-step: none
+
+
+def test_a_config_stored_before_a_field_existed_is_the_same_run(store):
+    """Fields added later (config.FIELDS_ADDED_LATER) count in a run's identity only away from their
+    default: a config.json written without them keeps its directory, hash and checkpoints."""
+    from energy_lib.config import FIELDS_ADDED_LATER
+
+    run = train_or_load(TINY1, progress=False)
+    path = run.dir / "config.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k not in FIELDS_ADDED_LATER}
+    path.write_text(json.dumps(old))
+    assert runs.config_hash(TinyFromDict(old)) == runs.config_hash(TINY1)
+    again = train_or_load(TINY1, progress=False)              # reused, not refused
+    assert again.dir == run.dir and again.done
+    assert run_dir(TINY1.replace(optimizer="adam")) != run.dir
+    with pytest.raises(ConfigMismatchError, match="optimizer"):
+        Run(TINY1.replace(optimizer="adam"), run.dir).check_config()
+
+
+def TinyFromDict(values):
+    return TrainConfig.from_dict(values)
+
+
+def test_every_training_session_records_the_digest_of_the_training_code(store):
+    from energy_lib.provenance import TRAINING_CODE, code_digest
+
+    run = train_or_load(TINY1, progress=False)
+    assert run.env["sessions"][-1]["training_code"] == code_digest(TRAINING_CODE)
