@@ -230,8 +230,8 @@ def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: 
     der = verdicts.der_prevents_co(base, co["FGSM-RS + DER"])
     rows.append(_row("der_prevents_co", der, der.final.statistic, (der.final.ci[1] - der.final.ci[0]) / 2,
                      der.verdict, run_names, run_seconds))
-    # noise: the half-width of the comparison's own interval (exact and paired when both evaluation
-    # records hold per-image outcomes, else unpaired Wald; the row's sentence names the test)
+    # noise: the half-width of the comparison's own (Newcombe) interval, paired when both evaluation
+    # records hold per-image outcomes, else unpaired; the row's sentence names the test
     weat = verdicts.compare_records(records["WEAT_adv"], records["TRADES"], labels=("WEAT_adv", "TRADES"))
     rows.append(_row("weat_vs_trades", weat, weat.statistic, (weat.ci[1] - weat.ci[0]) / 2, weat.verdict,
                      run_names, run_seconds))

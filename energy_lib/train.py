@@ -336,22 +336,6 @@ def within_tracker(model, td: TrainingData, cfg: TrainConfig, epoch: int, device
     return after_step
 
 
-def tracked_points(metrics) -> "pd.DataFrame":
-    """Every tracking point of a run in training order, one row each: the within-epoch points and
-    the epoch ends, with `progress` in completed epochs (a run without within-epoch tracking: its
-    epoch rows, progress = epoch). `metrics`: a run's metrics rows (list of dicts or DataFrame)."""
-    import pandas as pd
-
-    rows = metrics.to_dict("records") if hasattr(metrics, "to_dict") else list(metrics)
-    points = []
-    for row in rows:
-        inside = row.get("within_epoch")
-        if isinstance(inside, list):
-            points.extend({"epoch": row["epoch"], **point} for point in inside)
-        points.append({**{k: v for k, v in row.items() if k != "within_epoch"}, "progress": float(row["epoch"])})
-    return pd.DataFrame(points)
-
-
 def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = None,
         should_stop=None) -> None:
     """Train `cfg` into the run store entry `run` (a runs.Run), resuming from its last.pt if present.

@@ -38,6 +38,9 @@ import numpy as np
 from scipy import stats
 
 from . import bits
+from .power import (ALPHA, POWER, equivalent, mde_from_se, newcombe_paired, newcombe_unpaired, paired_mde,
+                    paired_n_needed, unpaired_mde, wilson)
+from .regime import CONSTANT_SPREAD, Regime, tracked_points  # noqa: F401  (CONSTANT_SPREAD: chapters read it here)
 
 PRESENT, ABSENT, INCONCLUSIVE = "present", "absent", "inconclusive"
 PRESENCE = (PRESENT, ABSENT, INCONCLUSIVE)
@@ -47,7 +50,10 @@ THREE_PHASES, ONE_CHANGE, NO_PHASES = "three phases", "one change point", "no ph
 PHASES = (THREE_PHASES, ONE_CHANGE, NO_PHASES)
 ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER = ("as good as PGD validation", "worse than PGD validation",
                                             "better than PGD validation")
-ALARM = (ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER)
+ALARM_UNDECIDED = "no detectable difference from PGD validation"
+ALARM = (ALARM_AS_GOOD, ALARM_WORSE, ALARM_BETTER, ALARM_UNDECIDED)
+# PAPER.md 5.3's tolerance for a PGD accuracy: within ±1.5 pt counts as the same (equivalence margin)
+EQUIVALENCE_MARGIN = 0.015
 NOT_RUN = "not run"
 LEVEL = 0.95          # two-sided confidence level of every interval and test here
 BIC_MARGIN = 10.0     # "very strong" evidence on the Kass-Raftery scale: a model must win by this much
@@ -109,12 +115,17 @@ class RobustOverfitting(Result):
     margin: float
     verdict: str
     sentence: str
+    mde: float = float("nan")     # smallest decline detectable at 80 % power, 5 % level (from se)
+    untestable: str = ""          # why this run cannot show RO (never learned, no gap, best window = last)
 
     @property
     def statistic_text(self) -> str:
         if not math.isfinite(self.statistic):
             return "too few epochs for two windows"
-        return f"{_pt(self.statistic)} ± {100 * _z() * self.se:.1f} (last vs best window, n = {self.n_images})"
+        if self.untestable:
+            return f"not testable here: {self.untestable.split(':')[0]} (n = {self.n_images})"
+        return (f"{_pt(self.statistic)} ± {100 * _z() * self.se:.1f} (last vs best window, n = {self.n_images}; "
+                f"detectable ≥ {100 * self.mde:.1f} pt)")
 
 
 def _windows(n_epochs: int, k: int) -> list[tuple[int, int]]:
@@ -123,7 +134,7 @@ def _windows(n_epochs: int, k: int) -> list[tuple[int, int]]:
 
 def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k: int | None = None,
                        test_correct=None, margin: float = 0.01, level: float = LEVEL,
-                       random_state: int = 0) -> RobustOverfitting:
+                       random_state: int = 0, regime: Regime | None = None) -> RobustOverfitting:
     """Robust overfitting (PAPER.md 2.2, 5.3 item 5) as a statistic that can be negative.
 
     D = mean robust test accuracy of the last `k` epochs − mean robust test accuracy of the `k`
@@ -143,7 +154,14 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     window). The interval is D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
     `absent` when it excludes a decline of `margin` or more (PAPER.md 5.3: RO is ≥ 1 pt),
     `inconclusive` otherwise. k defaults to 10 % of the epochs (the paper's selection window),
-    at least 2.
+    at least 2. `mde`: the smallest decline the interval would detect (80 % power, 5 % level).
+
+    Not testable (`inconclusive`, `untestable` says why): when the best window overlaps the last
+    one (nothing follows the best to decline: a learning rate annealed to ~0 at the end puts the
+    best there, so D is 0 by construction), and, given the run's `regime`, when the network never
+    learned or shows no robust generalisation gap (memorisation, the mechanism of RO, has nothing
+    to work on). A decline measured in a run without a gap stays `present`; "absent" needs a
+    regime where RO could occur.
     """
     acc = np.asarray(test_acc, dtype=float)
     n_ep = len(acc)
@@ -195,16 +213,29 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     verdict = PRESENT if ci[1] < 0 else ABSENT if ci[0] > -margin else INCONCLUSIVE
     bw = (int(epochs[best[0]]), int(epochs[best[-1]]))
     lw = (int(epochs[last[0]]), int(epochs[last[-1]]))
+    mde = mde_from_se(se)
+    untestable = ""
+    if set(best) & set(last):
+        untestable = (f"the best window is the last one: the validation-best window (epochs {bw[0]}-{bw[1]}) overlaps "
+                      f"the last {k} epochs ({lw[0]}-{lw[1]}), so nothing follows the best to decline (a learning rate "
+                      "annealed to ~0 at the end puts the best there) and the change is 0 by construction")
+        verdict = INCONCLUSIVE
+    why = regime.why_untestable("ro") if regime is not None else None
+    if why and (not regime.learned or verdict != PRESENT):
+        untestable, verdict = why, INCONCLUSIVE
     meaning = {PRESENT: "a decline larger than its noise: robust overfitting is present",
                ABSENT: f"the interval excludes a decline of {100 * margin:.0f} pt or more: robust overfitting "
                        "is absent",
                INCONCLUSIVE: "the interval contains both 0 and a decline of "
                              f"{100 * margin:.0f} pt: inconclusive"}[verdict]
+    if untestable:
+        meaning = f"robust overfitting cannot be read from this run, because {untestable}: inconclusive at this scale"
     sentence = (f"the last {k} epochs ({lw[0]}-{lw[1]}) average {a_last:.1%} robust test accuracy against "
                 f"{a_best:.1%} in the best window (epochs {bw[0]}-{bw[1]}, chosen on {selected_on}): a change "
-                f"of {_pt(d)}, {level:.0%} interval [{_pt(ci[0])}, {_pt(ci[1])}] on {n_images} test images; "
-                f"{meaning}")
-    return RobustOverfitting(d, se, ci, a_best, a_last, bw, lw, selected_on, n_images, margin, verdict, sentence)
+                f"of {_pt(d)}, {level:.0%} interval [{_pt(ci[0])}, {_pt(ci[1])}] on {n_images} test images "
+                f"(a decline of {100 * mde:.1f} pt would be detected with {POWER:.0%} power); {meaning}")
+    return RobustOverfitting(d, se, ci, a_best, a_last, bw, lw, selected_on, n_images, margin, verdict, sentence,
+                             mde, untestable)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -232,17 +263,6 @@ class PhaseFit(Result):
         s1, s2, s3 = self.slopes
         return s1 < 0 and s3 < 0 and abs(s1) > abs(s2) and abs(s3) > abs(s2)
 
-    @property
-    def reproduction(self) -> str:
-        """The paper's three phases: reproduced / not reproduced (a line, or three phases of
-        another shape) / inconclusive at this scale (one change point: e.g. a run too short for phase 3;
-        or too few epochs to fit at all)."""
-        if not self.bic:     # too few epochs: nothing was fitted
-            return INCONCLUSIVE_SCALE
-        if self.verdict == THREE_PHASES:
-            return REPRODUCED if self.paper_shaped else NOT_REPRODUCED
-        return INCONCLUSIVE_SCALE if self.verdict == ONE_CHANGE else NOT_REPRODUCED
-
 
 def _hinge_basis(x: np.ndarray, knots) -> np.ndarray:
     return np.column_stack([np.ones_like(x), x] + [np.maximum(x - t, 0.0) for t in knots])
@@ -267,18 +287,35 @@ def _hinge_fits(x: np.ndarray, y: np.ndarray, knot_sets: np.ndarray) -> tuple[np
     return (resid ** 2).sum(1), coef
 
 
+SMOOTH_DEGREES = (2, 3, 4, 5)   # smooth alternatives: polynomials up to the two-breakpoint model's 6 free values
+
+
+def _lag1(resid: np.ndarray) -> float:
+    """Lag-1 autocorrelation of residuals, clipped to [0, 0.95] (negative autocorrelation is not
+    counted as extra information)."""
+    r = resid - resid.mean()
+    denom = float(r @ r)
+    return 0.0 if denom <= 0 else float(np.clip((r[1:] @ r[:-1]) / denom, 0.0, 0.95))
+
+
 def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: float = BIC_MARGIN) -> PhaseFit:
     """Phases of a per-epoch curve (training-set mean ΔE(x), PAPER.md 2.2) by model comparison.
 
-    Three least-squares models of the curve: one line; a continuous piecewise-linear curve with
-    one breakpoint; and with two breakpoints (breakpoints searched over the epochs, each segment
-    at least `min_segment` epochs). BIC = n·ln(RSS/n) + p·ln(n), where p counts the line
-    coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location searched
-    over the epochs buys more fit than one coefficient does). A model with more breakpoints is chosen
-    only when its BIC beats every simpler model's by `bic_margin` (10: very strong evidence; when
-    the one-breakpoint model does not beat the line, two breakpoints need to beat the line by the
-    margin and one breakpoint at all), so pure noise or a straight line gives "no phase structure". The two breakpoints of the chosen
-    three-phase model are the end of phase 1 and the start of phase 3.
+    Least-squares models of the curve: one line; a continuous piecewise-linear curve with one
+    breakpoint and with two (breakpoints searched over the epochs, each segment at least
+    `min_segment` epochs); and, as smooth alternatives with as many free values, polynomials of
+    degree 2-5 (`SMOOTH_DEGREES`: a curve that bends smoothly has no phases, and the two-breakpoint
+    model has 4 coefficients + 2 searched breakpoints). BIC = n_eff·ln(RSS/n) + p·ln(n_eff), where p
+    counts the coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location
+    searched over the epochs buys more fit than one coefficient does), and n_eff = n(1 − ρ)/(1 + ρ)
+    with ρ the lag-1 autocorrelation of the residuals of the best-fitting rich model (two
+    breakpoints or degree 5): a per-epoch curve's noise is autocorrelated, and treating it as
+    independent would let any wiggle look like a phase. A phase model is chosen only when its BIC
+    beats the line, every simpler phase model and every smooth alternative by `bic_margin` (10:
+    very strong evidence), so noise, a line or one smooth bend give "no phase structure". The two
+    breakpoints of a three-phase model are the end of phase 1 and the start of phase 3. Whether
+    the paper's phases are reproduced also needs robust overfitting where phase 3 begins:
+    `phases_reproduced`.
     """
     y = np.asarray(values, dtype=float)
     n = len(y)
@@ -288,60 +325,122 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
                         f"(a three-phase fit needs at least {3 * min_segment + 1})")
     # a floor on RSS/n so that an exact line (RSS ~ 1e-30) does not decide by rounding
     floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
-
-    def bic(rss, n_coef, n_knots):
-        return n * math.log(max(rss / n, floor)) + (n_coef + KNOT_COST * n_knots + 1) * math.log(n)
-
     rss0, coef0 = _hinge_fit(x, y, [])
-    fits = {"line": (bic(rss0, 2, 0), (), coef0)}
     inner = np.arange(min_segment - 1, n - min_segment)   # knot at x[i]: ≥ min_segment points on each side
     rss1, coef1 = _hinge_fits(x, y, x[inner][:, None])
     i1 = int(np.argmin(rss1))
-    fits["one"] = (bic(rss1[i1], 3, 1), (x[inner[i1]],), coef1[i1])
+    fits = {"line": (rss0, 2, 0, (), coef0), "one": (rss1[i1], 3, 1, (x[inner[i1]],), coef1[i1])}
     pairs = np.array([(i, j) for i in inner for j in range(i + min_segment, n - min_segment)])
     if len(pairs):
         rss2, coef2 = _hinge_fits(x, y, x[pairs])
         i2 = int(np.argmin(rss2))
-        fits["two"] = (bic(rss2[i2], 4, 2), tuple(x[pairs[i2]]), coef2[i2])
+        fits["two"] = (rss2[i2], 4, 2, tuple(x[pairs[i2]]), coef2[i2])
+    t = (x - x.mean()) / (np.ptp(x) / 2 or 1.0)     # scaled for well-conditioned polynomial fits
+    resid_smooth = {}
+    for degree in SMOOTH_DEGREES:
+        coef = np.polynomial.polynomial.polyfit(t, y, degree)
+        resid_smooth[degree] = y - np.polynomial.polynomial.polyval(t, coef)
+        fits[f"poly{degree}"] = (float(resid_smooth[degree] @ resid_smooth[degree]), degree + 1, 0, (), None)
+    # autocorrelation from the residuals of the richest model that fits best
+    rich = resid_smooth[max(SMOOTH_DEGREES)]
+    if "two" in fits and fits["two"][0] < fits[f"poly{max(SMOOTH_DEGREES)}"][0]:
+        rich = y - _hinge_basis(x, fits["two"][3]) @ fits["two"][4]
+    rho = _lag1(rich)
+    n_eff = n * (1 - rho) / (1 + rho)
+
+    def bic(rss, n_coef, n_knots):
+        return n_eff * math.log(max(rss / n, floor)) + (n_coef + KNOT_COST * n_knots + 1) * math.log(n_eff)
+
+    scores = {m: bic(f[0], f[1], f[2]) for m, f in fits.items()}
+    smooth = [m for m in scores if m.startswith("poly")]
+    best_smooth = min(smooth, key=scores.get)
+
+    def wins(model, others):
+        return all(scores[model] < scores[o] - bic_margin for o in others)
+
     chosen = "line"
-    if fits["one"][0] < fits["line"][0] - bic_margin:
+    if wins("one", ["line", *smooth]):
         chosen = "one"
-    if "two" in fits and all(fits["two"][0] < fits[m][0] - bic_margin for m in ("line", "one")):
+    if "two" in fits and wins("two", ["line", "one", *smooth]):
         chosen = "two"
-    elif "two" in fits and chosen == "line" and fits["two"][0] < fits["line"][0] - bic_margin \
-            and fits["two"][0] < fits["one"][0]:
+    elif "two" in fits and chosen == "line" and wins("two", ["line", *smooth]) and scores["two"] < scores["one"]:
         chosen = "two"
-    _, knots, coef = fits[chosen]
-    slopes = tuple(float(s) for s in np.cumsum(coef[1:]))
+    _, _, _, knots, coef = fits[chosen]
+    slopes = tuple(float(v) for v in np.cumsum(coef[1:]))
     verdict = {"line": NO_PHASES, "one": ONE_CHANGE, "two": THREE_PHASES}[chosen]
-    delta = fits["line"][0] - fits[chosen][0]
-    bics = {m: round(v[0], 2) for m, v in fits.items()}
-    knots = tuple(float(t) for t in knots)
+    delta = scores["line"] - scores[chosen]
+    bics = {m: round(v, 2) for m, v in scores.items()}
+    knots = tuple(float(k) for k in knots)
+    autocorr = f"residual autocorrelation {rho:.2f}, so {n_eff:.0f} effectively independent epochs of {n}"
     if verdict == NO_PHASES:
-        names = {"line": "one line", "one": "one breakpoint", "two": "two breakpoints"}
-        listed = ", ".join(f"{names[m]} {v:.1f}" for m, v in bics.items())
-        sentence = (f"one straight line (slope {slopes[0]:+.4f} per epoch) describes the curve as well as "
-                    f"models with breakpoints once their extra parameters are paid for (BIC: {listed}): "
-                    "no phase structure")
+        bend = scores[best_smooth] < scores["line"] - bic_margin
+        what = (f"a smooth curve (polynomial of degree {best_smooth[4:]}) describes the curve as well as models with "
+                "breakpoints" if bend else
+                f"one straight line (slope {slopes[0]:+.4f} per epoch) describes the curve as well as models with "
+                "breakpoints or smooth bends")
+        sentence = (f"{what} once their extra parameters are paid for (BIC: line {bics['line']:.1f}, one breakpoint "
+                    f"{bics['one']:.1f}, two {bics.get('two', float('nan')):.1f}, best smooth {bics[best_smooth]:.1f}; "
+                    f"{autocorr}): no phase structure")
     else:
-        seg = ", ".join(f"{s:+.4f}" for s in slopes)
-        sentence = (f"a piecewise-linear fit with breakpoint(s) at epoch {', '.join(f'{t:g}' for t in knots)} "
-                    f"beats one line by ΔBIC = {delta:.1f} (margin {bic_margin:g}); slopes per segment {seg} "
-                    "per epoch")
+        seg = ", ".join(f"{v:+.4f}" for v in slopes)
+        sentence = (f"a piecewise-linear fit with breakpoint(s) at epoch {', '.join(f'{k:g}' for k in knots)} beats one "
+                    f"line by ΔBIC = {delta:.1f} and the best smooth curve (degree {best_smooth[4:]}) by "
+                    f"{scores[best_smooth] - scores[chosen]:.1f} (margin {bic_margin:g}; {autocorr}); slopes per "
+                    f"segment {seg} per epoch")
     return PhaseFit(verdict, knots, slopes, bics, float(delta), sentence)
 
 
+@dataclass(frozen=True)
+class PhasesReproduced(Result):
+    verdict: str                 # REPRODUCTION of PAPER.md 2.2's three phases with phase 3 at RO
+    phases: PhaseFit
+    ro: RobustOverfitting
+    ro_onset: float | None       # the last epoch of the validation-best window: RO begins after it
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        where = f"; RO begins after epoch {self.ro_onset:g}" if self.ro_onset is not None else ""
+        return f"{self.phases.statistic_text}; RO {self.ro.verdict}{where}"
+
+
+def phases_reproduced(phases: PhaseFit, ro: RobustOverfitting, *, tolerance: float = 0.1) -> PhasesReproduced:
+    """PAPER.md 2.2's claim is not the shape alone: the ΔE(x) curve has three phases (fast drop,
+    slow drift, faster drop: `PhaseFit.paper_shaped`) AND phase 3 begins where robust
+    overfitting begins. Reproduced when both hold, with the second breakpoint within `tolerance` x
+    the run's epochs (at least 2 epochs) of the end of the validation-best window of `ro`; not
+    reproduced when RO is present but the phases are absent, of another shape, or elsewhere;
+    inconclusive at this scale when RO is not present (phase 3 is defined by it) or the curve is too
+    short to fit."""
+    onset = float(ro.best_window[1]) if math.isfinite(ro.statistic) else None
+    n_epochs = ro.last_window[1] if math.isfinite(ro.statistic) else 0
+    if ro.verdict != PRESENT:
+        why = ro.untestable or f"robust overfitting is {ro.verdict} in this run"
+        return PhasesReproduced(INCONCLUSIVE_SCALE, phases, ro, onset,
+                                f"phase 3 is where robust overfitting begins, and {why}: the three-phase claim "
+                                f"cannot be read here (the ΔE(x) curve: {phases.verdict})")
+    if not phases.bic:
+        return PhasesReproduced(INCONCLUSIVE_SCALE, phases, ro, onset, phases.sentence)
+    if not phases.paper_shaped:
+        return PhasesReproduced(NOT_REPRODUCED, phases, ro, onset,
+                                f"robust overfitting is present (it begins after epoch {onset:g}) but the ΔE(x) curve "
+                                f"shows {phases.verdict}" + ("" if phases.verdict != THREE_PHASES else
+                                                            " of another shape than the paper's"))
+    allowed = max(2.0, tolerance * n_epochs)
+    off = abs(phases.boundaries[1] - onset)
+    verdict = REPRODUCED if off <= allowed else NOT_REPRODUCED
+    text = (f"phase 3 begins at epoch {phases.boundaries[1]:g}, {off:g} epochs from where robust overfitting begins "
+            f"(after epoch {onset:g}; allowed {allowed:g})")
+    return PhasesReproduced(verdict, phases, ro, onset,
+                            f"three phases of the paper's shape and robust overfitting: {text}: "
+                            f"{'reproduced' if verdict == REPRODUCED else 'not where the paper puts it'}")
+
+
 # ----------------------------------------------------------------------------- catastrophic overfitting
-def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (scipy.stats.binomtest)."""
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 @dataclass(frozen=True)
 class CatastrophicOverfitting(Result):
     verdict: str                 # PRESENCE
-    onset: int | None            # first epoch at the collapsed level
+    onset: float | None          # first tracked point (epochs, e.g. 2.5) at the collapsed level
     peak: float                  # best robust accuracy before the onset (or overall)
     after: float                 # mean robust accuracy from the onset to the end (or the last epoch's)
     final: float
@@ -350,9 +449,12 @@ class CatastrophicOverfitting(Result):
     final_correct: str | None = None   # the last epoch's per-image robust outcomes (`bits.pack`), when tracked
     clean_final: float | None = None   # the last epoch's clean test accuracy, when given
     diverged: bool = False             # clean accuracy at chance or a constant output at the end: the run stopped learning
+    untestable: str = ""               # the run's regime: why CO cannot be read from it (never learned)
 
     @property
     def statistic_text(self) -> str:
+        if self.untestable:
+            return f"not testable here: {self.untestable.split(':')[0]} (n = {self.n_images})"
         if self.diverged:
             return (f"diverged: clean {self.clean_final:.1%}; robust peak {self.peak:.1%}, final "
                     f"{self.final:.1%} (n = {self.n_images})")
@@ -363,7 +465,7 @@ class CatastrophicOverfitting(Result):
 
 def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, chance: float | None = None,
                              constant_output: bool = False, frac: float = 0.3, abrupt: int = 2,
-                             level: float = LEVEL) -> CatastrophicOverfitting:
+                             level: float = LEVEL, regime: Regime | None = None) -> CatastrophicOverfitting:
     """Catastrophic overfitting (PAPER.md 2.3): robust (PGD) test accuracy of a single-step run
     collapses abruptly to near 0 and stays there.
 
@@ -386,6 +488,11 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
     interval reaches `chance`), has diverged: its robust accuracy is the share of one class in the
     tracked images, which says nothing about CO either way, so the verdict is `inconclusive`
     (`diverged`), whatever the robust curve did (a CO followed by divergence included).
+
+    `regime` (the run's `energy_lib.regime.Regime`): a network that never learned (clean accuracy
+    never significantly above twice chance) cannot show CO, which presupposes a network that learned
+    features first; its verdict is `inconclusive` with the regime's figures (`untestable`), never
+    `absent`. The points may be within-epoch tracking points (`epochs` fractional): CO is abrupt.
     """
     a = np.asarray(acc, dtype=float)
     n_ep = len(a)
@@ -418,7 +525,7 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
         after = float(a[onset:].mean())
         verdict = PRESENT
         sentence = (f"robust test accuracy falls from a peak of {peak_all:.1%} to {a[onset]:.1%} at epoch "
-                    f"{int(epochs[onset])} and averages {after:.1%} from there to the end ({n_images} test images: "
+                    f"{float(epochs[onset]):g} and averages {after:.1%} from there to the end ({n_images} test images: "
                     "the drop is larger than the binomial noise): catastrophic overfitting is present")
     else:
         after = final
@@ -445,15 +552,23 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
                    f"{n_images} test images)")
             sentence = (f"{why}: the run diverged, so its robust accuracy ({final:.1%} at the end, peak "
                         f"{peak_all:.1%}) says nothing about catastrophic overfitting: inconclusive")
-    return CatastrophicOverfitting(verdict, None if onset is None else int(epochs[onset]), peak_all, after, final,
-                                   n_images, sentence, clean_final=clean_final, diverged=diverged)
+    untestable = ""
+    if regime is not None and not regime.learned:
+        untestable, verdict = regime.never_learned_text, INCONCLUSIVE
+        sentence = (f"{untestable}; catastrophic overfitting presupposes a network that learned first, so this run's "
+                    f"robust curve (peak {peak_all:.1%}, final {final:.1%}) cannot show it: inconclusive at this scale")
+    onset_at = None if onset is None else float(epochs[onset])
+    return CatastrophicOverfitting(verdict, None if onset_at is None else (int(onset_at) if onset_at.is_integer()
+                                                                            else onset_at),
+                                   peak_all, after, final, n_images, sentence, clean_final=clean_final,
+                                   diverged=diverged, untestable=untestable)
 
 
 @dataclass(frozen=True)
 class AccuracyComparison(Result):
     statistic: float             # acc_a − acc_b
-    se: float                    # the SE of the test used: paired when `paired`, else unpaired
-    ci: tuple[float, float]      # at `level`: paired, the exact interval matching McNemar's test; else Wald
+    se: float                    # the SE of the difference: paired when `paired`, else unpaired
+    ci: tuple[float, float]      # Newcombe's interval of the difference at `level` (paired or independent)
     se_unpaired: float           # the unpaired binomial SE at the same n, for reference
     paired: bool                 # McNemar on per-image correctness (True) or two-proportion z-test
     p_value: float
@@ -464,12 +579,31 @@ class AccuracyComparison(Result):
     n_images: int
     verdict: str                 # REPRODUCTION for the claim "a is more robust than b"
     sentence: str
+    mde: float = float("nan")            # smallest difference detectable at 80 % power, 5 % level
+    discordance: float | None = None     # paired: share of images the two classify differently
 
     @property
     def statistic_text(self) -> str:
         how = "paired, McNemar" if self.paired else "unpaired, z-test"
         return (f"{self.labels[0]} − {self.labels[1]}: {_pt(self.statistic)} [{_pt(self.ci[0])}, {_pt(self.ci[1])}] "
-                f"({how} p = {self.p_value:.2g}, n = {self.n_images})")
+                f"({how} p = {self.p_value:.2g}, n = {self.n_images}; detectable ≥ {100 * self.mde:.1f} pt)")
+
+    def images_needed(self, effect: float) -> float:
+        """Test images this comparison would need to detect a true difference `effect` (80 % power,
+        5 % level): paired at its observed discordance, else two independent samples at its accuracy."""
+        if self.paired:
+            return paired_n_needed(effect, self.discordance or 0.0)
+        p = (self.acc_a + self.acc_b) / 2
+        return math.inf if effect == 0 else ((_z(1 - ALPHA) + float(stats.norm.ppf(POWER))) ** 2
+                                             * 2 * p * (1 - p) / effect ** 2)
+
+    def power_text(self, effect: float, what: str = "the paper's") -> str:
+        """'the paper's +1.3 pt needs about 4,400 paired images at this discordance (10 %); this build has 1,000'."""
+        need = self.images_needed(effect)
+        how = (f"paired images at this discordance ({self.discordance:.0%})" if self.paired else
+               "images per method (unpaired)")
+        need_text = "more images than exist" if not math.isfinite(need) else f"about {math.ceil(need):,}"
+        return f"{what} {_pt(effect)} needs {need_text} {how}; this build has {self.n_images:,}"
 
 
 def _unpaired_se(acc_a: float, acc_b: float, n_images: int) -> float:
@@ -496,20 +630,26 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
     much smaller than the unpaired one. Without per-image correctness: a two-proportion z-test with
     the unpooled binomial SE, which over-states the noise of a paired difference (so it errs
     towards "inconclusive"); `why_unpaired` says why in the result's `test` and sentence. Both
-    give `se_unpaired` for reference. The interval at `level`: paired, the exact one of the test
-    (Clopper-Pearson for b of the b + c discordant images, mapped to d = (b + c)/n · (2π − 1)):
-    under the null π = 1/2 the exact two-sided p-value is twice the smaller tail, so the interval
-    excludes 0 exactly when the verdict is not "inconclusive" (a Wald interval d ± z·SE does not
-    have this property: with 5 vs 0 discordant images it excludes 0 while p = 0.062); unpaired, the
-    Wald interval of the z-test, which agrees with it by construction.
-    Verdict on the claim "A > B": `reproduced` when the interval lies above +`margin`, `not
-    reproduced` when it lies below −`margin`, `inconclusive at this scale` otherwise: either the
-    test is not significant at 1 − `level` (the interval holds 0), or it is but the difference
-    may be training-seed noise (the interval reaches into ±`margin`, PAPER.md 5.3's 0.5 pt; the
-    test covers the test images only, each method being one trained model). `margin=0` gives the
-    test's own verdict.
+    give `se_unpaired` for reference.
+
+    The interval of the difference at `level` is Newcombe's (paired: method 10 with the 2x2
+    table's φ; unpaired: the hybrid score interval), an interval for d itself, which the test's
+    p-value is not. The verdict keeps the exact test: on the claim "A > B", `reproduced` when the
+    test is significant at 1 − `level` AND the interval lies above +`margin`, `not reproduced` when
+    significant and the interval lies below −`margin`, `inconclusive at this scale` otherwise:
+    either the test is not significant, or it is but the difference may be training-seed noise
+    (the interval reaches into ±`margin`, PAPER.md 5.3's 0.5 pt; the test covers the test images
+    only, each method being one trained model). `margin=0` gives the test's own verdict (with the
+    interval's side).
+
+    `mde`: the smallest true difference this comparison detects with 80 % power at the 5 % level
+    (paired: at its observed discordance, Connor 1987); `images_needed(effect)` and
+    `power_text(effect)` state what a given effect (e.g. the paper's) would need.
     """
     paired = correct_a is not None and correct_b is not None
+    if margin < 0:
+        raise ValueError(f"margin={margin} must be non-negative (PAPER.md 5.3: 0.005, i.e. 0.5 pt)")
+    discordance = None
     if paired:
         ca, cb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
         if ca.shape != cb.shape:
@@ -517,45 +657,43 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
                              "needs the same test images")
         n_images = ca.size
         acc_a, acc_b = ca.mean(), cb.mean()
-        only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
+        both, only_a, only_b = int((ca & cb).sum()), int((ca & ~cb).sum()), int((~ca & cb).sum())
         d = (only_a - only_b) / n_images
         se = math.sqrt(max(only_a + only_b - n_images * d * d, 0.0)) / n_images
-        discordant = only_a + only_b
-        if discordant:
-            exact = stats.binomtest(only_a, discordant)
-            p = exact.pvalue
-            pi = exact.proportion_ci(confidence_level=level, method="exact")
-            ci = (discordant / n_images * (2 * pi.low - 1), discordant / n_images * (2 * pi.high - 1))
-        else:
-            p, ci = 1.0, (0.0, 0.0)
+        discordance = (only_a + only_b) / n_images
+        p = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+        ci = newcombe_paired(both, only_a, only_b, n_images - both - only_a - only_b, level)
+        mde = paired_mde(n_images, discordance)
         test = f"McNemar exact test on the {only_a} vs {only_b} discordant images (paired)"
     else:
         d = acc_a - acc_b
         se = _unpaired_se(acc_a, acc_b, n_images)
         p = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else (1.0 if d == 0 else 0.0)
+        ci = newcombe_unpaired(round(acc_a * n_images), n_images, round(acc_b * n_images), n_images, level)
+        mde = unpaired_mde(n_images, (acc_a + acc_b) / 2)
         test = f"two-proportion z-test (unpaired binomial SE{'; ' + why_unpaired if why_unpaired else ''})"
-        z = _z(level)
-        ci = (d - z * se, d + z * se)
     se_unpaired = _unpaired_se(acc_a, acc_b, n_images)
-    if margin < 0:
-        raise ValueError(f"margin={margin} must be non-negative (PAPER.md 5.3: 0.005, i.e. 0.5 pt)")
-    verdict = (REPRODUCED if ci[0] > margin else NOT_REPRODUCED if ci[1] < -margin else INCONCLUSIVE_SCALE)
+    significant = p < 1 - level
+    verdict = (REPRODUCED if significant and d > 0 and ci[0] > margin else
+               NOT_REPRODUCED if significant and d < 0 and ci[1] < -margin else INCONCLUSIVE_SCALE)
     a, b = labels
     seeds = f"; one trained model each: a direction needs the interval beyond ±{100 * margin:.1f} pt" if margin else ""
     text = {REPRODUCED: f"{a} is significantly more robust than {b}{seeds}",
             NOT_REPRODUCED: f"{b} is significantly more robust than {a}{seeds}",
-            INCONCLUSIVE_SCALE: ("the difference is within the noise of this many test images" if ci[0] <= 0 <= ci[1]
-                                 else f"significant on these test images, but the interval reaches into the "
-                                      f"±{100 * margin:.1f} pt that training-seed noise can give (PAPER.md 5.3)")}[verdict]
+            INCONCLUSIVE_SCALE: ("the difference is within the noise of this many test images"
+                                 if not significant or ci[0] <= 0 <= ci[1] else
+                                 f"significant on these test images, but the interval reaches into the "
+                                 f"±{100 * margin:.1f} pt that training-seed noise can give (PAPER.md 5.3)")}[verdict]
+    if verdict == INCONCLUSIVE_SCALE:
+        text += f"; it would have detected a true difference of {100 * mde:.1f} pt ({POWER:.0%} power, {ALPHA:.0%} level)"
     noise = (f"paired SE {100 * se:.1f} pt, unpaired SE {100 * se_unpaired:.1f} pt" if paired else
              f"SE {100 * se:.1f} pt")
-    interval = "exact interval" if paired else "Wald interval"
-    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} {interval} "
-                f"[{_pt(ci[0])}, {_pt(ci[1])}] ({noise}; verdict from the {test}, p = {p:.2g}); {text}")
+    sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} Newcombe "
+                f"interval [{_pt(ci[0])}, {_pt(ci[1])}] ({noise}; verdict from the {test}, p = {p:.2g}); {text}")
     return AccuracyComparison(statistic=float(d), se=float(se), ci=(float(ci[0]), float(ci[1])),
                               se_unpaired=float(se_unpaired), paired=paired, p_value=float(p), test=test,
                               acc_a=float(acc_a), acc_b=float(acc_b), labels=tuple(labels), n_images=int(n_images),
-                              verdict=verdict, sentence=sentence)
+                              verdict=verdict, sentence=sentence, mde=float(mde), discordance=discordance)
 
 
 @dataclass(frozen=True)
@@ -575,7 +713,9 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
                     level: float = LEVEL) -> DerPreventsCO:
     """DER prevents CO (PAPER.md 2.7, 5.3 item 7): reproduced when the single-step run without DER
     has CO and the one with DER does not; not reproduced when both have it; inconclusive at this
-    scale when the run without DER shows no CO (nothing to prevent) or a verdict is inconclusive."""
+    scale when the run without DER shows no CO (nothing to prevent), a verdict is inconclusive, or
+    a run is untestable in its regime (never learned) or diverged. The final robust accuracies are
+    compared (`final`, with its smallest detectable difference)."""
     if base.n_images != der.n_images:
         raise ValueError("the two runs were tracked on different numbers of test images; track both on the same")
     paired = base.final_correct is not None and der.final_correct is not None
@@ -584,7 +724,11 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
         correct_a=bits.unpack(der.final_correct, der.n_images) if paired else None,
         correct_b=bits.unpack(base.final_correct, base.n_images) if paired else None,
         why_unpaired="" if paired else "a run's metrics hold no per-image outcomes of its last epoch")
-    if base.diverged or der.diverged:
+    if base.untestable or der.untestable:
+        which = "both runs" if base.untestable and der.untestable else "the run " + (
+            "without" if base.untestable else "with") + " DER"
+        verdict, text = INCONCLUSIVE_SCALE, f"in {which} {(base.untestable or der.untestable).split(':')[0]}"
+    elif base.diverged or der.diverged:
         which = "both runs" if base.diverged and der.diverged else "the run " + ("without" if base.diverged else "with") + " DER"
         verdict, text = INCONCLUSIVE_SCALE, f"{which} diverged (clean accuracy at chance or a constant output)"
     elif base.verdict == PRESENT and der.verdict == ABSENT:
@@ -715,11 +859,13 @@ class Alignment(Result):
     paired: bool
     verdict: str                 # REPRODUCTION for "|mean ΔE|_b < |mean ΔE|_a"
     sentence: str
+    mde: float = float("nan")    # smallest difference detectable at 80 % power, 5 % level (bootstrap SE)
+    attack: str = "each method's own training attack"
 
     @property
     def statistic_text(self) -> str:
         return (f"|ΔE| {self.labels[0]} − {self.labels[1]}: {self.statistic:+.4f} "
-                f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}] (n = {self.n})")
+                f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}] (n = {self.n}, {self.attack}; detectable ≥ {self.mde:.4f})")
 
 
 def _abs_mean_difference(a, b, axis=-1):
@@ -727,13 +873,17 @@ def _abs_mean_difference(a, b, axis=-1):
 
 
 def energy_alignment(delta_e_a, delta_e_b, *, labels=("SAT", "TRADES"), paired: bool = True,
-                     level: float = LEVEL, random_state: int = 0) -> Alignment:
+                     level: float = LEVEL, random_state: int = 0,
+                     attack: str = "each method's own training attack") -> Alignment:
     """PAPER.md 2.4 / 5.2 item 3: B (TRADES) keeps the training-set mean ΔE(x) closer to 0 than A (SAT).
 
     Statistic: |mean ΔE_A| − |mean ΔE_B| over per-image values (> 0 agrees with the paper), with a
     bootstrap interval over images (scipy.stats.bootstrap; `paired` when both were measured on the
     same training images in the same order, as the tracked subset is). Verdict: `reproduced` when
     the interval lies above 0, `not reproduced` when below, `inconclusive at this scale` otherwise.
+    `mde`: the smallest difference detectable at 80 % power and the 5 % level (from the bootstrap
+    SE). `attack` says which x* the ΔE values come from: PAPER.md 1.3 measures each method under its
+    own training attack; the common test attack compares like with like (chapter 3 shows both).
     """
     a, b = np.asarray(delta_e_a, dtype=float), np.asarray(delta_e_b, dtype=float)
     if paired and a.shape != b.shape:
@@ -744,13 +894,17 @@ def energy_alignment(delta_e_a, delta_e_b, *, labels=("SAT", "TRADES"), paired: 
                            random_state=random_state, method="percentile", confidence_level=level)
     ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
     verdict = REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0 else INCONCLUSIVE_SCALE
+    mde = mde_from_se(boot.standard_error)
     la, lb = labels
     text = {REPRODUCED: f"{lb} is closer to 0 by more than the noise",
             NOT_REPRODUCED: f"{la} is closer to 0 by more than the noise",
-            INCONCLUSIVE_SCALE: "the difference is within the noise"}[verdict]
-    sentence = (f"mean ΔE(x) is {a.mean():+.4f} for {la} and {b.mean():+.4f} for {lb} on {len(a)} training images: "
-                f"|{la}| − |{lb}| = {stat:+.4f}, {level:.0%} bootstrap interval [{ci[0]:+.4f}, {ci[1]:+.4f}]; {text}")
-    return Alignment(stat, ci, float(a.mean()), float(b.mean()), tuple(labels), len(a), paired, verdict, sentence)
+            INCONCLUSIVE_SCALE: f"the difference is within the noise (a difference of {mde:.4f} would have been "
+                                f"detected with {POWER:.0%} power)"}[verdict]
+    sentence = (f"mean ΔE(x) under {attack} is {a.mean():+.4f} for {la} and {b.mean():+.4f} for {lb} on {len(a)} "
+                f"training images: |{la}| − |{lb}| = {stat:+.4f}, {level:.0%} bootstrap interval "
+                f"[{ci[0]:+.4f}, {ci[1]:+.4f}]; {text}")
+    return Alignment(stat, ci, float(a.mean()), float(b.mean()), tuple(labels), len(a), paired, verdict, sentence,
+                     float(mde), attack)
 
 
 # ----------------------------------------------------------------------------- sign of a mean shift
@@ -917,7 +1071,8 @@ class DeltaEAlarm(Result):
 
 
 def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, window: int = 5, k: float = 3.0,
-                  persist: int = 3, warmup: float = 0.25, noise_floor=None, level: float = LEVEL) -> DeltaEAlarm:
+                  persist: int = 3, warmup: float = 0.25, noise_floor=None, level: float = LEVEL,
+                  test_correct=None, margin: float = EQUIVALENCE_MARGIN) -> DeltaEAlarm:
     """ΔE as an early-stopping alarm (chapter 2), against PGD-validation selection.
 
     The rule, on the tracked training-set mean ΔE(x) curve: after a warm-up (`warmup` × epochs,
@@ -928,9 +1083,12 @@ def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, win
     ΔE(x) has stayed below level − k·noise for `persist` consecutive epochs (ΔE diverges downwards
     in the paper); training would stop there and keep that epoch's model. PGD-validation selection
     keeps the epoch of the highest validation PGD accuracy (ties: the earliest). The robust test
-    accuracy of the two choices is compared on the same `n_images` test images
-    (`compare_accuracy`, binomial SE). Verdict: the alarm's choice is as good as / worse than /
-    better than PGD validation.
+    accuracy of the two choices is compared on the same `n_images` test images (`compare_accuracy`:
+    paired, McNemar, when `test_correct` holds each epoch's per-image outcomes, else unpaired).
+    Verdict: better / worse than PGD validation when the comparison says so; "as good as" only
+    when an equivalence test says so (TOST at the 5 % level: the 90 % interval of the difference
+    lies within ±`margin`, PAPER.md 5.3's 1.5 pt for PGD accuracy); otherwise "no detectable
+    difference", with the smallest difference that would have been detected.
     """
     d = np.asarray(delta_e, dtype=float)
     val, test = np.asarray(val_acc, dtype=float), np.asarray(test_acc, dtype=float)
@@ -955,13 +1113,33 @@ def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, win
             break
     alarm = n_ep - 1 if fired_at is None else fired_at
     sel = int(np.argmax(val))
-    cmp = compare_accuracy(test[alarm], test[sel], n_images, labels=("ΔE alarm", "PGD validation"), level=level)
-    verdict = {INCONCLUSIVE_SCALE: ALARM_AS_GOOD, REPRODUCED: ALARM_BETTER, NOT_REPRODUCED: ALARM_WORSE}[cmp.verdict]
+    pair = {}
+    if test_correct is not None:
+        c = np.asarray(test_correct, dtype=bool)
+        pair = {"correct_a": c[alarm], "correct_b": c[sel]}
+    cmp = compare_accuracy(test[alarm], test[sel], n_images, labels=("ΔE alarm", "PGD validation"), level=level,
+                           margin=0, **pair)
+    tost = compare_accuracy(test[alarm], test[sel], n_images, level=1 - 2 * ALPHA, margin=0, **pair)
+    if alarm == sel:
+        verdict, how = ALARM_AS_GOOD, " (both keep the same epoch's model)"
+    elif cmp.verdict != INCONCLUSIVE_SCALE:
+        verdict = ALARM_BETTER if cmp.verdict == REPRODUCED else ALARM_WORSE
+        how = ""
+    elif equivalent(tost.ci, margin):
+        verdict = ALARM_AS_GOOD
+        how = (f"; its 90 % interval [{_pt(tost.ci[0])}, {_pt(tost.ci[1])}] lies within ±{100 * margin:.1f} pt "
+               "(equivalence, TOST at 5 %)")
+    else:
+        verdict = ALARM_UNDECIDED
+        how = (f"; equivalence within ±{100 * margin:.1f} pt is not shown either (90 % interval "
+               f"[{_pt(tost.ci[0])}, {_pt(tost.ci[1])}]), and a difference of {100 * cmp.mde:.1f} pt would have been "
+               f"detected with {POWER:.0%} power")
     when = (f"the ΔE rule fires at epoch {int(epochs[alarm])}" if fired_at is not None else
             f"the ΔE rule never fires, so training runs to epoch {int(epochs[alarm])}")
     sentence = (f"{when} ({test[alarm]:.1%} robust test accuracy there); PGD validation selects epoch "
                 f"{int(epochs[sel])} ({test[sel]:.1%}); the last epoch has {test[-1]:.1%}. The difference "
-                f"{_pt(cmp.statistic)} (SE {100 * cmp.se:.1f} pt) makes the alarm {verdict}")
+                f"{_pt(cmp.statistic)} (95 % interval [{_pt(cmp.ci[0])}, {_pt(cmp.ci[1])}], "
+                f"{'paired' if cmp.paired else 'unpaired'}) makes the alarm {verdict}{how}")
     return DeltaEAlarm(fired_at is not None, int(epochs[alarm]), int(epochs[sel]), float(test[alarm]),
                        float(test[sel]), float(test[-1]), cmp, verdict, sentence)
 
@@ -1086,7 +1264,7 @@ def compare_records(rec_a: dict, rec_b: dict, *, labels=("A", "B"), level: float
                             level=level, why_unpaired=why, margin=margin)
 
 
-def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
+def robust_overfitting_of(metrics, n_test_track: int, regime: Regime | None = None) -> RobustOverfitting:
     """`robust_overfitting` of one run's per-epoch metrics (a run's `metrics` frame), as chapter 2
     and the sizing sweep (`energy_lib.sizing`) both call it: paired over test images when the run
     tracked which test images were robust (`test_correct_adv`, packed by `bits.pack`)."""
@@ -1095,13 +1273,11 @@ def robust_overfitting_of(metrics, n_test_track: int) -> RobustOverfitting:
     if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
         correct = np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
     return robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
-                              epochs=metrics["epoch"], test_correct=correct)
+                              epochs=metrics["epoch"], test_correct=correct, regime=regime)
 
 
-CONSTANT_SPREAD = 1e-4   # energy units: below this spread of E(x) over the tracked images the output is constant
-
-
-def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int) -> CatastrophicOverfitting:
+def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int,
+                                regime: Regime | None = None) -> CatastrophicOverfitting:
     """`catastrophic_overfitting` of one single-step run's per-epoch metrics, as chapter 2 and the
     sizing sweep both call it: its clean test accuracy against chance (1 / `n_classes`), and the
     last epoch's per-image outcomes when the run tracked them (`test_correct_adv`), so that
@@ -1109,11 +1285,15 @@ def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int) -> C
     the last epoch's spread of the tracked test images' clean energies E(x) (`test_E_nat_std`, below
     `CONSTANT_SPREAD`: a network whose logits do not depend on the image). Measured in the sizing
     sweep: 0.0 for the FGSM-RS runs that went to a constant output at 2000 images, 0.0003 for a
-    near-constant one at 1000 images (the chance rule catches it), 0.004 and more while runs learn."""
-    spread = metrics["test_E_nat_std"].iloc[-1] if "test_E_nat_std" in metrics else None
-    result = catastrophic_overfitting(metrics["test_acc_adv"], n_test_track, metrics["epoch"],
-                                      clean=metrics["test_acc_nat"], chance=1 / n_classes,
-                                      constant_output=spread is not None and float(spread) < CONSTANT_SPREAD)
+    near-constant one at 1000 images (the chance rule catches it), 0.004 and more while runs learn.
+    A run tracked within epochs (`tracks_per_epoch` > 1) is read at every tracked point
+    (`regime.tracked_points`). `regime`: see `catastrophic_overfitting`."""
+    points = tracked_points(metrics)
+    spread = points["test_E_nat_std"].iloc[-1] if "test_E_nat_std" in points else None
+    result = catastrophic_overfitting(points["test_acc_adv"], n_test_track, points["progress"],
+                                      clean=points["test_acc_nat"], chance=1 / n_classes,
+                                      constant_output=spread is not None and float(spread) < CONSTANT_SPREAD,
+                                      regime=regime)
     last = metrics["test_correct_adv"].iloc[-1] if "test_correct_adv" in metrics else None
     if isinstance(last, str):
         result = dataclasses.replace(result, final_correct=last)

@@ -299,7 +299,7 @@ def test_within_epoch_tracking_leaves_the_trajectory_alone_and_resumes_exactly(s
     rows = twice.metrics.to_dict("records")
     assert [[p["progress"] for p in r["within_epoch"]] for r in rows] == [[0.5], [1.5], [2.5]]
     assert "within_epoch" not in once.metrics.columns
-    from energy_lib.train import tracked_points
+    from energy_lib.regime import tracked_points
     points = tracked_points(twice.metrics)
     assert points["progress"].tolist() == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     assert {"test_acc_adv", "train_aae_frac", "test_correct_adv"} <= set(points.columns)

@@ -80,10 +80,10 @@ def test_claims_on_planted_curves_are_the_chapters_verdicts():
     der = verdicts.der_prevents_co(*co)
     assert rows["der_prevents_co"]["statistic"] == der.final.statistic == pytest.approx(0.35)
     weat = verdicts.compare_accuracy(0.45, 0.30, 1000, labels=("WEAT_adv", "TRADES"))   # chapter 4: AutoAttack
-    # noise: the half-width of the comparison's own interval (unpaired Wald here: records without bits)
+    # noise: the half-width of the comparison's own (Newcombe) interval (unpaired here: records without bits)
     assert rows["weat_vs_trades"]["statistic"] == weat.statistic and not weat.paired
-    assert rows["weat_vs_trades"]["noise"] == pytest.approx(sizing.Z95 * weat.se, rel=1e-12)
-    assert rows["der_prevents_co"]["noise"] == pytest.approx(sizing.Z95 * der.final.se, rel=1e-12)
+    assert rows["weat_vs_trades"]["noise"] == pytest.approx((weat.ci[1] - weat.ci[0]) / 2, rel=1e-12)
+    assert rows["der_prevents_co"]["noise"] == pytest.approx((der.final.ci[1] - der.final.ci[0]) / 2, rel=1e-12)
     assert rows["der_prevents_co"]["train_s"] == 120.0 and rows["der_prevents_co"]["runs"] == ["fgsm-rs", "fgsm-rs + der"]
 
 

@@ -83,29 +83,65 @@ def test_flat_noise_and_straight_lines_have_no_phases():
     e = np.arange(100)
     assert V.phase_structure(-0.015 * e).verdict == V.NO_PHASES
     assert V.phase_structure(-0.015 * e + np.random.default_rng(0).normal(0, 0.02, 100)).verdict == V.NO_PHASES
-    assert V.phase_structure(-0.015 * e).reproduction == V.NOT_REPRODUCED
+
+
+def quadratic(seed, n, sigma=0.002):
+    """One smooth bend and no phases (issue 23: read as three phases in 40 of 40 draws before)."""
+    e = np.arange(1, n + 1)
+    return -0.3 * (e / n) ** 2 + np.random.default_rng(seed).normal(0, sigma, n)
+
+
+def ar1_line(seed, n, rho=0.8, sigma=0.01):
+    """A straight line with AR(1) noise, as a real per-epoch curve's epoch-to-epoch noise is."""
+    r = np.random.default_rng(seed)
+    z = np.zeros(n)
+    for i in range(n):
+        z[i] = (rho * z[i - 1] if i else 0.0) + r.normal(0, sigma)
+    return -0.003 * np.arange(n) + z
+
+
+@pytest.mark.parametrize("curve", [quadratic, ar1_line])
+@pytest.mark.parametrize("n", [30, 100])
+def test_a_smooth_bend_or_autocorrelated_noise_is_not_three_phases(curve, n):
+    found = [V.phase_structure(curve(10_000 + seed, n)).verdict for seed in range(200)]
+    assert found.count(V.THREE_PHASES) <= 10, found.count(V.THREE_PHASES)     # at least 95 % of 200 draws
 
 
 def test_paper_shaped_curve_has_its_three_phases():
-    errors = []
-    for seed in SEEDS:
-        fit = V.phase_structure(paper_phases(seed))
-        assert fit.verdict == V.THREE_PHASES and fit.paper_shaped and fit.reproduction == V.REPRODUCED, seed
-        errors.append(max(abs(fit.boundaries[0] - 10), abs(fit.boundaries[1] - 78)))
-    errors = np.array(errors)
-    # the breakpoint of a 0.15 drop under sigma = 0.02 noise is not always sharp: seeds 8 and 22
-    # put the end of phase 1 at epochs 19 and 17, where the noise fits as well
-    assert (errors <= 5).sum() >= 47 and np.median(errors) <= 2
+    fits = [V.phase_structure(paper_phases(seed)) for seed in range(200)]
+    found = [f for f in fits if f.verdict == V.THREE_PHASES and f.paper_shaped]
+    assert len(found) >= 190, len(found)          # measured: 196 of 200 (a faint phase 1 fits a quartic as well)
+    errors = np.array([max(abs(f.boundaries[0] - 10), abs(f.boundaries[1] - 78)) for f in found])
+    assert (errors <= 5).mean() >= 0.9 and np.median(errors) <= 2
 
 
-def test_one_change_point_is_inconclusive_for_the_three_phase_claim():
+def test_one_change_point_is_one_change_point():
     e = np.arange(1, 31)
     y = np.where(e < 10, -0.015 * e, -0.15) + np.random.default_rng(0).normal(0, 0.005, 30)
     fit = V.phase_structure(y)
     assert fit.verdict == V.ONE_CHANGE and abs(fit.boundaries[0] - 10) <= 2
-    assert fit.reproduction == V.INCONCLUSIVE_SCALE
     short = V.phase_structure([0.0, -0.1])
-    assert short.verdict == V.NO_PHASES and short.reproduction == V.INCONCLUSIVE_SCALE and "too few" in short.sentence
+    assert short.verdict == V.NO_PHASES and not short.bic and "too few" in short.sentence
+
+
+def _ro(verdict, best_window=(70, 78), epochs=100, untestable=""):
+    """A RobustOverfitting result with a given verdict and best window (what phases_reproduced reads)."""
+    return V.RobustOverfitting(-0.03, 0.005, (-0.04, -0.02), 0.5, 0.47, best_window, (epochs - 9, epochs),
+                               "validation accuracy", 1000, 0.01, verdict, "", 0.014, untestable)
+
+
+def test_the_three_phases_are_reproduced_only_with_robust_overfitting_where_phase_3_begins():
+    fit = V.phase_structure(paper_phases(0))
+    assert fit.verdict == V.THREE_PHASES and abs(fit.boundaries[1] - 78) <= 2
+    assert V.phases_reproduced(fit, _ro(V.PRESENT)).verdict == V.REPRODUCED
+    far = V.phases_reproduced(fit, _ro(V.PRESENT, best_window=(40, 50)))          # RO begins 28 epochs earlier
+    assert far.verdict == V.NOT_REPRODUCED and "not where the paper puts it" in far.sentence
+    none = V.phases_reproduced(fit, _ro(V.ABSENT))
+    assert none.verdict == V.INCONCLUSIVE_SCALE and "robust overfitting is absent" in none.sentence
+    untestable = V.phases_reproduced(fit, _ro(V.INCONCLUSIVE, untestable="the network never learned: ..."))
+    assert untestable.verdict == V.INCONCLUSIVE_SCALE and "never learned" in untestable.sentence
+    line = V.phase_structure(-0.003 * np.arange(100) + np.random.default_rng(0).normal(0, 0.01, 100))
+    assert V.phases_reproduced(line, _ro(V.PRESENT)).verdict == V.NOT_REPRODUCED
 
 
 # ----------------------------------------------------------------------------- catastrophic overfitting
@@ -310,7 +346,9 @@ def test_identical_per_image_outcomes_differ_by_exactly_zero():
     a, _ = _pairs(37, 0, 0, 63)
     res = V.compare_records(_eval_record(a), _eval_record(a.copy()), labels=("WEAT_adv", "TRADES"))
     assert res.paired and "McNemar" in res.test and "paired" in res.sentence
-    assert (res.statistic, res.se, res.p_value, res.ci) == (0.0, 0.0, 1.0, (0.0, 0.0))
+    assert (res.statistic, res.se, res.p_value) == (0.0, 0.0, 1.0)
+    # Newcombe: symmetric around 0, as wide as 0 discordant images of 100 allow (about ±2 pt)
+    assert res.ci[0] == pytest.approx(-res.ci[1]) and 0.01 < res.ci[1] < 0.03
     assert res.verdict == V.INCONCLUSIVE_SCALE != V.REPRODUCED
 
 
@@ -324,28 +362,60 @@ def test_a_planted_paired_difference_is_detected_and_the_unpaired_se_stated():
     assert res.statistic == pytest.approx(0.4, abs=1e-15)
     assert res.se == pytest.approx(np.sqrt(40 - 100 * 0.4 ** 2) / 100, rel=1e-12)    # √(b + c − n d²) / n
     assert res.p_value == pytest.approx(2 * 0.5 ** 40, rel=1e-12)                    # 40 of 40 discordant
-    # exact (Clopper-Pearson) interval for 40 of 40 discordant: π in [0.025^(1/40), 1], d = 0.4 (2π − 1)
-    assert res.ci == pytest.approx((0.4 * (2 * 0.025 ** (1 / 40) - 1), 0.4), rel=1e-9)
+    # Newcombe's paired interval by hand: Wilson intervals of 70/100 and 30/100, φ with the continuity
+    # correction (ad − bc = 900 > n/2: 850 / √(70·30·30·70))
+    from scipy import stats
+    w = lambda k: stats.binomtest(k, 100).proportion_ci(method="wilson")
+    (l1, u1), (l2, u2) = (w(70).low, w(70).high), (w(30).low, w(30).high)
+    phi = 850 / np.sqrt(70 * 30 * 30 * 70)
+    low = 0.4 - np.sqrt((0.7 - l1) ** 2 - 2 * phi * (0.7 - l1) * (u2 - 0.3) + (u2 - 0.3) ** 2)
+    high = 0.4 + np.sqrt((u1 - 0.7) ** 2 - 2 * phi * (u1 - 0.7) * (0.3 - l2) + (0.3 - l2) ** 2)
+    assert res.ci == pytest.approx((low, high), rel=1e-12)
+    assert res.discordance == 0.4 and "Newcombe interval" in res.sentence
     assert res.se_unpaired == pytest.approx(np.sqrt((0.7 * 0.3 + 0.3 * 0.7) / 100), rel=1e-12)
     assert "unpaired SE 6.5 pt" in res.sentence and "paired SE 4.9 pt" in res.sentence
     assert "40 vs 0 discordant" in res.test and res.verdict == V.REPRODUCED
     assert V.compare_records(_eval_record(b), _eval_record(a)).verdict == V.NOT_REPRODUCED
 
 
-def test_the_paired_interval_excludes_zero_exactly_when_the_verdict_is_not_inconclusive():
-    """Every split of up to 40 discordant images among 100: the interval the sentence shows and the
-    verdict never contradict each other (a Wald interval does, e.g. at 5 vs 0)."""
+def test_a_direction_needs_the_exact_test_and_the_interval_on_the_same_side():
+    """Every split of up to 40 discordant images among 100: a directional verdict only when McNemar's
+    exact test is significant and Newcombe's interval of the difference lies on that side of 0; the
+    interval always holds the observed difference. At 5 vs 0 the test is not significant (p = 0.062)
+    whatever an interval says."""
     for only_a in range(41):
         for only_b in range(41 - only_a):
             a, b = _pairs(30, only_a, only_b, 70 - only_a - only_b)
             res = V.compare_records(_eval_record(a), _eval_record(b), margin=0)
-            excludes_zero = res.ci[0] > 0 or res.ci[1] < 0
-            assert excludes_zero == (res.verdict != V.INCONCLUSIVE_SCALE), (only_a, only_b, res.ci, res.p_value)
             assert res.ci[0] <= res.statistic <= res.ci[1]
+            directional = res.p_value < 0.05 and (res.ci[0] > 0 or res.ci[1] < 0)
+            assert directional == (res.verdict != V.INCONCLUSIVE_SCALE), (only_a, only_b, res.ci, res.p_value)
     five = V.compare_records(*(_eval_record(v) for v in _pairs(30, 5, 0, 65)), margin=0)
-    assert five.verdict == V.INCONCLUSIVE_SCALE and five.p_value == pytest.approx(2 * 0.5 ** 5) and five.ci[0] < 0
+    assert five.verdict == V.INCONCLUSIVE_SCALE and five.p_value == pytest.approx(2 * 0.5 ** 5)
     wald_low = five.statistic - V._z() * five.se
     assert wald_low > 0                                     # what the Wald interval would have claimed
+
+
+def test_every_comparison_says_the_smallest_effect_it_could_have_detected():
+    """Connor's (1987) sample size for paired proportions, by hand: the paper's CIFAR-100 gap of
+    +1.34 pt at 10 % discordance needs [1.96·√0.1 + 0.8416·√(0.1 − 0.0134²)]² / 0.0134² ≈ 4,369
+    paired images; 4,369 images detect 1.34 pt, fewer detect only more."""
+    from energy_lib import power
+
+    assert power.paired_n_needed(0.0134, 0.10) == pytest.approx(4368.8, abs=0.1)
+    assert power.paired_mde(4369, 0.10) == pytest.approx(0.0134, abs=1e-5)
+    assert power.paired_mde(1000, 0.10) > 0.0134 and power.paired_mde(1000, 0.05) < power.paired_mde(1000, 0.10)
+    assert power.unpaired_mde(1000, 0.5) == pytest.approx((1.959964 + 0.841621) * np.sqrt(0.5 / 1000), rel=1e-5)
+    a, b = _pairs(300, 55, 45, 600)                          # 10 % discordance, +1.0 pt
+    res = V.compare_records(_eval_record(a), _eval_record(b))
+    assert res.verdict == V.INCONCLUSIVE_SCALE and res.discordance == pytest.approx(0.10)
+    assert res.mde == pytest.approx(power.paired_mde(1000, 0.10)) and "would have detected" in res.sentence
+    assert "about 4,369 paired images at this discordance (10%); this build has 1,000" in res.power_text(0.0134)
+    assert "detectable ≥" in res.statistic_text
+    unpaired = V.compare_accuracy(0.5, 0.49, 1000)
+    assert unpaired.mde == pytest.approx(power.unpaired_mde(1000, 0.495))
+    # Newcombe's published example for independent samples (56/70 vs 48/80): 0.0524 to 0.3339
+    assert power.newcombe_unpaired(56, 70, 48, 80) == pytest.approx((0.0524, 0.3339), abs=5e-5)
 
 
 def test_a_direction_is_claimed_only_beyond_the_ranking_margin():
@@ -427,6 +497,27 @@ def test_alarm_on_a_flat_curve_never_fires_and_keeps_the_last_epoch():
     acc = np.linspace(0.3, 0.5, 30)
     alarm = V.delta_e_alarm(d, acc, acc, 200)
     assert not alarm.fired and alarm.alarm_epoch == 30 and alarm.verdict == V.ALARM_AS_GOOD
+
+
+def test_as_good_as_pgd_validation_needs_an_equivalence_test():
+    """Issue 23, point 5: "as good as" only when TOST shows equivalence within ±1.5 pt; an
+    inconclusive comparison is "no detectable difference", with what it could have detected."""
+    d = np.concatenate([np.full(20, -0.1), np.full(10, -1.0)])      # fires at epoch 23
+    val = np.linspace(0.3, 0.5, 30)                                 # PGD validation picks epoch 30
+    correct = np.zeros((30, 5000), bool)
+    correct[:, :2500] = True
+    correct[22, 2500:2510] = True                                   # alarm epoch: 10 images gained,
+    correct[22, :10] = False                                        # 10 lost: the same accuracy
+    test = correct.mean(1)
+    same = V.delta_e_alarm(d, val, test, 5000, test_correct=correct)
+    assert same.fired and same.alarm_epoch == 23 and same.selection_epoch == 30
+    assert same.verdict == V.ALARM_AS_GOOD and "TOST" in same.sentence and same.comparison.paired
+    small = V.delta_e_alarm(d, val, test, 200)                      # the same curves on 200 images, unpaired
+    assert small.verdict == V.ALARM_UNDECIDED and "would have been detected" in small.sentence
+    worse = correct.copy()
+    worse[22, :300] = False                                        # alarm epoch: 6 pt worse on the same images
+    res = V.delta_e_alarm(d, val, worse.mean(1), 5000, test_correct=worse)
+    assert res.verdict == V.ALARM_WORSE
 
 
 def test_alarm_that_stops_early_on_a_rising_curve_is_worse():
