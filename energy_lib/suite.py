@@ -1,0 +1,349 @@
+"""The phenomena suite (issue 24): runs trained once, at the scale each phenomenon needs, committed
+with their records under runs/suite/ and read by the book in the default profile.
+
+The default profile's runs (500 images, 240 SGD steps) stay next to the uniform predictor: they
+cannot show catastrophic overfitting (CO), robust overfitting (RO) or the three phases, whatever
+the verdicts say about them (`energy_lib.regime`). The suite trains, once, runs in which those
+phenomena can occur, in two stages:
+
+1. **Probes** (`PROBES`): short runs over the scale axes the literature points to, kept with their
+   outcomes, negative ones included (a probe stopped early keeps the epochs it has and says why).
+   CO: the single-layer CNN of Andriushchenko & Flammarion (2020) on CIFAR-10's training split
+   less the 1,000 held-out validation images, FGSM from x (α = ε) and FGSM-RS (α = 1.25ε), Adam
+   with a one-cycle schedule, tracked every half epoch (CO is abrupt). RO: SAT on the small CNN
+   with a piecewise schedule (x0.1 at 50 % and 75 %, Rice et al. 2020) on 2,000-5,000 images.
+2. **Confirming runs** (`confirm_runs`): at the scale the written rule (`choose_co`, `choose_ro`)
+   picks from the probes' outcomes, with fresh seeds: for CO the base single-step method, the same
+   with DER on abnormal adversarial examples (β in `DER_BETAS`, γ = 0.1) and N-FGSM (de Jorge et al.
+   2022: the known prevention); for RO SAT, SAT + DER, TRADES and WEAT_adv. `SEEDS` seeds each.
+
+`outcome(run)` reads a run as the chapters will: its regime, the CO or RO verdict with it, the
+ΔE(x) signature and the measured cost. `record()` collects probes and choices into
+runs/suite/suite.json (the appendix shows it). `plan()` says what is done and what is left, with
+estimated core-hours; `tools/suite.py` (`make suite`) trains what is missing, resumable.
+
+Where it lives: `suite_root()` is runs/suite/ of the repository (or $ENERGY_SUITE), whatever
+$ENERGY_RUNS points to, like the committed reference run. Records (config.json, metrics.jsonl,
+samples.jsonl, tracking.json, env.json, DONE) are committed; checkpoints only where a chapter loads
+the model (none of the probes).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import fileio
+from .config import TrainConfig
+from .names import DATASETS
+
+SEEDS = (10, 11, 12)                 # the confirming runs' seeds: fresh, none of them used by a probe
+DER_BETAS = (0.5, 1.0, 2.0)
+DER_GAMMA = 0.1
+RO_GAP_MIN = 0.10                    # RO's size: robust train-test gap's lower bound above 10 pt at the end ...
+RO_BEST_BEFORE = 0.8                 # ... and the validation-best window ending before 80 % of training
+RO_CONFIRM_EPOCHS = 60
+
+
+def suite_root() -> Path:
+    """runs/suite/ of the repository (tracked), or $ENERGY_SUITE."""
+    return Path(os.environ.get("ENERGY_SUITE", Path(__file__).resolve().parent.parent / "runs" / "suite"))
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    name: str
+    phenomenon: str                  # "co" | "ro"
+    stage: str                       # "probe" | "confirm"
+    overrides: dict = field(default_factory=dict)   # TrainConfig fields over the `default` profile
+    stopped_at: int | None = None    # a probe abandoned after this many epochs: its record is what it has
+    why_stopped: str = ""
+
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_profile("default", overrides={**self.overrides, "name": self.name}).canonical()
+
+    def directory(self, root: Path | None = None) -> Path:
+        return (Path(root) if root is not None else suite_root()) / ("probes" if self.stage == "probe" else
+                                                                       "confirm") / self.name
+
+    @property
+    def finished(self) -> bool:
+        """Done (DONE written) or, for an abandoned probe, stopped where the record says."""
+        d = self.directory()
+        if self.stopped_at is not None:
+            return _epochs_recorded(d) >= self.stopped_at
+        return (d / "DONE").is_file()
+
+
+def _epochs_recorded(directory: Path) -> int:
+    try:
+        return sum(1 for line in (directory / "metrics.jsonl").read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+# ----------------------------------------------------------------------------- probes
+CO_BASE = dict(model="single_layer_cnn", n_train=None, n_val=1000, epochs=12, optimizer="adam", batch_size=128,
+               tracks_per_epoch=2, track_attack_steps=10, n_test_track=1000, n_train_track=1000, n_track_samples=200)
+RO_BASE = dict(method="sat", n_train=2000, epochs=40, schedule="piecewise", batch_size=64, attack_steps=5,
+               track_attack_steps=5, n_test_track=500, n_train_track=300, n_val=300, n_track_samples=100)
+
+
+def _co(name, method, eps, lr, seed=0, **more) -> SuiteRun:
+    alpha = 1.25 if method.startswith("fgsm_rs") else 1.0
+    return SuiteRun(name, "co", "probe", {**CO_BASE, "method": method, "eps": eps, "fgsm_alpha": alpha, "lr": lr,
+                                          "seed": seed, **more})
+
+
+def _ro(name, **more) -> SuiteRun:
+    return SuiteRun(name, "ro", "probe", {**RO_BASE, **more})
+
+
+PROBES: tuple[SuiteRun, ...] = (
+    # CO, first wave: Adam at 0.005 collapses (epoch 2.5) and then diverges to chance at the LR peak
+    SuiteRun("probe-co-fgsm-slcnn-e16-s0", "co", "probe",
+             {**CO_BASE, "method": "fgsm", "eps": 16 / 255, "fgsm_alpha": 1.0, "lr": 0.005, "epochs": 15},
+             stopped_at=8, why_stopped="stopped after epoch 8: collapsed at epoch 2.5, then clean accuracy fell to "
+                                       "chance at the learning-rate peak (epoch 5.5); lr 0.005 is too high"),
+    _co("probe-co-fgsm-slcnn-e16-lr0.003-s0", "fgsm", 16 / 255, 0.003),
+    _co("probe-co-fgsm-slcnn-e16-lr0.002-s0", "fgsm", 16 / 255, 0.002),
+    _co("probe-co-fgsm_rs-slcnn-e16-lr0.003-s0", "fgsm_rs", 16 / 255, 0.003),
+    _co("probe-co-n_fgsm-slcnn-e16-lr0.003-s0", "n_fgsm", 16 / 255, 0.003),
+    _co("probe-co-fgsm-slcnn-e12-lr0.003-s0", "fgsm", 12 / 255, 0.003),
+    _co("probe-co-fgsm-slcnn-e16-lr0.003-s1", "fgsm", 16 / 255, 0.003, seed=1),
+    _co("probe-co-fgsm-slcnn-e12-lr0.003-s1", "fgsm", 12 / 255, 0.003, seed=1),
+    _co("probe-co-fgsm-slcnn-e8-lr0.003-s0", "fgsm", 8 / 255, 0.003),
+    # RO: lr 0.1 without warm-up leaves the small CNN at the uniform predictor (never learned)
+    SuiteRun("probe-ro-sat-w32-n2000", "ro", "probe", {**RO_BASE, "lr": 0.1}, stopped_at=10,
+        why_stopped="stopped after epoch 10: at lr 0.1 without warm-up the network went to a constant output in "
+                    "epoch 2 and stayed there (never learned)"),
+    SuiteRun("probe-ro-sat-w32-n5000", "ro", "probe", {**RO_BASE, "n_train": 5000, "lr": 0.1}, stopped_at=5,
+             why_stopped="stopped after epoch 5: constant output at lr 0.1 as at 2,000 images"),
+    SuiteRun("probe-ro-sat-w32-n2000-lr0.05", "ro", "probe", {**RO_BASE, "lr": 0.05}, stopped_at=9,
+             why_stopped="stopped after epoch 9 to free its core: it learned more slowly than lr 0.02 (clean "
+                         "27.6 % vs 36.0 % at their best, 500 test images)"),
+    _ro("probe-ro-sat-w32-n2000-lr0.02", lr=0.02),
+    _ro("probe-ro-sat-w32-n5000-lr0.02", n_train=5000, lr=0.02),
+    _ro("probe-ro-sat-w64-n2000-lr0.02", model="small_cnn_w64", lr=0.02),
+)
+
+
+def probe(name: str) -> SuiteRun:
+    for p in PROBES:
+        if p.name == name:
+            return p
+    raise KeyError(f"no probe named {name!r}; see energy_lib.suite.PROBES")
+
+
+# ----------------------------------------------------------------------------- reading a run
+def load(entry: SuiteRun, root: Path | None = None):
+    """The run store entry of `entry` (a runs.Run), whatever its state; None before it exists."""
+    from .runs import Run
+
+    d = entry.directory(root)
+    return Run(entry.config(), d) if (d / "config.json").is_file() else None
+
+
+def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
+    """What a run shows, read as the chapters read it: regime, the verdict of its phenomenon (with
+    the regime), the ΔE(x) signature and the cost. {} before the run has an epoch."""
+    from . import verdicts
+    from .regime import regime_of, tracked_points
+
+    run = load(entry, root)
+    if run is None or run.metrics.empty:
+        return {}
+    cfg = run.config
+    metrics = run.metrics
+    regime = regime_of(run)
+    points = tracked_points(metrics)
+    out: dict[str, Any] = {
+        "epochs": int(len(metrics)), "done": run.done, "regime": regime.to_dict(),
+        "wall_hours": round(float((metrics["time_train_s"] + metrics["time_track_s"]).sum()) / 3600, 3),
+    }
+    if entry.phenomenon == "co":
+        co = verdicts.catastrophic_overfitting_of(metrics, cfg.n_test_track, DATASETS[cfg.dataset].num_classes,
+                                                  regime=regime)
+        out["co"] = {"verdict": co.verdict, "onset": co.onset, "peak": co.peak, "after": co.after,
+                     "final": co.final, "statistic_text": co.statistic_text, "sentence": co.sentence}
+        if co.onset is not None:
+            before = points[points["progress"] < co.onset]
+            after = points[points["progress"] >= co.onset]
+            out["co"]["dE_before"] = float(before["train_dE_mean"].iloc[-1]) if len(before) else None
+            out["co"]["dE_after_max"] = float(after["train_dE_mean"].abs().max())
+            if "train_aae_frac" in points:
+                out["co"]["aae_before"] = float(before["train_aae_frac"].iloc[-1]) if len(before) else None
+                out["co"]["aae_after"] = float(after["train_aae_frac"].iloc[0])
+    else:
+        ro = verdicts.robust_overfitting_of(metrics, cfg.n_test_track, regime=regime)
+        out["ro"] = {"verdict": ro.verdict, "statistic": ro.statistic, "best_window": list(ro.best_window),
+                     "best_ends_at": (ro.best_window[1] / cfg.epochs) if math.isfinite(ro.statistic) else None,
+                     "statistic_text": ro.statistic_text, "sentence": ro.sentence}
+    return out
+
+
+# ----------------------------------------------------------------------------- the written rules
+def choose_co(outcomes: dict[str, dict]) -> dict | None:
+    """CO's scale, by the rule written before any confirming run:
+
+    * the learning rate: the largest probed one at which no FGSM probe diverged (clean accuracy back
+      at chance or a constant output);
+    * ε: the smallest probed ε at which every FGSM probe (from x) at that learning rate shows CO
+      (`present`, the network having learned), in at least 2 seeds.
+
+    None while no ε qualifies (then more probes are needed). `outcomes`: {probe name: `outcome`}."""
+    fgsm = [(p, outcomes.get(p.name) or {}) for p in PROBES if p.phenomenon == "co"
+            and p.overrides.get("method") == "fgsm"]
+    fgsm = [(p, o) for p, o in fgsm if o]
+    healthy = sorted({p.overrides["lr"] for p, o in fgsm}
+                     - {p.overrides["lr"] for p, o in fgsm if o["regime"]["diverged"]}, reverse=True)
+    for lr in healthy:
+        at_lr = [(p, o) for p, o in fgsm if p.overrides["lr"] == lr and o.get("done")]
+        for eps in sorted({p.overrides["eps"] for p, _ in at_lr}):
+            runs = [o for p, o in at_lr if p.overrides["eps"] == eps]
+            if len(runs) >= 2 and all(o["co"]["verdict"] == "present" for o in runs):
+                return {"eps": eps, "lr": lr, "seeds": len(runs),
+                        "reason": f"FGSM collapses in all {len(runs)} probed seeds at ε = {eps * 255:g}/255 with Adam at "
+                                  f"{lr:g}, the largest probed learning rate at which no FGSM probe diverged; smaller "
+                                  "probed ε did not collapse in every seed"}
+    return None
+
+
+def choose_ro(outcomes: dict[str, dict]) -> dict | None:
+    """RO's scale, by the rule written before any confirming run: the smallest probed training set
+    (then the narrower network) whose finished SAT probe learned, ends with a robust train-test gap
+    whose lower bound exceeds `RO_GAP_MIN`, and has its validation-best window end before
+    `RO_BEST_BEFORE` of training. None while no probe qualifies."""
+    candidates = []
+    for p in PROBES:
+        o = outcomes.get(p.name) or {}
+        if p.phenomenon != "ro" or not o.get("done"):
+            continue
+        reg, ro = o["regime"], o["ro"]
+        gap_low = reg["gap_ci"][0] if reg.get("gap_ci") else None
+        if (reg["learned"] and not reg["diverged"] and gap_low is not None and gap_low > RO_GAP_MIN
+                and ro["best_ends_at"] is not None and ro["best_ends_at"] < RO_BEST_BEFORE):
+            candidates.append((p.overrides.get("n_train"), p.overrides.get("model", "small_cnn"), p))
+    if not candidates:
+        return None
+    n, model, p = min(candidates, key=lambda c: (c[0], c[1] != "small_cnn"))
+    o = outcomes[p.name]
+    return {"n_train": n, "model": model, "lr": p.overrides["lr"], "probe": p.name,
+            "reason": f"{p.name}: learned, robust train-test gap {100 * o['regime']['gap']:+.1f} pt (lower bound above "
+                      f"{100 * RO_GAP_MIN:.0f} pt), best window ending at {o['ro']['best_ends_at']:.0%} of training"}
+
+
+# ----------------------------------------------------------------------------- confirming runs
+def confirm_runs(co: dict | None, ro: dict | None, co_rs: bool = False) -> tuple[SuiteRun, ...]:
+    """The confirming runs for the chosen scales (none for a phenomenon without a choice). `co_rs`:
+    FGSM-RS also collapsed in its probe at the chosen ε, so its arms are confirmed too."""
+    runs = []
+    if co is not None:
+        base = {**CO_BASE, "eps": co["eps"], "lr": co["lr"], "der_gamma": DER_GAMMA}
+        eps = round(co["eps"] * 255)
+        methods = ["fgsm"] + (["fgsm_rs"] if co_rs else [])
+        for seed in SEEDS:
+            for method in methods:
+                alpha = 1.25 if method == "fgsm_rs" else 1.0
+                runs.append(SuiteRun(f"co-{method}-e{eps}-s{seed}", "co", "confirm",
+                                     {**base, "method": method, "fgsm_alpha": alpha, "seed": seed}))
+                for beta in DER_BETAS:
+                    runs.append(SuiteRun(f"co-{method}_der-b{beta:g}-e{eps}-s{seed}", "co", "confirm",
+                                         {**base, "method": f"{method}_der", "fgsm_alpha": alpha, "der_beta": beta,
+                                          "seed": seed}))
+            runs.append(SuiteRun(f"co-n_fgsm-e{eps}-s{seed}", "co", "confirm",
+                                 {**base, "method": "n_fgsm", "fgsm_alpha": 1.0, "seed": seed}))
+    if ro is not None:
+        base = {**RO_BASE, "n_train": ro["n_train"], "model": ro["model"], "lr": ro["lr"], "epochs": RO_CONFIRM_EPOCHS,
+                "n_test_track": 1000, "n_train_track": 1000, "n_val": 1000, "n_track_samples": 200,
+                "der_gamma": DER_GAMMA}
+        for seed in SEEDS:
+            for method in ("sat", "sat_der", "trades", "weat_adv"):
+                runs.append(SuiteRun(f"ro-{method}-n{ro['n_train']}-s{seed}", "ro", "confirm",
+                                     {**base, "method": method, "seed": seed}))
+    return tuple(runs)
+
+
+# ----------------------------------------------------------------------------- record and plan
+RECORD = "suite.json"
+
+
+def record(root: Path | None = None) -> dict:
+    """Probes with their outcomes, the rules' choices and the confirming runs they define."""
+    outcomes = {p.name: outcome(p, root) for p in PROBES}
+    co, ro = choose_co(outcomes), choose_ro(outcomes)
+    rs = _rs_collapsed(outcomes, co)
+    confirm = confirm_runs(co, ro, rs)
+    return {"probes": [{"name": p.name, "phenomenon": p.phenomenon, "overrides": _plain(p.overrides),
+                        "stopped_at": p.stopped_at, "why_stopped": p.why_stopped, "outcome": outcomes[p.name]}
+                       for p in PROBES],
+            "choice": {"co": co, "ro": ro, "co_fgsm_rs": rs},
+            "confirm": [{"name": r.name, "phenomenon": r.phenomenon, "overrides": _plain(r.overrides),
+                         "outcome": outcome(r, root)} for r in confirm]}
+
+
+def _rs_collapsed(outcomes: dict, co: dict | None) -> bool:
+    if co is None:
+        return False
+    return any(p.overrides.get("method") == "fgsm_rs" and p.overrides["eps"] == co["eps"]
+               and p.overrides["lr"] == co["lr"] and (outcomes.get(p.name) or {}).get("co", {}).get("verdict") == "present"
+               for p in PROBES)
+
+
+def _plain(values: dict) -> dict:
+    return json.loads(json.dumps(values))
+
+
+def write_record(root: Path | None = None) -> Path:
+    path = (Path(root) if root is not None else suite_root()) / RECORD
+    fileio.make_dir(path.parent)
+    fileio.atomic_write_text(path, json.dumps(record(root), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_record(root: Path | None = None) -> dict | None:
+    path = (Path(root) if root is not None else suite_root()) / RECORD
+    return fileio.read_json(path) if path.is_file() else None
+
+
+def estimated_hours(entry: SuiteRun, measured: dict[str, dict]) -> float | None:
+    """Core-hours a run still needs, from a measured run of the same model and method family (wall
+    hours per epoch of a one-thread process), scaled by its epochs and training-set size."""
+    cfg = entry.config()
+    family = "single" if cfg.method in ("fgsm", "fgsm_rs", "fgsm_der", "fgsm_rs_der", "n_fgsm") else "multi"
+    cost_factor = {"trades": 1.3, "weat_adv": 1.3, "sat_der": 1.15, "fgsm_der": 1.3, "fgsm_rs_der": 1.3}.get(
+        cfg.method, 1.0)
+    n = cfg.n_train or DATASETS[cfg.dataset].train_size - cfg.n_val
+    rates = [o["wall_hours"] / o["epochs"] / (o["n"] or 1) for o in measured.values()
+             if o.get("model") == cfg.model and o.get("family") == family and o.get("epochs")]
+    if not rates:
+        return None
+    done = _epochs_recorded(entry.directory())
+    return round(sorted(rates)[len(rates) // 2] * n * (cfg.epochs - done) * cost_factor, 2)
+
+
+def plan(root: Path | None = None) -> list[dict]:
+    """Every suite run (probes, then the confirming runs the rules define now): done or left, with
+    the estimated core-hours still needed."""
+    outcomes = {p.name: outcome(p, root) for p in PROBES}
+    co, ro = choose_co(outcomes), choose_ro(outcomes)
+    confirm = confirm_runs(co, ro, _rs_collapsed(outcomes, co))
+    measured = {}
+    for p in PROBES:
+        o = outcomes[p.name]
+        if o:
+            cfg = p.config()
+            family = "single" if cfg.method in ("fgsm", "fgsm_rs", "fgsm_der", "fgsm_rs_der", "n_fgsm") else "multi"
+            measured[p.name] = {"model": cfg.model, "family": family, "epochs": o["epochs"],
+                                "wall_hours": o["wall_hours"],
+                                "n": cfg.n_train or DATASETS[cfg.dataset].train_size - cfg.n_val}
+    rows = []
+    for entry in (*PROBES, *confirm):
+        rows.append({"name": entry.name, "stage": entry.stage, "phenomenon": entry.phenomenon,
+                     "finished": entry.finished, "epochs": _epochs_recorded(entry.directory(root)),
+                     "of": entry.stopped_at or entry.config().epochs,
+                     "hours_left": 0.0 if entry.finished else estimated_hours(entry, measured)})
+    return rows

@@ -1,0 +1,87 @@
+"""The phenomena suite (energy_lib.suite): the written rules that choose each phenomenon's scale,
+on planted probe outcomes whose answer is known, the confirming runs they define, and the probes'
+configs (the committed probe records must keep matching them)."""
+import pytest
+
+from energy_lib import suite
+from energy_lib.runs import Run
+
+
+def _co_outcome(verdict, *, diverged=False, done=True):
+    return {"done": done, "regime": {"learned": True, "diverged": diverged}, "co": {"verdict": verdict}}
+
+
+def _ro_outcome(*, gap, gap_low, best_ends_at, learned=True, done=True):
+    return {"done": done, "regime": {"learned": learned, "diverged": False, "gap": gap, "gap_ci": [gap_low, gap + 0.05]},
+            "ro": {"best_ends_at": best_ends_at}}
+
+
+def _fgsm_probes():
+    return {p.name: p for p in suite.PROBES if p.phenomenon == "co" and p.overrides["method"] == "fgsm"}
+
+
+def test_co_scale_is_the_smallest_eps_that_collapses_in_every_seed_at_the_largest_healthy_lr():
+    probes = _fgsm_probes()
+    outcomes = {name: _co_outcome("absent") for name in probes}
+    outcomes["probe-co-fgsm-slcnn-e16-s0"] = _co_outcome("present", diverged=True)     # lr 0.005 diverged
+    for name in ("probe-co-fgsm-slcnn-e16-lr0.003-s0", "probe-co-fgsm-slcnn-e16-lr0.003-s1",
+                 "probe-co-fgsm-slcnn-e12-lr0.003-s0"):
+        outcomes[name] = _co_outcome("present")
+    choice = suite.choose_co(outcomes)           # 12/255 collapsed in one seed of two: 16/255 is chosen
+    assert choice["eps"] == pytest.approx(16 / 255) and choice["lr"] == 0.003 and choice["seeds"] == 2
+    outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("present")
+    assert suite.choose_co(outcomes)["eps"] == pytest.approx(12 / 255)
+    # an unfinished probe does not count, and nothing qualifies when no ε collapses in 2 seeds
+    outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("present", done=False)
+    assert suite.choose_co(outcomes)["eps"] == pytest.approx(16 / 255)
+    assert suite.choose_co({name: _co_outcome("absent") for name in probes}) is None
+    assert suite.choose_co({}) is None
+
+
+def test_ro_scale_needs_a_gap_and_a_best_window_well_before_the_end():
+    ok = _ro_outcome(gap=0.25, gap_low=0.18, best_ends_at=0.55)
+    outcomes = {"probe-ro-sat-w32-n2000-lr0.02": _ro_outcome(gap=0.08, gap_low=0.03, best_ends_at=0.55),  # gap too small
+                "probe-ro-sat-w32-n5000-lr0.02": ok,
+                "probe-ro-sat-w64-n2000-lr0.02": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)}  # best at the end
+    choice = suite.choose_ro(outcomes)
+    assert (choice["n_train"], choice["model"], choice["lr"]) == (5000, "small_cnn", 0.02)
+    outcomes["probe-ro-sat-w64-n2000-lr0.02"] = ok
+    assert (suite.choose_ro(outcomes)["n_train"], suite.choose_ro(outcomes)["model"]) == (2000, "small_cnn_w64")
+    never = {name: _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.5, learned=False) for name in outcomes}
+    assert suite.choose_ro(never) is None
+
+
+def test_confirming_runs_follow_the_choices_with_fresh_seeds():
+    co = {"eps": 16 / 255, "lr": 0.003}
+    runs = suite.confirm_runs(co, None)
+    assert len(runs) == 3 * (1 + len(suite.DER_BETAS) + 1)       # FGSM, FGSM + DER x 3 betas, N-FGSM; 3 seeds
+    assert {r.overrides["seed"] for r in runs} == set(suite.SEEDS)
+    assert not set(suite.SEEDS) & {p.overrides.get("seed", 0) for p in suite.PROBES}
+    cfgs = [r.config() for r in runs]
+    assert {c.method for c in cfgs} == {"fgsm", "fgsm_der", "n_fgsm"} and {c.lr for c in cfgs} == {0.003}
+    assert sorted({c.der_beta for c in cfgs if c.method == "fgsm_der"}) == list(suite.DER_BETAS)
+    assert len(suite.confirm_runs(co, None, co_rs=True)) == 3 * (2 * (1 + len(suite.DER_BETAS)) + 1)
+    ro = suite.confirm_runs(None, {"n_train": 2000, "model": "small_cnn", "lr": 0.02})
+    assert {r.config().method for r in ro} == {"sat", "sat_der", "trades", "weat_adv"} and len(ro) == 12
+    assert {r.config().epochs for r in ro} == {suite.RO_CONFIRM_EPOCHS}
+    assert len({r.name for r in (*runs, *ro)}) == len(runs) + len(ro)
+
+
+def test_every_probe_is_a_valid_config_and_the_recorded_ones_match_it():
+    names = [p.name for p in suite.PROBES]
+    assert len(names) == len(set(names))
+    for p in suite.PROBES:
+        cfg = p.config()
+        assert cfg.name == p.name
+        run = suite.load(p)
+        if run is not None:          # a committed (or running) probe record: the same config
+            Run(cfg, run.dir).check_config()
+
+
+def test_the_suite_lives_where_energy_suite_points(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_SUITE", str(tmp_path))
+    assert suite.suite_root() == tmp_path
+    assert suite.PROBES[0].directory() == tmp_path / "probes" / suite.PROBES[0].name
+    rec = suite.record()
+    assert all(p["outcome"] == {} for p in rec["probes"]) and rec["choice"]["co"] is None and rec["confirm"] == []
+    assert suite.write_record() == tmp_path / "suite.json" and suite.read_record()["choice"]["ro"] is None
