@@ -164,6 +164,10 @@ def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
         "epochs": int(len(metrics)), "done": run.done, "regime": regime.to_dict(),
         "wall_hours": round(float((metrics["time_train_s"] + metrics["time_track_s"]).sum()) / 3600, 3),
     }
+    final = run.dir / FINAL_EVAL
+    if final.is_file():
+        rec = fileio.read_json(final)
+        out["final"] = {split: {k: v[k] for k in ("n", "clean", "robust")} for split, v in rec["splits"].items()}
     if entry.phenomenon == "co":
         co = verdicts.catastrophic_overfitting_of(metrics, cfg.n_test_track, DATASETS[cfg.dataset].num_classes,
                                                   regime=regime)
@@ -182,6 +186,75 @@ def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
         out["ro"] = {"verdict": ro.verdict, "statistic": ro.statistic, "best_window": list(ro.best_window),
                      "best_ends_at": (ro.best_window[1] / cfg.epochs) if math.isfinite(ro.statistic) else None,
                      "statistic_text": ro.statistic_text, "sentence": ro.sentence}
+    return out
+
+
+# ----------------------------------------------------------------------------- final evaluation
+# The final robust accuracy of a run's last.pt, per image, on the shipped test images and on the
+# held-out validation block (training images no suite run trains on: `train.VAL_SEED`'s n_val
+# class-balanced images), so that comparisons are paired. CO: the CO literature's PGD-50-10 at
+# α = ε/4; RO: the paper's PGD-20 at α = ε/4 (one restart: the small CNN is 10x slower).
+FINAL_ATTACK = {"co": {"steps": 50, "restarts": 10}, "ro": {"steps": 20, "restarts": 1}}
+N_TEST_FINAL = 1017          # the CIFAR-10 test images shipped for offline work (../shared/data)
+FINAL_EVAL = "final_eval.json"
+
+
+def _robust_per_image(model, x, y, eps: float, steps: int, restarts: int, seed: int, batch_size: int = 500):
+    """(clean correct, robust correct) per image under PGD-CE with uniform random restarts, each
+    restart attacking only the images no earlier restart fooled (the worst case over restarts)."""
+    import torch
+
+    from . import attacks
+
+    clean = attacks.predict_logits(model, x).argmax(1) == y
+    robust = clean.clone()
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(restarts):
+        todo = robust.nonzero().flatten()
+        if not len(todo):
+            break
+        for i in range(0, len(todo), batch_size):
+            idx = todo[i:i + batch_size]
+            xa = attacks.pgd(model, x[idx], y[idx], eps=eps, step_size=eps / 4, steps=steps, generator=g)
+            with torch.no_grad():
+                robust[idx] &= model(xa).argmax(1) == y[idx]
+    return clean, robust
+
+
+def final_evaluation(entry: SuiteRun, root: Path | None = None) -> dict:
+    """The final evaluation record of a finished suite run (computed once, stored as final_eval.json
+    beside its records, reused only when its key holds this model's weights digest and the same
+    attack and images)."""
+    import torch
+
+    from . import bits, data
+    from .generation_store import model_digest
+    from .models import frozen_for_attacks
+    from .train import load_training_data
+
+    run = load(entry, root)
+    if run is None or not entry.finished:
+        raise fileio.StoreError(f"suite run {entry.name} is not finished; train it with tools/suite.py first")
+    cfg = run.config
+    model = run.load_model("last")
+    attack = {**FINAL_ATTACK[entry.phenomenon], "eps": cfg.eps, "step_size": cfg.eps / 4, "seed": 0}
+    key = {"weights_sha256": model_digest(model), "attack": attack, "n_test": N_TEST_FINAL, "heldout": cfg.n_val}
+    path = run.dir / FINAL_EVAL
+    if path.is_file():
+        stored = fileio.read_json(path)
+        if stored.get("key") == key:
+            return stored
+    torch.manual_seed(0)
+    splits = {"test": data.load_dataset(cfg.dataset, "test", n=N_TEST_FINAL), "heldout": load_training_data(cfg).val}
+    out = {"key": key, "splits": {}}
+    with frozen_for_attacks(model):
+        for name, images in splits.items():
+            x, y = images.tensors()
+            clean, robust = _robust_per_image(model, x, y, cfg.eps, attack["steps"], attack["restarts"], seed=0)
+            out["splits"][name] = {"n": int(len(y)), "clean": float(clean.numpy().mean()),
+                                   "robust": float(robust.numpy().mean()),
+                                   "clean_correct": bits.pack(clean.numpy()), "robust_correct": bits.pack(robust.numpy())}
+    fileio.atomic_write_text(path, json.dumps(out, indent=1, sort_keys=True) + "\n")
     return out
 
 

@@ -85,3 +85,36 @@ def test_the_suite_lives_where_energy_suite_points(tmp_path, monkeypatch):
     rec = suite.record()
     assert all(p["outcome"] == {} for p in rec["probes"]) and rec["choice"]["co"] is None and rec["confirm"] == []
     assert suite.write_record() == tmp_path / "suite.json" and suite.read_record()["choice"]["ro"] is None
+
+
+def test_the_final_evaluation_is_per_image_keyed_by_the_weights_and_reused(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from energy_lib import bits
+    from energy_lib.runs import train_or_load
+
+    monkeypatch.setenv("ENERGY_SUITE", str(tmp_path))
+    monkeypatch.setattr(suite, "N_TEST_FINAL", 40)
+    entry = suite.SuiteRun("tiny-co", "co", "confirm", dict(
+        method="fgsm", model="single_layer_cnn_f4", n_train=64, n_val=32, n_train_track=16, n_test_track=16,
+        n_track_samples=8, epochs=2, batch_size=16, optimizer="adam", lr=0.005, eps=16 / 255, fgsm_alpha=1.0,
+        track_attack_steps=1, device="cpu"))
+    with pytest.raises(Exception, match="not finished"):
+        suite.final_evaluation(entry)
+    train_or_load(entry.config(), progress=False, root=entry.directory().parent)
+    rec = suite.final_evaluation(entry)
+    test, held = rec["splits"]["test"], rec["splits"]["heldout"]
+    assert (test["n"], held["n"]) == (40, 32) and rec["key"]["attack"]["steps"] == 50
+    clean, robust = bits.unpack(test["clean_correct"], 40), bits.unpack(test["robust_correct"], 40)
+    assert (robust <= clean).all() and test["robust"] == robust.mean() and test["clean"] == clean.mean()
+    path = entry.directory() / suite.FINAL_EVAL
+    stored = json.loads(path.read_text())
+    stored["splits"]["test"]["robust"] = -1.0                     # reused as stored while the key holds
+    path.write_text(json.dumps(stored))
+    assert suite.final_evaluation(entry)["splits"]["test"]["robust"] == -1.0
+    stored["key"]["weights_sha256"] = "another model"             # another model's record: recomputed
+    path.write_text(json.dumps(stored))
+    assert suite.final_evaluation(entry)["splits"]["test"]["robust"] == test["robust"]
+    assert suite.outcome(entry)["final"]["test"]["n"] == 40

@@ -8,7 +8,9 @@
 Runs are trained one after another in each of `--jobs` worker processes (default 1, one thread
 each), under `nice`, into runs/suite/ (or $ENERGY_SUITE) whatever $ENERGY_RUNS says. Each run is
 resumable from its last epoch (`runs.train_or_load`); probes stopped on purpose (`stopped_at`) are
-never resumed. The confirming runs are those the written rules choose from the probes' outcomes
+never resumed. Each finished run then gets its final evaluation (`suite.final_evaluation`:
+per-image clean and robust accuracy of last.pt on the shipped test images and the held-out
+block). The confirming runs are those the written rules choose from the probes' outcomes
 now (`suite.choose_co`, `suite.choose_ro`): rerun after the probes finish to get them. Errors are
 one line (exit 2); Ctrl-C stops after saving what the current epochs hold (exit 130).
 """
@@ -36,8 +38,10 @@ def _train(name: str) -> tuple[str, bool]:
     torch.set_num_threads(1)
     os.nice(10)
     entry = _entries()[name]
-    run = train_or_load(entry.config(), progress=False, root=entry.directory().parent)
-    return name, run.done
+    if entry.stopped_at is None:
+        train_or_load(entry.config(), progress=False, root=entry.directory().parent)
+    suite.final_evaluation(entry)          # the final per-image robust accuracy (PGD-50-10 / PGD-20)
+    return name, True
 
 
 def _entries() -> dict:
@@ -76,7 +80,8 @@ def main(argv=None) -> int:
             if unknown:
                 print(f"error: no suite run named {unknown[0]!r}; see `tools/suite.py --dry-run`", file=sys.stderr)
                 return 2
-            todo = [n for n in (args.only or entries) if not entries[n].finished]   # in the order asked
+            todo = [n for n in (args.only or entries) if not entries[n].finished
+                    or not (entries[n].directory() / suite.FINAL_EVAL).is_file()]   # in the order asked
             print(f"[suite] {len(todo)} run(s) to train with {args.jobs} process(es): {', '.join(todo) or '-'}",
                   flush=True)
             with ProcessPoolExecutor(args.jobs) as pool:
