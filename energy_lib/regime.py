@@ -128,7 +128,7 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
     state = ("never learned" if not learned else "diverged (constant output)" if diverged and constant else
              "diverged (clean accuracy back at chance)" if diverged else "learned")
     sentence = (f"{state}: {steps_text}clean test accuracy best {clean[i_best]:.1%} [{best_ci[0]:.1%}, {best_ci[1]:.1%}] "
-                f"at epoch {float(np.asarray(when)[i_best]):g}, final {clean[-1]:.1%} (chance {chance:.0%}, learned above "
+                f"at epoch {float(np.asarray(when)[i_best]):.2f}".rstrip("0").rstrip(".") + f", final {clean[-1]:.1%} (chance {chance:.0%}, learned above "
                 f"{LEARNED_FACTOR:g}x chance); mean E(x) {offset:+.2f} from −ln K, clean CE {information:.2f} nats below "
                 f"ln K; {gap_text}")
     return Regime(steps, int(n_test), int(n_train_track), chance, float(clean[i_best]), best_ci,

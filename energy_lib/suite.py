@@ -420,3 +420,37 @@ def plan(root: Path | None = None) -> list[dict]:
                      "of": entry.stopped_at or entry.config().epochs,
                      "hours_left": 0.0 if entry.finished else estimated_hours(entry, measured)})
     return rows
+
+
+# ----------------------------------------------------------------------------- what the chapters read
+def _label(entry: SuiteRun) -> str:
+    o = entry.overrides
+    method = {"fgsm": "FGSM", "fgsm_rs": "FGSM-RS", "fgsm_der": "FGSM + DER", "fgsm_rs_der": "FGSM-RS + DER",
+              "n_fgsm": "N-FGSM", "sat": "SAT", "sat_der": "SAT + DER", "trades": "TRADES",
+              "weat_adv": "WEAT_adv"}.get(o.get("method"), o.get("method"))
+    der = f" β={o['der_beta']:g}" if o.get("method", "").endswith("_der") and "der_beta" in o else ""
+    scale = (f"ε={o['eps'] * 255:g}/255, lr {o['lr']:g}" if entry.phenomenon == "co" else
+             f"{o.get('n_train')} images, {o.get('model', 'small_cnn')}, lr {o['lr']:g}")
+    return f"{method}{der} ({scale}, seed {o.get('seed', 0)})"
+
+
+def phenomenon_runs(phenomenon: str, root: Path | None = None) -> dict:
+    """The suite's runs of a phenomenon as a chapter shows them: the confirming runs at the chosen
+    scale when any is finished, else the finished probes (at the chosen scale first). Returns
+    {"choice", "stage", "runs": {label: SuiteRun}, "outcomes": {label: outcome}, "probes": {name: outcome}}."""
+    probes = [p for p in PROBES if p.phenomenon == phenomenon]
+    probe_outcomes = {p.name: outcome(p, root) for p in PROBES}
+    co, ro = choose_co(probe_outcomes), choose_ro(probe_outcomes)
+    choice = co if phenomenon == "co" else ro
+    confirm = [r for r in confirm_runs(co, ro, _rs_collapsed(probe_outcomes, co))
+               if r.phenomenon == phenomenon and r.finished]
+    if confirm:
+        stage, entries = "confirming runs", confirm
+    else:
+        stage = "probes" + ("" if choice is not None else " (no scale chosen yet)")
+        entries = [p for p in probes if p.finished and probe_outcomes[p.name]]
+    runs = {_label(e): e for e in entries}
+    return {"choice": choice, "stage": stage, "runs": runs,
+            "outcomes": {label: (probe_outcomes.get(e.name) if e.stage == "probe" else outcome(e, root))
+                         for label, e in runs.items()},
+            "probes": {p.name: probe_outcomes[p.name] for p in probes}}

@@ -231,7 +231,13 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
             record["test_correct_adv"] = bits.pack(m["ok_adv"].bool().cpu().numpy())
         record[f"{split}_ce_nat"] = m["ce_nat"].mean().item()
         record[f"{split}_ce_adv"] = m["ce_adv"].mean().item()
-        if split in ("val", "train_pgd"):   # selection / generalisation gap: accuracies and CE are enough
+        if split == "val":   # selection: accuracies and CE are enough
+            continue
+        if split == "train_pgd":   # the training images under the common test attack: like with like (chapter 3)
+            record.update({f"train_pgd_{key}_{stat}": v for key in ("E_adv", "Ey_adv", "dE", "dEy")
+                           for stat, v in energy_summary(m[key]).items()})
+            per_sample["E_adv_pgd"] = [round(v, 5) for v in m["E_adv"][:cfg.n_track_samples].tolist()]
+            per_sample["Ey_adv_pgd"] = [round(v, 5) for v in m["Ey_adv"][:cfg.n_track_samples].tolist()]
             continue
         for key in ENERGY_KEYS:
             record.update({f"{split}_{key}_{stat}": v for stat, v in energy_summary(m[key]).items()})
@@ -240,8 +246,8 @@ def track(model, td: TrainingData, cfg: TrainConfig, epoch: int, device) -> tupl
                                                       epoch_generator(cfg, epoch, 5))
         if split == "train":
             n = cfg.n_track_samples
-            per_sample = {key: [round(v, 5) for v in m[key][:n].tolist()] for key in ("E_nat", "E_adv", "Ey_nat",
-                                                                                       "Ey_adv")}
+            per_sample.update({key: [round(v, 5) for v in m[key][:n].tolist()] for key in ("E_nat", "E_adv", "Ey_nat",
+                                                                                           "Ey_adv")})
             per_sample["correct_nat"] = m["ok_nat"][:n].int().tolist()
             per_sample["correct_adv"] = m["ok_adv"][:n].int().tolist()
     return record, per_sample
@@ -332,7 +338,7 @@ def within_tracker(model, td: TrainingData, cfg: TrainConfig, epoch: int, device
         if done in at:
             t0 = time.perf_counter()
             record, _ = track(model, td, cfg, epoch, device)
-            points.append({"progress": epoch + done / n_steps, **record, "time_s": time.perf_counter() - t0})
+            points.append({"progress": round(epoch + done / n_steps, 4), **record, "time_s": time.perf_counter() - t0})
     return after_step
 
 

@@ -64,6 +64,11 @@ def _z(level: float = LEVEL) -> float:
     return float(stats.norm.ppf(0.5 + level / 2))
 
 
+def _ep(x: float) -> str:
+    """An epoch or a tracking point's progress in epochs: 16, 2.5 (within-epoch points to 0.01)."""
+    return f"{float(x):.2f}".rstrip("0").rstrip(".")
+
+
 def _pt(x: float) -> str:
     """A proportion difference in percentage points."""
     return f"{100 * x:+.1f} pt"
@@ -460,7 +465,7 @@ class CatastrophicOverfitting(Result):
                     f"{self.final:.1%} (n = {self.n_images})")
         if self.onset is None:
             return f"no collapse: peak {self.peak:.1%}, final {self.final:.1%} (n = {self.n_images})"
-        return f"collapse at epoch {self.onset}: {self.peak:.1%} → {self.after:.1%} (n = {self.n_images})"
+        return f"collapse at epoch {_ep(self.onset)}: {self.peak:.1%} → {self.after:.1%} (n = {self.n_images})"
 
 
 def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, chance: float | None = None,
@@ -525,7 +530,7 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
         after = float(a[onset:].mean())
         verdict = PRESENT
         sentence = (f"robust test accuracy falls from a peak of {peak_all:.1%} to {a[onset]:.1%} at epoch "
-                    f"{float(epochs[onset]):g} and averages {after:.1%} from there to the end ({n_images} test images: "
+                    f"{_ep(epochs[onset])} and averages {after:.1%} from there to the end ({n_images} test images: "
                     "the drop is larger than the binomial noise): catastrophic overfitting is present")
     else:
         after = final
@@ -742,6 +747,41 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
     sentence = (f"without DER catastrophic overfitting is {base.verdict}, with DER {der.verdict}: {text}; final "
                 f"robust accuracy {final.sentence}")
     return DerPreventsCO(verdict, base, der, final, sentence)
+
+
+@dataclass(frozen=True)
+class Replicated(Result):
+    verdict: str                 # REPRODUCTION of "every run shows `expected`"
+    found: dict                  # {label: that run's verdict}
+    expected: str
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        hits = sum(v == self.expected for v in self.found.values())
+        return f"{hits} of {len(self.found)} runs {self.expected}"
+
+
+def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str = ABSENT,
+               min_runs: int = 2) -> Replicated:
+    """A finding over independent runs (seeds): `reproduced` when at least `min_runs` runs were read
+    and every one gives `expected` (e.g. CO present in each seed); `not reproduced` when at least
+    `min_runs` and every one gives `opposite`; `inconclusive at this scale` when the runs disagree,
+    any is inconclusive, or there are too few. `found`: {run label: its verdict}."""
+    values = list(found.values())
+    n = len(values)
+    hits, misses = values.count(expected), values.count(opposite)
+    if n >= min_runs and hits == n:
+        verdict, text = REPRODUCED, f"{what} in every one of the {n} runs"
+    elif n >= min_runs and misses == n:
+        verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} runs"
+    elif n < min_runs:
+        verdict, text = INCONCLUSIVE_SCALE, f"{n} run(s) read, fewer than the {min_runs} a replication needs"
+    else:
+        verdict, text = INCONCLUSIVE_SCALE, (f"the runs disagree ({hits} {expected}, {misses} {opposite}, "
+                                             f"{n - hits - misses} inconclusive)")
+    listed = ", ".join(f"{label}: {v}" for label, v in found.items())
+    return Replicated(verdict, dict(found), expected, f"{text} ({listed})" if n else text)
 
 
 # ----------------------------------------------------------------------------- bimodality
@@ -1127,18 +1167,18 @@ def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, win
         how = ""
     elif equivalent(tost.ci, margin):
         verdict = ALARM_AS_GOOD
-        how = (f"; its 90 % interval [{_pt(tost.ci[0])}, {_pt(tost.ci[1])}] lies within ±{100 * margin:.1f} pt "
+        how = (f"; its 90% interval [{_pt(tost.ci[0])}, {_pt(tost.ci[1])}] lies within ±{100 * margin:.1f} pt "
                "(equivalence, TOST at 5 %)")
     else:
         verdict = ALARM_UNDECIDED
-        how = (f"; equivalence within ±{100 * margin:.1f} pt is not shown either (90 % interval "
+        how = (f"; equivalence within ±{100 * margin:.1f} pt is not shown either (90% interval "
                f"[{_pt(tost.ci[0])}, {_pt(tost.ci[1])}]), and a difference of {100 * cmp.mde:.1f} pt would have been "
                f"detected with {POWER:.0%} power")
     when = (f"the ΔE rule fires at epoch {int(epochs[alarm])}" if fired_at is not None else
             f"the ΔE rule never fires, so training runs to epoch {int(epochs[alarm])}")
     sentence = (f"{when} ({test[alarm]:.1%} robust test accuracy there); PGD validation selects epoch "
                 f"{int(epochs[sel])} ({test[sel]:.1%}); the last epoch has {test[-1]:.1%}. The difference "
-                f"{_pt(cmp.statistic)} (95 % interval [{_pt(cmp.ci[0])}, {_pt(cmp.ci[1])}], "
+                f"{_pt(cmp.statistic)} (95% interval [{_pt(cmp.ci[0])}, {_pt(cmp.ci[1])}], "
                 f"{'paired' if cmp.paired else 'unpaired'}) makes the alarm {verdict}{how}")
     return DeltaEAlarm(fired_at is not None, int(epochs[alarm]), int(epochs[sel]), float(test[alarm]),
                        float(test[sel]), float(test[-1]), cmp, verdict, sentence)

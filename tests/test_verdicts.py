@@ -695,3 +695,15 @@ def test_paired_ro_noise_is_never_zero_by_construction():
     acc = correct.mean(1)
     ro = V.robust_overfitting(acc, 200, val_acc=np.linspace(0.1, 0.5, 30), test_correct=correct)
     assert ro.best_window == ro.last_window and ro.se > 0.01 and ro.verdict == V.INCONCLUSIVE
+
+
+def test_a_finding_is_replicated_only_when_every_run_shows_it():
+    assert V.replicated({"s10": V.PRESENT, "s11": V.PRESENT}, "CO").verdict == V.REPRODUCED
+    assert V.replicated({"s10": V.ABSENT, "s11": V.ABSENT}, "CO").verdict == V.NOT_REPRODUCED
+    mixed = V.replicated({"s10": V.PRESENT, "s11": V.ABSENT, "s12": V.INCONCLUSIVE}, "CO")
+    assert mixed.verdict == V.INCONCLUSIVE_SCALE and "disagree (1 present, 1 absent, 1 inconclusive)" in mixed.sentence
+    assert V.replicated({"s10": V.PRESENT}, "CO").verdict == V.INCONCLUSIVE_SCALE          # one seed is no replication
+    assert V.replicated({}, "CO").statistic_text == "0 of 0 runs present"
+    der = V.replicated({"s10": V.REPRODUCED, "s11": V.REPRODUCED}, "DER prevents CO", expected=V.REPRODUCED,
+                       opposite=V.NOT_REPRODUCED)
+    assert der.verdict == V.REPRODUCED and der.statistic_text == "2 of 2 runs reproduced"
