@@ -41,11 +41,12 @@ def test_co_scale_is_the_smallest_eps_that_collapses_in_every_seed_at_the_larges
 def test_ro_scale_needs_a_gap_and_a_best_window_well_before_the_end():
     ok = _ro_outcome(gap=0.25, gap_low=0.18, best_ends_at=0.55)
     outcomes = {"probe-ro-sat-w32-n2000-lr0.02": _ro_outcome(gap=0.08, gap_low=0.03, best_ends_at=0.55),  # gap too small
-                "probe-ro-sat-w32-n5000-lr0.02": ok,
-                "probe-ro-sat-w64-n2000-lr0.02": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)}  # best at the end
+                "probe-ro-sat-w32-n1000-lr0.02-e150": ok,
+                "probe-ro-sat-w64-n2000-lr0.02-e100": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)}  # best at the end
     choice = suite.choose_ro(outcomes)
-    assert (choice["n_train"], choice["model"], choice["lr"]) == (5000, "small_cnn", 0.02)
-    outcomes["probe-ro-sat-w64-n2000-lr0.02"] = ok
+    assert (choice["n_train"], choice["model"], choice["lr"]) == (1000, "small_cnn", 0.02)
+    del outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"]
+    outcomes["probe-ro-sat-w64-n2000-lr0.02-e100"] = ok
     assert (suite.choose_ro(outcomes)["n_train"], suite.choose_ro(outcomes)["model"]) == (2000, "small_cnn_w64")
     never = {name: _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.5, learned=False) for name in outcomes}
     assert suite.choose_ro(never) is None
