@@ -138,3 +138,22 @@ def machine_label(info: dict | None) -> str:
     """A record's machine in a table cell: the GPU's name, else `CPU (<torch threads> threads)`."""
     view = machine_view(info)
     return view.get("gpu") or f"CPU ({view.get('torch_threads')} threads)"
+
+
+def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING_CODE) -> tuple[str, str]:
+    """Whether a stored run was trained by today's training code: ("same" | "different" | "unknown",
+    sentence). `sessions`: the run's env.json sessions (each records `training_code` and `git`).
+    A run is reused either way (its identity is its config); the sentence tells a reader when the
+    code that trained it differs from the code that would train it now, or was a dirty tree."""
+    digests = {s.get("training_code") for s in sessions}
+    dirty = any((s.get("git") or {}).get("dirty") for s in sessions)
+    commits = sorted({(s.get("git") or {}).get("commit") or "?" for s in sessions})
+    where = f"commit {', '.join(c[:8] for c in commits)}" + (" with uncommitted changes" if dirty else "")
+    if not sessions or None in digests:
+        return "unknown", (f"trained at {where} before runs recorded the digest of their training code: "
+                           "whether today's code would train it the same cannot be checked")
+    now = code_digest(files)
+    if digests == {now}:
+        return "same", f"trained at {where} by the training code of today (digest {now[:12]})"
+    return "different", (f"trained at {where} by other training code (digest {', '.join(sorted(d[:12] for d in digests))}; "
+                         f"today {now[:12]}): reused as recorded; delete its directory to retrain it with today's code")

@@ -93,3 +93,16 @@ def test_provenance_imports_nothing_of_energy_lib_nor_torch():
             "print(sorted(m for m in sys.modules if m.startswith('energy_lib')), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['energy_lib', 'energy_lib.provenance'] False"
+
+
+def test_a_run_trained_by_other_code_is_reported():
+    from energy_lib.provenance import TRAINING_CODE, code_digest, training_code_status
+
+    now = code_digest(TRAINING_CODE)
+    clean = {"commit": "a" * 40, "dirty": False}
+    assert training_code_status([{"training_code": now, "git": clean}])[0] == "same"
+    status, text = training_code_status([{"training_code": now, "git": clean}, {"training_code": "0" * 64, "git": clean}])
+    assert status == "different" and "delete its directory to retrain" in text and "000000000000" in text
+    status, text = training_code_status([{"git": {"commit": "b" * 40, "dirty": True}}])
+    assert status == "unknown" and "uncommitted changes" in text
+    assert training_code_status([])[0] == "unknown"
