@@ -3,7 +3,10 @@
 `run_autoattack` runs the standard sequence APGD-CE -> APGD-T -> FAB-T -> Square, each attack on
 the points still robust, and records the robust accuracy after each attack and its wall time.
 Progress is saved to a state file after every chunk of images, so an interrupted evaluation
-resumes where it stopped; a state file made for other images or settings is refused.
+resumes where it stopped. A state file holds tensors and plain data only (loaded with
+`weights_only=True`: it cannot run code) and the digest of its content; one made for another model
+(by its weights), other images or other settings, or whose content differs from its digest, is
+refused with the fix (delete it).
 
 `run_autoattack_individual` runs each component on all points (the energy analysis of chapter 1
 needs every attack's own adversarial examples, PAPER.md 2.1). Besides the standard four,
@@ -90,8 +93,10 @@ def _adversary(model, settings: AutoAttackSettings, attack: str, device):
     return adv
 
 
-def _fingerprint(x: torch.Tensor, y: torch.Tensor, settings: AutoAttackSettings) -> str:
+def _fingerprint(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: AutoAttackSettings) -> str:
+    """What a state file's progress belongs to: the model's weights, the images and the settings."""
     h = hashlib.sha256()
+    h.update(fileio.content_digest(dict(model.state_dict())).encode())
     h.update(x.detach().cpu().float().numpy().tobytes())
     h.update(y.detach().cpu().numpy().tobytes())
     h.update(repr(sorted(vars(settings).items())).encode())
@@ -99,15 +104,17 @@ def _fingerprint(x: torch.Tensor, y: torch.Tensor, settings: AutoAttackSettings)
 
 
 def _save_atomic(obj, path: Path) -> None:
-    fileio.atomic_torch_save(obj, path)   # a killed writer's temporary is removed on the next open
+    fileio.atomic_torch_save(obj, path, seal=True)   # a killed writer's temporary is removed on the next open
 
 
 def _load_state(path: Path, fingerprint: str):
-    state = fileio.load_torch(path, fix="The AutoAttack state file is unreadable: delete it to restart that part "
-                              "of the evaluation")
+    """The saved progress: tensors and plain data only (never code), its digest checked, made for
+    these images and settings."""
+    state = fileio.load_torch(path, fix=f"The AutoAttack state file cannot be used: delete {path} to restart that "
+                              "part of the evaluation", sealed=True)
     if state.get("fingerprint") != fingerprint:
-        raise ConfigError(f"AutoAttack state file {path} was made for other images or settings; "
-                          "use another state_path or delete the file")
+        raise ConfigError(f"AutoAttack state file {path} was made for another model, other images or other "
+                          f"settings; it is not used: delete {path} (or use another state_path)")
     return state
 
 
@@ -125,7 +132,7 @@ def run_autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     device = x.device
     _show_logging(verbose)
     state_path = Path(state_path) if state_path is not None else None
-    fingerprint = _fingerprint(x, y, settings)
+    fingerprint = _fingerprint(model, x, y, settings)
     if state_path is not None and state_path.exists():
         state = _load_state(state_path, fingerprint)
     else:

@@ -9,6 +9,15 @@ and clean-up of temporaries left by killed writes. A low module: it imports noth
 * `RunLock`: a run directory is owned by one process at a time (`LOCK` holds the owner's pid and
   host); a lock whose process no longer runs on this host is stale and taken over.
 * `read_json` / `read_jsonl` / `load_torch` raise `CorruptFileError` naming the file and what is wrong.
+* No file runs code when read: `load_torch` always loads with `weights_only=True` (tensors and plain
+  data only; a pickled object is refused, never constructed).
+* Digests: a torch or JSON file written with `seal=True` carries the sha256 of its own content under
+  `DIGEST_KEY` (`content_digest`: tensors by dtype, shape and bytes, dict keys in sorted order), in
+  the same atomic write, so no crash can separate a file from its digest; `load_torch` /
+  `read_json` check it (`sealed=True`: a file without one is refused; None: one written before
+  digests existed is accepted as it is) and return the content without it. A changed byte that the
+  format itself does not notice (torch's zip reader checks no CRC) is a `DigestMismatchError`.
+* `check_folder_name`: a name that becomes a path (run, record, lens record) is one plain folder name.
 
 Fault injection (tests only): `ENERGY_FAULT_INJECT=<action>:<file name>:<n>` makes the n-th write of
 that file name in this process stop halfway through its temporary: `kill` sends itself SIGKILL
@@ -18,11 +27,13 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import io
 import json
 import os
 import signal
 import socket
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,8 +59,37 @@ class RunLockedError(StoreError):
     """Another live process owns the run directory."""
 
 
+class DigestMismatchError(CorruptFileError):
+    """A file's content differs from the digest written with it (a changed byte, an edit, a swap)."""
+
+
+class UnsafeNameError(StoreError, ValueError):
+    """A name that becomes a path is not one plain folder name."""
+
+
+# ----------------------------------------------------------------------------- names
+def check_folder_name(name: str, what: str) -> str:
+    """`name` when it is one plain folder name (no separator, not '.'/'..'-like, no control
+    characters); else `UnsafeNameError` naming `what` (the field or flag) and a name that works."""
+    ok = (isinstance(name, str) and 0 < len(name) <= 200 and name == os.path.basename(name)
+          and not name.startswith(".") and "\\" not in name and name.isprintable())
+    if not ok:
+        raise UnsafeNameError(f"{what}={name!r} must be a plain folder name (no '/' or '\\', not starting with "
+                              "'.', printable, at most 200 characters), e.g. my-model-1")
+    return name
+
+
 # ----------------------------------------------------------------------------- writing
 _write_counts: dict[str, int] = {}
+
+
+def _fault_spec(spec: str) -> tuple[str, str, int]:
+    action, _, rest = spec.partition(":")
+    name, _, nth = rest.rpartition(":")
+    if action not in ("kill", "stop") or not name or not nth.isdigit() or int(nth) < 1:
+        raise StoreError(f"{FAULT_ENV}={spec!r} is not <kill|stop>:<file name>:<n >= 1>; it is a test hook: "
+                         f"unset {FAULT_ENV} (or correct it) and run again")
+    return action, name, int(nth)
 
 
 def _fault_hook(path: Path) -> None:
@@ -57,11 +97,11 @@ def _fault_hook(path: Path) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    action, name, nth = spec.split(":")
+    action, name, nth = _fault_spec(spec)
     if name != path.name:
         return
     _write_counts[name] = _write_counts.get(name, 0) + 1
-    if _write_counts[name] == int(nth):
+    if _write_counts[name] == nth:
         os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
 
 
@@ -108,17 +148,29 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any, *, seal: bool = False) -> None:
+    """JSON, atomically; `seal`: with the digest of its content (a dict; see the module docstring)."""
+    if seal:
+        obj = sealed(json.loads(json.dumps(obj)))   # digest what a reader gets back (tuples -> lists, ...)
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path, *, seal: bool = False) -> None:
     """torch.save into memory, then an atomic write (so a full disk is an OSError naming the file,
-    not an error from torch's zip writer)."""
+    not an error from torch's zip writer); `seal`: with the digest of its content (a dict)."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(sealed(obj) if seal else obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_npz(path: Path, arrays: dict) -> None:
+    """numpy.savez into memory, then an atomic write (a full disk names the file, leaves no temporary)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -143,13 +195,15 @@ def read_text(path: Path) -> str:
         raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
 
 
-def read_json(path: Path, fix: str = "") -> Any:
-    """json.load with an error that names the file (and, when given, the fix)."""
+def read_json(path: Path, fix: str = "", *, sealed: bool | None = False) -> Any:
+    """json.load with an error that names the file (and, when given, the fix). `sealed`: check the
+    digest written with the file (True: required; None: checked when there; see the module docstring)."""
     text = read_text(path)
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise CorruptFileError(f"{path} is not valid JSON ({err})" + (f"; {fix}" if fix else "")) from err
+    return obj if sealed is False else unseal(obj, path, fix, required=sealed)
 
 
 def read_jsonl(path: Path, fix: str = "") -> list:
@@ -166,16 +220,104 @@ def read_jsonl(path: Path, fix: str = "") -> list:
     return rows
 
 
-def load_torch(path: Path, fix: str, weights_only: bool = False) -> Any:
-    """torch.load on CPU with an error that names the file and the fix."""
+def load_torch(path: Path, fix: str, *, sealed: bool | None = False) -> Any:
+    """torch.load on CPU, tensors and plain data only (`weights_only=True`: a file holding any other
+    Python object is refused, so reading a file never runs code), with an error that names the file
+    and the fix. `sealed`: check the digest written with the file (see the module docstring)."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        raw = Path(path).read_bytes()   # read once: the bytes checked are the bytes loaded
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except OSError as err:
+        raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
     except Exception as err:   # zip, pickle and EOF errors of a truncated or foreign file
-        raise CorruptFileError(f"{path} is corrupt or truncated ({type(err).__name__}: {err}). {fix}") from err
+        reason = _load_error(err)
+        if "Unsupported global" in reason:   # torch's weights-only unpickler refused to build an object
+            raise CorruptFileError(f"{path} holds Python objects besides tensors and plain data ({reason}); it is not "
+                                   f"loaded, since loading it could run code. {fix}") from err
+        raise CorruptFileError(f"{path} is corrupt or truncated ({type(err).__name__}: {reason}). {fix}") from err
+    return obj if sealed is False else unseal(obj, path, fix, required=sealed)
+
+
+def _load_error(err: BaseException) -> str:
+    """The line of torch.load's (long) message that says what is wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    found = [line.split("error:", 1)[1].strip() for line in lines if line.startswith("WeightsUnpickler error:")]
+    return (found or lines or [""])[0][:200]
+
+
+# ----------------------------------------------------------------------------- digests
+DIGEST_KEY = "content_sha256"
+
+
+def _feed(h, obj) -> None:
+    """Add `obj` to the hash: type tag, then value (tensors and arrays by dtype, shape and bytes)."""
+    if obj is None or isinstance(obj, (bool, int, str, bytes)):
+        h.update(f"{type(obj).__name__[:1]}{len(repr(obj))}:".encode() + repr(obj).encode())
+    elif isinstance(obj, float):
+        h.update(b"f" + float.__repr__(float(obj)).encode() + b";")   # numpy floats hash as Python's
+    elif isinstance(obj, dict):
+        h.update(f"d{len(obj)}:".encode())
+        for key in sorted(obj, key=lambda k: (str(k), type(k).__name__)):   # any insertion order
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"l{len(obj)}:".encode())
+        for item in obj:
+            _feed(h, item)
+    elif "torch" in sys.modules and sys.modules["torch"].is_tensor(obj):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"t{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(sys.modules["torch"].uint8).numpy().tobytes())
+    elif "numpy" in sys.modules and isinstance(obj, sys.modules["numpy"].ndarray):
+        a = sys.modules["numpy"].ascontiguousarray(obj)
+        h.update(f"a{a.dtype.str}{a.shape}:".encode() + a.tobytes())
+    else:
+        raise TypeError(f"content_digest cannot hash a {type(obj).__name__}")
+
+
+def content_digest(obj: Any) -> str:
+    """sha256 of a nested structure of dicts, lists, tuples, tensors, arrays and scalars: the same
+    for the same content, however it was stored (see the module docstring)."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def sealed(obj: dict) -> dict:
+    """`obj` with the digest of its content under DIGEST_KEY (an old one is replaced)."""
+    if not isinstance(obj, dict):
+        raise TypeError(f"only a dict can carry its digest; got {type(obj).__name__}")
+    body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+    return {**body, DIGEST_KEY: content_digest(body)}
+
+
+def unseal(obj: Any, path: Path, fix: str, *, required: bool | None) -> Any:
+    """`obj` without its digest, after checking it against the content. A file with no digest is
+    refused when `required`, else returned as it is (written before digests existed)."""
+    if not isinstance(obj, dict) or DIGEST_KEY not in obj:
+        if required:
+            raise DigestMismatchError(f"{path} carries no digest of its content (written by another version or "
+                                      f"another program), so it cannot be checked; it is not used. {fix}")
+        return obj
+    body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+    try:
+        digest = content_digest(body)
+    except TypeError as err:
+        raise DigestMismatchError(f"{path} holds content that cannot be checked ({err}). {fix}") from err
+    if digest != obj[DIGEST_KEY]:
+        raise DigestMismatchError(f"{path} is damaged: its content differs from the digest written with it "
+                                  f"(a changed byte or an edit). {fix}")
+    return body
 
 
 # ----------------------------------------------------------------------------- temporaries and locks

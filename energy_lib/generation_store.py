@@ -30,9 +30,11 @@ reused:
 Not covered by a digest: the model's architecture code (models.py) and `attacks.predict_logits` (the
 stored p(y|x)). Bump `STORE_VERSION` when a change there, or in this file, changes the numbers.
 
-Every file is written atomically (`fileio`). These files are caches: one that cannot be read
-(truncated, not a torch/JSON file) or holds another key is recomputed and rewritten, with a warning
-naming the file; never used.
+Every file is written atomically (`fileio`) and carries the digest of its content (`fileio` seals
+it; torch files load with `weights_only=True`, so none can run code). These files are caches: one
+that cannot be read (truncated, not a torch/JSON file), whose content differs from its digest (a
+changed byte: torch's zip reader checks none), that carries no digest (another version) or holds
+another key is recomputed and rewritten, with a warning naming the file; never used.
 """
 from __future__ import annotations
 
@@ -162,9 +164,9 @@ class GenerationStore:
         if not path.is_file():
             return None
         try:
-            obj = fileio.load_torch(path, fix="recomputed", weights_only=True)
+            obj = fileio.load_torch(path, fix="recomputed", sealed=True)
         except fileio.CorruptFileError as err:
-            self._unusable(path, f"unreadable ({err.__cause__ or err})")
+            self._unusable(path, f"unreadable ({err})")
             return None
         if not isinstance(obj, dict) or obj.get("key") != key:
             self._unusable(path, "it holds another result than its name says (its stored key differs)")
@@ -173,7 +175,7 @@ class GenerationStore:
         return obj
 
     def _write_torch(self, path: Path, key: str, values: dict) -> None:
-        fileio.atomic_torch_save({"key": key, **values}, path)
+        fileio.atomic_torch_save({"key": key, **values}, path, seal=True)
         self.computed.append(path)
 
     # -- PCA fits
@@ -183,7 +185,7 @@ class GenerationStore:
         path = self.dir / f"pca-{digest[:16]}.json"
         if path.is_file():
             try:
-                stored = fileio.read_json(path)
+                stored = fileio.read_json(path, sealed=True)
                 if isinstance(stored, dict) and stored.get("key") == key:
                     self.reused.append(path)
                     return [int(k) for k in stored["kept"]]
@@ -191,7 +193,7 @@ class GenerationStore:
             except (fileio.CorruptFileError, KeyError, TypeError, ValueError) as err:
                 self._unusable(path, f"unreadable ({err})")
         kept = [init.pca(c).n_components for c in range(num_classes)]
-        fileio.write_json(path, {"key": key, "kept": kept})
+        fileio.write_json(path, {"key": key, "kept": kept}, seal=True)
         self.computed.append(path)
         return kept
 
@@ -270,7 +272,7 @@ class GenerationStore:
         path = self.dir / f"fidelity-{_setting_name(kind, adaptive)}-{digest[:16]}.json"
         if path.is_file():
             try:
-                record = fid_metrics.FidelityRecord.load(path)
+                record = fid_metrics.FidelityRecord.load(path, sealed=True)
                 if isinstance(record.scored, dict) and record.scored.get("store_key") == digest:
                     self.reused.append(path)
                     return record

@@ -48,10 +48,10 @@ def test_state_file_for_other_inputs_is_refused(setup, tmp_path):
     model, x, y = setup
     state = tmp_path / "aa_state.pt"
     autoattack.run_autoattack(model, x[:6], y[:6], settings=QUICK, state_path=state, verbose=False)
-    with pytest.raises(ConfigError, match="made for other images or settings"):
+    with pytest.raises(ConfigError, match="made for another model, other images or other settings"):
         autoattack.run_autoattack(model, x, y, settings=QUICK, state_path=state, verbose=False)
     state.write_bytes(b"garbage")
-    with pytest.raises(RuntimeError, match="unreadable"):
+    with pytest.raises(RuntimeError, match=f"{state} is corrupt or truncated.*delete {state}"):
         autoattack.run_autoattack(model, x, y, settings=QUICK, state_path=state, verbose=False)
 
 

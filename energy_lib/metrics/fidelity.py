@@ -284,13 +284,13 @@ def cached_features(images: torch.Tensor, weights: InceptionWeights, **kwargs) -
     path = cache_dir() / "inception_features" / f"{digest.hexdigest()[:32]}.pt"
     if path.is_file():
         try:
-            return fileio.load_torch(path, fix="it is a cache: recomputed", weights_only=True)
+            return fileio.load_torch(path, fix="it is a cache: recomputed", sealed=True)
         except fileio.CorruptFileError as err:   # a cache: say so and recompute it
             warnings.warn(str(err), stacklevel=2)
     feats = extract_features(x, weights, **kwargs)
     fileio.make_dir(path.parent)
     fileio.clean_stale_temporaries(path.parent)
-    fileio.atomic_torch_save(feats, path)
+    fileio.atomic_torch_save(feats, path, seal=True)
     return feats
 
 
@@ -353,14 +353,15 @@ class FidelityRecord:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         fileio.make_dir(path.parent)
-        fileio.write_json(path, self.to_dict())   # atomic: never half a record
+        fileio.write_json(path, self.to_dict(), seal=True)   # atomic, with its digest: never half a record
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FidelityRecord":
+    def load(cls, path: str | os.PathLike, *, sealed: bool | None = None) -> "FidelityRecord":
+        """The record, its digest checked (`sealed`: None accepts a record written before digests)."""
         path = Path(path)
         fix = f"delete {path} and score the samples again"
-        values = fileio.read_json(path, fix=fix)
+        values = fileio.read_json(path, fix=fix, sealed=sealed)
         try:
             return cls(**values)
         except TypeError as err:
