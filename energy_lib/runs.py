@@ -10,7 +10,8 @@ Layout of `$ENERGY_RUNS/<method>-<dataset>-<model>-n<n_train>-e<epochs>-<hash>/`
     env.json        torch / CUDA / GPU, precision flags, git commit, one entry per training session
     last.pt         model, optimizer, scheduler, epoch, RNG states, best metric, metrics (resume point)
     best.pt         the same at the selected epoch (see config.BEST_WINDOW)
-    DONE            written when all epochs are finished
+    DONE            written when all epochs are finished: the run's manifest, the sha256 of its text
+                    records (`MANIFEST_FILES`) as they were when it finished
 
 Checkpoints are git-ignored; the json files are small and may be committed. Every file is
 written through `fileio` (a temporary file in the same directory moved into place with
@@ -20,6 +21,18 @@ rewritten from it after every epoch, and a missing or unreadable config.json, me
 samples.jsonl or tracking.json is rebuilt from the checkpoint (with a warning). Every checkpoint
 carries its config, compared with the run's on every resume and load. Only finite weights and
 metrics are ever saved (train.py checks them first).
+
+Nothing stored is used unverified. Checkpoints load with `weights_only=True` (no file runs code)
+and carry the digest of their content (`fileio` seals them), checked on every load. The text
+records are checked before use: a finished run's against the digests in DONE, an unfinished run's
+rows against last.pt's (the same rows). A record that differs (a changed value, a cut or empty file,
+another run's copy) is rebuilt from last.pt, with a warning, and checked again; without last.pt the
+error names the file and a fix that works. A run finished before digests existed (its DONE holds
+only a time; its checkpoints no digest: e.g. the committed reference run) is legacy: its
+checkpoints load as they are (weights only, config compared), its rows are checked against the
+rows its checkpoints hold (last.pt's; without last.pt, best.pt's up to its epoch), and nothing is
+written into it but a record rebuilt from last.pt (its DONE is never upgraded: that would vouch for
+files nobody checked). A directory with no checkpoint has nothing to check its rows against.
 """
 from __future__ import annotations
 
@@ -40,6 +53,10 @@ from .provenance import TRAINING_CODE, code_digest, git_state
 REPO = Path(__file__).resolve().parent.parent
 # torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "rng", "best", "metrics", "config"}
+# The text records DONE holds the digest of (the checkpoints carry their own).
+MANIFEST_FILES = ("metrics.jsonl", "samples.jsonl", "tracking.json")
+# jsonl file -> the checkpoint entry that holds the same rows
+ROWS_IN_CHECKPOINT = {"metrics.jsonl": "metrics", "samples.jsonl": "samples"}
 
 
 class RunError(StoreError):
@@ -98,8 +115,8 @@ def load_checkpoint(path: Path) -> dict:
     """torch.load with a clear error (naming the file and a fix that works) for a corrupt,
     truncated or foreign file."""
     path = Path(path)
-    try:
-        ckpt = fileio.load_torch(path, fix=_checkpoint_fix(path))
+    try:   # weights only; a digest is checked when the checkpoint has one (legacy ones have none)
+        ckpt = fileio.load_torch(path, fix=_checkpoint_fix(path), sealed=None)
     except CorruptFileError as err:
         raise CheckpointError(f"checkpoint {err}") from err.__cause__
     missing = CHECKPOINT_KEYS - set(ckpt if isinstance(ckpt, dict) else {})
@@ -152,6 +169,7 @@ class Run:
     def __init__(self, config: TrainConfig, directory: Path):
         self.config, self.dir = config, Path(directory)
         self._lock = fileio.RunLock(self.dir)
+        self._checked: dict[str, tuple] = {}   # record -> the files' stat when it was last verified
 
     # ---- reading
     @property
@@ -175,27 +193,86 @@ class Run:
                 "it with its own config.")
         return ckpt
 
-    def _rebuild_logs(self, reason: str) -> dict | None:
-        """Rewrite metrics.jsonl / samples.jsonl from last.pt (the source of truth); None without one."""
+    def _rebuild_rows(self, filename: str, reason: str) -> dict | None:
+        """Rewrite metrics.jsonl or samples.jsonl from last.pt (the source of truth); None without a
+        last.pt that holds those rows."""
         if not (self.dir / "last.pt").is_file():
             return None
         ckpt = self._checkpoint("last")
-        self._write_jsonl("metrics.jsonl", ckpt["metrics"])
-        self._write_jsonl("samples.jsonl", ckpt.get("samples", []))
-        warnings.warn(f"{reason}; rebuilt metrics.jsonl and samples.jsonl of {self.dir} from last.pt "
-                      f"(epoch {ckpt['epoch']})", stacklevel=3)
+        if ROWS_IN_CHECKPOINT[filename] not in ckpt:
+            return None
+        self._write_jsonl(filename, ckpt[ROWS_IN_CHECKPOINT[filename]])
+        warnings.warn(f"{reason}; rebuilt {filename} of {self.dir} from last.pt (epoch {ckpt['epoch']})",
+                      stacklevel=4)
         return ckpt
 
-    def _records(self, filename: str) -> list:
+    def done_manifest(self) -> dict | None:
+        """{file: sha256} of the text records when the run finished (DONE); None when it is not finished
+        or finished before DONE held digests (legacy: its DONE holds only a time)."""
+        path = self.dir / "DONE"
+        if not path.is_file() or not fileio.read_text(path).lstrip().startswith("{"):
+            return None
+        fix = (f"delete {path}: the next train_or_load (same config) finishes the run again from last.pt "
+               "without retraining an epoch")
+        done = fileio.read_json(path, fix=fix, sealed=True)
+        if not isinstance(done.get("sha256"), dict):
+            raise CorruptFileError(f"{path} holds no manifest of the run's records; {fix}")
+        return done["sha256"]
+
+    def _rows_problem(self, filename: str, rows: list, manifest: dict | None) -> str | None:
+        """What is wrong with a record's rows (read from `filename`), or None when they check out: against
+        the digest in DONE (`manifest`), else against the rows of last.pt (else best.pt's, up to its epoch)."""
         path = self.dir / filename
+        if manifest is not None and filename in manifest:
+            if not path.is_file() or fileio.file_digest(path) != manifest[filename]:
+                return (f"{path} is {'missing' if not path.is_file() else 'not the file the run finished with'} "
+                        f"(its sha256 differs from the one in {self.dir / 'DONE'}: a changed, cut or swapped file)")
+            return None
+        for which in ("last", "best"):
+            if (self.dir / f"{which}.pt").is_file():
+                ckpt = self._checkpoint(which)
+                if ROWS_IN_CHECKPOINT[filename] not in ckpt:
+                    return None   # an old checkpoint without these rows: nothing to check them against
+                stored = json.loads(json.dumps(ckpt[ROWS_IN_CHECKPOINT[filename]]))
+                seen = rows if which == "last" else rows[:len(stored)]
+                if seen != stored:
+                    return (f"{path} does not hold the {len(stored)} rows of {which}.pt (it has {len(rows)}"
+                            f"{', some of them different' if len(rows) >= len(stored) else ''}): a changed, cut or "
+                            "swapped file")
+                return None
+        return None   # no checkpoint: nothing to check the rows against
+
+    def _stat(self, *names: str) -> tuple:
+        return tuple((p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) if p.is_file() else None
+                     for p in (self.dir / n for n in names))
+
+    def _records(self, filename: str) -> list:
+        """The rows of metrics.jsonl / samples.jsonl, verified (see the module docstring)."""
+        path = self.dir / filename
+        watched = (filename, "DONE", "last.pt", "best.pt")
+        manifest = self.done_manifest()   # a damaged DONE is an error naming it, never a reason to rewrite
         try:
-            return fileio.read_jsonl(path) if path.is_file() else []
+            rows = fileio.read_jsonl(path) if path.is_file() else []
+            if self._checked.get(filename) == self._stat(*watched):
+                return rows
+            problem = self._rows_problem(filename, rows, manifest)
         except CorruptFileError as err:
-            ckpt = self._rebuild_logs(str(err))
-            if ckpt is None:
-                raise RunError(f"{err}; there is no last.pt to rebuild it from: delete the run directory "
-                               f"{self.dir} to retrain the run") from err
-            return fileio.read_jsonl(path)
+            problem = str(err)
+        if problem is not None:
+            if not self.done and not (self.dir / "last.pt").is_file():
+                raise RunError(f"{problem}; the run has no last.pt to rebuild it from: delete {path} (or the run "
+                               f"directory {self.dir}) and train the run")
+            if self._rebuild_rows(filename, problem) is None:
+                raise RunError(f"{problem}; there is no last.pt to rebuild it from: restore the file from where it "
+                               f"came (`git checkout -- {path}` for a committed run) or delete the run directory "
+                               f"{self.dir} to retrain the run")
+            rows = fileio.read_jsonl(path)
+            again = self._rows_problem(filename, rows, manifest)
+            if again is not None:
+                raise RunError(f"{again}, even rebuilt from last.pt: delete the run directory {self.dir} to retrain "
+                               "the run")
+        self._checked[filename] = self._stat(*watched)
+        return rows
 
     @property
     def metrics(self):
@@ -221,6 +298,9 @@ class Run:
         if len(out):
             out["dE"] = out["E_nat"] - out["E_adv"]
             out["dEy"] = out["Ey_nat"] - out["Ey_adv"]
+            if "E_adv_pgd" in out:   # the same images under the common test attack (runs tracked since issue 23)
+                out["dE_pgd"] = out["E_nat"] - out["E_adv_pgd"]
+                out["dEy_pgd"] = out["Ey_nat"] - out["Ey_adv_pgd"]
         return out
 
     @property
@@ -234,7 +314,13 @@ class Run:
     def tracking_attack(self) -> dict:
         path = self.dir / "tracking.json"
         try:
-            return fileio.read_json(path) if path.is_file() else self._rebuild_tracking("it is missing")
+            if not path.is_file():
+                return self._rebuild_tracking("it is missing")
+            expected = (self.done_manifest() or {}).get("tracking.json")
+            if expected is not None and fileio.file_digest(path) != expected:
+                return self._rebuild_tracking(f"it is not the file the run finished with (its sha256 differs from "
+                                              f"the one in {self.dir / 'DONE'})")
+            return fileio.read_json(path)
         except CorruptFileError as err:
             return self._rebuild_tracking(str(err))
 
@@ -304,11 +390,26 @@ class Run:
         stored = self.stored_config()
         if stored is not None:
             diff = _difference(stored, self.config.to_dict())
+            if diff and self._checkpoints_agree():
+                raise ConfigMismatchError(
+                    f"{self.dir / 'config.json'} holds another config than the run's checkpoints (config.json vs "
+                    f"requested: {diff}); it is not used. Delete {self.dir / 'config.json'} alone: it is rebuilt from "
+                    "the checkpoint, which holds the requested config.")
             if diff:
                 raise ConfigMismatchError(
                     f"run directory {self.dir} was created with a different config (stored vs requested: "
                     f"{diff}); it is not overwritten. Use another `name`, or delete that directory.")
         return stored
+
+    def _checkpoints_agree(self) -> bool:
+        """Whether the run has a checkpoint and every one holds the requested config (so a differing
+        config.json is the odd one out)."""
+        found = [self.dir / f"{w}.pt" for w in ("last", "best") if (self.dir / f"{w}.pt").is_file()]
+        try:
+            return bool(found) and all(not _difference(load_checkpoint(p)["config"], self.config.to_dict())
+                                       for p in found)
+        except RunError:
+            return False
 
     # ---- writing (used by train.fit)
     def open(self) -> "Run":
@@ -352,7 +453,7 @@ class Run:
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "epoch": epoch, "rng": _rng_state(),
                            "best": dict(best), "metrics": list(metrics), "samples": list(samples),
-                           "config": self.config.to_dict()}, self.dir / filename)
+                           "config": self.config.to_dict()}, self.dir / filename, seal=True)
 
     def _write_jsonl(self, filename: str, rows) -> None:
         atomic_write_text(self.dir / filename, "".join(json.dumps(r) + "\n" for r in rows))
@@ -376,7 +477,14 @@ class Run:
         atomic_write_text(path, json.dumps({"sessions": sessions}, indent=2) + "\n")
 
     def mark_done(self) -> None:
-        atomic_write_text(self.dir / "DONE", time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+        """Write DONE, the run's manifest: the digests of its text records, rewritten first from last.pt
+        (so the manifest vouches for last.pt's rows, whatever a reader may have rewritten meanwhile)."""
+        ckpt = self._checkpoint("last")
+        for filename, key in ROWS_IN_CHECKPOINT.items():
+            self._write_jsonl(filename, ckpt.get(key, []))
+        digests = {name: fileio.file_digest(self.dir / name) for name in MANIFEST_FILES if (self.dir / name).is_file()}
+        fileio.write_json(self.dir / "DONE", {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                              "epoch": ckpt["epoch"], "sha256": digests}, seal=True)
 
     def kept_epoch(self) -> int | None:
         """The epoch last.pt holds (None when there is no readable last.pt)."""
@@ -495,6 +603,10 @@ def selected_metrics(run: Run):
 
     metrics = run.metrics
     epoch = best_epoch(metrics["val_acc_adv"], run.config.epochs) if not metrics.empty else None
+    if epoch is None and run.done:   # finished, yet no row in the window: its records, not its training, are short
+        raise RunError(f"run {run.dir} is finished but its metrics.jsonl holds no epoch of the selection window; "
+                       f"restore that file (`git checkout -- {run.dir / 'metrics.jsonl'}` for a committed run) or "
+                       f"delete the run directory {run.dir} to retrain the run")
     if epoch is None:
         raise RunError(f"run {run.dir} has no epoch in its selection window yet, so no best.pt; finish it "
                        "with train_or_load(config)")
