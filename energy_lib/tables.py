@@ -166,7 +166,12 @@ SUMMARY_CHAPTERS = {
     "05_generation": "Generation",
     "06_smooth_landscape": "Robust models smooth the energy landscape",
 }
-SUMMARY_COLUMNS = ["claim", "section", "paper", "this build", "verdict"]
+SUMMARY_COLUMNS = ["claim", "section", "paper", "this build", "verdict", "kind"]
+# What a row checks: a reproduction of a paper's claim (counted on the front page), an exact identity
+# (holds for any logits: a check of the algebra, not of the paper's finding), or a sanity check (holds
+# for any classifier by construction, e.g. SGLD lowers the energy it descends).
+REPRODUCTION, IDENTITY, SANITY = "reproduction", "identity", "sanity check"
+KINDS = (REPRODUCTION, IDENTITY, SANITY)
 
 
 def summary_dir(profile: str, root: Path | None = None) -> Path:
@@ -183,10 +188,14 @@ def write_summary(chapter: str, rows: list[dict], profile: str, root: Path | Non
 
     if chapter not in SUMMARY_CHAPTERS:
         raise ValueError(f"unknown chapter {chapter!r}; add it to energy_lib.tables.SUMMARY_CHAPTERS")
+    rows = [{"kind": REPRODUCTION, **r} for r in rows]
     bad = [r for r in rows if set(r) != set(SUMMARY_COLUMNS)]
     if bad:
         raise ValueError(f"summary rows need exactly the keys {SUMMARY_COLUMNS}; got {sorted(bad[0])}: build them "
                          "with verdicts.Result.summary(...)")
+    odd = [r["kind"] for r in rows if r["kind"] not in KINDS]
+    if odd:
+        raise ValueError(f"a summary row's kind {odd[0]!r} is not one of {KINDS}")
     path = summary_dir(profile, root) / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"chapter": chapter, "title": SUMMARY_CHAPTERS[chapter], "profile": profile,
@@ -208,7 +217,7 @@ def read_summaries(profile: str, root: Path | None = None) -> dict[str, dict | N
 def summary_table(rows: list[dict]) -> pd.DataFrame:
     """A chapter's reproduction table: claim (PAPER.md section), the paper's finding, this build's
     statistic with its noise, verdict."""
-    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    frame = pd.DataFrame([{"kind": REPRODUCTION, **r} for r in rows], columns=SUMMARY_COLUMNS)
     frame["claim"] = frame["claim"] + " (PAPER.md " + frame["section"] + ")"
     return frame.drop(columns="section").set_index("claim")
 
@@ -222,15 +231,17 @@ def book_summary(profile: str, root: Path | None = None) -> pd.DataFrame:
         title = SUMMARY_CHAPTERS[chapter]
         if record is None:
             rows.append({"chapter": title, "claim": "—", "paper": "—", "this build": "—", "verdict": NOT_RUN,
-                         "run": "—"})
+                         "kind": REPRODUCTION, "run": "—"})
             continue
         for row in record["rows"]:
             rows.append({"chapter": title, "claim": f"{row['claim']} (PAPER.md {row['section']})",
                          "paper": row["paper"], "this build": row["this build"], "verdict": row["verdict"],
-                         "run": record["time_utc"]})
+                         "kind": row.get("kind", REPRODUCTION), "run": record["time_utc"]})
     return pd.DataFrame(rows).set_index(["chapter", "claim"])
 
 
-def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
-    """How many rows have each verdict (the summary page's one-line overview)."""
-    return {k: int(v) for k, v in table["verdict"].value_counts().items()}
+def verdict_counts(table: pd.DataFrame, kind: str = REPRODUCTION) -> dict[str, int]:
+    """How many rows of one kind have each verdict (the summary page counts reproductions apart from
+    identities and sanity checks); "not run" chapters count with the reproductions."""
+    rows = table[table["kind"] == kind] if "kind" in table else table
+    return {k: int(v) for k, v in rows["verdict"].value_counts().items()}

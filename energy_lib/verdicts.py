@@ -94,15 +94,18 @@ class Result:
     def statistic_text(self) -> str:
         raise NotImplementedError
 
-    def summary(self, claim: str, section: str, paper: str, verdict: str | None = None) -> dict:
+    def summary(self, claim: str, section: str, paper: str, verdict: str | None = None,
+                kind: str = "reproduction") -> dict:
         """One row of a chapter's reproduction table. `verdict` overrides the result's own
-        (e.g. `reproduction(result.verdict)`); it must be a REPRODUCTION verdict."""
+        (e.g. `reproduction(result.verdict)`); it must be a REPRODUCTION verdict. `kind`:
+        "reproduction" (a paper's finding), "identity" or "sanity check" (`tables.KINDS`: true of
+        any classifier, counted apart on the front page)."""
         verdict = verdict or self.verdict
         if verdict not in REPRODUCTION:
             raise ValueError(f"a summary row needs one of {REPRODUCTION}, got {verdict!r}: map it with "
                              "verdicts.reproduction(...)")
         return {"claim": claim, "section": section, "paper": paper, "this build": self.statistic_text,
-                "verdict": verdict}
+                "verdict": verdict, "kind": kind}
 
 
 # ----------------------------------------------------------------------------- robust overfitting

@@ -563,6 +563,14 @@ def test_summary_records_round_trip_and_missing_chapters_show_not_run(tmp_path):
     assert verdicts[("Phases of adversarial training", "CO in single-step AT (PAPER.md 2.3)")] == V.REPRODUCED
     assert verdicts[("TRADES as an EBM", "—")] == V.NOT_RUN
     assert tables.verdict_counts(front) == {V.NOT_RUN: len(tables.SUMMARY_CHAPTERS) - 1, V.REPRODUCED: 1}
+    # identities and sanity checks are counted apart from the reproductions
+    sanity = co.summary("SGLD lowers E(x, y)", "2.8", "lower energy", V.REPRODUCED, kind=tables.SANITY)
+    tables.write_summary("05_generation", [sanity], "smoke", root=tmp_path)
+    front = tables.book_summary("smoke", root=tmp_path)
+    assert tables.verdict_counts(front)[V.REPRODUCED] == 1
+    assert tables.verdict_counts(front, tables.SANITY) == {V.REPRODUCED: 1}
+    with pytest.raises(ValueError, match="kind"):
+        tables.write_summary("05_generation", [{**sanity, "kind": "vibes"}], "smoke", root=tmp_path)
     assert tables.book_summary("default", root=tmp_path)["verdict"].eq(V.NOT_RUN).all()   # per profile
     with pytest.raises(ValueError, match="SUMMARY_CHAPTERS"):
         tables.write_summary("99_nope", [row], "smoke", root=tmp_path)
