@@ -1266,12 +1266,13 @@ def late_phase_note(epochs: int, late_from: int = 50) -> str:
 
 
 # ----------------------------------------------------------------------------- inputs computed from runs
-def late_delta_e(samples, last_fraction: float = 0.25):
+def late_delta_e(samples, last_fraction: float = 0.25, column: str = "dE"):
     """Each tracked training image's ΔE(x), averaged over the last `last_fraction` of the epochs
     (chapter 3's input to `energy_alignment`). `samples`: a run's `tracked_samples` (long format:
-    epoch, sample, dE, ...); returns a Series indexed by sample."""
+    epoch, sample, dE, ...); `column`: "dE" (under the method's own training attack) or "dE_pgd"
+    (under the common test attack, runs tracked since issue 23); returns a Series indexed by sample."""
     s = samples
-    return s[s["epoch"] > s["epoch"].max() * (1 - last_fraction)].groupby("sample")["dE"].mean()
+    return s[s["epoch"] > s["epoch"].max() * (1 - last_fraction)].groupby("sample")[column].mean()
 
 
 RECORD_CHUNKING = ("batch_size", "aa_chunk_size")   # evaluation settings that change no number
