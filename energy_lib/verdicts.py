@@ -787,6 +787,40 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
     return Replicated(verdict, dict(found), expected, f"{text} ({listed})" if n else text)
 
 
+@dataclass(frozen=True)
+class ScoreComparison(Result):
+    statistic: float             # score_b − score_a (> 0: A is better when lower is better)
+    halfwidth: float             # z · √(sd_a² + sd_b²)
+    labels: tuple[str, str]
+    verdict: str                 # REPRODUCTION of "A scores better than B"
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        return f"{self.labels[1]} − {self.labels[0]}: {self.statistic:+.4f} ± {self.halfwidth:.4f}"
+
+
+def compare_scores(score_a: float, sd_a: float, score_b: float, sd_b: float, *, labels=("A", "B"),
+                   what: str = "KID", level: float = LEVEL) -> ScoreComparison:
+    """Is A's score lower (better) than B's, given each score's standard deviation (e.g. KID's over
+    its subsets, as torch-fidelity reports it)? The difference B − A with a normal interval of
+    half-width z·√(sd_a² + sd_b²) (conservative: the SD of one estimate, not of a mean): `reproduced`
+    when it lies above 0, `not reproduced` when below, else `inconclusive at this scale`."""
+    d = float(score_b - score_a)
+    half = _z(level) * math.sqrt(float(sd_a) ** 2 + float(sd_b) ** 2)
+    a, b = labels
+    if not (sd_a > 0 and sd_b > 0):   # e.g. KID from one subset (subset size = sample count): no spread to judge by
+        return ScoreComparison(d, float("nan"), tuple(labels), INCONCLUSIVE_SCALE,
+                               f"{what} {a} {score_a:.4f} vs {b} {score_b:.4f}: difference {d:+.4f}, but a score has no "
+                               "spread estimate (one subset of samples), so no verdict")
+    verdict = REPRODUCED if d - half > 0 else NOT_REPRODUCED if d + half < 0 else INCONCLUSIVE_SCALE
+    text = {REPRODUCED: f"{a} is lower by more than the noise", NOT_REPRODUCED: f"{b} is lower by more than the noise",
+            INCONCLUSIVE_SCALE: "the difference is within the noise"}[verdict]
+    sentence = (f"{what} {a} {score_a:.4f} ± {sd_a:.4f} vs {b} {score_b:.4f} ± {sd_b:.4f}: difference {d:+.4f}, "
+                f"{level:.0%} interval ±{half:.4f}; {text}")
+    return ScoreComparison(d, half, tuple(labels), verdict, sentence)
+
+
 # ----------------------------------------------------------------------------- bimodality
 BC_THRESHOLD = 5 / 9   # the bimodality coefficient of a uniform distribution
 SHALLOW_DIP = 0.8      # a valley less than 20 % below the lower peak: a bump on a tail, not a mode

@@ -736,3 +736,14 @@ def test_alignment_under_the_common_test_attack_reads_its_own_column():
     assert own.statistic == pytest.approx(0.034) and common.statistic == pytest.approx(0.017)
     assert "under the common test attack" in common.sentence and "own training attack" in own.sentence
     assert own.mde > 0 and common.mde > 0
+
+
+def test_scores_are_compared_with_their_spread():
+    """Chapter 5's PCA vs noise KID: a lower point estimate is not a verdict; the difference must
+    exceed 1.96·√(sd_a² + sd_b²)."""
+    assert V.compare_scores(0.05, 0.01, 0.10, 0.01, labels=("PCA", "noise")).verdict == V.REPRODUCED
+    near = V.compare_scores(0.09, 0.01, 0.10, 0.01, labels=("PCA", "noise"))
+    assert near.verdict == V.INCONCLUSIVE_SCALE and near.halfwidth == pytest.approx(1.959964 * np.sqrt(2) * 0.01, rel=1e-5)
+    assert V.compare_scores(0.15, 0.01, 0.10, 0.01).verdict == V.NOT_REPRODUCED
+    one_subset = V.compare_scores(0.05, 0.0, 0.50, 0.0)          # KID of one subset: no spread, no verdict
+    assert one_subset.verdict == V.INCONCLUSIVE_SCALE and "no spread estimate" in one_subset.sentence
