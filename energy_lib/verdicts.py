@@ -788,6 +788,54 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
 
 
 @dataclass(frozen=True)
+class EnergyDivergence(Result):
+    verdict: str                 # REPRODUCTION of "|mean ΔE(x)| jumps at the CO onset"
+    before: float                # mean ΔE(x) at the last tracked point before the onset
+    after: float                 # ... at the onset point
+    statistic: float             # |after| − |before|
+    ci: tuple[float, float]
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.statistic):
+            return "no collapse to read"
+        return (f"ΔE(x) {self.before:+.3f} → {self.after:+.3f} at the onset: |ΔE| {self.statistic:+.3f} "
+                f"[{self.ci[0]:+.3f}, {self.ci[1]:+.3f}]")
+
+
+def energy_divergence_at_onset(points, co: CatastrophicOverfitting, n_images: int,
+                               level: float = LEVEL) -> EnergyDivergence:
+    """P2: natural and adversarial energies diverge when CO occurs. Compares the training-set mean
+    ΔE(x) at the first collapsed tracking point with the last point before it (`points`: a run's
+    `regime.tracked_points`, with `progress`, `train_dE_mean`, `train_dE_std`; `n_images` tracked
+    training images): |ΔE| after − |ΔE| before with a normal interval from the per-image spreads
+    (SE = std/√n at each point). `reproduced` when the interval lies above 0, `not reproduced` when
+    below, inconclusive otherwise, and when the run has no collapse (nothing to diverge at)."""
+    nan = float("nan")
+    if co.verdict != PRESENT or co.onset is None:
+        return EnergyDivergence(INCONCLUSIVE_SCALE, nan, nan, nan, (nan, nan),
+                                f"catastrophic overfitting is {co.verdict} in this run: no onset to read ΔE(x) at")
+    progress = np.asarray(points["progress"], dtype=float)
+    at = int(np.argmin(np.abs(progress - float(co.onset))))
+    if at == 0:
+        return EnergyDivergence(INCONCLUSIVE_SCALE, nan, nan, nan, (nan, nan),
+                                "the collapse is at the first tracked point: no point before it")
+    mean, sd = np.asarray(points["train_dE_mean"], float), np.asarray(points["train_dE_std"], float)
+    before, after = mean[at - 1], mean[at]
+    d = abs(after) - abs(before)
+    se = math.sqrt((sd[at - 1] ** 2 + sd[at] ** 2) / n_images)
+    ci = (d - _z(level) * se, d + _z(level) * se)
+    verdict = REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0 else INCONCLUSIVE_SCALE
+    text = {REPRODUCED: "the energies diverge at the collapse", NOT_REPRODUCED: "|ΔE(x)| shrinks at the collapse",
+            INCONCLUSIVE_SCALE: "the change is within the noise"}[verdict]
+    sentence = (f"the training-set mean ΔE(x) goes from {before:+.3f} (epoch {_ep(progress[at - 1])}) to {after:+.3f} "
+                f"(epoch {_ep(progress[at])}, the first collapsed point): |ΔE| changes by {d:+.3f}, {level:.0%} interval "
+                f"[{ci[0]:+.3f}, {ci[1]:+.3f}] over {n_images} tracked training images; {text}")
+    return EnergyDivergence(verdict, float(before), float(after), float(d), (float(ci[0]), float(ci[1])), sentence)
+
+
+@dataclass(frozen=True)
 class ScoreComparison(Result):
     statistic: float             # score_b − score_a (> 0: A is better when lower is better)
     halfwidth: float             # z · √(sd_a² + sd_b²)

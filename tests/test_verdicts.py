@@ -747,3 +747,23 @@ def test_scores_are_compared_with_their_spread():
     assert V.compare_scores(0.15, 0.01, 0.10, 0.01).verdict == V.NOT_REPRODUCED
     one_subset = V.compare_scores(0.05, 0.0, 0.50, 0.0)          # KID of one subset: no spread, no verdict
     assert one_subset.verdict == V.INCONCLUSIVE_SCALE and "no spread estimate" in one_subset.sentence
+
+
+def test_delta_energy_diverges_at_a_collapse_only_when_it_jumps():
+    """P2: ΔE(x) diverges when CO occurs. Planted half-epoch points: a collapse at 2.5 with ΔE(x)
+    −0.01 -> +1.3 (the suite's probes: -0.01 -> +1.3 at the onset, +4.4 later) is a divergence; the
+    same collapse with ΔE unchanged is not; a run without collapse has nothing to read."""
+    progress = np.arange(1, 13) / 2
+    robust = np.r_[[0.11, 0.14, 0.15, 0.15], np.zeros(8)]
+    co = V.catastrophic_overfitting(robust, 1000, progress)
+    assert co.verdict == V.PRESENT and co.onset == 2.5
+    jump = pd.DataFrame({"progress": progress, "train_dE_mean": np.r_[np.full(4, -0.01), np.full(8, 1.3)],
+                         "train_dE_std": 0.05})
+    div = V.energy_divergence_at_onset(jump, co, 1000)
+    assert div.verdict == V.REPRODUCED and div.statistic == pytest.approx(1.29) and "epoch 2.5" in div.sentence
+    flat = jump.assign(train_dE_mean=-0.01)
+    assert V.energy_divergence_at_onset(flat, co, 1000).verdict == V.INCONCLUSIVE_SCALE
+    shrink = jump.assign(train_dE_mean=np.r_[np.full(4, -0.5), np.full(8, -0.01)])
+    assert V.energy_divergence_at_onset(shrink, co, 1000).verdict == V.NOT_REPRODUCED
+    none = V.catastrophic_overfitting(np.full(12, 0.15), 1000, progress)
+    assert V.energy_divergence_at_onset(jump, none, 1000).verdict == V.INCONCLUSIVE_SCALE
