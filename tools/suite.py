@@ -36,7 +36,7 @@ def _train(name: str) -> tuple[str, bool]:
     from energy_lib.runs import train_or_load
 
     torch.set_num_threads(1)
-    os.nice(10)
+    os.nice(max(0, 10 - os.nice(0)))   # niceness 10, not more when started from an already nice'd shell
     entry = _entries()[name]
     if entry.stopped_at is None:
         train_or_load(entry.config(), progress=False, root=entry.directory().parent)
