@@ -780,6 +780,8 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
         verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} runs"
     elif n < min_runs:
         verdict, text = INCONCLUSIVE_SCALE, f"{n} run(s) read, fewer than the {min_runs} a replication needs"
+    elif hits == misses == 0:
+        verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} runs (each is inconclusive)"
     else:
         verdict, text = INCONCLUSIVE_SCALE, (f"the runs disagree ({hits} {expected}, {misses} {opposite}, "
                                              f"{n - hits - misses} inconclusive)")

@@ -711,6 +711,8 @@ def test_a_finding_is_replicated_only_when_every_run_shows_it():
     mixed = V.replicated({"s10": V.PRESENT, "s11": V.ABSENT, "s12": V.INCONCLUSIVE}, "CO")
     assert mixed.verdict == V.INCONCLUSIVE_SCALE and "disagree (1 present, 1 absent, 1 inconclusive)" in mixed.sentence
     assert V.replicated({"s10": V.PRESENT}, "CO").verdict == V.INCONCLUSIVE_SCALE          # one seed is no replication
+    none = V.replicated({"s10": V.INCONCLUSIVE, "s11": V.INCONCLUSIVE}, "CO")
+    assert none.verdict == V.INCONCLUSIVE_SCALE and "cannot be read in any of the 2 runs" in none.sentence
     assert V.replicated({}, "CO").statistic_text == "0 of 0 runs present"
     der = V.replicated({"s10": V.REPRODUCED, "s11": V.REPRODUCED}, "DER prevents CO", expected=V.REPRODUCED,
                        opposite=V.NOT_REPRODUCED)
