@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import TrainConfig, WeatDerConfig
-from .provenance import usable_cpus
+from .provenance import training_code_status, usable_cpus
 from .tables import METHOD_LABELS
 
 SINGLE_STEP_EPS = 16 / 255      # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
@@ -110,8 +110,13 @@ def train_all(configs: Mapping[str, TrainConfig], jobs: int | None = None, threa
     todo = {}
     for label, cfg in configs.items():
         cfg = cfg.canonical()
-        if not Run(cfg, run_dir(cfg)).done and cfg not in todo.values():
+        run = Run(cfg, run_dir(cfg))
+        if not run.done and cfg not in todo.values():
             todo[label] = cfg
+        elif run.done:   # reused as recorded: say when today's code would not train it the same (issue 23)
+            status, text = training_code_status(run.env.get("sessions", []))
+            if status != "same":
+                log(f"[runs] {label} ({run.dir.name}) is reused: {text}", flush=True)
     if not todo:
         return TrainReport()
     jobs, shared_threads = default_jobs(len(todo), usable_cpus(), jobs)

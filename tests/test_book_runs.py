@@ -167,3 +167,22 @@ def test_ctrl_c_during_make_book_is_one_line_and_exit_130(repo_root, monkeypatch
     assert book.main(["execute", "--profile", "smoke"]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "resume" in err and "Traceback" not in err
+
+
+def test_a_finished_run_trained_by_other_code_is_reused_and_reported(tmp_path, monkeypatch):
+    """Issue 23, point 8: `make book` reuses a finished run whose training code differs from today's
+    and says so (one line per run), instead of silently."""
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    pair = _smoke_pair()
+    book_runs.train_all(pair, jobs=1, threads=1, progress=False, log=lambda *a, **k: None)
+    lines = []
+    assert book_runs.train_all(pair, jobs=1, progress=False, log=lambda m, **k: lines.append(m)) == \
+        book_runs.TrainReport()
+    assert lines == []                                         # today's code: nothing to say
+    sat = run_dir(pair["SAT"].canonical())
+    env = json.loads((sat / "env.json").read_text())
+    env["sessions"][0]["training_code"] = "0" * 64
+    (sat / "env.json").write_text(json.dumps(env))
+    book_runs.train_all(pair, jobs=1, progress=False, log=lambda m, **k: lines.append(m))
+    assert len(lines) == 1 and lines[0].startswith(f"[runs] SAT ({sat.name}) is reused: trained at commit")
+    assert "other training code" in lines[0]
