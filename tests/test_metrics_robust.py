@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from energy_lib import attacks, autoattack, bits
+from energy_lib import attacks, autoattack, bits, fileio
 from energy_lib.config import ConfigError, TrainConfig
 from energy_lib.metrics import robust
 from energy_lib.runs import Run, RunError, run_dir, train_or_load
@@ -32,7 +32,7 @@ def _without_times(rec: dict) -> dict:
 def test_record_is_complete_and_consistent(run):
     rec = robust.evaluate_run(run, CHEAP, n_images=N, device="cpu", progress=False)
     path = robust.record_path(run.dir, rec["key"])
-    assert json.loads(path.read_text()) == rec                      # what is returned is what is stored
+    assert fileio.read_json(path, sealed=True) == rec               # what is returned is what is stored (digest checked)
     assert rec["complete"] and rec["n_images"] == N and rec["seed"] == CHEAP.seed
     assert rec["method"] == "sat" and rec["checkpoint"]["which"] == "best"
     assert rec["checkpoint"]["epoch"] == run.checkpoint_info("best")["epoch"]

@@ -23,6 +23,16 @@ silently recomputed: on a GPU it is hours of AutoAttack), and comparisons with i
 say so; delete it to recompute it with per-image outcomes. An unfinished one cannot resume with
 per-image outcomes and is recomputed, with a warning.
 
+Verified on every read. A record carries the digest of its content (`fileio` seals it; a changed
+value or a cut file is refused, naming it) and what it measured: the checkpoint's description, the
+sha256 of the images, the settings and (from this version on) the sha256 of the model's weights
+(`weights_sha256`). A record is used only when all of these equal the request: a record of another
+model, run, image set or PGD setting under this file name is an error naming the file (delete it to
+recompute), never a result. Records written before digests existed load as they are, still
+compared with the request by the description they hold. `load_records` skips (with a warning) a
+record that is damaged or lies elsewhere than its own run and key say; `publish` writes only under
+plain folder names (`fileio.check_folder_name`).
+
 Model selection (which checkpoint is evaluated). The paper's code keeps the checkpoint with the
 lowest PGD-20 error on a held-out (generated) validation set among epochs 91-100 of 100
 (PAPER.md 3.3). `energy_lib.train` implements that rule and writes it to `best.pt`: among the
@@ -107,14 +117,55 @@ def record_path(directory: Path, key: str) -> Path:
     return Path(directory) / f"{RECORD_PREFIX}{key}.json"
 
 
+class RecordMismatchError(fileio.StoreError):
+    """A stored evaluation record measured something else than what is asked (model, images, settings)."""
+
+
 def _write_json(path: Path, obj: dict) -> None:
-    fileio.write_json(path, obj)   # atomic: an interruption never leaves half a record
+    fileio.write_json(path, obj, seal=True)   # atomic, with its digest: never half a record, never an unnoticed edit
 
 
 def _read_record(path: Path) -> dict:
-    rec = fileio.read_json(path, fix=f"delete {path} to recompute this evaluation")
+    """The record, its digest checked (records written before digests load as they are)."""
+    rec = fileio.read_json(path, fix=f"delete {path} to recompute this evaluation", sealed=None)
     if not isinstance(rec, dict):
         raise fileio.CorruptFileError(f"{path} holds no evaluation record; delete it to recompute this evaluation")
+    return rec
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the model's weights (every tensor of its state_dict): what a record measured."""
+    return fileio.content_digest(dict(model.state_dict()))
+
+
+def _settings_identity(stored: dict) -> dict:
+    """RobustEvalSettings.identity() of a record's stored settings (fields of this version only)."""
+    names = {f for f in RobustEvalSettings.__dataclass_fields__}
+    return RobustEvalSettings(**{k: v for k, v in stored.items() if k in names}).identity()
+
+
+def _differences(rec: dict, key: str, checkpoint: dict, images: dict, settings: RobustEvalSettings,
+                 weights: str) -> dict:
+    """{what: (stored, asked)} for everything a record says it measured that differs from the request."""
+    try:
+        stored_settings = _settings_identity(rec.get("settings") or {})
+    except (ConfigError, TypeError) as err:
+        stored_settings = f"unreadable ({err})"
+    pairs = {"key": (rec.get("key"), key), "checkpoint": (rec.get("checkpoint"), checkpoint),
+             "images": ((rec.get("images") or {}).get("sha256"), images.get("sha256")),
+             "settings": (stored_settings, settings.identity())}
+    if "weights_sha256" in rec:   # records before this version do not hold it
+        pairs["weights_sha256"] = (rec["weights_sha256"], weights)
+    return {what: pair for what, pair in pairs.items() if pair[0] != pair[1]}
+
+
+def _check_request(path: Path, rec: dict, *request) -> dict:
+    diff = _differences(rec, *request)
+    if diff:
+        shown = {k: v if k not in ("weights_sha256", "images") else tuple(str(x)[:12] for x in v)
+                 for k, v in diff.items()}
+        raise RecordMismatchError(f"{path} holds another evaluation than the one asked for (stored vs asked: "
+                                  f"{shown}); it is not used. Delete {path} to recompute this evaluation")
     return rec
 
 
@@ -136,7 +187,9 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
     fileio.clean_stale_temporaries(directory)
     key = _key(checkpoint, images.description, settings)
     path = record_path(directory, key)
-    rec = _read_record(path) if path.is_file() else None
+    weights = weights_digest(model)
+    rec = (_check_request(path, _read_record(path), key, checkpoint, images.description, settings, weights)
+           if path.is_file() else None)
     if rec is not None and "correct" not in rec and not rec.get("complete"):
         warnings.warn(f"{path} is an unfinished evaluation from before per-image outcomes were kept: "
                       "recomputing it from the start", stacklevel=2)
@@ -166,7 +219,7 @@ def evaluate(model: torch.nn.Module, images: EvalImages, settings: RobustEvalSet
         steps.close()
         rec = {
             "kind": "robust_eval", "version": RECORD_VERSION, "key": key, "complete": False,
-            **(extra or {}), "checkpoint": checkpoint, "images": images.description,
+            **(extra or {}), "checkpoint": checkpoint, "weights_sha256": weights, "images": images.description,
             "n_images": int(x.shape[0]), "seed": settings.seed, "eps": settings.eps, "settings": asdict(settings),
             "pgd": {"steps": settings.pgd_steps, "step_size": settings.pgd_step_size, "loss": "ce",
                     "random_start": "uniform", "precision": "fp32", "mode": "eval"},
@@ -244,10 +297,26 @@ def load_records(root: Path | None = None, complete_only: bool = True) -> list[d
         except fileio.StoreError as err:
             warnings.warn(f"skipped: {err}", stacklevel=2)
             continue
+        misplaced = _misplaced(path, rec)
+        if misplaced:
+            warnings.warn(f"skipped: {path} {misplaced}; it is not counted. Delete it (or move it back where it "
+                          "belongs)", stacklevel=2)
+            continue
         if rec.get("kind") == "robust_eval" and (rec.get("complete") or not complete_only):
             rec["path"] = str(path)
             out.append(rec)
     return out
+
+
+def _misplaced(path: Path, rec: dict) -> str:
+    """Why a record does not belong where it lies ('' when it does): its file name carries its key,
+    its folder its run (when it names them)."""
+    run = (rec.get("checkpoint") or {}).get("run") if isinstance(rec.get("checkpoint"), dict) else None
+    if "key" in rec and path.name != f"{RECORD_PREFIX}{rec['key']}.json":
+        return f"holds the record of key {rec['key']!r}, not the one its file name says"
+    if run is not None and path.parent.name != run:
+        return f"holds a record of the run {run!r}, not of {path.parent.name!r} where it lies"
+    return ""
 
 
 def published_dir() -> Path:
@@ -262,7 +331,9 @@ def publish(rec: dict, directory: Path | None = None) -> Path:
     if not rec.get("complete"):
         raise ValueError(f"record {rec.get('key')} is not complete; only finished evaluations are published")
     directory = Path(directory) if directory is not None else published_dir()
-    out = record_path(directory / rec["checkpoint"]["run"], rec["key"])
+    run = fileio.check_folder_name((rec.get("checkpoint") or {}).get("run"), "the record's checkpoint.run")
+    key = fileio.check_folder_name(rec.get("key"), "the record's key")
+    out = record_path(directory / run, key)
     fileio.make_dir(out.parent)
     _write_json(out, {k: v for k, v in rec.items() if k != "path"})
     return out
