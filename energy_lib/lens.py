@@ -22,7 +22,16 @@ Records live in `<run store>/lens/<model>-<dataset>-n<N>-<hash>/` (`record.json`
 `energies.npz`, one cache file per finished attack so that an interrupted look resumes). The hash
 covers the model's identity, the images and every setting that changes the numbers (not the device
 or batch size); a complete record is reused, and a directory holding another config is never
-overwritten.
+overwritten. A fixed `name` is one plain folder name (`fileio.check_folder_name`).
+
+Nothing stored is reused unverified: `record.json` carries the digest of its content and the model,
+images and settings it measured, compared with the request; every `.npz` (written atomically through
+`fileio`) carries the key of what it holds (`_frame_key`: the record's config and the (attack, ε)
+job) and the digest of its arrays. A record of another model or setting, or a damaged file, is an
+error naming the file and the fix (delete `record.json`: the record is rebuilt from the verified
+attack caches); an attack cache that is damaged or holds another job is recomputed, with a warning.
+Records written before digests existed (no digest in record.json) load as they are, still compared
+with the request.
 
 Model sources (`ModelSource`, also as one string for the report notebook): the pretrained standard
 ResNet-18 (`standard`), a RobustBench model (`robustbench:<ID>`), a run of the run store
@@ -36,6 +45,7 @@ import hashlib
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +55,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import attacks as attacks_mod
-from . import autoattack, models
+from . import autoattack, fileio, models
 from .config import ConfigError, LensConfig, check_attacks, expand_attacks, resolve_device, runs_root  # noqa: F401
 from .names import ATTACKS, AUTOATTACK_COMPONENTS, PAPER_ATTACKS, WHITE_BOX_ATTACKS  # noqa: F401
 from .energy import joint_energy, marginal_energy
@@ -132,9 +142,12 @@ class ModelSource:
             raise LensError(f"{directory} is not a run directory (no config.json); give a directory of the run "
                             f"store {runs_root()}")
         try:
-            cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+            cfg = TrainConfig.from_dict(read_json(cfg_path, "delete it: it is rebuilt from the run's checkpoint"))
         except (ValueError, TypeError) as err:
             raise LensError(f"{cfg_path} is not a TrainConfig of this version ({err}); retrain the run") from err
+        if cfg.dataset != self.dataset:
+            raise ConfigError(f"run {directory} was trained on {cfg.dataset}, not {self.dataset}: look at it on its "
+                              f"own dataset (--dataset {cfg.dataset})")
         run = Run(cfg, directory)
         if not (directory / "best.pt").is_file():
             raise LensError(f"{directory} has no best.pt (unfinished run); finish it with "
@@ -270,7 +283,7 @@ def identity(cfg: LensConfig) -> dict:
 
 def record_dir(cfg: LensConfig, source_identity: dict, slug: str, name: str = "") -> Path:
     if name:
-        return runs_root() / "lens" / name
+        return runs_root() / "lens" / fileio.check_folder_name(name, "name")
     blob = json.dumps({"model": source_identity, "settings": identity(cfg)}, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
     return runs_root() / "lens" / f"{slug}-{cfg.dataset}-n{cfg.n_images}-{digest}"
@@ -318,16 +331,40 @@ def energies_frame(model, x, y, x_adv, attack: str, eps: float, batch_size: int)
     })
 
 
-def _save_frame(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
-                     for c in frame.columns})
-    tmp.replace(path)   # atomic: a half-written file is never taken for a result
+FRAME_KEY, FRAME_DIGEST = "__key__", "__sha256__"   # an .npz's own entries beside the frame's columns
 
 
-def _load_frame(path: Path) -> pd.DataFrame:
-    with np.load(path, allow_pickle=False) as z:
-        return pd.DataFrame({k: z[k] for k in z.files})
+def _frame_key(config: dict, what: str) -> str:
+    """What an .npz holds: the record's config (model, images, settings) and the job or 'energies'."""
+    return hashlib.sha256(json.dumps({"config": config, "what": what}, sort_keys=True).encode()).hexdigest()
+
+
+def _save_frame(frame: pd.DataFrame, path: Path, key: str) -> None:
+    """The frame's columns with its key and their digest, written atomically (fileio)."""
+    arrays = {c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
+              for c in frame.columns}
+    fileio.atomic_save_npz(path, {**arrays, FRAME_KEY: np.array(key),
+                                  FRAME_DIGEST: np.array(fileio.content_digest(arrays))})
+
+
+def _load_frame(path: Path, key: str, *, legacy_ok: bool = False) -> pd.DataFrame:
+    """The frame stored in `path`, checked: `LensError` naming the file when it is damaged, unreadable or
+    holds another key; one without key and digest (written before them) only when `legacy_ok`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as err:   # not a zip, truncated, a pickled object
+        raise LensError(f"{path} cannot be read as an .npz archive ({type(err).__name__}: {err})") from err
+    stored_key, digest = arrays.pop(FRAME_KEY, None), arrays.pop(FRAME_DIGEST, None)
+    if stored_key is None or digest is None:
+        if not legacy_ok:
+            raise LensError(f"{path} carries no key or digest (written by another version), so it cannot be checked")
+    elif str(digest) != fileio.content_digest(arrays):
+        raise LensError(f"{path} is damaged: its arrays differ from the digest written with them")
+    elif str(stored_key) != key:
+        raise LensError(f"{path} holds the energies of another model, image set, setting or attack than its "
+                        "record asks for")
+    return pd.DataFrame(arrays)
 
 
 def attack_summary(rows: pd.DataFrame) -> dict:
@@ -369,31 +406,79 @@ class LensResult:
         return "\n".join(lines)
 
 
+def _config_difference(stored, config: dict) -> str:
+    """Which parts of a stored lens config differ from `config` (settings by field name)."""
+    stored = stored if isinstance(stored, dict) else {}
+    parts = []
+    for part in ("model", "images", "settings"):
+        mine, theirs = config[part], stored.get(part)
+        if theirs == mine:
+            continue
+        if part == "settings" and isinstance(theirs, dict):
+            part += f" {sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))}"
+        parts.append(part)
+    return ", ".join(parts) or "content"
+
+
 def _open_directory(directory: Path, config: dict) -> None:
     """Create the record directory, or check that it holds this very config (never overwritten)."""
     path = directory / "config.json"
     if path.is_file():
         stored = read_json(path, "delete that directory to recompute the record")
         if stored != config:
-            diff = sorted(k for k in set(stored["settings"]) | set(config["settings"])
-                          if stored["settings"].get(k) != config["settings"].get(k))
-            what = "model" if stored["model"] != config["model"] else f"settings {diff}"
-            raise LensError(f"lens record directory {directory} holds another config (different {what}); it is "
-                            "not overwritten: use another name, or delete that directory")
+            raise LensError(f"lens record directory {directory} holds another config (different "
+                            f"{_config_difference(stored, config)}); it is not overwritten: use another name, or "
+                            "delete that directory")
     else:
-        directory.mkdir(parents=True, exist_ok=True)
+        fileio.make_dir(directory)
         atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_record(directory: Path) -> LensResult | None:
-    """A complete record and its per-sample energies, or None."""
-    path = Path(directory) / "record.json"
+def _record_differences(record: dict, config: dict) -> list[str]:
+    """What a stored record measured that differs from `config` (model, images, settings)."""
+    images = {k: v for k, v in (record.get("images") or {}).items() if k != "source"}
+    stored = {"model": record.get("model"), "images": images, "settings": record.get("settings")}
+    return [what for what in ("model", "images", "settings") if stored[what] != config[what]]
+
+
+def load_record(directory: Path, config: dict) -> LensResult | None:
+    """The complete record of `config` ({model, images, settings}) and its per-sample energies, both
+    verified (see the module docstring); None when there is none yet."""
+    directory = Path(directory)
+    path = directory / "record.json"
     if not path.is_file():
         return None
-    record = read_json(path, "delete that directory to recompute the record")
+    fix = f"delete {path}: the record is rebuilt from the verified attack caches beside it (or recomputed)"
+    raw = read_json(path, fix)
+    record = fileio.unseal(raw, path, fix, required=None)
+    if not isinstance(record, dict):
+        raise LensError(f"{path} holds no lens record; {fix}")
+    differs = _record_differences(record, config)
+    if differs:
+        raise LensError(f"{path} holds the record of another {' and '.join(differs)} than this directory's "
+                        f"config; it is not used. {fix}")
     if not record.get("complete"):
         return None
-    return LensResult(record, _load_frame(Path(directory) / "energies.npz"), Path(directory), reused=True)
+    try:
+        frame = _load_frame(directory / "energies.npz", _frame_key(config, "energies"),
+                            legacy_ok=fileio.DIGEST_KEY not in raw)
+    except (LensError, FileNotFoundError) as err:
+        raise LensError(f"{err}; {fix}") from err
+    return LensResult(record, frame, directory, reused=True)
+
+
+def _check_outputs(model: torch.nn.Module, x: torch.Tensor, cfg: LensConfig, label: str) -> None:
+    """The model gives one finite logit per class of the dataset (else no energy means anything)."""
+    from .data import dataset_info
+
+    logits = attacks_mod.predict_logits(model, x, cfg.batch_size)
+    classes = dataset_info(cfg.dataset).num_classes
+    if logits.ndim != 2 or logits.shape[1] != classes:
+        raise ConfigError(f"{label} outputs {tuple(logits.shape[1:])} logits per image but {cfg.dataset} has "
+                          f"{classes} classes: pass the dataset the model was trained on (--dataset)")
+    if not torch.isfinite(logits).all():
+        raise LensError(f"{label} gives non-finite logits (NaN or inf) on {cfg.dataset} test images: its weights are "
+                        "not usable (a diverged run?); look at another checkpoint of it")
 
 
 def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | None = None, *,
@@ -416,8 +501,9 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
     image_id = {k: v for k, v in images.description.items() if k != "source"}   # not the data's local path
     directory = record_dir(cfg, src_id, slug, name)
     config = {"model": src_id, "images": image_id, "settings": identity(cfg)}
-    _open_directory(directory, json.loads(json.dumps(config)))
-    done = load_record(directory)
+    config = json.loads(json.dumps(config))
+    _open_directory(directory, config)
+    done = load_record(directory, config)
     if done is not None:
         return done
 
@@ -427,20 +513,24 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
     model = model.to(dev).eval()
     with models.frozen_for_attacks(model):   # input gradients only; restored on exit
         x, y = images.x.to(dev), images.y.to(dev)
+        _check_outputs(model, x, cfg, label)
         frames, seconds = [], {}
         todo = jobs(cfg)
         bar = tqdm(todo, desc=f"lens: {label}", disable=not progress)
         for attack, eps in bar:
             bar.set_postfix_str(job_key(attack, eps))
-            cache = directory / f"attack-{job_key(attack, eps)}.npz"
+            cache, key = directory / f"attack-{job_key(attack, eps)}.npz", _frame_key(config, job_key(attack, eps))
             if cache.is_file():
-                frames.append(_load_frame(cache))
-                continue
+                try:
+                    frames.append(_load_frame(cache, key))
+                    continue
+                except LensError as err:   # a cache: never used unverified, recomputed
+                    warnings.warn(f"{err}; it is a cache of this record: recomputed and rewritten", stacklevel=2)
             t0 = time.perf_counter()
             x_adv = _run_attack(model, x, y, attack, eps, cfg)
             frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
             seconds[job_key(attack, eps)] = time.perf_counter() - t0
-            _save_frame(frame, cache)
+            _save_frame(frame, cache, key)
             frames.append(frame)
         frame = pd.concat(frames, ignore_index=True)
         pgd = frame[(frame.attack == "pgd") & np.isclose(frame.eps, cfg.eps)]
@@ -473,8 +563,8 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
                        "joint": delta_distribution(delta_rows.Exy_nat - delta_rows.Exy_adv)}
     record.update({"energies_file": "energies.npz", "seconds": seconds, "device": str(dev),
                    "torch": torch.__version__, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    _save_frame(frame, directory / "energies.npz")
-    atomic_write_text(directory / "record.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _save_frame(frame, directory / "energies.npz", _frame_key(config, "energies"))
+    fileio.write_json(directory / "record.json", record, seal=True)   # last: the record's commit point
     (directory / "aa_state.pt").unlink(missing_ok=True)
     return LensResult(record, frame, directory, reused=False)
 
