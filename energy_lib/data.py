@@ -7,13 +7,19 @@ mean/std normalisation anywhere).
 Where data comes from, in order:
 1. the offline folder `$ENERGY_DATA` (the project's shipped real CIFAR files, see
    `../shared/data/README.md`), when it holds enough images for the request (n=None, the whole
-   split, only when the file holds the complete split: a partial copy is never returned as if whole);
+   split, only when the file holds the complete split: a partial copy is never returned as if whole).
+   A file is checked before use against the folder's published digests (`SHA256SUMS`, as
+   `sha256sum -c` would; once per process): a changed or swapped file (e.g. train.npz in the test
+   file's place), or one the list does not name, is a `CorruptDataError`. A folder without
+   `SHA256SUMS` (a test's fake folder) is read unchecked; `tools/gpu_check.py --make-data` writes one.
+   A file holding more images than its split has is refused too;
 2. torchvision's loaders under `$ENERGY_TORCHVISION_ROOT` (default `~/.cache/energy_lib/datasets`),
    downloading when the network allows;
 3. otherwise a `DataNotFoundError` naming the paths that were tried and how to fill them.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,13 +110,53 @@ def _from_hwc(x: np.ndarray, y: np.ndarray, name: str, split: str, source: str) 
     return ImageData(x_t, torch.from_numpy(np.asarray(y, dtype=np.int64)), name, split, source)
 
 
+SUMS_FILE = "SHA256SUMS"   # the offline folder's published digests (`sha256sum -c SHA256SUMS`)
+_verified: set[tuple] = set()   # (path, size, mtime, inode) of files checked in this process
+
+
+def _published_digests(root: Path) -> dict[str, str] | None:
+    """{relative path: sha256} of `root/SHA256SUMS` (sha256sum's format); None without that file."""
+    sums = root / SUMS_FILE
+    if not sums.is_file():
+        return None
+    table = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if digest:
+            table[name.strip().lstrip("*")] = digest.lower()
+    return table
+
+
+def _check_published_digest(path: Path) -> None:
+    """Refuse an offline file whose sha256 differs from the folder's SHA256SUMS or that it does not list."""
+    root = offline_dir()
+    stat = path.stat()
+    seen = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if seen in _verified:
+        return
+    table = _published_digests(root)
+    if table is None:
+        return   # no published digests in this folder: nothing to check against (see the module docstring)
+    name = path.relative_to(root).as_posix()
+    if name not in table:
+        raise _corrupt(path, f"{root / SUMS_FILE} does not list it, so it cannot be checked")
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if digest != table[name]:
+        raise _corrupt(path, f"its sha256 differs from the one in {root / SUMS_FILE} (a changed or swapped file)")
+    _verified.add(seen)
+
+
 def _offline_path(name: str, split: str) -> Path | None:
-    """The offline file of a split, or None when there is none."""
+    """The offline file of a split (checked against the published digests), or None when there is none."""
     root = offline_dir()
     if root is None or (name, split) not in OFFLINE_FILES:
         return None
     path = root / OFFLINE_FILES[(name, split)][0]
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    _check_published_digest(path)
+    return path
 
 
 def _corrupt(path: Path, what: str) -> CorruptDataError:
@@ -156,7 +202,11 @@ def _offline_count(name: str, split: str) -> tuple[Path, int] | None:
     path = _offline_path(name, split)
     if path is None:
         return None
-    return path, int(_read_offline(path, (OFFLINE_FILES[(name, split)][2],))[0].shape[0])
+    count = int(_read_offline(path, (OFFLINE_FILES[(name, split)][2],))[0].shape[0])
+    if count > dataset_info(name).size(split):   # e.g. the training file copied in the test file's place
+        raise _corrupt(path, f"it holds {count:,} images, more than the {dataset_info(name).size(split):,} of the "
+                             f"{name} {split} split (another split's file?)")
+    return path, count
 
 
 def _load_offline(name: str, split: str, n: int | None) -> ImageData | None:
@@ -256,7 +306,11 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, downl
     if split not in ("train", "test"):
         raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'")
     size = info.size(split)
-    if n is not None and not 0 < n <= size:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
+        raise ConfigError(f"n={n!r} must be a whole number of images (or None for the whole split)")
+    if n is not None and n <= 0:
+        raise ConfigError(f"n={n} must be a positive number of images (or None for the whole split)")
+    if n is not None and n > size:
         raise ConfigError(f"n={n} images requested but {name} {split} has {size}")
     data = _load_offline(name, split, n)
     if data is not None:

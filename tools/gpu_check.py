@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from energy_lib import bench, data, precision  # noqa: E402
+from energy_lib import bench, data, fileio, precision  # noqa: E402
 from energy_lib.config import runs_root  # noqa: E402
 
 SECTIONS = ("environment", "chapters", "bench", "precision", "prediction")
@@ -259,8 +259,11 @@ def make_data(directory: Path, n_train: int = 8000, n_test: int = 1000) -> Path:
     test = data.load_dataset("cifar10", "test", n=n_test)
     out = Path(directory) / "cifar10"
     out.mkdir(parents=True, exist_ok=True)
+    sums = []
     for split, images, name in (("train", train, "train.npz"), ("test", test, "test_first1017.npz")):
         np.savez_compressed(out / name, x=images.x.permute(0, 2, 3, 1).numpy(), y=images.y.numpy())
+        sums.append(f"{fileio.file_digest(out / name)}  cifar10/{name}\n")
+    (Path(directory) / data.SUMS_FILE).write_text("".join(sums))   # the copy is checked as the shipped one is
     return Path(directory)
 
 
