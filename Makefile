@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench reference sizing gpu-check paper lens clean
+.PHONY: help venv assets book chapter html test check-html publish bench reference sizing suite gpu-check paper lens clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench    training-throughput benchmark (reference loop vs energy_lib); record in runs/bench/"
 	@echo "make sizing GRID=issue10  the default-profile sizing sweep; record in runs/sizing/ (hours of CPU)"
 	@echo "make reference  train (or resume) the committed reference robust run in runs/reference/ (hours of CPU)"
+	@echo "make suite [JOBS=2] [DRY_RUN=1]  train (or resume) the phenomena suite in runs/suite/ (core-hours)"
 	@echo "make gpu-check  GPU preflight (~8 min): can this machine do make paper, and how long? record in runs/bench/"
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
@@ -107,6 +108,11 @@ GRID ?= default
 sizing: $(STAMP)
 	$(PY) tools/size_default.py --grid $(GRID) $(if $(JOBS),--jobs $(JOBS),)
 
+# the phenomena suite (energy_lib.suite): probes, then the confirming runs the written rules choose;
+# resumable, one nice'd single-thread process per JOBS; DRY_RUN=1 lists what is done and left (core-hours)
+suite: $(STAMP)
+	$(PY) tools/suite.py $(if $(DRY_RUN),--dry-run,) $(if $(JOBS),--jobs $(JOBS),)
+
 gpu-check: $(STAMP)
 	ENERGY_RUNS=$(ENERGY_RUNS) $(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
 
@@ -124,14 +130,17 @@ paper: $(STAMP)
 
 # One model through the energy lens, next to the standard ResNet-18: an HTML report (tools/lens_report.ipynb).
 # MODEL: standard | robustbench:<ID> | run:<run dir> | <arch>:<checkpoint.pt>; PARAMS e.g. "-p n_images 1000 -p attacks paper"
+# The values reach tools/lens_report.py in the environment, unexpanded ($(value ...)) and never inside
+# shell text: a quote, `$(...)` or `;` in MODEL or PARAMS cannot break the recipe or run a command.
 LENS_OUT ?= _build/lens
-LENS_NAME = $(shell printf '%s' '$(MODEL)' | tr -c 'A-Za-z0-9_.-' '_' | tail -c 80)
+unexport MODEL PARAMS   # a variable given on the command line is exported, hence expanded: not these
+lens: export LENS_MODEL = $(value MODEL)
+lens: export LENS_PARAMS = $(value PARAMS)
+lens: export LENS_OUT_DIR = $(value LENS_OUT)
+lens: export LENS_PROFILE = $(value PROFILE)
+lens: export ENERGY_RUNS := $(ENERGY_RUNS)
 lens: $(STAMP)
-	@test -n "$(MODEL)" || { echo "error: name the model, e.g. make lens MODEL=robustbench:Zhang2019Theoretically (or run:<run dir>, resnet18:<file.pt>, standard)" >&2; exit 1; }
-	mkdir -p $(LENS_OUT)
-	ENERGY_RUNS=$(ENERGY_RUNS) $(VENV)/bin/papermill tools/lens_report.ipynb $(LENS_OUT)/$(LENS_NAME).ipynb -p model '$(MODEL)' -p profile $(PROFILE) $(PARAMS)
-	$(PY) -m nbconvert --to html $(LENS_OUT)/$(LENS_NAME).ipynb
-	@echo "open $(LENS_OUT)/$(LENS_NAME).html"
+	$(PY) tools/lens_report.py
 
 clean:
 	rm -rf _build

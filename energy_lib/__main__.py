@@ -17,10 +17,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
 import typing
 
 from .config import PROFILE_NAMES, TrainConfig
+
+
+def _positive_int(text: str) -> int:
+    """--stop-after: a number of epochs >= 1 (0 or less would train nothing and still exit 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of epochs") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1 (leave the flag out to train every epoch)")
+    return value
 
 
 def _optional_int(text: str) -> str | None:
@@ -54,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     train.add_argument("--dry-run", action="store_true", default=False,
                        help="print the resolved config and run directory, train nothing")
-    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+    train.add_argument("--stop-after", type=_positive_int, default=None, metavar="EPOCHS",
                        help="train at most this many epochs now, then exit (rerun to resume)")
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
@@ -71,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "runs/reference/ (config.REFERENCE_TRAINING; hours on a CPU)")
     reference.error = parser.error.__get__(reference)
     reference.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    reference.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+    reference.add_argument("--stop-after", type=_positive_int, default=None, metavar="EPOCHS",
                            help="train at most this many epochs now, then exit (rerun to resume)")
     reference.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     _add_lens_parser(sub)
@@ -141,14 +154,28 @@ def _user_errors() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _interrupt_once(signum, frame):
+    """The first Ctrl-C interrupts; later ones are ignored, so that saying what was kept (and the
+    clean-up: lock release, temporaries) is not cut short by a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def guarded(command, args: argparse.Namespace) -> int:
     """Run a subcommand; the errors a user can fix become one line on stderr (exit 2; Ctrl-C: 130)."""
+    import threading
     import warnings
 
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {_one_line(message)}", file=sys.stderr)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupt_once) if main_thread else None
+    interrupted = False
     try:
         return command(args)
     except KeyboardInterrupt as err:
+        interrupted = True   # the process is about to exit: no Ctrl-C may cut its last words or clean-up
+        if main_thread:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"interrupted: {_one_line(err) if str(err) else 'nothing was written'}", file=sys.stderr)
         return 130
     except Exception as err:
@@ -161,6 +188,9 @@ def guarded(command, args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         raise
+    finally:
+        if main_thread and not interrupted:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -184,7 +214,7 @@ def _reference(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(cfg: TrainConfig, args: argparse.Namespace, root) -> int:
-    from .runs import Run, run_dir, train_or_load
+    from .runs import Run, RunError, run_dir, train_or_load
 
     directory = run_dir(cfg, root)
     try:
@@ -194,8 +224,11 @@ def _train_and_report(cfg: TrainConfig, args: argparse.Namespace, root) -> int:
         raise Interrupted(f"{directory} keeps the checkpoint of epoch {kept}; run the same command again to "
                           "resume" if kept else f"no epoch was completed ({directory} holds no checkpoint); "
                           "run the same command again to start") from None
-    if run.metrics.empty:   # a torchrun worker other than rank 0 has nothing to report
+    if int(os.environ.get("RANK", "0")) != 0:   # a torchrun worker other than rank 0 has nothing to report
         return 0
+    if run.metrics.empty:   # verified rows (rebuilt from last.pt where they can be): none is an error
+        raise RunError(f"run {run.dir} holds no metrics row{' although it is finished' if run.done else ''}; "
+                       f"delete the run directory {run.dir} to retrain the run")
     last = run.metrics.iloc[-1]
     print(f"{run}: epoch {int(last['epoch'])}, tracked test clean acc {last['test_acc_nat']:.3f}, "
           f"PGD acc {last['test_acc_adv']:.3f}, train mean dE(x) {last['train_dE_mean']:.4f}")

@@ -95,7 +95,19 @@ def check_field_types(obj) -> None:
                 value = tuple(value) if isinstance(value, list) else (value,)
             if not isinstance(value, tuple):
                 raise ConfigError(f"{name}={value!r} must be a tuple (or list)")
+        _check_by_name(name, value)
         object.__setattr__(obj, name, value)
+
+
+SEED_LIMIT = 2**32   # seeds derived from a config's seed (seed * 1_000_003 + epoch) stay within torch's 64 bits
+
+
+def _check_by_name(name: str, value: Any) -> None:
+    """Rules that hold for a field of this name in every config: a seed torch can take, a step that moves."""
+    if name == "seed" and not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"seed={value} must be in [0, 2**32), e.g. seed=0")
+    if name.endswith("step_size") and not value > 0:
+        raise ConfigError(f"{name}={value} must be positive (an attack or sampler step of 0 does not move)")
 
 
 def check_choice(value: str, choices, name: str) -> None:
@@ -315,7 +327,8 @@ class LensConfig(Config):
             object.__setattr__(self, key, tuple(value))
         check_choice(self.dataset, tuple(DATASETS), "dataset")
         info = DATASETS[self.dataset]
-        check_eps(self.step_size, "step_size")
+        _check_by_name("step_size", check_eps(self.step_size, "step_size"))
+        _check_by_name("seed", _parse_int(self.seed, "seed"))
         for value in (self.eps, *self.eps_grid):
             if check_eps(value) == 0:
                 raise ConfigError("eps must be positive: at eps = 0 there is no attack to compare with")

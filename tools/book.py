@@ -432,6 +432,17 @@ def record_time(kind: str, wall_seconds: float, executed: Path, out: Path) -> in
     return 0
 
 
+def _user_error(err: BaseException) -> bool:
+    """Whether `err` is one of energy_lib's errors whose message names the file and the fix (a locked
+    run, a corrupt record, bad data or config); looked up only when energy_lib was loaded."""
+    found = []
+    for module, name in (("energy_lib.fileio", "StoreError"), ("energy_lib.config", "ConfigError"),
+                         ("energy_lib.data", "DataNotFoundError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return bool(found) and isinstance(err, tuple(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -480,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
             return record_time(args.kind, args.wall_seconds, args.executed, args.out)
     except BookError as err:
         print(f"book: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not _user_error(err):
+            raise
+        print(f"book: {' '.join(str(err).split())}", file=sys.stderr)   # e.g. another `make book` owns a run
         return 1
     except KeyboardInterrupt:
         # runs keep their last finished epoch and chapters their records: the same command resumes

@@ -23,7 +23,8 @@ The point of the current `default` profile shares its runs with `make book`.
     PYTHONPATH=. python tools/size_default.py --profile smoke --grid epochs=2 --grid autoattack=false
 
 Grids: a name (see --help's list) or `key=v1,v2` (values like 8/255, all = None, true/false);
-several --grid options combine as a product. Errors are one line; a bad grid exits with 2.
+several --grid options combine as a product. Errors are one line with exit 2 (a bad grid, a corrupt record, a
+locked run).
 """
 from __future__ import annotations
 
@@ -136,9 +137,9 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except StoreError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except StoreError as err:   # e.g. a corrupt sizing record: one line naming it, exit 2 (as every fixable error)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     if args.jobs is not None and args.jobs < 0:
         print(f"error: --jobs {args.jobs}: give a number of processes >= 1, or 0 to train inside each point",
               file=sys.stderr)
@@ -168,8 +169,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (StoreError, DataNotFoundError) as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 1
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     return 0
 
 
