@@ -7,6 +7,12 @@
   nothing else changes (checksums before/after); what can be rebuilt from the checkpoint is.
 * Non-finite losses, weights and tracked metrics never reach a checkpoint.
 * Every command-line error is one line on stderr with exit code 2 (130 for Ctrl-C).
+* No file runs code, nothing stored is adopted unverified (issue 26): a pickle payload through every
+  loader never runs (a marker file it would create never appears); a changed byte in a checkpoint or
+  cached tensor, an empty / cut / edited / another run's record, a swapped config.json, evaluation
+  and lens records of another model or setting, a swapped data file are each refused or rebuilt,
+  with one line naming the file and a fix that works (each fix is carried out); names that become
+  paths are plain folder names, `make lens` runs no value as a command; the smaller command-line cases.
 
 Everything runs in the `smoke` profile with tiny settings on CPU.
 """
@@ -19,8 +25,10 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,7 +89,7 @@ def checksums(folder: Path) -> dict[str, str]:
 
 
 def epoch_of(path: Path) -> int:
-    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
 def outcome(directory: Path) -> dict:
@@ -90,7 +98,7 @@ def outcome(directory: Path) -> dict:
     out = {"metrics": [{k: v for k, v in r.items() if k not in TIMING} for r in rows],
            "samples": (directory / "samples.jsonl").read_text()}
     for which in ("last", "best"):
-        ckpt = torch.load(directory / f"{which}.pt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(directory / f"{which}.pt", map_location="cpu", weights_only=True)
         out[which] = (ckpt["epoch"], ckpt["model"], ckpt["optimizer"]["state"])
     return out
 
@@ -249,9 +257,9 @@ def test_a_checkpoint_of_another_config_is_refused(reference, store):
     """A TRADES last.pt copied into an interrupted SAT run is not adopted."""
     run = copy_of(reference, store)
     (run.dir / "DONE").unlink()
-    ckpt = torch.load(run.dir / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run.dir / "last.pt", map_location="cpu", weights_only=True)
     ckpt["config"] = {**ckpt["config"], "method": "trades", "beta": 6.0}
-    torch.save(ckpt, run.dir / "last.pt")
+    torch.save(fileio.sealed(ckpt), run.dir / "last.pt")   # a genuine (sealed) checkpoint of another config
     before = checksums(run.dir)
     with pytest.raises(ConfigMismatchError, match=f"checkpoint {run.dir / 'last.pt'} was made by a different "
                                                   r"config.*'method': \('trades', 'sat'\).*Delete it"):
@@ -381,7 +389,7 @@ def test_non_finite_weights_with_a_finite_loss_never_reach_a_checkpoint(store, m
                                                        r"keeps epoch 1 \(finite"):
         train_or_load(TINY, progress=False)
     run = Run(TINY, runs.run_dir(TINY))
-    ckpt = torch.load(run.dir / "last.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run.dir / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
                                       if v.is_floating_point())
     assert len(run.metrics) == 1 and not run.done and not (run.dir / "LOCK").exists()
@@ -483,3 +491,618 @@ def test_a_corrupt_data_file_on_the_command_line_is_one_line_and_creates_nothing
     proc = cli(tmp_path / "runs", *FLAGS, data_dir=tmp_path / "data")
     one_line(proc, 2, f"{bad} is not a valid offline data file", "sha256sum -c SHA256SUMS")
     assert not (tmp_path / "runs").exists()
+
+
+# ============================================================================= issue 26
+# No code from a file, no silent adoption: every loader refuses a pickle payload (and the payload
+# never runs), every stored result is verified against what was asked, names that become paths are
+# plain folder names, and the smaller command-line cases are one line.
+from energy_lib import autoattack, lens, models  # noqa: E402
+from energy_lib.config import LensConfig  # noqa: E402
+
+LENS = LensConfig.from_profile("smoke", n_images=8, pgd_steps=2, steps=2, attacks=("pgd",), device="cpu")
+
+
+class Payload:
+    """Unpickling this object runs code: it opens (creates) the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "a"))
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    path = tmp_path / "PAYLOAD-RAN"
+    yield path
+    assert not path.exists(), "a file's pickle payload ran"
+
+
+def plant(path: Path, marker: Path, content: dict | None = None) -> None:
+    """`path` becomes a torch file of `content` (default: what it holds) plus a payload, which is
+    checked to be live (unpickling it runs it), so that the test can fail."""
+    content = dict(torch.load(path, map_location="cpu", weights_only=True) if content is None else content)
+    torch.save({**content, "extra": Payload(marker)}, path)
+    torch.load(path, map_location="cpu", weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+
+def flip_tensor_byte(path: Path) -> None:
+    """Change one byte in the middle of the largest tensor's data; torch's zip reader does not notice
+    (checked), so only a digest can."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    raw[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    torch.load(path, map_location="cpu", weights_only=True)   # loads: the format itself checks nothing
+
+
+# ----------------------------------------------------------------------------- 1. no code from a file
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_a_payload_in_a_run_checkpoint_never_runs(reference, store, marker, which):
+    run = copy_of(reference, store)
+    plant(run.dir / f"{which}.pt", marker)
+    before = checksums(run.dir)
+    with pytest.raises(CheckpointError, match=f"{run.dir / (which + '.pt')} holds Python objects.*could run code"):
+        run.load_model(which)
+    with pytest.raises(CheckpointError, match="could run code"):
+        lens.ModelSource("run", str(run.dir)).identity() if which == "best" else run.checkpoint_info("last")
+    assert checksums(run.dir) == before
+
+
+def test_a_payload_in_last_pt_never_runs_on_resume_nor_on_rebuilding_config_json(reference, store, marker):
+    run = copy_of(reference, store)
+    (run.dir / "DONE").unlink()
+    plant(run.dir / "last.pt", marker)
+    with pytest.raises(CheckpointError, match="could run code.*Delete it to restart this run from epoch 0"):
+        train_or_load(run.config, progress=False)
+    (run.dir / "config.json").unlink()            # rebuilt from last.pt: the loader refuses it there too
+    with pytest.raises(CheckpointError, match="could run code"):
+        Run(TrainConfig(), run.dir).stored_config()
+    (run.dir / "last.pt").unlink()                # the advice: the run restarts from epoch 0
+    assert train_or_load(run.config, progress=False, stop_after=1).checkpoint_info("last")["epoch"] == 1
+
+
+def test_a_payload_in_the_reference_runs_best_pt_never_runs(tmp_path, monkeypatch, marker):
+    """The committed reference run (a copy: chapters 1, 5 and 6 load its best.pt; CI restores it)."""
+    committed = runs.reference_root()
+    shutil.copytree(committed, tmp_path / "reference")
+    monkeypatch.setattr(runs, "reference_root", lambda: tmp_path / "reference")
+    run = runs.reference_run()
+    plant(run.dir / "best.pt", marker)
+    with pytest.raises(CheckpointError, match="could run code"):
+        run.load_model()
+
+
+def test_a_payload_in_an_autoattack_state_file_never_runs(store, marker):
+    model = models.build_model("small_cnn").eval()
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    state = store / "aa_state.pt"
+    fileio.make_dir(store)
+    plant(state, marker, {"fingerprint": "x"})
+    with pytest.raises(fileio.CorruptFileError, match=f"{state} holds Python objects.*delete {state}"):
+        autoattack.run_autoattack(model, x, y, state_path=state, verbose=False,
+                                  settings=autoattack.AutoAttackSettings(n_iter=1, n_target_classes=1, n_queries=1))
+
+
+def test_a_payload_in_the_lens_autoattack_state_never_runs(store, marker):
+    torch.manual_seed(0)
+    cfg = LENS.replace(autoattack=True, attacks=("pgd",))
+    directory = lens.record_dir(cfg, {}, "", "planted")
+    fileio.make_dir(directory)
+    plant(directory / "aa_state.pt", marker, {"fingerprint": "x"})
+    with pytest.raises(fileio.CorruptFileError, match="could run code"):
+        lens.look(models.build_model("small_cnn"), cfg, source_identity={"kind": "test"}, name="planted",
+                  progress=False)
+
+
+def test_payloads_in_caches_and_foreign_checkpoints_never_run(tmp_path, marker):
+    from energy_lib import generation_store
+    from energy_lib.config import GenerationConfig
+
+    store = generation_store.GenerationStore(tmp_path / "gen", GenerationConfig.from_profile("smoke", device="cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.rand(6, 3, 2, 2), torch.arange(3).repeat(2)
+    first = store.reference_energies(model, x, y, 3)
+    path = next(store.dir.glob("energies-*.pt"))
+    plant(path, marker)
+    with pytest.warns(UserWarning, match=f"{path}: unreadable.*could run code.*recomputed"):
+        assert torch.equal(store.reference_energies(model, x, y, 3), first)
+    foreign = tmp_path / "model.pt"
+    torch.save(models.build_model("small_cnn").state_dict(), foreign)
+    plant(foreign, marker)
+    with pytest.raises(lens.LensError, match="cannot be read by torch.load"):
+        lens.load_checkpoint_model(foreign, "small_cnn", 10)
+
+
+# ----------------------------------------------------------------------------- 2. a changed byte
+def test_a_changed_byte_in_best_pt_is_refused_naming_it(reference, store):
+    run = copy_of(reference, store)
+    flip_tensor_byte(run.dir / "best.pt")
+    before = checksums(run.dir)
+    with pytest.raises(CheckpointError, match=f"{run.dir / 'best.pt'} is damaged.*Delete the run directory"):
+        run.load_model("best")
+    assert checksums(run.dir) == before
+
+
+def test_a_changed_byte_in_last_pt_is_never_resumed_and_the_advice_works(reference, store):
+    run = copy_of(reference, store)
+    (run.dir / "DONE").unlink()
+    flip_tensor_byte(run.dir / "last.pt")
+    before = checksums(run.dir)
+    with pytest.raises(CheckpointError, match=f"{run.dir / 'last.pt'} is damaged.*Delete it to restart this run "
+                                              "from epoch 0"):
+        train_or_load(run.config, progress=False)
+    assert checksums(run.dir) == before and not (run.dir / "LOCK").exists()
+    (run.dir / "last.pt").unlink()
+    assert train_or_load(run.config, progress=False, stop_after=1).checkpoint_info("last")["epoch"] == 1
+
+
+def test_a_changed_byte_in_a_generation_store_tensor_is_recomputed(tmp_path):
+    from energy_lib import generation_store
+    from energy_lib.config import GenerationConfig
+
+    store = generation_store.GenerationStore(tmp_path / "gen", GenerationConfig.from_profile("smoke", device="cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.rand(60, 3, 2, 2), torch.arange(3).repeat(20)
+    first = store.reference_energies(model, x, y, 3)
+    path = next(store.dir.glob("energies-*.pt"))
+    flip_tensor_byte(path)
+    with pytest.warns(UserWarning, match=f"{path}: unreadable.*is damaged.*recomputed"):
+        again = store.reference_energies(model, x, y, 3)
+    assert torch.equal(again, first) and store.computed == [path, path]
+
+
+# ----------------------------------------------------------------------------- 2. records checked
+def _other(value):
+    """A value as another run would have it: every float moved, the same keys and lengths."""
+    if isinstance(value, dict):
+        return {k: _other(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_other(v) for v in value]
+    return value + 0.125 if isinstance(value, float) else value
+
+
+def _other_rows(rows: list) -> list:
+    return [_other(r) for r in rows]
+
+
+@pytest.mark.parametrize("filename", ["metrics.jsonl", "samples.jsonl"])
+@pytest.mark.parametrize("how", ["empty", "cut", "edited", "another run's"])
+def test_a_changed_jsonl_of_a_finished_run_is_rebuilt_from_last_pt(reference, store, filename, how):
+    run = copy_of(reference, store)
+    path = run.dir / filename
+    original = path.read_bytes()
+    lines = original.decode().splitlines(keepends=True)
+    rows = [json.loads(line) for line in lines]
+    changed = {"empty": "", "cut": "".join(lines[:2]),
+               "edited": original.decode().replace(lines[1], json.dumps(_other_rows(rows[1:2])[0]) + "\n"),
+               "another run's": "".join(json.dumps(r) + "\n" for r in _other_rows(rows))}[how]
+    path.write_text(changed)
+    others = {k: v for k, v in checksums(run.dir).items() if k != filename}
+    with pytest.warns(UserWarning, match=f"{path} is not the file the run finished with.*rebuilt {filename}"):
+        got = run.metrics if filename == "metrics.jsonl" else run.tracked_samples
+    assert len(got) == (3 if filename == "metrics.jsonl" else 3 * 8)
+    assert path.read_bytes() == original                                  # the original, byte for byte
+    assert {k: v for k, v in checksums(run.dir).items() if k != filename} == others
+
+
+def test_an_empty_metrics_jsonl_of_a_finished_run_is_rebuilt_for_train_and_selected_metrics(reference, tmp_path):
+    store = tmp_path / "runs"
+    shutil.copytree(reference, store / NAME)
+    (store / NAME / "metrics.jsonl").write_text("")
+    proc = cli(store, *FLAGS)
+    assert proc.returncode == 0 and "epoch 3, tracked test clean acc" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "rebuilt metrics.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+    run = copy_of(reference, tmp_path / "again")
+    (run.dir / "metrics.jsonl").write_text("")
+    with pytest.warns(UserWarning, match="rebuilt metrics.jsonl"):   # no advice to resume a finished run
+        assert runs.selected_metrics(run)["epoch"] == run.checkpoint_info("best")["epoch"]
+
+
+def test_a_changed_metrics_jsonl_of_an_unfinished_run_is_rebuilt(reference, store):
+    run = copy_of(reference, store)
+    (run.dir / "DONE").unlink()
+    path = run.dir / "metrics.jsonl"
+    original = path.read_bytes()
+    path.write_text(original.decode().replace('"epoch": 2', '"epoch": 7'))
+    with pytest.warns(UserWarning, match=f"{path} does not hold the 3 rows of last.pt.*rebuilt metrics.jsonl"):
+        assert list(run.metrics["epoch"]) == [1, 2, 3]
+    assert path.read_bytes() == original
+
+
+def _legacy(run: Run, *, keep_last: bool = True) -> None:
+    """The run as written before digests: checkpoints without one, DONE holding only a time."""
+    for which in ("best", "last"):
+        path = run.dir / f"{which}.pt"
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt.pop(fileio.DIGEST_KEY)
+        torch.save(ckpt, path)
+    (run.dir / "DONE").write_text("2026-12-01T00:00:00Z\n")
+    if not keep_last:
+        (run.dir / "last.pt").unlink()
+
+
+def test_a_legacy_run_still_loads_and_its_rows_are_checked_against_its_checkpoints(reference, store):
+    run = copy_of(reference, store)
+    _legacy(run)
+    before = checksums(run.dir)
+    assert len(run.metrics) == 3 and run.load_model("best") is not None
+    assert checksums(run.dir) == before                                   # nothing written into it
+    path = run.dir / "metrics.jsonl"
+    original = path.read_bytes()
+    path.write_text("".join(original.decode().splitlines(keepends=True)[:2]))
+    with pytest.warns(UserWarning, match=f"{path} does not hold the 3 rows of last.pt.*rebuilt"):
+        assert len(Run(run.config, run.dir).metrics) == 3
+    assert path.read_bytes() == original
+
+
+def test_a_legacy_run_without_last_pt_names_the_file_and_fixes_that_work(reference, store):
+    run = copy_of(reference, store)
+    _legacy(run, keep_last=False)                  # as the committed reference run: best.pt only
+    assert len(run.metrics) == 3
+    path = run.dir / "metrics.jsonl"
+    good = path.read_bytes()
+    path.write_text("".join(good.decode().splitlines(keepends=True)[:1]))
+    before = checksums(run.dir)
+    best_epoch = run.checkpoint_info("best")["epoch"]
+    with pytest.raises(RunError, match=f"{path} does not hold the {best_epoch} rows of best.pt.*git checkout -- "
+                                       f"{path}.*delete the run directory"):
+        Run(run.config, run.dir).metrics
+    assert checksums(run.dir) == before
+    path.write_bytes(good)                         # restoring the file is the fix
+    assert len(Run(run.config, run.dir).metrics) == 3
+
+
+def test_the_committed_reference_run_loads_as_a_legacy_run_and_is_not_written():
+    before = checksums(runs.reference_root())
+    run = runs.reference_run()
+    assert run is not None and run.done_manifest() is None        # committed before DONE held digests
+    assert len(run.metrics) == run.config.epochs and run.load_model("best") is not None
+    assert runs.selected_metrics(run)["epoch"] == run.checkpoint_info("best")["epoch"]
+    assert run.tracking_attack and checksums(runs.reference_root()) == before
+
+
+def test_a_damaged_done_manifest_names_itself_and_its_advice_works(reference, store):
+    run = copy_of(reference, store)
+    done = run.dir / "DONE"
+    done.write_text(done.read_text().replace('"epoch": 3', '"epoch": 2'))
+    with pytest.raises(fileio.CorruptFileError, match=f"{done} is damaged.*delete {done}"):
+        run.metrics
+    done.unlink()                                  # the next train_or_load finishes it again, no epoch retrained
+    again = train_or_load(run.config, progress=False)
+    assert again.done and again.done_manifest() is not None and len(again.metrics) == 3
+    sessions = json.loads((run.dir / "env.json").read_text())["sessions"]
+    assert sessions[-1]["resumed_from_epoch"] == 3
+
+
+def test_a_swapped_config_json_advises_deleting_it_alone_and_that_works(reference, store):
+    run = copy_of(reference, store)
+    path = run.dir / "config.json"
+    original = path.read_bytes()
+    path.write_text(run.config.replace(method="trades", beta=6.0).to_json() + "\n")   # another run's config.json
+    before = checksums(run.dir)
+    with pytest.raises(ConfigMismatchError, match=f"{path} holds another config than the run's checkpoints.*Delete "
+                                                  f"{path} alone"):
+        train_or_load(run.config, progress=False)
+    assert checksums(run.dir) == before
+    path.unlink()
+    with pytest.warns(UserWarning, match="config.json: it was missing; rebuilt from last.pt"):
+        assert train_or_load(run.config, progress=False).done
+    assert path.read_bytes() == original
+
+
+# ----------------------------------------------------------------------------- 2. evaluation records
+EVAL = RobustEvalSettings(autoattack=False, pgd_steps=2, batch_size=4)
+
+
+def _eval_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    model = models.build_model("small_cnn").eval()
+    x, y = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(4)
+    return model, robust.EvalImages(x, y, {"sha256": robust.images_fingerprint(x, y)})
+
+
+def _evaluate(model, images, settings, directory, run: str) -> dict:
+    return robust.evaluate(model, images, settings, directory / run, checkpoint={"run": run, "which": "best"},
+                           device="cpu", progress=False)
+
+
+def test_another_runs_evaluation_record_is_not_this_models_result(store):
+    model_a, images = _eval_setup(0)
+    model_b, _ = _eval_setup(1)
+    rec_b = _evaluate(model_b, images, EVAL, store, "b")
+    key_a = robust._key({"run": "a", "which": "best"}, images.description, EVAL)
+    planted = robust.record_path(store / "a", key_a)
+    fileio.make_dir(planted.parent)
+    shutil.copy(robust.record_path(store / "b", rec_b["key"]), planted)
+    with pytest.raises(robust.RecordMismatchError, match=f"{planted} holds another evaluation.*'checkpoint'.*"
+                                                         f"Delete {planted} to recompute"):
+        _evaluate(model_a, images, EVAL, store, "a")
+    with pytest.warns(UserWarning, match=f"skipped: {planted}.*not the one its file name says"):
+        assert [r["key"] for r in robust.load_records(store)] == [rec_b["key"]]
+    planted.unlink()                               # the advice: recomputed for this model
+    rec_a = _evaluate(model_a, images, EVAL, store, "a")
+    assert rec_a["weights_sha256"] == robust.weights_digest(model_a) != rec_b["weights_sha256"]
+
+
+def test_a_record_of_other_settings_or_weights_under_this_name_is_refused(store):
+    model, images = _eval_setup(0)
+    one = _evaluate(model, images, RobustEvalSettings(autoattack=False, pgd_steps=1, batch_size=4), store, "a")
+    two_path = robust.record_path(store / "a", robust._key({"run": "a", "which": "best"}, images.description, EVAL))
+    shutil.copy(robust.record_path(store / "a", one["key"]), two_path)
+    with pytest.raises(robust.RecordMismatchError, match="'settings'"):
+        _evaluate(model, images, EVAL, store, "a")
+    two_path.unlink()
+    _evaluate(model, images, EVAL, store, "a")
+    retrained = models.build_model("small_cnn").eval()           # same run name and settings, other weights
+    with pytest.raises(robust.RecordMismatchError, match="'weights_sha256'"):
+        _evaluate(retrained, images, EVAL, store, "a")
+
+
+def test_a_changed_value_in_an_evaluation_record_is_refused_and_skipped(store):
+    model, images = _eval_setup(0)
+    rec = _evaluate(model, images, EVAL, store, "a")
+    path = robust.record_path(store / "a", rec["key"])
+    text = path.read_text()
+    path.write_text(text.replace('"n_images": 4', '"n_images": 5'))
+    with pytest.raises(fileio.CorruptFileError, match=f"{path} is damaged.*delete {path} to recompute"):
+        _evaluate(model, images, EVAL, store, "a")
+    with pytest.warns(UserWarning, match=f"skipped: {path} is damaged"):
+        assert robust.load_records(store) == []
+
+
+def test_a_record_written_before_digests_is_still_used_when_it_matches(store):
+    model, images = _eval_setup(0)
+    rec = _evaluate(model, images, EVAL, store, "a")
+    path = robust.record_path(store / "a", rec["key"])
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k not in (fileio.DIGEST_KEY, "weights_sha256")}
+    path.write_text(json.dumps(old))
+    assert _evaluate(model, images, EVAL, store, "a") == old
+
+
+@pytest.mark.parametrize("run_name", ["../../evil", "/tmp/evil", ".hidden", ""])
+def test_publish_writes_only_under_a_plain_run_name(store, run_name):
+    rec = {"kind": "robust_eval", "complete": True, "key": "0123456789", "checkpoint": {"run": run_name}}
+    with pytest.raises(fileio.UnsafeNameError, match="checkpoint.run=.*must be a plain folder name"):
+        robust.publish(rec, store / "published")
+    assert not (store / "published").exists() and not Path("/tmp/evil").exists()
+
+
+# ----------------------------------------------------------------------------- 2. lens records
+def _lens_record(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return lens.look(models.build_model("small_cnn"), LENS, source_identity={"kind": "test", "seed": seed},
+                     name=name, progress=False)
+
+
+def test_a_lens_record_of_another_model_is_not_adopted(store):
+    mine, other = _lens_record("mine", 0), _lens_record("other", 1)
+    for name in ("record.json", "energies.npz"):
+        shutil.copy(other.directory / name, mine.directory / name)
+    with pytest.raises(lens.LensError, match=f"{mine.directory / 'record.json'} holds the record of another model.*"
+                                             f"delete {mine.directory / 'record.json'}"):
+        _lens_record("mine", 0)
+    (mine.directory / "record.json").unlink()      # the advice: rebuilt from the verified attack caches
+    again = _lens_record("mine", 0)
+    assert again.record["accuracy"] == mine.record["accuracy"] and not again.reused
+    np.testing.assert_array_equal(again.frame.E_adv.to_numpy(), mine.frame.E_adv.to_numpy())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "changed", "another job's"])
+def test_a_damaged_lens_npz_names_itself(store, damage):
+    first = _lens_record("damaged", 0)
+    path = first.directory / "energies.npz"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "changed":
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["E_adv"] = arrays["E_adv"] + 1.0
+        np.savez(path, **arrays)
+    else:
+        shutil.copy(next(first.directory.glob("attack-*.npz")), path)
+    with pytest.raises(lens.LensError, match=f"{path} .*; delete {first.directory / 'record.json'}"):
+        _lens_record("damaged", 0)
+    (first.directory / "record.json").unlink()
+    assert _lens_record("damaged", 0).record["accuracy"] == first.record["accuracy"]
+
+
+def test_a_damaged_attack_cache_is_recomputed_with_a_warning(store):
+    first = _lens_record("cache", 0)
+    cache = next(first.directory.glob("attack-pgd@*.npz"))
+    (first.directory / "record.json").unlink()
+    cache.write_bytes(b"<html>not an archive</html>")
+    with pytest.warns(UserWarning, match=f"{cache} cannot be read as an .npz archive.*recomputed"):
+        again = _lens_record("cache", 0)
+    assert again.record["accuracy"] == first.record["accuracy"]
+
+
+def test_a_full_disk_while_writing_a_lens_npz_names_the_file_and_leaves_no_temporary(store, monkeypatch):
+    real = fileio._write_bytes
+
+    def full(f, data, path):
+        if path.suffix != ".npz":
+            return real(f, data, path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio, "_write_bytes", full)
+    with pytest.raises(fileio.StoreWriteError, match=r"cannot write .*attack-pgd@8.00.npz: No space left"):
+        _lens_record("full", 0)
+    assert not [p for p in (store / "lens" / "full").iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- 2. offline data digests
+def _data_folder(tmp_path: Path, test_file: str = "test_first1017.npz", sums: bool = True) -> Path:
+    """A data folder of links to the shared files (test_file in the test file's place)."""
+    shared = data.offline_dir()
+    folder = tmp_path / "data"
+    (folder / "cifar10").mkdir(parents=True)
+    (folder / "cifar10" / "train.npz").symlink_to(shared / "cifar10" / "train.npz")
+    (folder / "cifar10" / "test_first1017.npz").symlink_to(shared / "cifar10" / test_file)
+    if sums:
+        shutil.copy(shared / "SHA256SUMS", folder / "SHA256SUMS")
+    return folder
+
+
+def test_the_training_file_in_the_test_files_place_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_DATA", str(_data_folder(tmp_path, "train.npz")))
+    path = tmp_path / "data" / "cifar10" / "test_first1017.npz"
+    with pytest.raises(data.CorruptDataError, match=f"{path} is not a valid offline data file: its sha256 differs "
+                                                    "from the one in .*SHA256SUMS.*sha256sum -c SHA256SUMS"):
+        data.load_dataset("cifar10", "test", n=8)
+    sums = tmp_path / "data" / "SHA256SUMS"
+    sums.unlink()                                  # no published digests: the count still gives it away
+    with pytest.raises(data.CorruptDataError, match="holds 50,000 images, more than the 10,000 of the cifar10 test"):
+        data.load_dataset("cifar10", "test", n=8)
+
+
+def test_a_data_file_the_published_digests_do_not_list_is_refused(tmp_path, monkeypatch):
+    folder = _data_folder(tmp_path)
+    sums = folder / "SHA256SUMS"
+    published = sums.read_bytes()
+    sums.write_text("".join(line + "\n" for line in published.decode().splitlines() if "test_first1017" not in line))
+    monkeypatch.setenv("ENERGY_DATA", str(folder))
+    with pytest.raises(data.CorruptDataError, match=f"{sums} does not list it.*sha256sum -c SHA256SUMS"):
+        data.load_dataset("cifar10", "test", n=8)
+    sums.write_bytes(published)                    # the published list: the same file is read
+    assert len(data.load_dataset("cifar10", "test", n=8)) == 8
+
+
+# ----------------------------------------------------------------------------- 3. names that become paths
+@pytest.mark.parametrize("name", ["../../x", "/tmp/lens-escape", "a/b", "..", ".hidden"])
+def test_a_lens_name_is_one_plain_folder_name(store, name):
+    with pytest.raises(fileio.UnsafeNameError, match="name=.*must be a plain folder name"):
+        _lens_record(name, 0)
+    assert not (store / "lens").exists() or not any((store / "lens").iterdir())
+    assert not Path("/tmp/lens-escape").exists()
+
+
+def test_a_path_traversing_lens_name_on_the_command_line_is_one_line(tmp_path):
+    env = {**os.environ, "ENERGY_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "energy_lib", "lens", "--standard", "--profile", "smoke",
+                           "--name", "../../escaped", "--device", "cpu", "--no-progress"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    one_line(proc, 2, "error: name='../../escaped' must be a plain folder name")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "runs" / "lens").exists()
+
+
+def test_a_quote_in_make_lens_model_runs_nothing_and_reaches_the_report_intact(tmp_path):
+    stamp, seen, touched = tmp_path / "stamp", tmp_path / "seen", tmp_path / "TOUCHED"
+    stamp.touch()
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/sh\nprintf "%s|%s" "$LENS_MODEL" "$LENS_PARAMS" > {seen}\n')
+    stub.chmod(0o755)
+    model = f"x'y\"; touch {touched}; $(shell touch {touched}) `touch {touched}`"
+    params = f"-p n_images 8 $(shell touch {touched})"
+    for dry in (["-n"], []):
+        proc = subprocess.run(["make", *dry, "lens", f"MODEL={model}", f"PARAMS={params}", f"STAMP={stamp}",
+                               f"PY={stub}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert not touched.exists()
+    assert seen.read_text() == f"{model}|{params}"   # passed on as text, never evaluated
+
+
+def test_the_lens_report_splits_params_without_evaluating_them(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import lens_report
+
+    steps = lens_report.commands("run:a b'c", "-p n_images 8 -p attacks 'pgd, cw' $(touch x)", tmp_path, "smoke")
+    assert steps[0][5:] == ["-r", "model", "run:a b'c", "-r", "profile", "smoke", "-p", "n_images", "8",
+                            "-p", "attacks", "pgd, cw", "$(touch", "x)"]   # words, never evaluated
+    assert lens_report.report_name("run:a b'c") == "run_a_b_c"
+    assert lens_report.main({"LENS_MODEL": "standard", "LENS_PARAMS": "-p 'unclosed"}) == 2
+
+
+# ----------------------------------------------------------------------------- 4. smaller cases
+def test_a_second_ctrl_c_while_reporting_is_ignored(tmp_path):
+    """The first Ctrl-C interrupts; a second one while the command says what it kept, or while the
+    process exits, changes nothing: one line, exit 130."""
+    code = ("import os, signal, sys, time\nfrom energy_lib.__main__ import guarded\n"
+            "def command(args):\n"
+            "    try:\n        os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+            "    except KeyboardInterrupt:\n"
+            "        os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)   # Ctrl-C again, while reporting\n"
+            "        raise KeyboardInterrupt('kept epoch 1') from None\n"
+            "rc = guarded(command, None)\nos.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)   # and while exiting\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    one_line(proc, 130, "interrupted: kept epoch 1")
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--seed", str(2**70)], "seed=1180591620717411303424 must be in [0, 2**32)"),
+    (["--stop-after", "-1"], "--stop-after: -1 must be at least 1"),
+    (["--stop-after", "0"], "--stop-after: 0 must be at least 1"),
+    (["--step-size", "0"], "step_size=0.0 must be positive")])
+def test_more_bad_flags_are_one_line(tmp_path, flags, needle):
+    proc = cli(tmp_path / "runs", *FLAGS, *flags)
+    one_line(proc, 2, "error: ", needle)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_malformed_fault_hook_is_one_line(tmp_path):
+    proc = cli(tmp_path / "runs", *FLAGS, fault="garbage")
+    one_line(proc, 2, "ENERGY_FAULT_INJECT='garbage' is not <kill|stop>:<file name>:<n >= 1>", "unset")
+
+
+def test_lens_settings_that_cannot_work_are_config_errors(store):
+    with pytest.raises(ConfigError, match="step_size=0.0 must be positive"):
+        LensConfig.from_profile("smoke", step_size=0)
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="outputs \\(10,\\) logits per image but cifar100 has 100 classes"):
+        lens.look(models.build_model("small_cnn"), LENS.replace(dataset="cifar100"),
+                  source_identity={"kind": "test"}, progress=False)
+    broken = models.build_model("small_cnn")
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    with pytest.raises(lens.LensError, match="non-finite logits"):
+        lens.look(broken, LENS, source_identity={"kind": "nan"}, progress=False)
+
+
+def test_a_lens_on_a_run_of_another_dataset_names_the_dataset(reference, store):
+    run = copy_of(reference, store)
+    with pytest.raises(ConfigError, match=f"run {run.dir} was trained on cifar10, not cifar100.*--dataset cifar10"):
+        lens.ModelSource("run", str(run.dir), dataset="cifar100").load()
+
+
+def test_a_notebook_image_count_that_is_not_a_positive_number_says_so():
+    with pytest.raises(ConfigError, match="n='abc' must be a whole number of images"):
+        data.load_dataset("cifar10", "test", n="abc")
+    with pytest.raises(ConfigError, match="n=-5 must be a positive number of images"):
+        data.load_dataset("cifar10", "test", n=-5)
+
+
+def test_a_second_make_book_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    sys.path.insert(0, str(ROOT / "tools"))
+    import book
+
+    from energy_lib import book_runs
+
+    def locked(*args, **kwargs):
+        raise fileio.RunLockedError("/runs/x is in use by process 123 (lock file /runs/x/LOCK); wait for it")
+
+    monkeypatch.setattr(book_runs, "train_all", locked)
+    assert book.main(["execute", "--profile", "smoke", "--out", str(tmp_path / "executed"), "--no-progress",
+                      "-p", "device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err == "book: /runs/x is in use by process 123 (lock file /runs/x/LOCK); wait for it\n"
+
+
+def test_size_default_exits_2_on_a_corrupt_record(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import size_default
+
+    record = tmp_path / "sizing.json"
+    record.write_text("{not json")
+    assert size_default.main(["--record", str(record), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {record} is not valid JSON") and err.count("\n") == 1
