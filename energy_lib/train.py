@@ -432,8 +432,9 @@ def fit(cfg: TrainConfig, run, progress: bool = True, stop_after: int | None = N
                 epochs.set_postfix(test_pgd_acc=f"{rec['test_acc_adv']:.3f}", train_dE=f"{rec['train_dE_mean']:.3f}")
     except KeyboardInterrupt:
         kept = run.kept_epoch()   # what last.pt really holds (a save may have been cut short)
-        print(f"interrupted: {run.dir} keeps the checkpoint of epoch {kept or 0}; "
-              "call train_or_load(cfg) again to resume.")
+        print(f"interrupted: {run.dir} keeps the checkpoint of epoch {kept}; call train_or_load(cfg) again to "
+              "resume." if kept else f"interrupted: no epoch was completed ({run.dir} holds no checkpoint); call "
+              "train_or_load(cfg) again to start.")
         raise
     if dist.is_main:
         run.mark_done()

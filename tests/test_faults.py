@@ -1106,3 +1106,15 @@ def test_size_default_exits_2_on_a_corrupt_record(tmp_path, capsys):
     assert size_default.main(["--record", str(record), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {record} is not valid JSON") and err.count("\n") == 1
+
+
+def test_ctrl_c_before_the_first_epoch_is_kept_says_so(tmp_path):
+    """Neither the library's line nor the command line's speaks of 'the checkpoint of epoch 0'."""
+    proc = cli(tmp_path / "runs", *FLAGS, fault="stop:last.pt:1", popen=True)
+    wait_stopped(proc)
+    os.kill(proc.pid, signal.SIGINT)      # Ctrl-C while epoch 1's last.pt is half written
+    os.kill(proc.pid, signal.SIGCONT)
+    stdout, stderr = proc.communicate()
+    one_line(SimpleNamespace(returncode=proc.returncode, stderr=stderr), 130, "no epoch was completed")
+    assert "no epoch was completed" in stdout and "epoch 0" not in stdout + stderr
+    assert not (tmp_path / "runs" / NAME / "last.pt").exists()
