@@ -424,6 +424,16 @@ class RunLock:
                               stacklevel=2)
         raise RunLockedError(f"could not take the lock {self.path} (it keeps changing hands); run again")
 
+    def held_elsewhere(self) -> bool:
+        """Whether another live process (on this host, or any process on another host) owns the directory."""
+        owner = self._owner()
+        if not owner or self.held:
+            return False
+        if owner.get("host") not in (None, socket.gethostname()):
+            return True
+        pid = owner.get("pid")
+        return isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid)
+
     def release(self) -> None:
         if self.held:
             owner = self._owner()

@@ -193,18 +193,24 @@ class Run:
                 "it with its own config.")
         return ckpt
 
-    def _rebuild_rows(self, filename: str, reason: str) -> dict | None:
-        """Rewrite metrics.jsonl or samples.jsonl from last.pt (the source of truth); None without a
-        last.pt that holds those rows."""
+    def _rebuild_rows(self, filename: str, reason: str) -> tuple[list, bool] | None:
+        """(the rows of last.pt, the source of truth; whether they were written to `filename`): not
+        written while another live process trains the run (it rewrites the file itself). None without
+        a last.pt that holds those rows."""
         if not (self.dir / "last.pt").is_file():
             return None
         ckpt = self._checkpoint("last")
         if ROWS_IN_CHECKPOINT[filename] not in ckpt:
             return None
-        self._write_jsonl(filename, ckpt[ROWS_IN_CHECKPOINT[filename]])
+        rows = json.loads(json.dumps(ckpt[ROWS_IN_CHECKPOINT[filename]]))
+        if self._lock.held_elsewhere():
+            warnings.warn(f"{reason}; read the rows of last.pt (epoch {ckpt['epoch']}) instead, the file is left to "
+                          "the process training the run", stacklevel=4)
+            return rows, False
+        self._write_jsonl(filename, rows)
         warnings.warn(f"{reason}; rebuilt {filename} of {self.dir} from last.pt (epoch {ckpt['epoch']})",
                       stacklevel=4)
-        return ckpt
+        return rows, True
 
     def done_manifest(self) -> dict | None:
         """{file: sha256} of the text records when the run finished (DONE); None when it is not finished
@@ -262,11 +268,14 @@ class Run:
             if not self.done and not (self.dir / "last.pt").is_file():
                 raise RunError(f"{problem}; the run has no last.pt to rebuild it from: delete {path} (or the run "
                                f"directory {self.dir}) and train the run")
-            if self._rebuild_rows(filename, problem) is None:
+            rebuilt = self._rebuild_rows(filename, problem)
+            if rebuilt is None:
                 raise RunError(f"{problem}; there is no last.pt to rebuild it from: restore the file from where it "
                                f"came (`git checkout -- {path}` for a committed run) or delete the run directory "
                                f"{self.dir} to retrain the run")
-            rows = fileio.read_jsonl(path)
+            rows, written = rebuilt
+            if not written:
+                return rows   # last.pt's rows (checked by its digest); the live trainer rewrites the file
             again = self._rows_problem(filename, rows, manifest)
             if again is not None:
                 raise RunError(f"{again}, even rebuilt from last.pt: delete the run directory {self.dir} to retrain "

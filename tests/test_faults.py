@@ -1118,3 +1118,24 @@ def test_ctrl_c_before_the_first_epoch_is_kept_says_so(tmp_path):
     one_line(SimpleNamespace(returncode=proc.returncode, stderr=stderr), 130, "no epoch was completed")
     assert "no epoch was completed" in stdout and "epoch 0" not in stdout + stderr
     assert not (tmp_path / "runs" / NAME / "last.pt").exists()
+
+
+def test_a_reader_never_rewrites_the_records_of_a_run_another_process_trains(reference, store):
+    """Between a trainer's last.pt and its jsonl writes the rows differ; a reader uses last.pt's rows
+    and leaves the file to the live owner of the lock."""
+    import socket
+
+    run = copy_of(reference, store)
+    (run.dir / "DONE").unlink()
+    path = run.dir / "metrics.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))   # one epoch behind last.pt
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run.dir / fileio.LOCK_NAME).write_text(json.dumps({"pid": trainer.pid, "host": socket.gethostname()}))
+        before = checksums(run.dir)
+        with pytest.warns(UserWarning, match=f"{path} does not hold the 3 rows of last.pt.*left to the process"):
+            assert list(run.metrics["epoch"]) == [1, 2, 3]
+        assert checksums(run.dir) == before
+    finally:
+        trainer.kill()
+        trainer.wait()
