@@ -7,11 +7,12 @@ overfit; a run whose learning rate anneals to ~0 has its best epoch at the end. 
 computes, from a run's tracked metrics and config:
 
 * `steps`: optimizer steps taken;
-* the clean test accuracy against chance (Wilson intervals), at its best tracked point and at
-  the end. The network **learned** when the best point's lower bound exceeds `LEARNED_FACTOR` x
-  chance (it classifies at least twice as well as guessing: 20 % on CIFAR-10). It **diverged**
-  when it learned but ends at chance or with a constant output (every tracked image the same
-  logits);
+* the clean test accuracy against chance (Wilson intervals) and the clean CE against the uniform
+  prediction's ln K. The network **learned** when at some tracked point its accuracy is
+  significantly (level corrected for the number of points) above `LEARNED_FACTOR` x chance (twice
+  as well as guessing: 20 % on CIFAR-10) and its CE at least `INFORMATION_FLOOR` x ln K below ln K.
+  It **diverged** when, after learning, a point is back at chance, has a constant output (every
+  tracked image the same logits) or uniform predictions again (`regime_from_metrics`);
 * mean E(x) + ln K at the end (0 for logits that are all 0; a softmax-invariant offset, so it is
   shown, not judged) and the information ln K − clean CE in nats (0: the uniform prediction);
 * the robust generalisation gap: robust accuracy on the tracked training images minus that on the
@@ -30,7 +31,9 @@ import numpy as np
 
 from .power import newcombe_unpaired, wilson
 
-LEARNED_FACTOR = 2.0      # learned: clean accuracy significantly above this multiple of chance
+LEARNED_FACTOR = 2.0      # learned: clean accuracy significantly above this multiple of chance ...
+INFORMATION_FLOOR = 0.1   # ... and clean CE at least this fraction of ln K below the uniform prediction's ln K
+UNIFORM_AGAIN = 0.02      # diverged: clean CE back within this fraction of ln K of the uniform prediction
 CONSTANT_SPREAD = 1e-4    # energy units: below this spread of E(x) over the tracked images the output is constant
 
 
@@ -95,24 +98,52 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
                         steps: int | None = None, level: float = 0.95) -> Regime:
     """The regime of a run from its tracked points (a DataFrame with `test_acc_nat`, `test_acc_adv`,
     optionally `progress` or `epoch`, `train_pgd_acc_adv`, `test_E_nat_mean`, `test_E_nat_std`,
-    `test_ce_nat`); the last row is the end of training."""
+    `test_ce_nat`); the last row is the end of training.
+
+    Learned: at some tracked point the clean accuracy's Wilson lower bound, at the level corrected
+    for the number of points (Bonferroni: the best of many noisy points is not one test), exceeds
+    `LEARNED_FACTOR` x chance AND the clean CE is at least `INFORMATION_FLOOR` x ln K below the
+    uniform prediction's ln K (where the run tracked it): a net whose predictions stay near uniform
+    has not learned, however many images show its accuracy. Diverged: it learned, and at a later
+    point its clean accuracy is back at chance (Wilson lower bound at most chance), its output is
+    constant (E(x) spread below `CONSTANT_SPREAD`) or its predictions are uniform again (CE within
+    `UNIFORM_AGAIN` x ln K of ln K)."""
     if metrics is None or len(metrics) == 0:
         raise ValueError("regime_from_metrics needs at least one tracked point")
     chance = 1.0 / n_classes
-    when = metrics["progress"] if "progress" in metrics else metrics["epoch"] if "epoch" in metrics else \
-        np.arange(1, len(metrics) + 1)
-    clean = np.asarray(metrics["test_acc_nat"], dtype=float)
-    i_best = int(np.argmax(clean))
-    best_ci = wilson(round(clean[i_best] * n_test), n_test, level)
-    final_ci = wilson(round(clean[-1] * n_test), n_test, level)
-    learned = best_ci[0] > LEARNED_FACTOR * chance
-    spread = _last(metrics, "test_E_nat_std")
-    constant = spread is not None and spread < CONSTANT_SPREAD
-    diverged = learned and (constant or final_ci[0] <= chance)
     ln_k = math.log(n_classes)
-    e_mean, ce = _last(metrics, "test_E_nat_mean"), _last(metrics, "test_ce_nat")
+    n_points = len(metrics)
+    when = np.asarray(metrics["progress"] if "progress" in metrics else metrics["epoch"] if "epoch" in metrics else
+                      np.arange(1, n_points + 1), dtype=float)
+    clean = np.asarray(metrics["test_acc_nat"], dtype=float)
+    ce = np.asarray(metrics["test_ce_nat"], dtype=float) if "test_ce_nat" in metrics else np.full(n_points, np.nan)
+    spread = np.asarray(metrics["test_E_nat_std"], dtype=float) if "test_E_nat_std" in metrics else \
+        np.full(n_points, np.nan)
+    info = ln_k - ce                                           # nats below the uniform prediction (nan: not tracked)
+    corrected = 1 - (1 - level) / n_points
+    lows = np.array([wilson(round(c * n_test), n_test, corrected)[0] for c in clean])
+    informative = ~(info < INFORMATION_FLOOR * ln_k)          # nan (not tracked) does not block
+    learned_at = np.flatnonzero((lows > LEARNED_FACTOR * chance) & informative)
+    learned = bool(len(learned_at))
+    candidates = learned_at if learned else np.arange(n_points)
+    i_best = int(candidates[np.argmax(clean[candidates])])
+    best_ci = wilson(round(clean[i_best] * n_test), n_test, corrected)
+    final_ci = wilson(round(clean[-1] * n_test), n_test, level)
+    diverged_at = None
+    constant = False
+    if learned:
+        after = np.arange(learned_at[0] + 1, n_points)
+        at_chance = np.array([wilson(round(clean[i] * n_test), n_test, level)[0] <= chance for i in after], bool)
+        flat = spread[after] < CONSTANT_SPREAD
+        uniform = info[after] < UNIFORM_AGAIN * ln_k
+        bad = after[at_chance | flat | uniform]
+        if len(bad):
+            diverged_at = int(bad[0])
+            constant = bool(spread[diverged_at] < CONSTANT_SPREAD)
+    diverged = diverged_at is not None
+    e_mean = _last(metrics, "test_E_nat_mean")
     offset = float("nan") if e_mean is None else e_mean + ln_k
-    information = float("nan") if ce is None else ln_k - ce
+    information = float(info[-1])
     robust_test = float(metrics["test_acc_adv"].iloc[-1])
     robust_train = _last(metrics, "train_pgd_acc_adv")
     gap = gap_ci = None
@@ -125,16 +156,24 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
     gap_text = ("no robust training accuracy under the test attack" if gap is None else
                 f"robust accuracy {robust_train:.1%} on {n_train_track} training vs {robust_test:.1%} on {n_test} test "
                 f"images under the same attack (gap {100 * gap:+.1f} pt [{100 * gap_ci[0]:+.1f}, {100 * gap_ci[1]:+.1f}])")
-    state = ("never learned" if not learned else "diverged (constant output)" if diverged and constant else
-             "diverged (clean accuracy back at chance)" if diverged else "learned")
-    sentence = (f"{state}: {steps_text}clean test accuracy best {clean[i_best]:.1%} [{best_ci[0]:.1%}, {best_ci[1]:.1%}] "
-                f"at epoch {float(np.asarray(when)[i_best]):.2f}".rstrip("0").rstrip(".") + f", final {clean[-1]:.1%} (chance {chance:.0%}, learned above "
-                f"{LEARNED_FACTOR:g}x chance); mean E(x) {offset:+.2f} from −ln K, clean CE {information:.2f} nats below "
-                f"ln K; {gap_text}")
+    why_diverged = ("" if not diverged else "constant output" if constant else
+                    "clean accuracy back at chance" if clean[diverged_at] <= chance + 3 * math.sqrt(chance / n_test)
+                    else "predictions uniform again")
+    state = ("never learned" if not learned else
+             f"diverged ({why_diverged} at epoch {_epoch(when[diverged_at])})" if diverged else "learned")
+    sentence = (f"{state}: {steps_text}clean test accuracy best {clean[i_best]:.1%} [{best_ci[0]:.1%}, {best_ci[1]:.1%}, "
+                f"level corrected for {n_points} tracked points] at epoch {_epoch(when[i_best])}, final {clean[-1]:.1%} "
+                f"(chance {chance:.0%}; learned: above {LEARNED_FACTOR:g}x chance with clean CE at least "
+                f"{INFORMATION_FLOOR * ln_k:.2f} nats below ln K); at the end mean E(x) {offset:+.2f} from −ln K, clean CE "
+                f"{information:.2f} nats below ln K; {gap_text}")
     return Regime(steps, int(n_test), int(n_train_track), chance, float(clean[i_best]), best_ci,
-                  float(np.asarray(when)[i_best]), float(clean[-1]), final_ci, bool(learned), bool(diverged),
-                  bool(constant), offset, information, robust_train, robust_test, gap, gap_ci, bool(gap_present),
+                  float(when[i_best]), float(clean[-1]), final_ci, learned, diverged,
+                  constant, offset, information, robust_train, robust_test, gap, gap_ci, bool(gap_present),
                   sentence)
+
+
+def _epoch(x: float) -> str:
+    return f"{float(x):.2f}".rstrip("0").rstrip(".")
 
 
 def optimizer_steps(cfg, epochs_done: int) -> int:

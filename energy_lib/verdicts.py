@@ -560,6 +560,10 @@ def catastrophic_overfitting(acc, n_images: int, epochs=None, *, clean=None, cha
                    f"{n_images} test images)")
             sentence = (f"{why}: the run diverged, so its robust accuracy ({final:.1%} at the end, peak "
                         f"{peak_all:.1%}) says nothing about catastrophic overfitting: inconclusive")
+    if regime is not None and regime.diverged and not diverged:   # a divergence before the end counts too
+        diverged, verdict = True, INCONCLUSIVE
+        sentence = (f"the run {regime.sentence.split(':')[0]}: a network that stopped classifying says nothing about "
+                    f"catastrophic overfitting (robust accuracy peak {peak_all:.1%}, final {final:.1%}): inconclusive")
     untestable = ""
     if regime is not None and not regime.learned:
         untestable, verdict = regime.never_learned_text, INCONCLUSIVE
