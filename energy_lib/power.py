@@ -49,7 +49,7 @@ def paired_n_needed(delta: float, discordance: float, alpha: float = ALPHA, powe
     `discordance` of the images is classified differently by the two models (Connor 1987).
     inf when the difference cannot arise at that discordance (δ² ≥ ψ) or δ = 0."""
     d, psi = abs(float(delta)), float(discordance)
-    if d == 0 or psi <= 0 or d * d >= psi:
+    if d == 0 or psi <= 0 or d >= psi:   # |b − c| / n can never exceed (b + c) / n
         return math.inf
     za, zb = _z(1 - alpha / 2), _z(power)
     return (za * math.sqrt(psi) + zb * math.sqrt(psi - d * d)) ** 2 / (d * d)
@@ -57,13 +57,14 @@ def paired_n_needed(delta: float, discordance: float, alpha: float = ALPHA, powe
 
 def paired_mde(n: int, discordance: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Smallest accuracy difference a paired comparison of `n` images at this discordance detects
-    (`paired_n_needed` solved for δ); nan without discordance (nothing to plan from)."""
+    (`paired_n_needed` solved for δ ≤ ψ); nan without discordance (nothing to plan from), inf when no
+    possible difference would be detected with `n` images."""
     psi = float(discordance)
     if n < 1 or psi <= 0:
         return float("nan")
-    top = math.sqrt(psi) * (1 - 1e-12)
+    top = psi * (1 - 1e-9)               # the difference can be at most the discordance
     if paired_n_needed(top, psi, alpha, power) > n:   # even the largest possible difference is not enough
-        return top
+        return math.inf
     return float(optimize.brentq(lambda d: paired_n_needed(d, psi, alpha, power) - n, 1e-9, top, xtol=1e-10))
 
 
@@ -107,8 +108,16 @@ def equivalent(interval_90: tuple[float, float], margin: float) -> bool:
     return -margin < interval_90[0] and interval_90[1] < margin
 
 
-def detectable_text(mde: float, unit: str = "pt", scale: float = 100.0) -> str:
-    """'detectable: ≥ 4.2 pt (80 % power, 5 % level)' for a chapter's prose."""
-    if not math.isfinite(mde):
-        return "smallest detectable effect: not estimable (no discordant images)"
-    return f"smallest detectable effect {scale * mde:.1f} {unit} ({POWER:.0%} power, {ALPHA:.0%} level)"
+def unpaired_n_needed(delta: float, p: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Images per group two independent accuracies near `p` need to detect a difference `delta`."""
+    p = min(max(float(p), 1e-6), 1 - 1e-6)
+    return math.inf if delta == 0 else (_z(1 - alpha / 2) + _z(power)) ** 2 * 2 * p * (1 - p) / float(delta) ** 2
+
+
+def mde_text(mde: float, scale: float = 100.0, unit: str = " pt") -> str:
+    """'4.2 pt' / 'not estimable' (no discordant image) / 'none at this size' (inf)."""
+    if math.isnan(mde):
+        return "not estimable (no discordant image)"
+    if math.isinf(mde):
+        return "none at this size"
+    return f"{scale * mde:.1f}{unit}"

@@ -205,19 +205,26 @@ def _row(claim: str, result, statistic, noise, verdict: str, runs_used: dict, ru
 
 def claim_rows(metrics: Mapping[str, Any], samples: Mapping[str, Any], records: Mapping[str, dict],
                n_test_track: int, run_names: Mapping[str, str], run_seconds: Mapping[str, float],
-               n_classes: int) -> list[dict]:
+               n_classes: int, n_train_track: int | None = None) -> list[dict]:
     """The claims' rows from the runs' per-epoch metrics (label -> DataFrame), the SAT and TRADES
     tracked samples (label -> long DataFrame, `Run.tracked_samples`), the WEAT_adv and TRADES
     evaluation records (label -> `metrics.robust` record), as the chapters compute them.
-    `n_classes`: the dataset's classes (chance level of the single-step runs' divergence check)."""
+    `n_classes`: the dataset's classes (chance level of the single-step runs' divergence check).
+    Each existence claim reads its run's regime (`energy_lib.regime`; `n_train_track`: the tracked
+    training images, default `n_test_track`), as the chapters do."""
+    from .regime import regime_from_metrics
+
+    def regime(label):
+        return regime_from_metrics(verdicts.tracked_points(metrics[label]), n_test=n_test_track,
+                                   n_train_track=n_train_track or n_test_track, n_classes=n_classes)
     rows = []
     alignment = verdicts.energy_alignment(verdicts.late_delta_e(samples["SAT"]), verdicts.late_delta_e(samples["TRADES"]))
     rows.append(_row("energy_alignment", alignment, alignment.statistic, (alignment.ci[1] - alignment.ci[0]) / 2,
                      alignment.verdict, run_names, run_seconds))
-    ro = verdicts.robust_overfitting_of(metrics["SAT"], n_test_track)
+    ro = verdicts.robust_overfitting_of(metrics["SAT"], n_test_track, regime=regime("SAT"))
     rows.append(_row("robust_overfitting", ro, ro.statistic, Z95 * ro.se, verdicts.reproduction(ro.verdict),
                      run_names, run_seconds))
-    co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track, n_classes)
+    co = {label: verdicts.catastrophic_overfitting_of(metrics[label], n_test_track, n_classes, regime=regime(label))
           for label in ("FGSM-RS", "FGSM-RS + DER")}
     base = co["FGSM-RS"]
     # statistic: the accuracy after the onset (or the final one) minus CO_FRAC x the peak, the level the
@@ -272,7 +279,7 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
     rows = claim_rows({label: run.metrics for label, run in runs.items()},
                       {label: runs[label].tracked_samples for label in ("SAT", "TRADES")}, records,
                       runs["SAT"].config.n_test_track, names, seconds,
-                      dataset_info(runs["SAT"].config.dataset).num_classes)
+                      dataset_info(runs["SAT"].config.dataset).num_classes, runs["SAT"].config.n_train_track)
     for row in rows:
         row["point"] = point.name
     multi = [seconds[label] for label, (_, single) in RUN_METHODS.items() if not single]
@@ -282,7 +289,7 @@ def evaluate_point(point: Point, *, device: str = "auto", progress: bool = False
     return {
         "key": point.key(), "name": point.name, "profile": point.profile, "overrides": point.overrides,
         "single_step_eps": point.single_step_eps, "config": runs_module.identity(point.base_config()),
-        "evaluation": point.identity()["evaluation"], "runs": names, "rows": rows,
+        "evaluation": point.identity()["evaluation"], "runs": names, "rows": rows, "verdicts_read_regime": True,
         "cost": {"per_run": costs, "train_wall_s": round(train_total, 1), "eval_wall_s": round(eval_total, 1),
                  "threads": threads,
                  "book_training_estimate_s": round(train_total + OTHER_BOOK_RUNS * sum(multi) / len(multi), 1),
@@ -373,8 +380,17 @@ def overview(rec: dict, default_key: str | None = None, fresh: dict | None = Non
 
 
 def findings(rec: dict) -> list[str]:
-    """Per claim, one sentence: at which recorded points it appeared (reproduced), failed, or stayed inconclusive."""
+    """Per claim, one sentence: at which recorded points it appeared (reproduced), failed, or stayed
+    inconclusive; first, when some points were recorded before the verdicts read their runs' regime,
+    a sentence saying which and what their existence verdicts mean."""
     out = []
+    old = [p["name"] for p in rec["points"] if not p.get("verdicts_read_regime")]
+    if old:
+        out.append(f"{len(old)} of {len(rec['points'])} points were recorded before the verdicts read their runs' "
+                   "regime (issue 23): their robust- and catastrophic-overfitting verdicts did not ask whether the "
+                   "run had learned or had a robust train-test gap, so a 'not reproduced' there is not evidence "
+                   "against the claim (the default's runs, 240 SGD steps, stay next to the uniform predictor); "
+                   "recording a point again (`--recompute`) reads it with its regime.")
     for claim, (chapter, section, text, _) in CLAIMS.items():
         by = {}
         for p in rec["points"]:

@@ -38,7 +38,10 @@ from typing import Any
 
 from . import fileio
 from .config import TrainConfig
-from .names import DATASETS
+from .names import DATASETS, METHOD_USES
+
+# methods whose training attack is one step (their runs cost about the same per image)
+SINGLE_STEP_METHODS = tuple(m for m, uses in METHOD_USES.items() if "fgsm_alpha" in uses)
 
 SEEDS = (10, 11, 12)                 # the confirming runs' seeds: fresh, none of them used by a probe
 DER_BETAS = (0.5, 1.0, 2.0)
@@ -164,7 +167,7 @@ def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
     regime = regime_of(run)
     points = tracked_points(metrics)
     out: dict[str, Any] = {
-        "epochs": int(len(metrics)), "done": run.done, "regime": regime.to_dict(),
+        "epochs": int(len(metrics)), "done": run.done, "finished": entry.finished, "regime": regime.to_dict(),
         "wall_hours": round(float((metrics["time_train_s"] + metrics["time_track_s"]).sum()) / 3600, 3),
     }
     final = run.dir / FINAL_EVAL
@@ -176,14 +179,15 @@ def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
                                                   regime=regime)
         out["co"] = {"verdict": co.verdict, "onset": co.onset, "peak": co.peak, "after": co.after,
                      "final": co.final, "statistic_text": co.statistic_text, "sentence": co.sentence}
-        if co.onset is not None:
+        if co.onset is not None:   # each tracked value before the onset, at it, and its largest |value| after
             before = points[points["progress"] < co.onset]
             after = points[points["progress"] >= co.onset]
-            out["co"]["dE_before"] = float(before["train_dE_mean"].iloc[-1]) if len(before) else None
-            out["co"]["dE_after_max"] = float(after["train_dE_mean"].abs().max())
-            if "train_aae_frac" in points:
-                out["co"]["aae_before"] = float(before["train_aae_frac"].iloc[-1]) if len(before) else None
-                out["co"]["aae_after"] = float(after["train_aae_frac"].iloc[0])
+            for key, column in (("dE", "train_dE_mean"), ("aae", "train_aae_frac")):
+                if column not in points or not len(before):
+                    continue
+                out["co"][f"{key}_before"] = float(before[column].iloc[-1])
+                out["co"][f"{key}_onset"] = float(after[column].iloc[0])
+                out["co"][f"{key}_after_max"] = float(after[column].loc[after[column].abs().idxmax()])
     else:
         ro = verdicts.robust_overfitting_of(metrics, cfg.n_test_track, regime=regime)
         out["ro"] = {"verdict": ro.verdict, "statistic": ro.statistic, "best_window": list(ro.best_window),
@@ -262,41 +266,56 @@ def final_evaluation(entry: SuiteRun, root: Path | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- the written rules
-def choose_co(outcomes: dict[str, dict]) -> dict | None:
-    """CO's scale, by the rule written before any confirming run:
+def unfinished_probes(outcomes: dict[str, dict], phenomenon: str) -> list[str]:
+    """The probes of a phenomenon that have not finished yet: a rule chooses only once there are none
+    (a choice made from some probes could change when the others finish)."""
+    return [p.name for p in PROBES if p.phenomenon == phenomenon and not (outcomes.get(p.name) or {}).get("finished")]
 
-    * the learning rate: the largest probed one at which no FGSM probe diverged (clean accuracy back
-      at chance or a constant output);
+
+def choose_co(outcomes: dict[str, dict]) -> dict | None:
+    """CO's scale, by the rule written before any confirming run, applied once every CO probe has
+    finished (None before, and when no ε qualifies: then more probes are needed):
+
+    * the learning rate: the largest probed one at which no FGSM probe diverged (`regime`: back at
+      chance, a constant output or uniform predictions after learning, at any point of the run);
     * ε: the smallest probed ε at which every FGSM probe (from x) at that learning rate shows CO
       (`present`, the network having learned), in at least 2 seeds.
 
-    None while no ε qualifies (then more probes are needed). `outcomes`: {probe name: `outcome`}."""
-    fgsm = [(p, outcomes.get(p.name) or {}) for p in PROBES if p.phenomenon == "co"
-            and p.overrides.get("method") == "fgsm"]
-    fgsm = [(p, o) for p, o in fgsm if o]
-    healthy = sorted({p.overrides["lr"] for p, o in fgsm}
-                     - {p.overrides["lr"] for p, o in fgsm if o["regime"]["diverged"]}, reverse=True)
+    `outcomes`: {probe name: `outcome`}."""
+    if unfinished_probes(outcomes, "co"):
+        return None
+    fgsm = [(p, outcomes[p.name]) for p in PROBES if p.phenomenon == "co" and p.overrides.get("method") == "fgsm"]
+    diverged = sorted({p.overrides["lr"] for p, o in fgsm if o["regime"]["diverged"]})
+    healthy = sorted({p.overrides["lr"] for p, _ in fgsm} - set(diverged), reverse=True)
     for lr in healthy:
-        at_lr = [(p, o) for p, o in fgsm if p.overrides["lr"] == lr and o.get("done")]
+        at_lr = [(p, o) for p, o in fgsm if p.overrides["lr"] == lr]
+        tried = []
         for eps in sorted({p.overrides["eps"] for p, _ in at_lr}):
             runs = [o for p, o in at_lr if p.overrides["eps"] == eps]
-            if len(runs) >= 2 and all(o["co"]["verdict"] == "present" for o in runs):
+            hits = sum(o["co"]["verdict"] == "present" for o in runs)
+            if len(runs) >= 2 and hits == len(runs):
+                smaller = "; ".join(tried) if tried else "no smaller ε was probed"
                 return {"eps": eps, "lr": lr, "seeds": len(runs),
                         "reason": f"FGSM collapses in all {len(runs)} probed seeds at ε = {eps * 255:g}/255 with Adam at "
-                                  f"{lr:g}, the largest probed learning rate at which no FGSM probe diverged; smaller "
-                                  "probed ε did not collapse in every seed"}
+                                  f"{lr:g}, the largest probed learning rate at which no FGSM probe diverged"
+                                  f"{' (diverged: lr ' + ', '.join(f'{v:g}' for v in diverged) + ')' if diverged else ''}"
+                                  f"; at smaller ε: {smaller}"}
+            tried.append(f"ε = {eps * 255:g}/255 collapsed in {hits} of {len(runs)} seed(s)")
     return None
 
 
 def choose_ro(outcomes: dict[str, dict]) -> dict | None:
-    """RO's scale, by the rule written before any confirming run: the smallest probed training set
-    (then the narrower network) whose finished SAT probe learned, ends with a robust train-test gap
-    whose lower bound exceeds `RO_GAP_MIN`, and has its validation-best window end before
-    `RO_BEST_BEFORE` of training. None while no probe qualifies."""
+    """RO's scale, by the rule written before any confirming run, applied once every RO probe has
+    finished: the smallest probed training set (then the narrower network) whose SAT probe learned
+    (and did not diverge), ends with a robust train-test gap whose lower bound exceeds `RO_GAP_MIN`,
+    and has its validation-best window end before `RO_BEST_BEFORE` of training. None before, and
+    while no probe qualifies."""
+    if unfinished_probes(outcomes, "ro"):
+        return None
     candidates = []
     for p in PROBES:
         o = outcomes.get(p.name) or {}
-        if p.phenomenon != "ro" or not o.get("done"):
+        if p.phenomenon != "ro":
             continue
         reg, ro = o["regime"], o["ro"]
         gap_low = reg["gap_ci"][0] if reg.get("gap_ci") else None
@@ -310,6 +329,35 @@ def choose_ro(outcomes: dict[str, dict]) -> dict | None:
     return {"n_train": n, "model": model, "lr": p.overrides["lr"], "probe": p.name,
             "reason": f"{p.name}: learned, robust train-test gap {100 * o['regime']['gap']:+.1f} pt (lower bound above "
                       f"{100 * RO_GAP_MIN:.0f} pt), best window ending at {o['ro']['best_ends_at']:.0%} of training"}
+
+
+def fgsm_rs_collapsed(outcomes: dict, co: dict | None) -> bool:
+    """Whether the FGSM-RS probe at the chosen CO scale collapsed too (its arms are then confirmed)."""
+    if co is None:
+        return False
+    return any(p.overrides.get("method") == "fgsm_rs" and p.overrides["eps"] == co["eps"]
+               and p.overrides["lr"] == co["lr"] and (outcomes.get(p.name) or {}).get("co", {}).get("verdict") == "present"
+               for p in PROBES)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The suite as it stands: the probes' outcomes, the rules' choices and the confirming runs."""
+    outcomes: dict
+    co: dict | None
+    ro: dict | None
+    co_fgsm_rs: bool
+    confirm: tuple
+
+    def entries(self) -> dict:
+        return {e.name: e for e in (*PROBES, *self.confirm)}
+
+
+def current_plan(root: Path | None = None) -> Plan:
+    outcomes = {p.name: outcome(p, root) for p in PROBES}
+    co, ro = choose_co(outcomes), choose_ro(outcomes)
+    rs = fgsm_rs_collapsed(outcomes, co)
+    return Plan(outcomes, co, ro, rs, confirm_runs(co, ro, rs))
 
 
 # ----------------------------------------------------------------------------- confirming runs
@@ -349,24 +397,14 @@ RECORD = "suite.json"
 
 def record(root: Path | None = None) -> dict:
     """Probes with their outcomes, the rules' choices and the confirming runs they define."""
-    outcomes = {p.name: outcome(p, root) for p in PROBES}
-    co, ro = choose_co(outcomes), choose_ro(outcomes)
-    rs = _rs_collapsed(outcomes, co)
-    confirm = confirm_runs(co, ro, rs)
+    plan_ = current_plan(root)
     return {"probes": [{"name": p.name, "phenomenon": p.phenomenon, "overrides": _plain(p.overrides),
-                        "stopped_at": p.stopped_at, "why_stopped": p.why_stopped, "outcome": outcomes[p.name]}
+                        "stopped_at": p.stopped_at, "why_stopped": p.why_stopped, "outcome": plan_.outcomes[p.name]}
                        for p in PROBES],
-            "choice": {"co": co, "ro": ro, "co_fgsm_rs": rs},
+            "choice": {"co": plan_.co, "ro": plan_.ro, "co_fgsm_rs": plan_.co_fgsm_rs,
+                       "pending": {ph: unfinished_probes(plan_.outcomes, ph) for ph in ("co", "ro")}},
             "confirm": [{"name": r.name, "phenomenon": r.phenomenon, "overrides": _plain(r.overrides),
-                         "outcome": outcome(r, root)} for r in confirm]}
-
-
-def _rs_collapsed(outcomes: dict, co: dict | None) -> bool:
-    if co is None:
-        return False
-    return any(p.overrides.get("method") == "fgsm_rs" and p.overrides["eps"] == co["eps"]
-               and p.overrides["lr"] == co["lr"] and (outcomes.get(p.name) or {}).get("co", {}).get("verdict") == "present"
-               for p in PROBES)
+                         "outcome": outcome(r, root)} for r in plan_.confirm]}
 
 
 def _plain(values: dict) -> dict:
@@ -389,7 +427,7 @@ def estimated_hours(entry: SuiteRun, measured: dict[str, dict]) -> float | None:
     """Core-hours a run still needs, from a measured run of the same model and method family (wall
     hours per epoch of a one-thread process), scaled by its epochs and training-set size."""
     cfg = entry.config()
-    family = "single" if cfg.method in ("fgsm", "fgsm_rs", "fgsm_der", "fgsm_rs_der", "n_fgsm") else "multi"
+    family = "single" if cfg.method in SINGLE_STEP_METHODS else "multi"
     cost_factor = {"trades": 1.3, "weat_adv": 1.3, "sat_der": 1.15, "fgsm_der": 1.3, "fgsm_rs_der": 1.3}.get(
         cfg.method, 1.0)
     n = cfg.n_train or DATASETS[cfg.dataset].train_size - cfg.n_val
@@ -404,15 +442,14 @@ def estimated_hours(entry: SuiteRun, measured: dict[str, dict]) -> float | None:
 def plan(root: Path | None = None) -> list[dict]:
     """Every suite run (probes, then the confirming runs the rules define now): done or left, with
     the estimated core-hours still needed."""
-    outcomes = {p.name: outcome(p, root) for p in PROBES}
-    co, ro = choose_co(outcomes), choose_ro(outcomes)
-    confirm = confirm_runs(co, ro, _rs_collapsed(outcomes, co))
+    plan_ = current_plan(root)
+    outcomes, confirm = plan_.outcomes, plan_.confirm
     measured = {}
     for p in PROBES:
         o = outcomes[p.name]
         if o:
             cfg = p.config()
-            family = "single" if cfg.method in ("fgsm", "fgsm_rs", "fgsm_der", "fgsm_rs_der", "n_fgsm") else "multi"
+            family = "single" if cfg.method in SINGLE_STEP_METHODS else "multi"
             measured[p.name] = {"model": cfg.model, "family": family, "epochs": o["epochs"],
                                 "wall_hours": o["wall_hours"],
                                 "n": cfg.n_train or DATASETS[cfg.dataset].train_size - cfg.n_val}
@@ -438,22 +475,106 @@ def _label(entry: SuiteRun) -> str:
 
 
 def phenomenon_runs(phenomenon: str, root: Path | None = None) -> dict:
-    """The suite's runs of a phenomenon as a chapter shows them: the confirming runs at the chosen
-    scale when any is finished, else the finished probes (at the chosen scale first). Returns
-    {"choice", "stage", "runs": {label: SuiteRun}, "outcomes": {label: outcome}, "probes": {name: outcome}}."""
-    probes = [p for p in PROBES if p.phenomenon == phenomenon]
-    probe_outcomes = {p.name: outcome(p, root) for p in PROBES}
-    co, ro = choose_co(probe_outcomes), choose_ro(probe_outcomes)
-    choice = co if phenomenon == "co" else ro
-    confirm = [r for r in confirm_runs(co, ro, _rs_collapsed(probe_outcomes, co))
-               if r.phenomenon == phenomenon and r.finished]
+    """The suite's runs of a phenomenon as a chapter shows them: the finished confirming runs at the
+    chosen scale when any is finished, else the finished probes. Returns {"choice", "stage", "runs":
+    {label: SuiteRun}, "outcomes": {label: outcome}, "probes": {name: outcome}, "pending": [probe names]}.
+    Probes are shown, never judged: a chapter's verdict reads `replicates`."""
+    plan_ = current_plan(root)
+    choice = plan_.co if phenomenon == "co" else plan_.ro
+    confirm = [r for r in plan_.confirm if r.phenomenon == phenomenon and r.finished]
+    pending = unfinished_probes(plan_.outcomes, phenomenon)
     if confirm:
         stage, entries = "confirming runs", confirm
     else:
-        stage = "probes" + ("" if choice is not None else " (no scale chosen yet)")
-        entries = [p for p in probes if p.finished and probe_outcomes[p.name]]
+        stage = ("probes (the confirming runs are not trained yet)" if choice is not None else
+                 f"probes (no scale chosen yet: {len(pending)} probe(s) still running)" if pending else
+                 "probes (no probed scale satisfies the rule)")
+        entries = [p for p in PROBES if p.phenomenon == phenomenon and p.finished and plan_.outcomes[p.name]]
     runs = {_label(e): e for e in entries}
     return {"choice": choice, "stage": stage, "runs": runs,
-            "outcomes": {label: (probe_outcomes.get(e.name) if e.stage == "probe" else outcome(e, root))
+            "outcomes": {label: (plan_.outcomes[e.name] if e.stage == "probe" else outcome(e, root))
                          for label, e in runs.items()},
-            "probes": {p.name: probe_outcomes[p.name] for p in probes}}
+            "probes": {p.name: plan_.outcomes[p.name] for p in PROBES if p.phenomenon == phenomenon},
+            "pending": pending}
+
+
+def replicates(phenomenon: str, root: Path | None = None) -> dict:
+    """The finished confirming runs of each arm at the chosen scale, matched by config (not by
+    label): {arm: {seed: SuiteRun}}, arms "FGSM", "FGSM + DER β=1", "N-FGSM", ... for CO and "SAT",
+    "SAT + DER", "TRADES", "WEAT_adv" for RO. Empty until confirming runs have finished: the
+    phenomenon's verdict is read on these, never on the probes that chose the scale."""
+    plan_ = current_plan(root)
+    arms: dict[str, dict] = {}
+    for r in plan_.confirm:
+        if r.phenomenon != phenomenon or not r.finished:
+            continue
+        arm = _label(r).split(" (")[0]
+        arms.setdefault(arm, {})[r.overrides["seed"]] = r
+    return arms
+
+
+def _read_co(entry: SuiteRun, root: Path | None = None):
+    """(run, regime, CO verdict) of a CO run, read as chapter 2 reads it."""
+    from . import verdicts
+    from .regime import regime_of
+
+    run = load(entry, root)
+    regime = regime_of(run)
+    co = verdicts.catastrophic_overfitting_of(run.metrics, run.config.n_test_track,
+                                              DATASETS[run.config.dataset].num_classes, regime=regime)
+    return run, regime, co
+
+
+def co_claims(root: Path | None = None) -> dict:
+    """The CO claims read on the confirming runs (never on the probes that chose the scale), each
+    replicated over seeds (`verdicts.replicated`): "co" (FGSM collapses), "divergence" (ΔE(x)
+    diverges at its onset), one entry per DER arm ("FGSM + DER β=1": DER prevents the collapse of the
+    same seed's FGSM run), "n_fgsm" (the known prevention does not collapse: the control). {} while
+    no confirming run has finished."""
+    from . import verdicts
+    from .regime import tracked_points
+
+    arms = replicates("co", root)
+    base = {seed: _read_co(entry, root) for seed, entry in arms.get("FGSM", {}).items()}
+    if not arms:
+        return {}
+    out = {"co": verdicts.replicated({f"seed {s}": co.verdict for s, (_, _, co) in base.items()},
+                                     "FGSM collapses (catastrophic overfitting)"),
+           "divergence": verdicts.replicated(
+               {f"seed {s}": verdicts.energy_divergence_at_onset(tracked_points(run.metrics), co,
+                                                                 run.config.n_train_track).verdict
+                for s, (run, _, co) in base.items()},
+               "ΔE(x) diverges at the onset", expected=verdicts.REPRODUCED, opposite=verdicts.NOT_REPRODUCED)}
+    for arm, seeds in arms.items():
+        if "+ DER" in arm:
+            out[arm] = verdicts.replicated(
+                {f"seed {s}": verdicts.der_prevents_co(base[s][2], _read_co(e, root)[2]).verdict
+                 for s, e in seeds.items() if s in base},
+                f"{arm} prevents the collapse of the same seed's FGSM run", expected=verdicts.REPRODUCED,
+                opposite=verdicts.NOT_REPRODUCED)
+    if "N-FGSM" in arms:
+        out["n_fgsm"] = verdicts.replicated({f"seed {s}": _read_co(e, root)[2].verdict for s, e in arms["N-FGSM"].items()},
+                                            "N-FGSM does not collapse", expected=verdicts.ABSENT,
+                                            opposite=verdicts.PRESENT)
+    return out
+
+
+def ro_claims(root: Path | None = None) -> dict:
+    """The RO claims read on the confirming runs, replicated over seeds: "ro" (SAT overfits) and
+    "phases" (SAT's ΔE(x) has the paper's three phases with phase 3 at RO); {} until then."""
+    from . import verdicts
+    from .regime import regime_of
+
+    sat = replicates("ro", root).get("SAT", {})
+    if not sat:
+        return {}
+    read = {}
+    for seed, entry in sat.items():
+        run = load(entry, root)
+        ro = verdicts.robust_overfitting_of(run.metrics, run.config.n_test_track, regime=regime_of(run))
+        phases = verdicts.phases_reproduced(verdicts.phase_structure(run.metrics["train_dE_mean"], run.metrics["epoch"]), ro)
+        read[f"seed {seed}"] = (ro, phases)
+    return {"ro": verdicts.replicated({k: ro.verdict for k, (ro, _) in read.items()}, "SAT overfits (robust overfitting)"),
+            "phases": verdicts.replicated({k: p.verdict for k, (_, p) in read.items()},
+                                          "three phases with phase 3 at robust overfitting", expected=verdicts.REPRODUCED,
+                                          opposite=verdicts.NOT_REPRODUCED)}

@@ -7,49 +7,56 @@ from energy_lib import suite
 from energy_lib.runs import Run
 
 
-def _co_outcome(verdict, *, diverged=False, done=True):
-    return {"done": done, "regime": {"learned": True, "diverged": diverged}, "co": {"verdict": verdict}}
+def _co_outcome(verdict, *, diverged=False, finished=True):
+    return {"done": finished, "finished": finished, "regime": {"learned": True, "diverged": diverged},
+            "co": {"verdict": verdict}}
 
 
-def _ro_outcome(*, gap, gap_low, best_ends_at, learned=True, done=True):
-    return {"done": done, "regime": {"learned": learned, "diverged": False, "gap": gap, "gap_ci": [gap_low, gap + 0.05]},
+def _ro_outcome(*, gap, gap_low, best_ends_at, learned=True, finished=True):
+    return {"done": finished, "finished": finished,
+            "regime": {"learned": learned, "diverged": False, "gap": gap, "gap_ci": [gap_low, gap + 0.05]},
             "ro": {"best_ends_at": best_ends_at}}
 
 
-def _fgsm_probes():
-    return {p.name: p for p in suite.PROBES if p.phenomenon == "co" and p.overrides["method"] == "fgsm"}
+def _all_probes(phenomenon, make):
+    return {p.name: make(p) for p in suite.PROBES if p.phenomenon == phenomenon}
 
 
 def test_co_scale_is_the_smallest_eps_that_collapses_in_every_seed_at_the_largest_healthy_lr():
-    probes = _fgsm_probes()
-    outcomes = {name: _co_outcome("absent") for name in probes}
+    outcomes = _all_probes("co", lambda p: _co_outcome("absent"))
     outcomes["probe-co-fgsm-slcnn-e16-s0"] = _co_outcome("present", diverged=True)     # lr 0.005 diverged
     for name in ("probe-co-fgsm-slcnn-e16-lr0.003-s0", "probe-co-fgsm-slcnn-e16-lr0.003-s1",
                  "probe-co-fgsm-slcnn-e12-lr0.003-s0"):
         outcomes[name] = _co_outcome("present")
     choice = suite.choose_co(outcomes)           # 12/255 collapsed in one seed of two: 16/255 is chosen
     assert choice["eps"] == pytest.approx(16 / 255) and choice["lr"] == 0.003 and choice["seeds"] == 2
+    assert "ε = 8/255 collapsed in 0 of 1 seed(s); ε = 12/255 collapsed in 1 of 2 seed(s)" in choice["reason"]
+    assert "diverged: lr 0.005" in choice["reason"]
     outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("present")
     assert suite.choose_co(outcomes)["eps"] == pytest.approx(12 / 255)
-    # an unfinished probe does not count, and nothing qualifies when no ε collapses in 2 seeds
-    outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("present", done=False)
-    assert suite.choose_co(outcomes)["eps"] == pytest.approx(16 / 255)
-    assert suite.choose_co({name: _co_outcome("absent") for name in probes}) is None
+    # no choice while any CO probe is unfinished: it could change the choice
+    outcomes["probe-co-fgsm-slcnn-e8-lr0.003-s0"] = _co_outcome("absent", finished=False)
+    assert suite.choose_co(outcomes) is None
+    assert suite.unfinished_probes(outcomes, "co") == ["probe-co-fgsm-slcnn-e8-lr0.003-s0"]
+    assert suite.choose_co(_all_probes("co", lambda p: _co_outcome("absent"))) is None
     assert suite.choose_co({}) is None
 
 
 def test_ro_scale_needs_a_gap_and_a_best_window_well_before_the_end():
+    never = _ro_outcome(gap=0.0, gap_low=-0.05, best_ends_at=0.9, learned=False)
+    outcomes = _all_probes("ro", lambda p: never)
     ok = _ro_outcome(gap=0.25, gap_low=0.18, best_ends_at=0.55)
-    outcomes = {"probe-ro-sat-w32-n2000-lr0.02": _ro_outcome(gap=0.08, gap_low=0.03, best_ends_at=0.55),  # gap too small
-                "probe-ro-sat-w32-n1000-lr0.02-e150": ok,
-                "probe-ro-sat-w64-n2000-lr0.02-e100": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)}  # best at the end
+    outcomes.update({"probe-ro-sat-w32-n2000-lr0.02": _ro_outcome(gap=0.08, gap_low=0.03, best_ends_at=0.55),
+                     "probe-ro-sat-w32-n1000-lr0.02-e150": ok,
+                     "probe-ro-sat-w64-n2000-lr0.02-e100": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)})
     choice = suite.choose_ro(outcomes)
     assert (choice["n_train"], choice["model"], choice["lr"]) == (1000, "small_cnn", 0.02)
-    del outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"]
+    outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"] = never
     outcomes["probe-ro-sat-w64-n2000-lr0.02-e100"] = ok
     assert (suite.choose_ro(outcomes)["n_train"], suite.choose_ro(outcomes)["model"]) == (2000, "small_cnn_w64")
-    never = {name: _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.5, learned=False) for name in outcomes}
-    assert suite.choose_ro(never) is None
+    outcomes["probe-ro-sat-w64-n2000-lr0.02-e100"] = {**ok, "finished": False}
+    assert suite.choose_ro(outcomes) is None                     # a probe still running: no choice yet
+    assert suite.choose_ro(_all_probes("ro", lambda p: never)) is None
 
 
 def test_confirming_runs_follow_the_choices_with_fresh_seeds():
@@ -85,6 +92,8 @@ def test_the_suite_lives_where_energy_suite_points(tmp_path, monkeypatch):
     assert suite.PROBES[0].directory() == tmp_path / "probes" / suite.PROBES[0].name
     rec = suite.record()
     assert all(p["outcome"] == {} for p in rec["probes"]) and rec["choice"]["co"] is None and rec["confirm"] == []
+    assert len(rec["choice"]["pending"]["co"]) == sum(p.phenomenon == "co" for p in suite.PROBES)
+    assert suite.replicates("co") == {} and suite.phenomenon_runs("co")["runs"] == {}
     assert suite.write_record() == tmp_path / "suite.json" and suite.read_record()["choice"]["ro"] is None
 
 

@@ -45,10 +45,7 @@ def _train(name: str) -> tuple[str, bool]:
 
 
 def _entries() -> dict:
-    outcomes = {p.name: suite.outcome(p) for p in suite.PROBES}
-    co, ro = suite.choose_co(outcomes), suite.choose_ro(outcomes)
-    confirm = suite.confirm_runs(co, ro, suite._rs_collapsed(outcomes, co))
-    return {e.name: e for e in (*suite.PROBES, *confirm)}
+    return suite.current_plan().entries()
 
 
 def main(argv=None) -> int:
