@@ -736,8 +736,11 @@ def at_least(comparison: AccuracyComparison, threshold: float, claim: str) -> Ac
     text = {REPRODUCED: f"the gain is above {_pt(threshold)} by more than the noise",
             NOT_REPRODUCED: f"the interval lies below {_pt(threshold)}: the gain is smaller than claimed",
             INCONCLUSIVE_SCALE: f"the interval contains {_pt(threshold)}"}[verdict]
-    return dataclasses.replace(comparison, verdict=verdict,
-                               sentence=f"{comparison.sentence.split('; ')[0]}; for the claim {claim}: {text}")
+    a, b = comparison.labels
+    sentence = (f"{a} {comparison.acc_a:.1%} vs {b} {comparison.acc_b:.1%} on {comparison.n_images} images: "
+                f"{_pt(comparison.statistic)}, {LEVEL:.0%} Newcombe interval [{_pt(low)}, {_pt(high)}] ({comparison.test}, "
+                f"p = {comparison.p_value:.2g}); for the claim {claim}: {text}")
+    return dataclasses.replace(comparison, verdict=verdict, sentence=sentence)
 
 
 @dataclass(frozen=True)
