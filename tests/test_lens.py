@@ -315,3 +315,21 @@ def test_interrupted_look_resumes_from_finished_attacks(monkeypatch):
     assert calls == ["trades_kl"]   # the finished attacks came from their cache files
     fresh = lens.look(model, cfg, source_identity={"kind": "test", "resume": 2}, progress=False)
     np.testing.assert_array_equal(resumed.frame.E_adv.to_numpy(), fresh.frame.E_adv.to_numpy())
+
+
+def test_the_smoothness_ranking_is_over_robust_models_only():
+    """Issue 23, point 6: adding the standard model (0 % robust, the widest spread) must not move ρ;
+    and the scale-free spread is ranked the same way from its own column."""
+    import pandas as pd
+
+    robust = pd.DataFrame({"model": ["a", "b", "c", "d", "e"], "robust": [0.30, 0.35, 0.40, 0.45, 0.50],
+                           "std ΔE(x)": [0.05, 0.07, 0.04, 0.06, 0.03], "kind": "run"})
+    robust["scaled"] = [0.20, 0.15, 0.10, 0.05, 0.01]           # falls strictly with robustness: ρ = −1
+    with_standard = pd.concat([robust, pd.DataFrame([{"model": "std", "robust": 0.0, "std ΔE(x)": 8.0,
+                                                      "scaled": 1.0, "kind": "standard"}])], ignore_index=True)
+    alone, mixed = lens.smoothness_over_robust(robust), lens.smoothness_over_robust(with_standard)
+    assert (alone.rho, alone.p_value, alone.n_models) == (mixed.rho, mixed.p_value, mixed.n_models) == \
+        (alone.rho, alone.p_value, 5)
+    assert lens.smoothness_verdict(with_standard["std ΔE(x)"], with_standard["robust"]).rho != alone.rho
+    scaled = lens.smoothness_over_robust(with_standard, spread="scaled")
+    assert scaled.rho == pytest.approx(-1.0) and scaled.n_models == 5
