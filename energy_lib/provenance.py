@@ -140,6 +140,11 @@ def machine_label(info: dict | None) -> str:
     return view.get("gpu") or f"CPU ({view.get('torch_threads')} threads)"
 
 
+def code_digests(files: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
+    """{file: `code_digest` of that file alone}: which of the files changed, not only whether."""
+    return {name: code_digest((name,), package_dir) for name in files}
+
+
 def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING_CODE) -> tuple[str, str]:
     """Whether a stored run was trained by today's training code: ("same" | "different" | "unknown",
     sentence). `sessions`: the run's env.json sessions (each records `training_code` and `git`).
@@ -155,5 +160,10 @@ def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING
     now = code_digest(files)
     if digests == {now}:
         return "same", f"trained at {where} by the training code of today (digest {now[:12]})"
-    return "different", (f"trained at {where} by other training code (digest {', '.join(sorted(d[:12] for d in digests))}; "
-                         f"today {now[:12]}): reused as recorded; delete its directory to retrain it with today's code")
+    today = code_digests(files)
+    changed = sorted({name for s in sessions for name, d in (s.get("training_code_files") or {}).items()
+                      if today.get(name) != d})
+    which = f" ({', '.join(changed)} changed since)" if changed else ""
+    return "different", (f"trained at {where} by other training code{which} (digest "
+                         f"{', '.join(sorted(d[:12] for d in digests))}; today {now[:12]}): reused as recorded; delete its "
+                         "directory to retrain it with today's code")

@@ -48,7 +48,7 @@ from . import fileio
 from .config import FIELDS_ADDED_LATER, ConfigError, TrainConfig, reference_config, reference_root, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 from .names import DATASETS, METHOD_USES
-from .provenance import TRAINING_CODE, code_digest, git_state
+from .provenance import TRAINING_CODE, code_digest, code_digests, git_state
 
 REPO = Path(__file__).resolve().parent.parent
 # torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
@@ -144,6 +144,7 @@ def environment(device: torch.device, cfg: TrainConfig) -> dict:
         "data_on_device": True,
         "git": git_state(),
         "training_code": code_digest(TRAINING_CODE),
+        "training_code_files": code_digests(TRAINING_CODE),
     }
     return env
 

@@ -103,6 +103,10 @@ def test_a_run_trained_by_other_code_is_reported():
     assert training_code_status([{"training_code": now, "git": clean}])[0] == "same"
     status, text = training_code_status([{"training_code": now, "git": clean}, {"training_code": "0" * 64, "git": clean}])
     assert status == "different" and "delete its directory to retrain" in text and "000000000000" in text
+    from energy_lib.provenance import code_digests
+    files = {**code_digests(TRAINING_CODE), "losses.py": "1" * 64}     # the session's per-file digests name the change
+    status, text = training_code_status([{"training_code": "0" * 64, "training_code_files": files, "git": clean}])
+    assert status == "different" and "(losses.py changed since)" in text
     status, text = training_code_status([{"git": {"commit": "b" * 40, "dirty": True}}])
     assert status == "unknown" and "uncommitted changes" in text
     assert training_code_status([])[0] == "unknown"
