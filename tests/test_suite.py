@@ -50,7 +50,7 @@ def test_ro_scale_needs_a_gap_and_a_best_window_well_before_the_end():
                      "probe-ro-sat-w32-n1000-lr0.02-e150": ok,
                      "probe-ro-sat-w64-n1000-lr0.02-e100": _ro_outcome(gap=0.3, gap_low=0.2, best_ends_at=0.95)})
     choice = suite.choose_ro(outcomes)
-    assert (choice["n_train"], choice["model"], choice["lr"]) == (1000, "small_cnn", 0.02)
+    assert (choice["n_train"], choice["model"], choice["lr"], choice["epochs"]) == (1000, "small_cnn", 0.02, 150)
     outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"] = never
     outcomes["probe-ro-sat-w64-n1000-lr0.02-e100"] = ok
     assert (suite.choose_ro(outcomes)["n_train"], suite.choose_ro(outcomes)["model"]) == (1000, "small_cnn_w64")
@@ -69,9 +69,9 @@ def test_confirming_runs_follow_the_choices_with_fresh_seeds():
     assert {c.method for c in cfgs} == {"fgsm", "fgsm_der", "n_fgsm"} and {c.lr for c in cfgs} == {0.003}
     assert sorted({c.der_beta for c in cfgs if c.method == "fgsm_der"}) == list(suite.DER_BETAS)
     assert len(suite.confirm_runs(co, None, co_rs=True)) == 3 * (2 * (1 + len(suite.DER_BETAS)) + 1)
-    ro = suite.confirm_runs(None, {"n_train": 2000, "model": "small_cnn", "lr": 0.02})
+    ro = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 150})
     assert {r.config().method for r in ro} == {"sat", "sat_der", "trades", "weat_adv"} and len(ro) == 12
-    assert {r.config().epochs for r in ro} == {suite.RO_CONFIRM_EPOCHS}
+    assert {r.config().epochs for r in ro} == {150}                # the chosen probe's length
     assert len({r.name for r in (*runs, *ro)}) == len(runs) + len(ro)
 
 
