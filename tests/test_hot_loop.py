@@ -33,7 +33,7 @@ def test_a_training_epoch_makes_no_item_call_and_no_value_check(method, monkeypa
     # the statistics read once at the end are those of the steps: the mean loss is finite and the
     # batch accuracies are fractions of the images seen
     assert torch.isfinite(torch.tensor(stats["loss"])) and 0 <= stats["batch_acc_adv"] <= 1
-    assert (stats["batch_acc_nat"] is None) == (method in ("sat", "fgsm", "fgsm_rs"))
+    assert (stats["batch_acc_nat"] is None) == (method in ("sat", "fgsm", "fgsm_rs", "n_fgsm"))
 
 
 def test_epoch_statistics_are_the_image_weighted_means_of_the_steps(monkeypatch):
