@@ -167,18 +167,24 @@ def der_penalty(logits_nat: torch.Tensor, logits_adv: torch.Tensor, y: torch.Ten
 
 @contextlib.contextmanager
 def batchnorm_stats_kept(model):
-    """Run a forward without changing BatchNorm's running statistics (restored on exit), so an
-    extra measuring pass (the AAE test) leaves the BatchNorm mix of the training run untouched."""
+    """Forward passes inside leave BatchNorm's running statistics as they were, so an extra pass
+    (the AAE test, DER's clean pass) keeps the BatchNorm mix of the method it is added to. Momentum
+    is 0 inside (running = 1·running + 0·batch: the same values, updated by the op itself, so a
+    gradient through the pass is unaffected); the batch counter is restored on exit."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
              and m.track_running_stats]
-    saved = [{k: b.detach().clone() for k, b in m.named_buffers(recurse=False)} for m in norms]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in norms]
     try:
+        for m in norms:
+            m.momentum = 0.0
         yield model
     finally:
         with torch.no_grad():
-            for m, buffers in zip(norms, saved):
-                for k, b in m.named_buffers(recurse=False):
-                    b.copy_(buffers[k])
+            for m, (momentum, count) in zip(norms, saved):
+                m.momentum = momentum
+                if count is not None:
+                    m.num_batches_tracked.copy_(count)
 
 
 def abnormal_mask(model, x_adv, y, ce_start, ctx, cfg) -> torch.Tensor:
@@ -243,7 +249,8 @@ def mart_loss(model, x, y, cfg, ctx) -> LossOutput:
 def sat_der_loss(model, x, y, cfg, ctx) -> LossOutput:
     """SAT + DER (multi-step, against RO): CE(f(x*), y) + der_beta·mean L_ΔE (PAPER 2.7)."""
     out = sat_loss(model, x, y, cfg, ctx)
-    logits_nat = forward(model, x, ctx)                       # extra clean pass for ΔE, train mode
+    with batchnorm_stats_kept(model):   # extra clean pass for ΔE, train mode; SAT's BatchNorm mix, so DER is the only change
+        logits_nat = forward(model, x, ctx)
     der = der_penalty(logits_nat, out.logits_adv, y, cfg.der_gamma)
     return LossOutput(out.loss + cfg.der_beta * der.mean(), logits_nat, out.logits_adv, out.x_adv,
                       {"der": der.mean().detach()})
@@ -282,7 +289,9 @@ def _single_step_der(model, x, y, cfg, ctx, attack_with_start) -> LossOutput:
     """CE(f(x*), y) + der_beta·(1/B) Σ 1_AAE·L_ΔE: DER on abnormal adversarial examples only."""
     x_adv, ce_start = attack_with_start(model, x, y, cfg, ctx)
     aae = abnormal_mask(model, x_adv, y, ce_start, ctx, cfg)
-    logits_nat, logits_adv = forward(model, x, ctx), forward(model, x_adv, ctx)
+    with batchnorm_stats_kept(model):   # the clean pass only feeds DER: the base method's BatchNorm mix
+        logits_nat = forward(model, x, ctx)
+    logits_adv = forward(model, x_adv, ctx)
     der = aae * der_penalty(logits_nat, logits_adv, y, cfg.der_gamma)
     loss = F.cross_entropy(logits_adv, y) + cfg.der_beta * der.mean()
     return LossOutput(loss, logits_nat, logits_adv, x_adv, {"der": der.mean().detach(), "aae_frac": aae.mean()})

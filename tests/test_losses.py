@@ -486,3 +486,19 @@ def test_onecycle_schedule_paper_5_1_item_8():
     assert moms[peak // 2] == pytest.approx(0.90, abs=2e-3)          # cosine: halfway down at half the warm-up
     assert all(a >= b for a, b in zip(moms[:peak], moms[1:peak + 1]))  # falls while the LR rises ...
     assert all(a <= b for a, b in zip(moms[peak:-1], moms[peak + 1:]))  # ... and rises while it falls
+
+
+@pytest.mark.parametrize("base, with_der", [("sat", "sat_der"), ("fgsm_rs", "fgsm_rs_der")])
+def test_a_der_arm_sees_the_batchnorm_statistics_of_its_base_method(base, with_der, batch):
+    """Issue 23, point 6: DER's extra clean pass must not change BatchNorm's running statistics, so a
+    DER arm and its control differ by the penalty only: after one step on the same batch, their
+    running statistics are identical."""
+    x, y = batch
+    buffers = {}
+    for method in (base, with_der):
+        model = fresh_model().train()
+        cfg = CFG.replace(method=method, single_step_mode="eval")
+        out = losses.get_loss(method)(model, x, y, cfg, ctx(seed=0))
+        out.loss.backward()
+        buffers[method] = {k: b.clone() for k, b in model.named_buffers()}
+    assert all(torch.equal(buffers[base][k], buffers[with_der][k]) for k in buffers[base])
