@@ -273,18 +273,40 @@ def unfinished_probes(outcomes: dict[str, dict], phenomenon: str) -> list[str]:
 
 
 def choose_co(outcomes: dict[str, dict]) -> dict | None:
-    """CO's scale, by the rule written before any confirming run, applied once every CO probe has
-    finished (None before, and when no ε qualifies: then more probes are needed):
+    """CO's scale, by the rule written before any confirming run (None while it cannot be decided, and
+    when no ε qualifies: then more probes are needed):
 
     * the learning rate: the largest probed one at which no FGSM probe diverged (`regime`: back at
       chance, a constant output or uniform predictions after learning, at any point of the run);
     * ε: the smallest probed ε at which every FGSM probe (from x) at that learning rate shows CO
       (`present`, the network having learned), in at least 2 seeds.
 
+    A probe still running can hold the choice back only if its outcome could change it: an FGSM probe
+    at a larger learning rate, or at the chosen one with a smaller ε that could reach 2 seeds.
+
     `outcomes`: {probe name: `outcome`}."""
-    if unfinished_probes(outcomes, "co"):
+    done = {p.name for p in PROBES if (outcomes.get(p.name) or {}).get("finished")}
+    fgsm_all = [p for p in PROBES if p.phenomenon == "co" and p.overrides.get("method") == "fgsm"]
+    fgsm = [(p, outcomes[p.name]) for p in fgsm_all if p.name in done]
+    if not fgsm:
         return None
-    fgsm = [(p, outcomes[p.name]) for p in PROBES if p.phenomenon == "co" and p.overrides.get("method") == "fgsm"]
+    choice = _choose_co(fgsm)
+    pending = [p for p in fgsm_all if p.name not in done]
+    if choice is None:
+        return None
+    for p in pending:
+        lr, eps = p.overrides["lr"], p.overrides["eps"]
+        same = sum(q.overrides["lr"] == lr and q.overrides["eps"] == eps for q in fgsm_all)
+        if lr > choice["lr"] or (lr == choice["lr"] and eps < choice["eps"] and same >= 2):
+            return None
+    if pending:
+        choice["reason"] += (f"; still running and unable to change this choice: "
+                             f"{', '.join(p.name for p in pending)}")
+    return choice
+
+
+def _choose_co(fgsm: list) -> dict | None:
+    """`choose_co`'s rule on the finished FGSM probes [(probe, outcome)]."""
     diverged = sorted({p.overrides["lr"] for p, o in fgsm if o["regime"]["diverged"]})
     healthy = sorted({p.overrides["lr"] for p, _ in fgsm} - set(diverged), reverse=True)
     for lr in healthy:
@@ -305,17 +327,15 @@ def choose_co(outcomes: dict[str, dict]) -> dict | None:
 
 
 def choose_ro(outcomes: dict[str, dict]) -> dict | None:
-    """RO's scale, by the rule written before any confirming run, applied once every RO probe has
-    finished: the smallest probed training set (then the narrower network) whose SAT probe learned
-    (and did not diverge), ends with a robust train-test gap whose lower bound exceeds `RO_GAP_MIN`,
+    """RO's scale, by the rule written before any confirming run, applied once no probe still running
+    could change it (one that could come first in the rule's order): the smallest probed training set
+    (then the narrower network) whose SAT probe learned (and did not diverge), ends with a robust train-test gap whose lower bound exceeds `RO_GAP_MIN`,
     and has its validation-best window end before `RO_BEST_BEFORE` of training. None before, and
     while no probe qualifies."""
-    if unfinished_probes(outcomes, "ro"):
-        return None
     candidates = []
     for p in PROBES:
         o = outcomes.get(p.name) or {}
-        if p.phenomenon != "ro":
+        if p.phenomenon != "ro" or not o.get("finished"):
             continue
         reg, ro = o["regime"], o["ro"]
         gap_low = reg["gap_ci"][0] if reg.get("gap_ci") else None
@@ -324,7 +344,13 @@ def choose_ro(outcomes: dict[str, dict]) -> dict | None:
             candidates.append((p.overrides.get("n_train"), p.overrides.get("model", "small_cnn"), p))
     if not candidates:
         return None
-    n, model, p = min(candidates, key=lambda c: (c[0], c[1] != "small_cnn"))
+    order = lambda n, model: (n if n is not None else math.inf, model != "small_cnn")   # noqa: E731
+    n, model, p = min(candidates, key=lambda c: order(c[0], c[1]))
+    # a probe still running holds the choice back only if it could come first in the rule's order
+    for q in PROBES:
+        if q.phenomenon == "ro" and not (outcomes.get(q.name) or {}).get("finished") and \
+                order(q.overrides.get("n_train"), q.overrides.get("model", "small_cnn")) <= order(n, model):
+            return None
     o = outcomes[p.name]
     return {"n_train": n, "model": model, "lr": p.overrides["lr"], "epochs": p.overrides["epochs"], "probe": p.name,
             "reason": f"{p.name}: learned, robust train-test gap {100 * o['regime']['gap']:+.1f} pt (lower bound above "

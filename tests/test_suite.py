@@ -34,10 +34,14 @@ def test_co_scale_is_the_smallest_eps_that_collapses_in_every_seed_at_the_larges
     assert "diverged: lr 0.005" in choice["reason"]
     outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("present")
     assert suite.choose_co(outcomes)["eps"] == pytest.approx(12 / 255)
-    # no choice while any CO probe is unfinished: it could change the choice
+    # a probe still running holds the choice back only if it could change it: the one 8/255 probe
+    # cannot reach the 2 seeds the rule needs, another seed at 12/255 could
     outcomes["probe-co-fgsm-slcnn-e8-lr0.003-s0"] = _co_outcome("absent", finished=False)
-    assert suite.choose_co(outcomes) is None
+    held = suite.choose_co(outcomes)
+    assert held["eps"] == pytest.approx(12 / 255) and "unable to change this choice: probe-co-fgsm-slcnn-e8" in held["reason"]
     assert suite.unfinished_probes(outcomes, "co") == ["probe-co-fgsm-slcnn-e8-lr0.003-s0"]
+    outcomes["probe-co-fgsm-slcnn-e12-lr0.003-s1"] = _co_outcome("absent", finished=False)
+    assert suite.choose_co(outcomes) is None
     assert suite.choose_co(_all_probes("co", lambda p: _co_outcome("absent"))) is None
     assert suite.choose_co({}) is None
 
@@ -54,8 +58,11 @@ def test_ro_scale_needs_a_gap_and_a_best_window_well_before_the_end():
     outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"] = never
     outcomes["probe-ro-sat-w64-n1000-lr0.02-e100"] = ok
     assert (suite.choose_ro(outcomes)["n_train"], suite.choose_ro(outcomes)["model"]) == (1000, "small_cnn_w64")
-    outcomes["probe-ro-sat-w64-n1000-lr0.02-e100"] = {**ok, "finished": False}
-    assert suite.choose_ro(outcomes) is None                     # a probe still running: no choice yet
+    outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"] = {**ok, "finished": False}
+    assert suite.choose_ro(outcomes) is None          # the narrower 1,000-image probe still running could come first
+    outcomes["probe-ro-sat-w32-n1000-lr0.02-e150"] = ok
+    outcomes["probe-ro-sat-w64-n1000-lr0.02-e100"] = {**never, "finished": False}
+    assert suite.choose_ro(outcomes)["model"] == "small_cnn"   # the wider one still running cannot
     assert suite.choose_ro(_all_probes("ro", lambda p: never)) is None
 
 
