@@ -361,9 +361,10 @@ def fgsm_rs_collapsed(outcomes: dict, co: dict | None) -> bool:
     """Whether the FGSM-RS probe at the chosen CO scale collapsed too (its arms are then confirmed)."""
     if co is None:
         return False
+    def collapsed(o):
+        return bool(o.get("finished")) and o.get("co", {}).get("verdict") == "present"
     return any(p.overrides.get("method") == "fgsm_rs" and p.overrides["eps"] == co["eps"]
-               and p.overrides["lr"] == co["lr"] and (outcomes.get(p.name) or {}).get("co", {}).get("verdict") == "present"
-               for p in PROBES)
+               and p.overrides["lr"] == co["lr"] and collapsed(outcomes.get(p.name) or {}) for p in PROBES)
 
 
 @dataclass(frozen=True)
