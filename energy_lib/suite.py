@@ -48,7 +48,7 @@ DER_BETAS = (0.5, 1.0, 2.0)
 DER_GAMMA = 0.1
 RO_GAP_MIN = 0.10                    # RO's size: robust train-test gap's lower bound above 10 pt at the end ...
 RO_BEST_BEFORE = 0.8                 # ... and the validation-best window ending before 80 % of training
-RO_CONFIRM_EPOCHS = 60             # when the chosen probe does not say (the confirming runs take the probe's length)
+RO_CONFIRM_EPOCHS = 100            # the confirming runs take the chosen probe's length, at most this (budget)
 
 
 def suite_root() -> Path:
@@ -408,11 +408,12 @@ def confirm_runs(co: dict | None, ro: dict | None, co_rs: bool = False) -> tuple
             runs.append(SuiteRun(f"co-n_fgsm-e{eps}-s{seed}", "co", "confirm",
                                  {**base, "method": "n_fgsm", "fgsm_alpha": 1.0, "seed": seed}))
     if ro is not None:
-        # the probe's length (RO needs its steps); tracking on 500 images each keeps a run near 2 hours on one core:
-        # the final evaluation (final_eval.json) gives every run's per-image outcomes on 2,017 images
+        # the probe's length, at most RO_CONFIRM_EPOCHS (the 60-100 epochs; 12 runs must fit the
+        # 25 core-hour budget beside CO's); tracking on 500 images each keeps a run near 1-1.5 hours on one
+        # core: the final evaluation (final_eval.json) gives every run's per-image outcomes on 2,017 images
         base = {**RO_BASE, "n_train": ro["n_train"], "model": ro["model"], "lr": ro["lr"],
-                "epochs": ro.get("epochs", RO_CONFIRM_EPOCHS), "n_test_track": 500, "n_train_track": 500, "n_val": 500,
-                "n_track_samples": 200, "der_gamma": DER_GAMMA}
+                "epochs": min(ro.get("epochs", RO_CONFIRM_EPOCHS), RO_CONFIRM_EPOCHS), "n_test_track": 500,
+                "n_train_track": 500, "n_val": 500, "n_track_samples": 200, "der_gamma": DER_GAMMA}
         for seed in SEEDS:
             for method in ("sat", "sat_der", "trades", "weat_adv"):
                 runs.append(SuiteRun(f"ro-{method}-n{ro['n_train']}-s{seed}", "ro", "confirm",
