@@ -615,3 +615,99 @@ def ro_claims(root: Path | None = None) -> dict:
             "phases": verdicts.replicated({k: p.verdict for k, (_, p) in read.items()},
                                           "three phases with phase 3 at robust overfitting", expected=verdicts.REPRODUCED,
                                           opposite=verdicts.NOT_REPRODUCED)}
+
+
+def _final_bits(entry: SuiteRun, split: str = "test", root: Path | None = None):
+    """(clean, robust) per-image outcomes of a run's final evaluation on `split`, or None."""
+    import numpy as np
+
+    from . import bits
+
+    path = entry.directory(root) / FINAL_EVAL
+    if not path.is_file():
+        return None
+    rec = fileio.read_json(path)["splits"][split]
+    return (np.asarray(bits.unpack(rec["clean_correct"], rec["n"]), bool),
+            np.asarray(bits.unpack(rec["robust_correct"], rec["n"]), bool))
+
+
+def seed_averaged_comparison(arm_a: dict, arm_b: dict, labels: tuple[str, str], root: Path | None = None) -> dict | None:
+    """Two arms' final robust accuracies on the same 1,017 test images, paired per seed (McNemar,
+    Newcombe) and averaged over the seeds both have: the mean difference, its SD over seeds (training
+    noise) and the mean per-seed paired half-width (image noise), both stated (issue 24). None when
+    no seed has both final evaluations."""
+    import statistics
+
+    from . import verdicts
+
+    per_seed = {}
+    for seed in sorted(set(arm_a) & set(arm_b)):
+        a, b = _final_bits(arm_a[seed], root=root), _final_bits(arm_b[seed], root=root)
+        if a is None or b is None:
+            continue
+        per_seed[seed] = verdicts.compare_accuracy(0, 0, 0, correct_a=a[1], correct_b=b[1], labels=labels, margin=0)
+    if not per_seed:
+        return None
+    diffs = [c.statistic for c in per_seed.values()]
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+    half = sum((c.ci[1] - c.ci[0]) / 2 for c in per_seed.values()) / len(per_seed)
+    return {"mean": sum(diffs) / len(diffs), "seed_sd": sd, "image_halfwidth": half, "per_seed": per_seed,
+            "sentence": (f"{labels[0]} − {labels[1]} final robust accuracy on the 1,017 test images, paired per seed: "
+                         + ", ".join(f"seed {s} {100 * c.statistic:+.1f} pt [{100 * c.ci[0]:+.1f}, {100 * c.ci[1]:+.1f}]"
+                                     for s, c in per_seed.items())
+                         + f"; mean {100 * sum(diffs) / len(diffs):+.1f} pt, SD over {len(diffs)} seed(s) "
+                         + (f"{100 * sd:.1f} pt" if len(diffs) > 1 else "not defined")
+                         + f" (training noise) against a mean paired half-width of {100 * half:.1f} pt (image noise)")}
+
+
+def ro_method_claims(root: Path | None = None) -> dict:
+    """What chapters 3 and 4 read on the RO confirming runs, per seed and replicated: "alignment"
+    (TRADES' late training-set ΔE(x) closer to 0 than SAT's, each under its own training attack),
+    "trades_ro" (TRADES shows no robust overfitting), "der_ro" (SAT + DER shows none), "der_final"
+    (SAT + DER's final-epoch PGD accuracy at least 1 pt above SAT's) and the seed-averaged paired
+    comparisons "weat_vs_trades" and "der_vs_sat"; {} until the confirming runs have finished."""
+    from . import bits, verdicts
+    from .regime import regime_of
+
+    arms = replicates("ro", root)
+    if not arms:
+        return {}
+    out: dict[str, Any] = {}
+    sat, trades, der = arms.get("SAT", {}), arms.get("TRADES", {}), arms.get("SAT + DER", {})
+    both = sorted(set(sat) & set(trades))
+    if both:
+        out["alignment"] = verdicts.replicated(
+            {f"seed {s}": verdicts.energy_alignment(verdicts.late_delta_e(load(sat[s], root).tracked_samples),
+                                                    verdicts.late_delta_e(load(trades[s], root).tracked_samples)).verdict
+             for s in both}, "TRADES keeps ΔE(x) closer to 0 than SAT", expected=verdicts.REPRODUCED,
+            opposite=verdicts.NOT_REPRODUCED)
+
+    def ro_of(entry):
+        run = load(entry, root)
+        return verdicts.robust_overfitting_of(run.metrics, run.config.n_test_track, regime=regime_of(run))
+    for key, arm, what in (("trades_ro", trades, "TRADES shows no robust overfitting"),
+                           ("der_ro", der, "SAT + DER shows no robust overfitting")):
+        if arm:
+            out[key] = verdicts.replicated({f"seed {s}": ro_of(e).verdict for s, e in arm.items()}, what,
+                                           expected=verdicts.ABSENT, opposite=verdicts.PRESENT)
+    pairs = sorted(set(sat) & set(der))
+    if pairs:
+        def final(entry):
+            run = load(entry, root)
+            m = run.metrics
+            return m["test_acc_adv"].iloc[-1], bits.unpack(m["test_correct_adv"].iloc[-1], run.config.n_test_track)
+        per = {}
+        for s in pairs:
+            (acc_d, c_d), (acc_s, c_s) = final(der[s]), final(sat[s])
+            per[f"seed {s}"] = verdicts.at_least(
+                verdicts.compare_accuracy(acc_d, acc_s, len(c_s), correct_a=c_d, correct_b=c_s,
+                                          labels=("SAT + DER", "SAT"), margin=0), 0.01, "SAT + DER ≥ SAT + 1 pt").verdict
+        out["der_final"] = verdicts.replicated(per, "SAT + DER's final-epoch PGD accuracy at least 1 pt above SAT's",
+                                               expected=verdicts.REPRODUCED, opposite=verdicts.NOT_REPRODUCED)
+    for key, a, b, labels in (("weat_vs_trades", "WEAT_adv", "TRADES", ("WEAT_adv", "TRADES")),
+                              ("der_vs_sat", "SAT + DER", "SAT", ("SAT + DER", "SAT"))):
+        if a in arms and b in arms:
+            found = seed_averaged_comparison(arms[a], arms[b], labels, root)
+            if found is not None:
+                out[key] = found
+    return out

@@ -136,3 +136,32 @@ def test_the_final_evaluation_is_per_image_keyed_by_the_weights_and_reused(tmp_p
     path.write_text(json.dumps(stored))
     assert suite.final_evaluation(entry)["splits"]["test"]["robust"] == test["robust"]
     assert suite.outcome(entry)["final"]["test"]["n"] == 40
+
+
+def test_methods_are_compared_paired_per_seed_and_averaged_over_seeds(tmp_path, monkeypatch):
+    """Issue 24: a comparison of methods pairs over images (per seed) and averages over the seeds,
+    reporting both noises: here +2, +4 and +6 pt on 100 images -> mean +4.0, SD over seeds 2.0 pt."""
+    import json
+
+    import numpy as np
+
+    from energy_lib import bits
+
+    monkeypatch.setenv("ENERGY_SUITE", str(tmp_path))
+
+    def arm(method, gains):
+        out = {}
+        for seed, gain in zip((10, 11, 12), gains):
+            entry = suite.SuiteRun(f"{method}-s{seed}", "ro", "confirm", {"method": method, "seed": seed})
+            robust = np.zeros(100, bool)
+            robust[:30 + gain] = True
+            entry.directory().mkdir(parents=True)
+            (entry.directory() / suite.FINAL_EVAL).write_text(json.dumps({"splits": {"test": {
+                "n": 100, "clean_correct": bits.pack(np.ones(100, bool)), "robust_correct": bits.pack(robust)}}}))
+            out[seed] = entry
+        return out
+    found = suite.seed_averaged_comparison(arm("weat_adv", (2, 4, 6)), arm("trades", (0, 0, 0)), ("WEAT_adv", "TRADES"))
+    assert [round(c.statistic, 4) for c in found["per_seed"].values()] == [0.02, 0.04, 0.06]
+    assert found["mean"] == pytest.approx(0.04) and found["seed_sd"] == pytest.approx(0.02)
+    assert "SD over 3 seed(s) 2.0 pt (training noise)" in found["sentence"] and "(image noise)" in found["sentence"]
+    assert suite.seed_averaged_comparison({}, {}, ("a", "b")) is None
