@@ -601,16 +601,22 @@ def test_a_payload_in_the_lens_autoattack_state_never_runs(store, marker):
                   progress=False)
 
 
-def test_payloads_in_caches_and_foreign_checkpoints_never_run(tmp_path, marker):
+def _stored_reference_energies(tmp_path, n: int):
+    """A toy model's reference energies computed once in a fresh generation store: (store, model, x,
+    y, the energies, the file they were stored in)."""
     from energy_lib import generation_store
     from energy_lib.config import GenerationConfig
 
     store = generation_store.GenerationStore(tmp_path / "gen", GenerationConfig.from_profile("smoke", device="cpu"))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    x, y = torch.rand(6, 3, 2, 2), torch.arange(3).repeat(2)
+    x, y = torch.rand(n, 3, 2, 2), torch.arange(3).repeat(n // 3)
     first = store.reference_energies(model, x, y, 3)
-    path = next(store.dir.glob("energies-*.pt"))
+    return store, model, x, y, first, next(store.dir.glob("energies-*.pt"))
+
+
+def test_payloads_in_caches_and_foreign_checkpoints_never_run(tmp_path, marker):
+    store, model, x, y, first, path = _stored_reference_energies(tmp_path, 6)
     plant(path, marker)
     with pytest.warns(UserWarning, match=f"{path}: unreadable.*could run code.*recomputed"):
         assert torch.equal(store.reference_energies(model, x, y, 3), first)
@@ -645,15 +651,7 @@ def test_a_changed_byte_in_last_pt_is_never_resumed_and_the_advice_works(referen
 
 
 def test_a_changed_byte_in_a_generation_store_tensor_is_recomputed(tmp_path):
-    from energy_lib import generation_store
-    from energy_lib.config import GenerationConfig
-
-    store = generation_store.GenerationStore(tmp_path / "gen", GenerationConfig.from_profile("smoke", device="cpu"))
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    x, y = torch.rand(60, 3, 2, 2), torch.arange(3).repeat(20)
-    first = store.reference_energies(model, x, y, 3)
-    path = next(store.dir.glob("energies-*.pt"))
+    store, model, x, y, first, path = _stored_reference_energies(tmp_path, 60)
     flip_tensor_byte(path)
     with pytest.warns(UserWarning, match=f"{path}: unreadable.*is damaged.*recomputed"):
         again = store.reference_energies(model, x, y, 3)
