@@ -1,11 +1,14 @@
-"""Fetch the JavaScript the built book needs offline (MathJax, require.js, widget manager).
+"""Fetch the JavaScript the built book needs offline (MathJax, require.js, widget manager, Vega).
 
 By default Jupyter Book's HTML loads these from CDNs; offline, equations stay raw TeX and
 widgets vanish. This script gets them with the ordinary `npm` client (`npm pack`), checks each
 tarball against the sha512 integrity pinned below (and against what npm reports), and copies
 the files the book uses into a git-ignored folder that `_config.yml` serves as static files:
 
-    book/_assets/vendor/{requirejs,html-manager,mathjax}/...
+    book/_assets/vendor/{requirejs,html-manager,mathjax,vega,vega-lite,vega-embed}/...
+
+Vega, Vega-Lite and vega-embed draw the interactive figures (`energy_lib.figures`, made with Altair),
+in the versions Altair's schema names; a figure loads them from the book's own `_static/vendor/`.
 
 Usage:  python tools/fetch_web_assets.py [--dest book/_assets/vendor] [--force]
 """
@@ -45,14 +48,33 @@ PACKAGES = {
         ["es5/tex-mml-chtml.js", "es5/output/chtml", "es5/input/tex/extensions", "es5/a11y",
          "es5/ui", "es5/sre", "LICENSE"],
     ),
+    # the interactive figures (energy_lib.figures): Altair 6.3's Vega-Lite 6.4.1 schema
+    "vega@6.4.0": (
+        "vega",
+        "sha512-rHXCq2LpEWCLMjXBEj7hocY9G0/i5TGYRayGGSj06VTF4+l2IG2Z7oeZKCjWbUh/7hTE/mVhbaOPB72wCElh6g==",
+        ["build/vega.min.js", "LICENSE"],
+    ),
+    "vega-lite@6.4.1": (
+        "vega-lite",
+        "sha512-KO3ybHNouRK4A0al/+2fN9UqgTEfxrd/ntGLY933Hg5UOYotDVQdshR3zn7OfXwQ7uj0W96Vfa5R+QxO8am3IQ==",
+        ["build/vega-lite.min.js", "LICENSE"],
+    ),
+    "vega-embed@7.3.0": (
+        "vega-embed",
+        "sha512-wQ8s5GaSzqoKgmRfbRolgBrjE2CP7ZKHXqH7NijxMqPjpdWxSs4Dn8tvp9g0giQvh2cK+3p56sxjWWM0wNngGw==",
+        ["build/vega-embed.min.js", "LICENSE"],
+    ),
 }
-# Files the book's _config.yml points at; their absence after a fetch is an error.
+# Files the book's _config.yml (or energy_lib.figures) points at; their absence after a fetch is an error.
 REQUIRED = [
     "requirejs/require.js",
     "html-manager/dist/embed-amd.js",
     "mathjax/es5/tex-mml-chtml.js",
     "mathjax/es5/output/chtml/fonts/woff-v2",
     "mathjax/es5/input/tex/extensions",
+    "vega/build/vega.min.js",
+    "vega-lite/build/vega-lite.min.js",
+    "vega-embed/build/vega-embed.min.js",
 ]
 MANIFEST = "VERSIONS.json"
 
