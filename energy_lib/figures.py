@@ -1,0 +1,221 @@
+"""Kernel-free interactive figures for the published book (Vega-Lite, written with Altair).
+
+A built book has no kernel. These figures carry their data (precomputed when the chapter runs, from
+the run records: a lens record's per-image energies, a run's tracked samples) and draw in the
+reader's browser: choose model / attack / ε / epoch from the drop-downs, zoom and pan, hover a point
+to see its image id and energies. The JavaScript (Vega, Vega-Lite, vega-embed) is served by the book
+itself (`tools/fetch_web_assets.py` -> `_static/vendor/`), never from a CDN.
+
+* `attack_points`, `epoch_points`: the figure data, one row per image and choice, rounded to
+  `DECIMALS` (what the page shows; the full arrays stay in the records).
+* `scatter`: E(x) against E(x*) (or any two columns), filtered by bound drop-downs, with tooltips,
+  optionally side by side (`column`) for two choices at once.
+* `Figure`: what a chapter cell returns; the static HTML loads the vendored scripts and draws, a live
+  Jupyter front end gets Altair's own Vega-Lite output.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+DECIMALS = 3            # energies are shown to 3 decimals (the tracked values carry 5)
+# Under the book's `_static/vendor/` (tools/fetch_web_assets.py), loaded in this order.
+VENDOR_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
+                  "vega-embed/build/vega-embed.min.js")
+FIGURE_CLASS = "energy-figure"   # what tools/check_html.py looks for
+# Tooltip titles of the data columns.
+TITLES = {"image": "image id", "E_x": "E(x)", "E_adv": "E(x*)", "Ey": "E(x,y)", "Ey_adv": "E(x*,y)",
+          "dE": "ΔE(x)", "dEy": "ΔE(x,y)", "model": "model", "attack": "attack", "eps": "ε (×255)",
+          "epoch": "epoch", "method": "method"}
+
+_ids = itertools.count()
+
+
+class FigureDataError(ValueError):
+    """The input frame lacks what the figure needs; the message names the columns."""
+
+
+def _need(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FigureDataError(f"{what}: the frame has no column(s) {missing} (it has {list(frame.columns)})")
+
+
+def attack_points(frame: pd.DataFrame, model: str, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Chapter 1's figure data from a lens frame (`lens.LensResult.frame`: one row per image, attack and
+    ε): model, attack (its label), ε in 255ths, image id (the test-set index), E(x), E(x*), ΔE(x) = E(x) −
+    E(x*), ΔE(x,y) = E(x,y) − E(x*,y)."""
+    _need(frame, ["attack", "eps", "sample", "E_nat", "E_adv", "Exy_nat", "Exy_adv"], "attack_points")
+    labels = labels or {}
+    out = pd.DataFrame({
+        "model": model,
+        "attack": frame["attack"].map(lambda a: labels.get(a, a)),
+        "eps": np.round(frame["eps"].to_numpy(dtype=float) * 255, 1),
+        "image": frame["sample"].astype(int),
+        "E_x": frame["E_nat"].astype(float), "E_adv": frame["E_adv"].astype(float),
+        "dE": frame["E_nat"].astype(float) - frame["E_adv"].astype(float),
+        "dEy": frame["Exy_nat"].astype(float) - frame["Exy_adv"].astype(float),
+    })
+    return out.round(DECIMALS).reset_index(drop=True)
+
+
+def epoch_points(samples: pd.DataFrame, method: str, epochs: Sequence[int] | None = None) -> pd.DataFrame:
+    """Chapter 2's figure data from a run's tracked samples (`runs.Run.tracked_samples`): method, epoch,
+    image (position in the tracked training subset), E(x), E(x*), E(x,y), E(x*,y), ΔE(x), ΔE(x,y);
+    `epochs` keeps only those epochs (a page budget)."""
+    _need(samples, ["epoch", "sample", "E_nat", "E_adv", "Ey_nat", "Ey_adv"], "epoch_points")
+    if epochs is not None:
+        samples = samples[samples["epoch"].isin(list(epochs))]
+    out = pd.DataFrame({
+        "method": method, "epoch": samples["epoch"].astype(int), "image": samples["sample"].astype(int),
+        "E_x": samples["E_nat"].astype(float), "E_adv": samples["E_adv"].astype(float),
+        "Ey": samples["Ey_nat"].astype(float), "Ey_adv": samples["Ey_adv"].astype(float),
+        "dE": samples["E_nat"].astype(float) - samples["E_adv"].astype(float),
+        "dEy": samples["Ey_nat"].astype(float) - samples["Ey_adv"].astype(float),
+    })
+    return out.round(DECIMALS).reset_index(drop=True)
+
+
+def spread_epochs(epochs: Sequence[int], at_most: int) -> list[int]:
+    """At most `at_most` of `epochs`, evenly spread, first and last always kept."""
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= at_most:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, at_most)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def _options(values) -> list:
+    """Drop-down options in a stable order, as plain Python values (JSON-serialisable)."""
+    uniq = pd.unique(pd.Series(list(values)))
+    return [v.item() if hasattr(v, "item") else v for v in uniq]
+
+
+def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: Sequence[str] = (),
+            initial: dict | None = None, column: str | None = None, title: str = "",
+            tooltip: Sequence[str] | None = None, width: int = 300, height: int = 260, diagonal: bool = True):
+    """An Altair chart: `y` against `x` for the rows that match every drop-down of `select` (one per
+    column, bound to a <select>; `initial` sets their first values), side by side per value of `column`,
+    a tooltip with the image id and its energies, zoom and pan. `diagonal`: the line y = x
+    (E(x*) = E(x): above it the attack raised the energy)."""
+    import altair as alt
+
+    _need(points, [x, y, *select, *([column] if column else []), *(tooltip or [])], "scatter")
+    initial = initial or {}
+    params, tests = [], []
+    for field in select:
+        options = _options(points[field])
+        value = initial.get(field, options[0])
+        if value not in options:
+            raise FigureDataError(f"scatter: initial {field}={value!r} is not among its values {options}")
+        params.append(alt.param(name=field, value=value,
+                                bind=alt.binding_select(options=options, name=TITLES.get(field, field) + " ")))
+        tests.append(f"datum[{json.dumps(field)}] == {field}")
+    tooltip = list(tooltip or [c for c in ("image", "E_x", "E_adv", "dE", "dEy") if c in points.columns])
+    lo = float(np.nanmin(points[[x, y]].to_numpy())) if len(points) else -1.0
+    hi = float(np.nanmax(points[[x, y]].to_numpy())) if len(points) else 1.0
+    pad = 0.03 * (hi - lo if hi > lo else 1.0)
+    domain = [round(lo - pad, DECIMALS), round(hi + pad, DECIMALS)]   # fixed: what moves is the data
+
+    def panel(extra_test: str | None, panel_title: str | None, k: int):
+        checks = tests + ([extra_test] if extra_test else [])
+        base = alt.Chart(points)
+        if checks:
+            base = base.transform_filter(" && ".join(checks))
+        dots = base.mark_circle(size=28, opacity=0.65).encode(
+            x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=domain)),
+            y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=domain)),
+            color=(alt.Color("dE:Q", title="ΔE(x)", scale=alt.Scale(scheme="redblue", domainMid=0))
+                   if "dE" in points.columns else alt.value("#d7301f")),
+            tooltip=[alt.Tooltip(f"{c}:{'Q' if pd.api.types.is_numeric_dtype(points[c]) else 'N'}",
+                                 title=TITLES.get(c, c)) for c in tooltip],
+        ).add_params(alt.selection_interval(bind="scales", name=f"zoom_{k}"))   # zoom and pan
+        layers = [dots]
+        if diagonal:
+            line = alt.Chart(pd.DataFrame({x: domain, y: domain})).mark_line(
+                color="gray", strokeWidth=0.8).encode(x=f"{x}:Q", y=f"{y}:Q")
+            layers = [line, dots]
+        out = alt.layer(*layers).properties(width=width, height=height)
+        return out.properties(title=panel_title) if panel_title else out
+
+    if column:   # side by side, one panel per value, sharing the drop-downs and the axes
+        chart = alt.hconcat(*[panel(f"datum[{json.dumps(column)}] == {json.dumps(v)}", str(v), k)
+                              for k, v in enumerate(_options(points[column]))])
+    else:
+        chart = panel(None, None, 0)
+    chart = chart.add_params(*params) if params else chart
+    return chart.properties(title=title) if title else chart
+
+
+def spec(chart) -> dict:
+    """The chart's Vega-Lite specification (the data inline)."""
+    return chart.to_dict()
+
+
+# Loads the vendored Vega scripts once per page (relative to the page's own `_static/`), then draws.
+# The view is kept on the element (`energyView`) so that the page check can read what is drawn.
+_LOADER = """(function () {
+  var el = document.getElementById(%(uid)s);
+  var spec = JSON.parse(document.getElementById(%(uid)s + "-spec").textContent);
+  function fail(err) {
+    el.dataset.error = String(err);
+    el.textContent = "This interactive figure could not be drawn (" + err + "); the static figure above shows the same data.";
+  }
+  function draw() {
+    window.vegaEmbed(el, spec, {actions: false, renderer: "svg"}).then(function (r) {
+      el.energyView = r.view; el.dataset.drawn = "1";
+    }, fail);
+  }
+  if (window.vegaEmbed) { draw(); return; }
+  var anchor = document.querySelector('script[src*="_static/"]');
+  if (!anchor) { fail("the book's _static folder was not found"); return; }
+  var base = anchor.src.slice(0, anchor.src.indexOf("_static/") + 8) + "vendor/";
+  if (!window.__energyVegaLoading) {
+    window.__energyVegaLoading = %(scripts)s.reduce(function (ready, path) {
+      return ready.then(function () {
+        return new Promise(function (resolve, reject) {
+          var amd = window.define; window.define = undefined;   // the UMD bundles must set globals
+          var s = document.createElement("script");
+          s.src = base + path;
+          s.onload = function () { window.define = amd; resolve(); };
+          s.onerror = function () { window.define = amd; reject(new Error("cannot load " + path)); };
+          document.head.appendChild(s);
+        });
+      });
+    }, Promise.resolve());
+  }
+  window.__energyVegaLoading.then(draw, fail);
+})();"""
+
+
+class Figure:
+    """A chart as a cell's output: static HTML that draws with the book's vendored Vega (the built
+    book) and Altair's Vega-Lite output (a live Jupyter front end)."""
+
+    def __init__(self, chart, name: str):
+        self.chart = chart
+        self.name = name
+
+    def html(self) -> str:
+        uid = f"energy-figure-{self.name}-{next(_ids)}"
+        data = json.dumps(spec(self.chart), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+        loader = _LOADER % {"uid": json.dumps(uid), "scripts": json.dumps(list(VENDOR_SCRIPTS))}
+        return (f'<div class="{FIGURE_CLASS}" id="{uid}" data-figure="{self.name}"></div>\n'
+                f'<script type="application/json" id="{uid}-spec">{data}</script>\n<script>{loader}</script>')
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/html": self.html(), "text/plain": f"<interactive figure {self.name}>"}
+        try:
+            native = self.chart._repr_mimebundle_(include, exclude)
+        except Exception:   # a front end without Altair's renderer still gets the HTML
+            native = None
+        if isinstance(native, tuple):
+            native = native[0]
+        for mime, value in (native or {}).items():
+            if mime.startswith("application/vnd.vegalite"):
+                bundle[mime] = value
+        return bundle

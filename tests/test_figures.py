@@ -1,0 +1,99 @@
+"""The interactive figures' data match the records they were computed from; the charts carry their
+drop-downs, tooltips and the vendored-script loader (drawing is checked in Chromium by test_book.py)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from energy_lib import attack_energies, data, figures, models, runs
+from energy_lib.config import AttackEnergyConfig
+
+CFG = AttackEnergyConfig.from_profile("smoke", n_images=6, autoattack=False, device="cpu", eps_grid=(8 / 255,))
+
+
+def test_attack_points_match_the_lens_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    torch.manual_seed(0)
+    model = models.build_model("small_cnn").eval()
+    result = attack_energies.look(model, CFG, {"kind": "test", "model": "small_cnn", "seed": 0}, progress=False)
+    points = figures.attack_points(result.frame, "standard", attack_energies.LABELS)
+    # the record's own file, read independently of the lens
+    with np.load(result.directory / "energies.npz", allow_pickle=False) as z:
+        stored = pd.DataFrame({k: z[k] for k in ("attack", "eps", "sample", "E_nat", "E_adv", "Exy_nat", "Exy_adv")})
+    row = stored[(stored.attack == "pgd") & (stored["sample"] == 3)].iloc[0]
+    got = points[(points.attack == attack_energies.LABELS["pgd"]) & (points.image == 3)]
+    assert len(got) == 1 and got.model.iloc[0] == "standard" and got.eps.iloc[0] == 8.0
+    got = got.iloc[0]
+    assert got.E_x == pytest.approx(row.E_nat, abs=1e-3) and got.E_adv == pytest.approx(row.E_adv, abs=1e-3)
+    assert got.dE == pytest.approx(row.E_nat - row.E_adv, abs=2e-3)
+    assert got.dEy == pytest.approx(row.Exy_nat - row.Exy_adv, abs=2e-3)
+    # and E(x) is the model's: −logsumexp of its logits on test image 3
+    x, _ = data.load_dataset("cifar10", "test", n=CFG.n_images).tensors()
+    with torch.no_grad():
+        expected = -torch.logsumexp(model(x[3:4]), 1).item()
+    assert got.E_x == pytest.approx(expected, abs=2e-3)
+    assert len(points) == len(result.frame)
+
+
+def test_epoch_points_match_the_runs_samples_file():
+    run = runs.reference_run()
+    assert run is not None, "the committed reference run is missing"
+    points = figures.epoch_points(run.tracked_samples, "SAT", epochs=[1, 8])
+    assert sorted(points.epoch.unique()) == [1, 8] and set(points.method) == {"SAT"}
+    lines = [json.loads(line) for line in (run.dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+    rec = next(r for r in lines if r["epoch"] == 8)
+    got = points[(points.epoch == 8) & (points.image == 5)].iloc[0]
+    assert got.E_x == pytest.approx(rec["E_nat"][5], abs=1e-3)
+    assert got.E_adv == pytest.approx(rec["E_adv"][5], abs=1e-3)
+    assert got.dE == pytest.approx(rec["E_nat"][5] - rec["E_adv"][5], abs=2e-3)
+    assert got.dEy == pytest.approx(rec["Ey_nat"][5] - rec["Ey_adv"][5], abs=2e-3)
+    assert len(points[points.epoch == 8]) == len(rec["E_nat"])
+
+
+def test_missing_columns_are_named():
+    with pytest.raises(figures.FigureDataError, match="Exy_adv"):
+        figures.attack_points(pd.DataFrame({"attack": [], "eps": [], "sample": [], "E_nat": [], "E_adv": [],
+                                            "Exy_nat": []}), "m")
+
+
+def test_spread_epochs_keeps_first_and_last():
+    assert figures.spread_epochs(range(1, 31), 6)[0] == 1 and figures.spread_epochs(range(1, 31), 6)[-1] == 30
+    assert len(figures.spread_epochs(range(1, 31), 6)) == 6
+    assert figures.spread_epochs([3, 1, 2], 10) == [1, 2, 3]
+
+
+def _points():
+    r = np.random.default_rng(0)
+    return pd.DataFrame({"model": "standard", "attack": np.repeat(["PGD", "FAB"], 4), "eps": 8.0,
+                         "image": np.tile(np.arange(4), 2), "E_x": r.normal(size=8).round(3),
+                         "E_adv": r.normal(size=8).round(3), "dE": 0.1, "dEy": -0.2})
+
+
+def test_scatter_binds_one_dropdown_per_choice_and_filters_on_all():
+    spec = figures.spec(figures.scatter(_points(), select=["model", "attack", "eps"], initial={"attack": "FAB"}))
+    bound = {p["name"]: p for p in spec["params"] if "bind" in p and p["bind"] != "scales"}
+    assert set(bound) == {"model", "attack", "eps"}
+    assert bound["attack"]["bind"]["options"] == ["PGD", "FAB"] and bound["attack"]["value"] == "FAB"
+    text = json.dumps(spec)
+    assert 'datum[\\"model\\"] == model && datum[\\"attack\\"] == attack && datum[\\"eps\\"] == eps' in text
+    assert '"title": "image id"' in text and '"title": "\\u0394E(x,y)"' in text   # hover: id and energies
+    with pytest.raises(figures.FigureDataError, match="initial attack"):
+        figures.scatter(_points(), select=["attack"], initial={"attack": "CW"})
+
+
+def test_side_by_side_panels_have_their_own_zoom():
+    pts = pd.concat([_points().assign(method="SAT"), _points().assign(method="TRADES")])
+    spec = figures.spec(figures.scatter(pts, select=["attack"], column="method"))
+    assert len(spec["hconcat"]) == 2
+    assert [p["title"] for p in spec["hconcat"]] == ["SAT", "TRADES"]
+
+
+def test_figure_html_loads_the_vendored_scripts_and_escapes_the_data():
+    pts = _points().assign(attack=["</script><b>"] * 8)
+    html = figures.Figure(figures.scatter(pts, select=["attack"]), "t").html()
+    assert f'class="{figures.FIGURE_CLASS}"' in html and "</script><b>" not in html
+    for path in figures.VENDOR_SCRIPTS:
+        assert path in html
+    assert "cdn" not in html.lower() and "https://" not in html.split("$schema")[0]
