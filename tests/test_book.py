@@ -64,11 +64,20 @@ def test_missing_chapter_is_an_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- tiny book self-test
+# An interactive figure (energy_lib.figures) with two drop-downs: what the HTML check explores.
+TINY_FIGURE = """import pandas as pd
+from energy_lib import figures
+points = pd.DataFrame({"attack": ["PGD"] * 3 + ["FAB"] * 3, "eps": [8.0, 8.0, 4.0] * 2,
+                       "image": [0, 1, 2] * 2, "E_x": [-5.0, -4.5, -4.0, -5.0, -4.5, -4.0],
+                       "E_adv": [-6.0, -5.25, -4.75, -3.5, -3.25, -3.0], "dE": [1.0, 0.75, 0.75, -1.5, -1.25, -1.0],
+                       "dEy": [-2.0, -1.5, -1.0, -3.0, -2.5, -2.25]})
+figures.Figure(figures.scatter(points, select=["attack", "eps"], initial={"eps": 8.0}), "tiny")"""
 def _tiny_book(root: Path, web_assets: Path) -> None:
     (root / "book").mkdir(parents=True)
     shutil.copy2(ROOT / "_config.yml", root / "_config.yml")
     for name in ("intro.md", "references.md", "references.bib"):
         shutil.copy2(ROOT / "book" / name, root / "book" / name)
+    shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "book" / "_assets").mkdir()
     (root / "book" / "_assets" / "vendor").symlink_to(web_assets, target_is_directory=True)
     (root / "_toc.yml").write_text(
@@ -86,6 +95,7 @@ def _tiny_book(root: Path, web_assets: Path) -> None:
             "glue('used_profile', profile, display=False)\n"
             "fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([1, 3, 2]); plt.show()"),
         nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)"),
+        nbformat.v4.new_code_cell(TINY_FIGURE),
     ]
     nbformat.write(nb, root / "book" / "tiny.ipynb")
 
@@ -121,8 +131,19 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     assert not problems, "\n".join(problems)
     tiny = reports["book/tiny.html"]
     assert [im["w"] > 0 for im in tiny["images"]] == [True] and tiny["mjx_containers"] >= 1
-    assert tiny["widget_views"] == 1 and tiny["widgets_rendered"] >= 1
+    # a widget cannot work without a kernel: the static page shows none and loads no widget library
+    assert tiny["widget_views"] == 0 and "widget-view+json" not in page and "embed-amd" not in page
     assert reports["book/intro.html"]["mjx_containers"] >= 2
+    # the interactive figure drew from the book's own Vega, its drop-downs change what is drawn, and
+    # hovering image 0 (PGD, ε 8) shows that image's energies
+    fig, = tiny["figures"]
+    assert fig["drawn"] and fig["points"] == 2
+    assert {s["name"]: [c for _, c in s["changed_to"]] for s in fig["selects"]} == {"attack": [True], "eps": [True]}
+    hover = fig["hover"]
+    assert hover["datum"]["image"] == 0 and hover["datum"]["E_adv"] == -6.0
+    assert "image id" in hover["tooltip"] and "\u22126.000" in hover["tooltip"] and "1.000" in hover["tooltip"]
+    assert not tiny["console_errors"] and not tiny["requests_external"]
+    assert tiny["page_bytes"] < check_html.PAGE_BUDGET_BYTES
 
 
 def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
@@ -138,13 +159,56 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
                                                      'Traceback (most recent call last): boom</div>'))
     (broken / "bad_cdn.html").write_text(head.format('<script src="https://cdn.invalid/x.js"></script>',
                                                      filler, ""))
-    pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html"]
+    (broken / "bad_console.html").write_text(head.format("", filler, "<script>console.error('boom')</script>"))
+    (broken / "bad_throw.html").write_text(head.format("", filler, "<script>null.x()</script>"))
+    (broken / "bad_path.html").write_text(head.format("", "record /work/main/runs/lens/abc/record.json " + filler, ""))
+    (broken / "bad_trace.html").write_text(head.format("", 'File "/x/y.py", line 3, in f ' + filler, ""))
+    (broken / "bad_warning.html").write_text(head.format("", "UserWarning: careful " + filler, ""))
+    (broken / "bad_bar.html").write_text(head.format("", "attacks 100%|##########| 8/8 [00:03] " + filler, ""))
+    (broken / "bad_wide.html").write_text(head.format("", filler, '<main><table style="width:3000px"><tr><td>wide'
+                                                                  '</td></tr></table></main>'))
+    (broken / "bad_fetch.html").write_text(head.format("", filler, "<script>fetch('https://example.invalid/d.json')"
+                                                                   ".catch(function () {})</script>"))
+    html_dir = broken
+    (html_dir / "bad_heavy.html").write_text(head.format("", filler, "<!--" + "x" * 5_100_000 + "-->"))
+    pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html", "bad_console.html",
+             "bad_throw.html", "bad_path.html", "bad_trace.html", "bad_warning.html", "bad_bar.html",
+             "bad_wide.html", "bad_fetch.html", "bad_heavy.html"]
     _, problems = check_html.check_pages(broken, pages)
     text = "\n".join(problems)
     for page, words in [("bad_img", "image did not load"), ("bad_math", "MathJax"),
                         ("bad_err", "error output"), ("bad_cdn", "another host"),
-                        ("not_built", "not built")]:
-        assert f"{page}.html: " in text and words in text, f"{page} not reported:\n{text}"
+                        ("not_built", "not built"), ("bad_console", "console error: boom"),
+                        ("bad_throw", "console error"), ("bad_path", "path of the building machine"),
+                        ("bad_trace", "a traceback"), ("bad_warning", "Python warning"),
+                        ("bad_bar", "progress bar"), ("bad_wide", "wider than the text column"),
+                        ("bad_fetch", "request leaves the book"), ("bad_heavy", "MB with what it loads")]:
+        assert any(p.startswith(f"{page}.html: ") and words in p for p in problems), f"{page} not reported:\n{text}"
+
+
+def test_html_checker_reports_broken_figures(tiny_html, chromium, tmp_path):
+    """A figure whose drop-down changes nothing, or whose tooltip lacks the energies, is reported."""
+    import altair as alt
+    import pandas as pd
+
+    from energy_lib import figures
+
+    _, html = tiny_html
+    broken = tmp_path / "html"
+    shutil.copytree(html, broken)
+    points = pd.DataFrame({"attack": ["PGD", "FAB"], "image": [0, 1], "E_x": [-5.0, -4.0], "E_adv": [-6.0, -3.0],
+                           "dE": [1.0, -1.0], "dEy": [0.5, 0.25]})
+    pick = alt.param(name="attack", value="PGD", bind=alt.binding_select(options=["PGD", "FAB"]))
+    deaf = alt.Chart(points).mark_circle().encode(
+        x="E_x:Q", y="E_adv:Q", tooltip=[alt.Tooltip("image:Q", title="image id"), "E_x:Q"]).add_params(pick)
+    page = (html / "book" / "tiny.html").read_text()
+    cut = page.index('<div class="energy-figure"')
+    end = page.index("</script>", page.index("</script>", cut) + 1) + len("</script>")
+    (broken / "book" / "deaf.html").write_text(page[:cut] + figures.Figure(deaf, "deaf").html() + page[end:])
+    _, problems = check_html.check_pages(broken, ["book/deaf.html"])
+    text = "\n".join(problems)
+    assert "choosing attack = ['FAB'] does not change the drawn data" in text, text
+    assert "lacks ['E_adv', 'dE', 'dEy']" in text, text
 
 
 # ----------------------------------------------------------------------------- the real book

@@ -298,6 +298,7 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"))
     for nb in nbs:
         shutil.copy2(executed / nb, src / nb)
+        drop_widgets(src / nb)
     execution = read_execution_record(executed)
     info = {"build_id": uuid.uuid4().hex, "built_utc": utc_now(), **git_state(root),
             "python": platform.python_version(), "execution": execution,
@@ -308,6 +309,28 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
         if str(page) in GENERATED_PAGES:
             (src / page).write_text(build_info_page(info))
     return src
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widgets(nb_path: Path) -> int:
+    """Remove ipywidgets from a staged notebook: without a kernel a widget cannot recompute (and a
+    progress bar is machinery), so its outputs are dropped and the saved widget state too, so that the
+    page loads no widget library. Chapters say how to get the live version (a kernel: Colab, Binder, a
+    local run). Returns how many outputs were dropped."""
+    nb = json.loads(Path(nb_path).read_text())
+    dropped = 0
+    for cell in nb.get("cells", []):
+        outputs = cell.get("outputs")
+        if outputs:
+            kept = [o for o in outputs if WIDGET_VIEW not in (o.get("data") or {})]
+            dropped += len(outputs) - len(kept)
+            cell["outputs"] = kept
+    if dropped or "widgets" in nb.get("metadata", {}):
+        nb.get("metadata", {}).pop("widgets", None)
+        Path(nb_path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return dropped
 
 
 def book_profile(chapters: dict) -> str:

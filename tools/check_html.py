@@ -9,15 +9,27 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * every math element was typeset by MathJax (`mjx-container`), no raw TeX left;
 * no error outputs (tracebacks, `output_error`, tracebacks on stderr);
 * no script/stylesheet/image requested from another host (the book must work offline);
-* widget views, if any, were rendered by the widget manager.
+* widget views, if any, were rendered by the widget manager;
+* nothing of the machinery reaches a reader: no console error (a capture script is injected into every
+  page this server serves), no text that looks like a path of the building machine, a traceback, a
+  Python warning or a progress bar;
+* no element wider than the text column at 1,280 px;
+* the page with everything it loads weighs at most `PAGE_BUDGET_BYTES`;
+* every interactive figure (`energy_lib.figures`) draws; choosing another option in each of its
+  drop-downs changes the drawn data (read back from the Vega view); hovering its first point shows
+  that point's image id and energies; no request leaves the book.
 
-Usage: python tools/check_html.py _build/html book/intro.html book/01_attack_energies.html ...
+`--timing` measures, in real time (no virtual clock), each page's load: navigation start and
+DOMContentLoaded to every interactive figure drawn. It prints; nothing is asserted on it.
+
+Usage: python tools/check_html.py [--timing] _build/html book/intro.html book/01_attack_energies.html ...
 """
 from __future__ import annotations
 
 import functools
 import http.server
 import json
+import queue
 import re
 import shutil
 import subprocess
@@ -31,6 +43,32 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--no-first-run", "--disable-dev-shm-usage"]
 PROBE_PATH = "/__book_probe__.html"
+TIMING_PATH = "/__book_timing__.html"
+REPORT_PATH = "/__book_report__"
+PAGE_BUDGET_BYTES = 5_000_000   # a page with its scripts, styles, images and figure data
+# What a reader must never see in a page's text.
+MACHINE_PATH = re.compile(r"(?<![\w.:/])(/(?:home|root|tmp|work|Users|usr|var|opt|mnt|srv)/[^\s'\"<>]*"
+                          r"|[A-Za-z]:\\[^\s'\"<>]+|\S*(?:site-packages|\.venv)/\S*)")
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
+PY_WARNING = re.compile(r"\b[A-Z]\w*Warning: ")
+PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]{0,80}\|\s*\d+/\d+")
+
+# Injected first into every HTML page the check serves: records console errors, uncaught errors,
+# rejected promises and resources that failed to load, before any of the page's own scripts run.
+CAPTURE = """<script>(function () {
+  var errors = window.__bookConsoleErrors = [];
+  var original = console.error;
+  console.error = function () {
+    errors.push([].map.call(arguments, function (a) { return String(a && a.stack || a); }).join(" ").slice(0, 300));
+    return original.apply(console, arguments);
+  };
+  window.addEventListener("error", function (e) {
+    var t = e.target;
+    if (t && t !== window && (t.src || t.href)) errors.push("failed to load " + (t.src || t.href));
+    else errors.push(String(e.message || e.error).slice(0, 300));
+  }, true);
+  window.addEventListener("unhandledrejection", function (e) { errors.push("unhandled rejection: " + String(e.reason).slice(0, 300)); });
+})();</script>"""
 
 # Runs inside the probe page; `PAGE` is the page under test. Waits until MathJax has finished
 # (or 20 s of virtual time), then reports.
@@ -48,7 +86,8 @@ async function check() {
     const mj = w.MathJax;
     if (mj && mj.startup && mj.startup.promise) { try { await mj.startup.promise; } catch (e) {} }
     const imgsDone = [...d.images].every(im => im.complete);
-    if (imgsDone && (!d.querySelector('.math') || d.querySelector('mjx-container'))) break;
+    const figsDone = [...d.querySelectorAll('.energy-figure')].every(e => e.dataset.drawn || e.dataset.error);
+    if (imgsDone && figsDone && (!d.querySelector('.math') || d.querySelector('mjx-container'))) break;
     await sleep(100);
   }
   await sleep(300);
@@ -70,9 +109,113 @@ async function check() {
   r.widget_views = d.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   r.widgets_rendered = d.querySelectorAll('.jupyter-widgets, .widget-container, .widget-inline-hbox').length;
   r.text_chars = (d.body ? d.body.innerText.length : 0);
+  r.text = d.body ? d.body.innerText : '';
+  r.figures = [];
+  for (const fig of d.querySelectorAll('.energy-figure')) r.figures.push(await exploreFigure(w, fig));
+  r.console_errors = w.__bookConsoleErrors || ['the console capture script did not run'];
+  const nav = w.performance.getEntriesByType('navigation')[0];
+  const res = w.performance.getEntriesByType('resource');
+  r.page_bytes = (nav ? nav.transferSize : 0) + res.reduce((s, e) => s + (e.transferSize || 0), 0);
+  r.requests_external = res.map(e => e.name).filter(u => /^https?:/.test(u) && !u.startsWith(location.origin));
+  r.too_wide = tooWide(w, d);
   document.getElementById('report').textContent = 'REPORT' + JSON.stringify(r) + 'END';
 }
+// Elements that reach past the text column at the iframe's 1,280 px (the outermost only), and scrolling
+// boxes whose content is wider than they are; code cells may scroll, tables, equations and figures not.
+function tooWide(w, d) {
+  const col = d.querySelector('article.bd-article') || d.querySelector('main') || d.body;
+  if (!col) return [];
+  const right = col.getBoundingClientRect().right + 2, out = [];
+  const report = (el, over, width) => out.push({
+    what: el.tagName.toLowerCase() + (typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/).join('.') : ''),
+    width: Math.round(width), over: Math.round(over), text: (el.innerText || el.textContent || '').trim().slice(0, 60)});
+  (function walk(el) {
+    for (const c of el.children) {
+      if (c.matches('pre, div.highlight, script, style')) continue;
+      const b = c.getBoundingClientRect();
+      if (b.width && b.height && b.right > right) { report(c, b.right - right + 2, b.width); continue; }
+      if (/(auto|scroll)/.test(w.getComputedStyle(c).overflowX) && c.scrollWidth > c.clientWidth + 2) {
+        report(c, c.scrollWidth - c.clientWidth, c.scrollWidth); continue;
+      }
+      walk(c);
+    }
+  })(col);
+  return out;
+}
+// The symbols a Vega view has drawn (with their data), in scenegraph order.
+function drawnItems(view) {
+  const out = [];
+  (function walk(node) {
+    if (!node) return;
+    if (node.marktype === 'symbol') (node.items || []).forEach(i => { if (i.datum && 'image' in i.datum) out.push(i); });
+    else (node.items || []).forEach(walk);
+  })(view.scenegraph().root);
+  return out;
+}
+const drawnKey = view => JSON.stringify(drawnItems(view).map(i => [i.datum.image, i.datum.E_x, i.datum.E_adv]));
+async function choose(w, view, sel, index) {
+  sel.selectedIndex = index;
+  sel.dispatchEvent(new w.Event('change', {bubbles: true}));
+  sel.dispatchEvent(new w.Event('input', {bubbles: true}));
+  await view.runAsync();
+}
+async function exploreFigure(w, fig) {
+  const rep = {name: fig.dataset.figure || fig.id, drawn: !!fig.energyView, error: fig.dataset.error || null};
+  const view = fig.energyView;
+  if (!view) return rep;
+  rep.points = drawnItems(view).length;
+  rep.selects = [];
+  for (const sel of fig.querySelectorAll('select')) {
+    const entry = {name: sel.name, options: sel.options.length};
+    if (sel.options.length > 1) {
+      const orig = sel.selectedIndex, before = drawnKey(view);
+      entry.changed_to = [];
+      for (let k = 0; k < sel.options.length; k++) {   // every other option changes the drawn data
+        if (k === orig) continue;
+        await choose(w, view, sel, k);
+        entry.changed_to.push([sel.options[k].text, drawnKey(view) !== before]);
+      }
+      await choose(w, view, sel, orig);
+      entry.restored = drawnKey(view) === before;
+    }
+    rep.selects.push(entry);
+  }
+  const items = drawnItems(view);
+  if (items.length && items[0]._svg) {
+    const item = items[0], el = item._svg, b = el.getBoundingClientRect();
+    const at = {bubbles: true, cancelable: true, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2, view: w};
+    for (const type of ['pointerover', 'pointermove', 'mouseover', 'mousemove'])
+      el.dispatchEvent(type.startsWith('pointer') ? new w.PointerEvent(type, at) : new w.MouseEvent(type, at));
+    await sleep(200);
+    const tip = w.document.getElementById('vg-tooltip-element');
+    rep.hover = {datum: Object.fromEntries(Object.entries(item.datum).filter(([k]) => !k.startsWith('Symbol'))),
+                 tooltip: tip ? tip.innerText : null,
+                 tooltip_visible: !!tip && w.getComputedStyle(tip).visibility !== 'hidden' && tip.classList.contains('visible')};
+  }
+  return rep;
+}
 check().catch(e => { document.getElementById('report').textContent = 'REPORT' + JSON.stringify({probe_error: String(e)}) + 'END'; });
+</script></body></html>"""
+
+
+# Real-time load of one page (`--timing`): navigation start and DOMContentLoaded to every interactive
+# figure drawn (or the load event on a page without one), posted back to the server.
+TIMING = r"""<!doctype html><html><body><script>
+const f = document.createElement('iframe');
+f.style.width = '1280px'; f.style.height = '2000px'; f.src = 'PAGE'; document.body.appendChild(f);
+const t = setInterval(() => {
+  const w = f.contentWindow, d = f.contentDocument;
+  if (!w || !d || d.readyState !== 'complete' || !w.performance.getEntriesByType('navigation').length) return;
+  const figs = [...d.querySelectorAll('.energy-figure')];
+  if (!figs.every(e => e.dataset.drawn || e.dataset.error)) return;
+  clearInterval(t);
+  const nav = w.performance.getEntriesByType('navigation')[0];
+  const res = w.performance.getEntriesByType('resource');
+  fetch('REPORT', {method: 'POST', body: JSON.stringify({
+    page: 'PAGE', figures: figs.length, dcl_ms: nav.domContentLoadedEventStart,
+    drawn_ms: figs.length ? w.performance.now() : nav.loadEventStart,
+    bytes: nav.transferSize + res.reduce((s, e) => s + (e.transferSize || 0), 0)})});
+}, 5);
 </script></body></html>"""
 
 
@@ -89,11 +232,28 @@ def find_chromium() -> str:
                           "check needs it. Install it with `apt-get update && apt-get install -y chromium`.")
 
 
+def with_capture(html: str) -> str:
+    """The page with `CAPTURE` as the first thing its <head> runs (or the document's first element)."""
+    m = re.search(r"<head(\s[^>]*)?>", html, re.I)
+    at = m.end() if m else 0
+    return html[:at] + CAPTURE + html[at:]
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
-        if self.path.startswith(PROBE_PATH):
+        if self.path.startswith((PROBE_PATH, TIMING_PATH)):
             page = self.path.split("?page=", 1)[1] if "?page=" in self.path else "index.html"
-            body = PROBE.replace("PAGE", "/" + page.lstrip("/")).encode()
+            probe_page = PROBE if self.path.startswith(PROBE_PATH) else TIMING.replace("REPORT", REPORT_PATH)
+            body = probe_page.replace("PAGE", "/" + page.lstrip("/")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        page = self.translate_path(self.path)
+        if page.endswith(".html") and Path(page).is_file():
+            body = with_capture(Path(page).read_text(encoding="utf-8", errors="replace")).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -102,6 +262,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
+    def do_POST(self):   # the timing probe's report
+        if self.path.startswith(REPORT_PATH):
+            length = int(self.headers.get("Content-Length") or 0)
+            self.server.reports.put(json.loads(self.rfile.read(length) or b"{}"))
+            self.send_response(204)
+            self.end_headers()
+            return
+        self.send_error(404)
+
     def log_message(self, *args):  # quiet
         pass
 
@@ -109,6 +278,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def serve(html_dir: Path):
     handler = functools.partial(_Handler, directory=str(html_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.reports = queue.Queue()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -141,6 +311,51 @@ def problems(page: str, r: dict) -> list[str]:
     out += [f"{page}: loads from another host (breaks offline use): {u}" for u in r["external"]]
     if r["widget_views"] and not r["widgets_rendered"]:
         out.append(f"{page}: {r['widget_views']} widget view(s) but none rendered (widget manager JS?)")
+    out += [f"{page}: console error: {e}" for e in r.get("console_errors", [])]
+    out += [f"{page}: request leaves the book (breaks offline use): {u}" for u in r.get("requests_external", [])]
+    text = r.get("text", "")
+    for what, pattern in (("a path of the building machine", MACHINE_PATH), ("a traceback", TRACEBACK),
+                          ("a Python warning", PY_WARNING), ("a progress bar", PROGRESS_BAR)):
+        out += [f"{page}: text shows {what}: {m.group(0)[:80]!r}" for m in list(pattern.finditer(text))[:3]]
+    out += [f"{page}: {w['what']} is {w['over']} px wider than the text column: {w['text']!r}"
+            for w in r.get("too_wide", [])]
+    if r.get("page_bytes", 0) > PAGE_BUDGET_BYTES:
+        out.append(f"{page}: weighs {r['page_bytes'] / 1e6:.1f} MB with what it loads (budget "
+                   f"{PAGE_BUDGET_BYTES / 1e6:.0f} MB)")
+    for fig in r.get("figures", []):
+        out += figure_problems(page, fig)
+    return out
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", (text or "").replace("\u2212", "-"))]
+
+
+def figure_problems(page: str, fig: dict) -> list[str]:
+    """What is wrong with one interactive figure's report (drawn, options change data, hover)."""
+    name = f"{page}: interactive figure {fig.get('name')!r}"
+    if not fig.get("drawn"):
+        return [f"{name} was not drawn ({fig.get('error') or 'no view'})"]
+    out = []
+    if not fig.get("points"):
+        out.append(f"{name} draws no point")
+    for sel in fig.get("selects", []):
+        same = [option for option, changed in sel.get("changed_to", []) if not changed]
+        if same:
+            out.append(f"{name}: choosing {sel['name']} = {same} does not change the drawn data")
+        if sel.get("restored") is False:
+            out.append(f"{name}: choosing the first {sel['name']} again does not restore its data")
+    hover = fig.get("hover")
+    if fig.get("points") and not hover:
+        out.append(f"{name}: its points cannot be hovered (no SVG element)")
+    elif hover:
+        shown, datum = _numbers(hover.get("tooltip")), hover.get("datum", {})
+        want = {k: datum[k] for k in ("image", "E_x", "E_adv", "dE", "dEy") if isinstance(datum.get(k), (int, float))}
+        missing = [k for k, v in want.items() if not any(abs(v - n) < 1e-3 for n in shown)]
+        if not hover.get("tooltip") or not hover.get("tooltip_visible"):
+            out.append(f"{name}: hovering image {datum.get('image')} shows no tooltip")
+        elif missing:
+            out.append(f"{name}: the tooltip of image {datum.get('image')} lacks {missing}: {hover['tooltip']!r}")
     return out
 
 
@@ -164,8 +379,47 @@ def check_pages(html_dir: Path, pages: list[str]) -> tuple[dict, list[str]]:
     return reports, found
 
 
+def load_times(html_dir: Path, pages: list[str], repeats: int = 3, timeout_s: int = 120) -> dict:
+    """Per page, in real time (a fresh Chromium profile each load, so nothing is cached): the median
+    over `repeats` loads of navigation start -> figures drawn and DOMContentLoaded -> figures drawn
+    (ms), and the bytes transferred. A measurement to print, not a test: it depends on the machine."""
+    import statistics
+
+    chromium = find_chromium()
+    server = serve(Path(html_dir))
+    out = {}
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for page in pages:
+            runs = []
+            for _ in range(repeats):
+                with tempfile.TemporaryDirectory() as profile:
+                    proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                             "--window-size=1400,2200", f"{base}{TIMING_PATH}?page={page}"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        runs.append(server.reports.get(timeout=timeout_s))
+                    except queue.Empty:
+                        runs.append(None)
+                    finally:
+                        proc.terminate()
+                        proc.wait()
+            done = [r for r in runs if r]
+            if not done:
+                out[page] = {"error": f"no report within {timeout_s} s"}
+                continue
+            out[page] = {"figures": done[0]["figures"], "bytes": done[0]["bytes"], "loads": len(done),
+                         "navigation_to_drawn_ms": statistics.median(r["drawn_ms"] for r in done),
+                         "dcl_to_drawn_ms": statistics.median(r["drawn_ms"] - r["dcl_ms"] for r in done)}
+    finally:
+        server.shutdown()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    timing = "--timing" in argv
+    argv = [a for a in argv if a != "--timing"]
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
@@ -177,6 +431,20 @@ def main(argv: list[str] | None = None) -> int:
     for page, r in reports.items():
         print(f"{page}: {len(r.get('images', []))} img, {r.get('mjx_containers', 0)} equations, "
               f"{r.get('widget_views', 0)} widgets")
+        for fig in r.get("figures", []):
+            print(f"  interactive figure {fig.get('name')}: {fig.get('points', 0)} points drawn, drop-downs "
+                  + ", ".join(f"{s['name']} ({s['options']})" for s in fig.get("selects", [])))
+        print(f"  {r.get('page_bytes', 0) / 1e6:.2f} MB with what it loads")
+    if timing:
+        try:
+            for page, t in load_times(Path(argv[0]), argv[1:]).items():
+                print(f"{page}: " + (t["error"] if "error" in t else
+                      f"load {t['navigation_to_drawn_ms']:.0f} ms from navigation start, "
+                      f"{t['dcl_to_drawn_ms']:.0f} ms from DOMContentLoaded to {t['figures']} figure(s) drawn "
+                      f"(median of {t['loads']}), {t['bytes'] / 1e6:.2f} MB"))
+        except ChromiumMissing as err:
+            print(f"check_html: {err}", file=sys.stderr)
+            return 1
     for p in found:
         print("PROBLEM", p, file=sys.stderr)
     return 1 if found else 0

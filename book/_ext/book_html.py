@@ -1,0 +1,29 @@
+"""Two fixes for every page of the built book (a Sphinx extension, `_config.yml`: local_extensions).
+
+* sphinx-thebe 0.3.1 adds its inline `const THEBE_JS_URL = ...` script twice (its handler runs on each
+  `env-before-read-docs`), and the second declaration is a console error on every page: a page keeps
+  one copy of each script.
+* pydata-sphinx-theme logs "Got invalid theme mode" when no default mode is set: the book sets light.
+"""
+
+
+def _default_mode(app, config):
+    config.html_context = {**(config.html_context or {}), "default_mode": "light"}
+
+
+def _unique_scripts(app, pagename, templatename, context, doctree):
+    seen, unique = set(), []
+    for script in context.get("script_files") or []:
+        attributes = getattr(script, "attributes", {}) or {}
+        key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    if "script_files" in context:
+        context["script_files"] = unique
+
+
+def setup(app):
+    app.connect("config-inited", _default_mode)
+    app.connect("html-page-context", _unique_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
