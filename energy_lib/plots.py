@@ -141,3 +141,43 @@ def fit_table(frame, font: str = "0.8em"):
     return (frame.style.format(precision=3, na_rep="")
             .set_table_styles([{"selector": "th, td", "props": [("white-space", "normal"), ("font-size", font),
                                                                  ("max-width", "22em")]}]))
+
+
+def reader_table(frame, *, decimals: int | dict = 2, percent: Sequence[str] = (), percent_decimals: int = 0,
+                 caption: str = "", font: str = "0.85em"):
+    """A table as a reader gets it (a pandas Styler): numbers rounded to what their noise supports
+    (`decimals`: one for every number column, or per column name), the shares named in `percent` as
+    percentages, and every column whose value is the same on every row moved into the caption (no
+    string repeated on every row); wrapped cells that fit the text column."""
+    import pandas as pd
+
+    frame = frame.copy()
+    places = (lambda c: decimals.get(c, 2)) if isinstance(decimals, dict) else (lambda c: decimals)
+
+    def show(column, value):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return ""
+        if column in percent and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            return f"{100 * value:.{percent_decimals}f} %"
+        if isinstance(value, (bool, np.bool_)):
+            return "yes" if value else "no"
+        if isinstance(value, (float, np.floating)):
+            return f"{value:.{places(column)}f}"
+        return str(value)
+
+    constant = []
+    if len(frame) > 1:
+        for column in list(frame.columns):
+            values = frame[column].map(lambda v, c=column: show(c, v))
+            if values.nunique(dropna=False) == 1:
+                constant.append(f"{column}: {values.iloc[0]}" if values.iloc[0] else "")
+                frame = frame.drop(columns=column)
+    constant = [c for c in constant if c]
+    text = caption + (("; " if caption else "") + "on every row: " + ", ".join(constant) if constant else "")
+    styler = frame.style.format({c: (lambda v, c=c: show(c, v)) for c in frame.columns}, na_rep="")
+    styler = styler.format_index(lambda v: show(frame.index.name, v))
+    if text:
+        styler = styler.set_caption(text)
+    return styler.set_table_styles([
+        {"selector": "th, td", "props": [("white-space", "normal"), ("font-size", font), ("max-width", "14em")]},
+        {"selector": "caption", "props": [("caption-side", "bottom"), ("font-size", font), ("text-align", "left")]}])

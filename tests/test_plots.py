@@ -34,3 +34,16 @@ def test_quiver_frames_share_axes_and_colour_scale():
 def test_fit_table_wraps_cells():
     html = plots.fit_table(pd.DataFrame({"a": [1.23456], "b": ["long text " * 5]})).to_html()
     assert "white-space: normal" in html and "1.235" in html
+
+
+def test_reader_table_rounds_and_moves_constant_columns_to_the_caption():
+    frame = pd.DataFrame({"method": ["SAT", "TRADES"], "accuracy": [0.94, 0.8712], "E": [-3.14159, 2.0],
+                          "dataset": ["cifar10", "cifar10"], "n": [16, 16]}).set_index("method")
+    html = plots.reader_table(frame, decimals={"E": 2}, percent=["accuracy"]).to_html()
+    assert "94 %" in html and "87 %" in html and "-3.14" in html and "2.00" in html
+    assert "94.000000" not in html and "3.1416" not in html
+    # a value repeated on every row is said once, in the caption, not on every row
+    assert html.count("cifar10") == 1 and "on every row: dataset: cifar10, n: 16" in html
+    assert ">SAT<" in html   # the index stays
+    single = plots.reader_table(frame.iloc[:1]).to_html()
+    assert "cifar10" in single and "on every row" not in single   # one row: nothing to move
