@@ -78,12 +78,11 @@ def describe(choice: RobustChoice, profile: str) -> str:
     accuracy = (f"its best.pt (epoch {int(chosen['epoch'])} of {c.epochs}) has clean / PGD test accuracy {chosen['test_acc_nat']:.0%} / {chosen['test_acc_adv']:.0%} "
                 f"on the first {c.n_test_track:,} test images")
     training = runs.describe(run, reference_note=False)   # the reference run is named below
-    if choice.source == "reference":
-        fields = ", ".join(f"{k}={v}" for k, v in REFERENCE_TRAINING.items())
-        return (f"the committed reference run ({run.dir.name}): {training} (config.REFERENCE_TRAINING: {fields}); "
+    if choice.source == "reference":   # prose for a reader: no config dump, no run hash
+        return (f"the committed reference run: {training}; "
                 f"{accuracy}. To retrain it, delete {_shown(run.dir)} and run {REFERENCE_REMAKE}")
     return (f"this chapter's own run, trained (or loaded from the run store) with the {profile} training profile "
-            f"because {choice.why_not_reference}: {training}; {accuracy} (run {run.dir.name})")
+            f"because {choice.why_not_reference}: {training}; {accuracy}")
 
 
 def other_robust_runs(cfg: GenerationConfig, own: runs.Run | None) -> list[runs.Run]:

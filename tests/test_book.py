@@ -169,11 +169,13 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
                                                                   '</td></tr></table></main>'))
     (broken / "bad_fetch.html").write_text(head.format("", filler, "<script>fetch('https://example.invalid/d.json')"
                                                                    ".catch(function () {})</script>"))
+    (broken / "bad_tick.html").write_text(head.format("", "the verdict of `energy_lib.verdicts` " + filler,
+                                                      "<pre>`fine in code`</pre>"))
     html_dir = broken
     (html_dir / "bad_heavy.html").write_text(head.format("", filler, "<!--" + "x" * 5_100_000 + "-->"))
     pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html", "bad_console.html",
              "bad_throw.html", "bad_path.html", "bad_trace.html", "bad_warning.html", "bad_bar.html",
-             "bad_wide.html", "bad_fetch.html", "bad_heavy.html"]
+             "bad_wide.html", "bad_fetch.html", "bad_heavy.html", "bad_tick.html"]
     _, problems = check_html.check_pages(broken, pages)
     text = "\n".join(problems)
     for page, words in [("bad_img", "image did not load"), ("bad_math", "MathJax"),
@@ -182,8 +184,10 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
                         ("bad_throw", "console error"), ("bad_path", "path of the building machine"),
                         ("bad_trace", "a traceback"), ("bad_warning", "Python warning"),
                         ("bad_bar", "progress bar"), ("bad_wide", "wider than the text column"),
-                        ("bad_fetch", "request leaves the book"), ("bad_heavy", "MB with what it loads")]:
+                        ("bad_fetch", "request leaves the book"), ("bad_heavy", "MB with what it loads"),
+                        ("bad_tick", "literal backtick in the prose: 'the verdict of `energy_lib")]:
         assert any(p.startswith(f"{page}.html: ") and words in p for p in problems), f"{page} not reported:\n{text}"
+    assert "fine in code" not in text
 
 
 def test_html_checker_reports_broken_figures(tiny_html, chromium, tmp_path):

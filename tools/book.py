@@ -293,6 +293,7 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     src.mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, src / name)
+    stage_config(src / "_config.yml")
     # every non-notebook file under book/ (markdown, images, bib, vendored JS)
     shutil.copytree(root / "book", src / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"))
@@ -309,6 +310,18 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
         if str(page) in GENERATED_PAGES:
             (src / page).write_text(build_info_page(info))
     return src
+
+
+def stage_config(path: Path) -> None:
+    """The staged `_config.yml` with the repository URL (`repository.url`, the one setting) as the
+    pages' substitution {{ repository_link }} (a link; "not set" without a URL)."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    url = ((config.get("repository") or {}).get("url") or "").strip()
+    link = f"[{url.split('://', 1)[-1]}]({url})" if url else "(not set: `repository.url` in `_config.yml`)"
+    parse = config.setdefault("parse", {}) or {}
+    config["parse"] = parse
+    parse.setdefault("myst_substitutions", {})["repository_link"] = link
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -13,7 +13,7 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * nothing of the machinery reaches a reader: no console error (a capture script is injected into every
   page this server serves), no text that looks like a path of the building machine, a traceback, a
   Python warning or a progress bar;
-* no element wider than the text column at 1,280 px;
+* no element wider than the text column at 1,280 px, no literal backtick in the prose;
 * the page with everything it loads weighs at most `PAGE_BUDGET_BYTES`;
 * every interactive figure (`energy_lib.figures`) draws; choosing another option in each of its
   drop-downs changes the drawn data (read back from the Vega view); hovering its first point shows
@@ -118,6 +118,7 @@ async function check() {
   r.page_bytes = (nav ? nav.transferSize : 0) + res.reduce((s, e) => s + (e.transferSize || 0), 0);
   r.requests_external = res.map(e => e.name).filter(u => /^https?:/.test(u) && !u.startsWith(location.origin));
   r.too_wide = tooWide(w, d);
+  r.backticks = proseBackticks(d);
   document.getElementById('report').textContent = 'REPORT' + JSON.stringify(r) + 'END';
 }
 // Elements that reach past the text column at the iframe's 1,280 px (the outermost only), and scrolling
@@ -140,6 +141,15 @@ function tooWide(w, d) {
       walk(c);
     }
   })(col);
+  return out;
+}
+// Prose (outside code) that shows a literal backtick: markdown that was never rendered.
+function proseBackticks(d) {
+  const out = [], walker = d.createTreeWalker(d.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (!n.nodeValue.includes('`') || n.parentElement.closest('code, pre, script, style, .highlight, kbd, samp')) continue;
+    out.push(n.nodeValue.trim().slice(0, 80));
+  }
   return out;
 }
 // The symbols a Vega view has drawn (with their data), in scenegraph order.
@@ -317,6 +327,7 @@ def problems(page: str, r: dict) -> list[str]:
     for what, pattern in (("a path of the building machine", MACHINE_PATH), ("a traceback", TRACEBACK),
                           ("a Python warning", PY_WARNING), ("a progress bar", PROGRESS_BAR)):
         out += [f"{page}: text shows {what}: {m.group(0)[:80]!r}" for m in list(pattern.finditer(text))[:3]]
+    out += [f"{page}: literal backtick in the prose: {t!r}" for t in r.get("backticks", [])]
     out += [f"{page}: {w['what']} is {w['over']} px wider than the text column: {w['text']!r}"
             for w in r.get("too_wide", [])]
     if r.get("page_bytes", 0) > PAGE_BUDGET_BYTES:
