@@ -63,6 +63,31 @@ def test_missing_chapter_is_an_error(tmp_path):
         book.chapters(tmp_path)
 
 
+def test_static_copy_drops_widgets_and_warnings_only(tmp_path):
+    """The static page gets no widget (no kernel) and no Python warning (listed on Build information,
+    without the machine's paths); other output, stderr included, stays."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"state": {}}
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="/work/venv/lib/x.py:12: UserWarning: careful\n"
+                                                             "  warnings.warn('careful')\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="a message for the reader\n"),
+        nbformat.v4.new_output("display_data", data={book.WIDGET_VIEW: {"model_id": "1"}, "text/plain": "w"}),
+        nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+    nb.cells = [cell]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    assert book.static_copy(path) == {"widgets": 1, "warnings": ["x.py:12: UserWarning: careful"]}
+    kept = nbformat.read(path, as_version=4)
+    assert [o.get("text") for o in kept.cells[0].outputs] == ["a message for the reader\n", "hello\n"]
+    assert "widgets" not in kept.metadata
+    page = book.build_info_page({"built_utc": "2026-12-06T12:00:00Z", "commit": "abc", "dirty": False,
+                                 "profile": "smoke", "python": "3.11", "build_id": "1", "chapters": {},
+                                 "warnings_hidden": {"book/n.ipynb": ["x.py:12: UserWarning: careful"]}})
+    assert "x.py:12: UserWarning: careful" in page and "/work/" not in page
+
+
 # ----------------------------------------------------------------------------- tiny book self-test
 # An interactive figure (energy_lib.figures) with two drop-downs: what the HTML check explores.
 TINY_FIGURE = """import pandas as pd

@@ -297,14 +297,16 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     # every non-notebook file under book/ (markdown, images, bib, vendored JS)
     shutil.copytree(root / "book", src / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"))
+    hidden = {}
     for nb in nbs:
         shutil.copy2(executed / nb, src / nb)
-        drop_widgets(src / nb)
+        hidden[str(nb)] = static_copy(src / nb)
     execution = read_execution_record(executed)
     info = {"build_id": uuid.uuid4().hex, "built_utc": utc_now(), **git_state(root),
             "python": platform.python_version(), "execution": execution,
             "chapters": {str(nb): execution.get(str(nb), {"status": "unknown"}) for nb in nbs}}
     info["profile"] = book_profile(info["chapters"])
+    info["warnings_hidden"] = {nb: h["warnings"] for nb, h in hidden.items() if h["warnings"]}
     (src / STAGE_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     for page in chapters(root):
         if str(page) in GENERATED_PAGES:
@@ -325,6 +327,7 @@ def stage_config(path: Path) -> None:
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: |^\s+\S")   # "file.py:12: XWarning: ..." and its source line
 
 
 def drop_widgets(nb_path: Path) -> int:
@@ -332,18 +335,38 @@ def drop_widgets(nb_path: Path) -> int:
     progress bar is machinery), so its outputs are dropped and the saved widget state too, so that the
     page loads no widget library. Chapters say how to get the live version (a kernel: Colab, Binder, a
     local run). Returns how many outputs were dropped."""
+    return static_copy(nb_path)["widgets"]
+
+
+def static_copy(nb_path: Path) -> dict:
+    """Make a staged notebook what a reader of the static book gets: widget outputs and state dropped
+    (`drop_widgets`) and stderr outputs made only of Python warnings dropped (machinery, not prose;
+    returned so that the Build information page lists them). {"widgets": n, "warnings": [text]}."""
     nb = json.loads(Path(nb_path).read_text())
-    dropped = 0
+    dropped, warnings = 0, []
     for cell in nb.get("cells", []):
         outputs = cell.get("outputs")
-        if outputs:
-            kept = [o for o in outputs if WIDGET_VIEW not in (o.get("data") or {})]
-            dropped += len(outputs) - len(kept)
-            cell["outputs"] = kept
-    if dropped or "widgets" in nb.get("metadata", {}):
+        if not outputs:
+            continue
+        kept = []
+        for out in outputs:
+            if WIDGET_VIEW in (out.get("data") or {}):
+                dropped += 1
+                continue
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(out.get("text", ""))
+                lines = [line for line in text.splitlines() if line.strip()]
+                if lines and all(_WARNING_LINE.search(line) for line in lines) and "Warning: " in text:
+                    # "file.py:12: XWarning: message", the file by its name only (no path of this machine)
+                    warnings += [re.sub(r"^(\S*/)?([^/:]+:\d+: )", r"\2", line) for line in lines
+                                 if not line.startswith((" ", "\t"))]
+                    continue
+            kept.append(out)
+        cell["outputs"] = kept
+    if dropped or warnings or "widgets" in nb.get("metadata", {}):
         nb.get("metadata", {}).pop("widgets", None)
         Path(nb_path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    return dropped
+    return {"widgets": dropped, "warnings": warnings}
 
 
 def book_profile(chapters: dict) -> str:
@@ -391,6 +414,12 @@ def build_info_page(info: dict) -> str:
         minutes = f"{c['seconds'] / 60:.1f}" if isinstance(c.get("seconds"), (int, float)) else "?"
         lines.append(f"| `{nb}` | {c.get('status', 'unknown')} | `{c.get('profile', '?')}` | {params} "
                      f"| {when} | {commit} | {minutes} |")
+    if info.get("warnings_hidden"):
+        lines += ["", "## Warnings the chapters printed", "",
+                  "Python warnings are machinery, not part of a chapter's page; these were printed while the "
+                  "chapters ran.", ""]
+        for nb, texts in info["warnings_hidden"].items():
+            lines += [f"`{nb}`:", "", "```text", *texts, "```", ""]
     return "\n".join(lines) + "\n"
 
 
