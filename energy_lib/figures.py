@@ -30,7 +30,7 @@ FIGURE_CLASS = "energy-figure"   # what tools/check_html.py looks for
 # Tooltip titles of the data columns.
 TITLES = {"image": "image id", "E_x": "E(x)", "E_adv": "E(x*)", "Ey": "E(x,y)", "Ey_adv": "E(x*,y)",
           "dE": "ΔE(x)", "dEy": "ΔE(x,y)", "model": "model", "attack": "attack", "eps": "ε (×255)",
-          "epoch": "epoch", "method": "method"}
+          "epoch": "epoch", "method": "method", "w": "WEAT weight w(x)", "classified": "classified"}
 
 _ids = itertools.count()
 
@@ -80,6 +80,25 @@ def epoch_points(samples: pd.DataFrame, method: str, epochs: Sequence[int] | Non
     return out.round(DECIMALS).reset_index(drop=True)
 
 
+def weight_points(samples: pd.DataFrame, method: str, epochs: Sequence[int] | None = None) -> pd.DataFrame:
+    """Chapter 4's figure data from a run's tracked samples: method, epoch, image, E(x), the WEAT weight
+    w(x) (`energy.weat_weights` of E(x)) and whether the natural image is classified correctly."""
+    import torch
+
+    from .energy import weat_weights
+
+    _need(samples, ["epoch", "sample", "E_nat", "correct_nat"], "weight_points")
+    if epochs is not None:
+        samples = samples[samples["epoch"].isin(list(epochs))]
+    energy = samples["E_nat"].to_numpy(dtype=float)
+    out = pd.DataFrame({
+        "method": method, "epoch": samples["epoch"].astype(int), "image": samples["sample"].astype(int),
+        "E_x": energy, "w": weat_weights(torch.tensor(energy)).numpy(),
+        "classified": np.where(samples["correct_nat"].astype(int) == 1, "correct", "incorrect"),
+    })
+    return out.round(DECIMALS).reset_index(drop=True)
+
+
 def spread_epochs(epochs: Sequence[int], at_most: int) -> list[int]:
     """At most `at_most` of `epochs`, evenly spread, first and last always kept."""
     epochs = sorted(set(int(e) for e in epochs))
@@ -97,11 +116,13 @@ def _options(values) -> list:
 
 def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: Sequence[str] = (),
             initial: dict | None = None, column: str | None = None, title: str = "",
-            tooltip: Sequence[str] | None = None, width: int = 300, height: int = 260, diagonal: bool = True):
+            tooltip: Sequence[str] | None = None, width: int = 300, height: int = 260, diagonal: bool = True,
+            color: str | None = "dE"):
     """An Altair chart: `y` against `x` for the rows that match every drop-down of `select` (one per
     column, bound to a <select>; `initial` sets their first values), side by side per value of `column`,
     a tooltip with the image id and its energies, zoom and pan. `diagonal`: the line y = x
-    (E(x*) = E(x): above it the attack raised the energy)."""
+    (E(x*) = E(x): above it the attack raised the energy), both axes on one range; without it each axis
+    has its own. `color`: a number column (a diverging scale around 0) or a text column (categories)."""
     import altair as alt
 
     _need(points, [x, y, *select, *([column] if column else []), *(tooltip or [])], "scatter")
@@ -116,10 +137,16 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
                                 bind=alt.binding_select(options=options, name=TITLES.get(field, field) + " ")))
         tests.append(f"datum[{json.dumps(field)}] == {field}")
     tooltip = list(tooltip or [c for c in ("image", "E_x", "E_adv", "dE", "dEy") if c in points.columns])
-    lo = float(np.nanmin(points[[x, y]].to_numpy())) if len(points) else -1.0
-    hi = float(np.nanmax(points[[x, y]].to_numpy())) if len(points) else 1.0
-    pad = 0.03 * (hi - lo if hi > lo else 1.0)
-    domain = [round(lo - pad, DECIMALS), round(hi + pad, DECIMALS)]   # fixed: what moves is the data
+    # fixed axes for every choice: what moves is the data
+    domain = _domain(points[[x, y]]) if diagonal else None
+    x_domain, y_domain = (domain, domain) if diagonal else (_domain(points[[x]]), _domain(points[[y]]))
+    if color is None or color not in points.columns:
+        encode_color = alt.value("#d7301f")
+    elif pd.api.types.is_numeric_dtype(points[color]):
+        encode_color = alt.Color(f"{color}:Q", title=TITLES.get(color, color),
+                                 scale=alt.Scale(scheme="redblue", domainMid=0))
+    else:
+        encode_color = alt.Color(f"{color}:N", title=TITLES.get(color, color))
 
     def panel(extra_test: str | None, panel_title: str | None, k: int):
         checks = tests + ([extra_test] if extra_test else [])
@@ -127,12 +154,10 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         if checks:
             base = base.transform_filter(" && ".join(checks))
         dots = base.mark_circle(size=28, opacity=0.65).encode(
-            x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=domain)),
-            y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=domain)),
-            color=(alt.Color("dE:Q", title="ΔE(x)", scale=alt.Scale(scheme="redblue", domainMid=0))
-                   if "dE" in points.columns else alt.value("#d7301f")),
-            tooltip=[alt.Tooltip(f"{c}:{'Q' if pd.api.types.is_numeric_dtype(points[c]) else 'N'}",
-                                 title=TITLES.get(c, c)) for c in tooltip],
+            x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain)),
+            y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain)),
+            color=encode_color,
+            tooltip=[_tooltip(points, c) for c in tooltip],
         ).add_params(alt.selection_interval(bind="scales", name=f"zoom_{k}"))   # zoom and pan
         layers = [dots]
         if diagonal:
@@ -149,6 +174,27 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         chart = panel(None, None, 0)
     chart = chart.add_params(*params) if params else chart
     return chart.properties(title=title) if title else chart
+
+
+def _domain(values: pd.DataFrame) -> list[float]:
+    """[low, high] over every value, padded by 3 %."""
+    arr = values.to_numpy(dtype=float)
+    arr = arr[np.isfinite(arr)]
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (-1.0, 1.0)
+    pad = 0.03 * (hi - lo if hi > lo else 1.0)
+    return [round(lo - pad, DECIMALS), round(hi + pad, DECIMALS)]
+
+
+def _tooltip(points: pd.DataFrame, column: str):
+    """A tooltip line: integers as they are, other numbers to `DECIMALS` decimals, text as text."""
+    import altair as alt
+
+    values = points[column]
+    if pd.api.types.is_integer_dtype(values):
+        return alt.Tooltip(f"{column}:Q", title=TITLES.get(column, column), format="d")
+    if pd.api.types.is_numeric_dtype(values):
+        return alt.Tooltip(f"{column}:Q", title=TITLES.get(column, column), format=f".{DECIMALS}f")
+    return alt.Tooltip(f"{column}:N", title=TITLES.get(column, column))
 
 
 def spec(chart) -> dict:

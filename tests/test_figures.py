@@ -97,3 +97,24 @@ def test_figure_html_loads_the_vendored_scripts_and_escapes_the_data():
     for path in figures.VENDOR_SCRIPTS:
         assert path in html
     assert "cdn" not in html.lower() and "https://" not in html.split("$schema")[0]
+
+
+def test_weight_points_match_the_runs_samples_file():
+    run = runs.reference_run()
+    points = figures.weight_points(run.tracked_samples, "SAT", epochs=[8])
+    rec = next(json.loads(line) for line in (run.dir / "samples.jsonl").read_text().splitlines()
+               if line.strip() and json.loads(line)["epoch"] == 8)
+    got = points[points.image == 7].iloc[0]
+    energy = rec["E_nat"][7]
+    assert got.E_x == pytest.approx(energy, abs=1e-3)
+    assert got.w == pytest.approx(1 / np.log1p(np.exp(abs(energy))), abs=1e-3)   # PAPER.md 2.6
+    assert got.classified == ("correct" if rec["correct_nat"][7] else "incorrect")
+
+
+def test_scatter_without_diagonal_has_an_axis_range_each_and_category_colours():
+    pts = _points().assign(w=np.linspace(0.1, 1.4, 8), classified=["correct", "incorrect"] * 4)
+    spec = figures.spec(figures.scatter(pts, y="w", select=["attack"], diagonal=False, color="classified"))
+    layer, = spec["layer"]
+    enc = layer["encoding"]
+    assert enc["y"]["scale"]["domain"][1] > 1.4 > enc["x"]["scale"]["domain"][1]
+    assert enc["color"]["field"] == "classified" and enc["color"]["type"] == "nominal"
