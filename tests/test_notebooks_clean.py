@@ -54,3 +54,15 @@ def test_parameters_cell(entry):
              if isinstance(t, ast.Name)}
     missing = {"profile", "device"} - names
     assert not missing, f"{entry}.ipynb: the `parameters` cell must assign {sorted(missing)}"
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_ENTRIES)
+def test_first_cell_sets_up_a_launched_chapter(entry):
+    """A chapter opened with a launch button (Colab, Binder) starts with the hidden set-up cell that
+    installs the project from the repository URL configured in _config.yml (`book.py setup-cells`)."""
+    first = load(entry)["cells"][0]
+    assert {book.SETUP_TAG, "remove-cell"} <= set(first["metadata"].get("tags", [])), \
+        f"{entry}.ipynb: the first cell is not the hidden set-up cell; run `python tools/book.py setup-cells`"
+    assert "".join(first["source"]) == book.setup_cell_source(book.repository_url()), \
+        f"{entry}.ipynb: the set-up cell differs from tools/book.py's (or the URL from _config.yml's); " \
+        "run `python tools/book.py setup-cells`"

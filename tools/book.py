@@ -16,6 +16,7 @@ Usage (the Makefile calls these):
     python tools/book.py execute [--profile smoke] [--only book/01_x.ipynb] [-p name value ...]
     python tools/book.py build [--strict]
     python tools/book.py record-time --kind fresh|rebuild --wall-seconds S   (energy_lib.budget)
+    python tools/book.py setup-cells   (write each chapter's hidden first cell from `SETUP_CELL`)
 """
 from __future__ import annotations
 
@@ -314,6 +315,67 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     return src
 
 
+# ----------------------------------------------------------------------------- the launch set-up cell
+SETUP_TAG = "setup"   # with remove-cell: hidden in the book
+# Every notebook chapter's first cell (before `parameters`), for a chapter opened with a launch button:
+# outside a checkout it clones the repository (`repository.url` of _config.yml), installs the pinned
+# requirements (keeping a torch that is already there, as on Colab) and works from the clone, so that
+# the committed runs are found; in a checkout it only works from the repository root.
+SETUP_CELL = """# Set-up (hidden in the book). Opened outside a checkout of the repository (Colab, a downloaded
+# notebook), this cell clones the repository, installs its pinned requirements and works from the
+# clone, so that the committed runs under runs/ are found and the figures need no training.
+# In a checkout (make book, Binder) it only moves to the repository root.
+import os, subprocess, sys
+from pathlib import Path
+
+REPOSITORY = "{url}"  # _config.yml: repository.url
+root = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "energy_lib" / "__init__.py").is_file()), None)
+if root is None:
+    root = Path(os.environ.get("ENERGY_CHECKOUT", Path.home() / "energy-lens-companion"))
+    if not (root / "energy_lib").is_dir():
+        subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, str(root)], check=True)
+    keep = {{"torch", "torchvision"}} if subprocess.run([sys.executable, "-c", "import torch"]).returncode == 0 else set()
+    wanted = [line.split("#")[0].strip() for line in (root / "requirements.txt").read_text().splitlines()]
+    wanted = [w for w in wanted if w and w.split("==")[0] not in keep]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wanted], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-r", str(root / "requirements-nodeps.txt")],
+                   check=True)
+os.chdir(root)
+sys.path.insert(0, str(root))"""
+
+
+def repository_url(root: Path = ROOT) -> str:
+    """`repository.url` of `<root>/_config.yml` (the one setting; empty when not set)."""
+    config = yaml.safe_load((Path(root) / "_config.yml").read_text()) or {}
+    return ((config.get("repository") or {}).get("url") or "").strip()
+
+
+def setup_cell_source(url: str) -> str:
+    return SETUP_CELL.format(url=url)
+
+
+def write_setup_cells(root: Path = ROOT) -> list[str]:
+    """Make `SETUP_CELL` (with the configured URL) the first cell of every notebook chapter; returns
+    the chapters that changed. Sources only: outputs stay empty."""
+    import nbformat
+
+    source, changed = setup_cell_source(repository_url(root)), []
+    for nb_path in notebooks(root):
+        nb = nbformat.read(root / nb_path, as_version=4)
+        first = nb.cells[0] if nb.cells else None
+        if first is not None and SETUP_TAG in first.metadata.get("tags", []):
+            if first.source == source:
+                continue
+            first.source = source
+        else:
+            cell = nbformat.v4.new_code_cell(source)
+            cell.metadata["tags"] = [SETUP_TAG, "remove-cell"]
+            nb.cells.insert(0, cell)
+        nbformat.write(nb, root / nb_path)
+        changed.append(str(nb_path))
+    return changed
+
+
 def stage_config(path: Path) -> None:
     """The staged `_config.yml` with the repository URL (`repository.url`, the one setting) as the
     pages' substitution {{ repository_link }} (a link; "not set" without a URL)."""
@@ -535,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     rt.add_argument("--wall-seconds", type=float, required=True, help="measured wall time of the whole make book")
     rt.add_argument("--executed", type=Path, default=BUILD / "executed")
     rt.add_argument("--out", type=Path, default=None, help="default: the repository's runs/bench/")
+    sub.add_parser("setup-cells", help="write each chapter's hidden first cell (launch set-up) with the "
+                   "repository URL of _config.yml")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "chapters":
@@ -552,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
             src = stage(executed=args.executed)
             html = build(src, ROOT, strict=not args.no_strict)
             print(f"[book] HTML ready: {html / 'index.html'}")
+        elif args.cmd == "setup-cells":
+            changed = write_setup_cells()
+            print(f"[book] set-up cell written in {len(changed)} chapter(s): {changed}")
         elif args.cmd == "record-time":
             return record_time(args.kind, args.wall_seconds, args.executed, args.out)
     except BookError as err:
