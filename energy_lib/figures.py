@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -238,19 +239,41 @@ _LOADER = """(function () {
 })();"""
 
 
+VENDOR_DIR = Path(__file__).resolve().parent.parent / "book" / "_assets" / "vendor"
+
+
+def inline_scripts(vendor: Path = VENDOR_DIR) -> str:
+    """The vendored Vega scripts as inline <script> elements, for a page outside the book (the lens
+    report, rendered by nbconvert): one file to open offline. Loaded as globals even where require.js
+    is on the page."""
+    missing = [p for p in VENDOR_SCRIPTS if not (Path(vendor) / p).is_file()]
+    if missing:
+        raise FigureDataError(f"{[str(Path(vendor) / p) for p in missing]} not found: run "
+                              "`python tools/fetch_web_assets.py` (make assets) first")
+    parts = ["<script>window.__energyAmd = window.define; window.define = undefined;</script>"]
+    for path in VENDOR_SCRIPTS:
+        code = (Path(vendor) / path).read_text(encoding="utf-8").replace("</script", "<\\/script")
+        parts.append(f"<script>{code}</script>")
+    parts.append("<script>window.define = window.__energyAmd;</script>")
+    return "\n".join(parts)
+
+
 class Figure:
     """A chart as a cell's output: static HTML that draws with the book's vendored Vega (the built
-    book) and Altair's Vega-Lite output (a live Jupyter front end)."""
+    book; `inline`: the scripts inside the HTML, for a page outside the book) and Altair's Vega-Lite
+    output (a live Jupyter front end)."""
 
-    def __init__(self, chart, name: str):
+    def __init__(self, chart, name: str, inline: bool = False):
         self.chart = chart
         self.name = name
+        self.inline = inline
 
     def html(self) -> str:
         uid = f"energy-figure-{self.name}-{next(_ids)}"
         data = json.dumps(spec(self.chart), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
         loader = _LOADER % {"uid": json.dumps(uid), "scripts": json.dumps(list(VENDOR_SCRIPTS))}
-        return (f'<div class="{FIGURE_CLASS}" id="{uid}" data-figure="{self.name}"></div>\n'
+        scripts = inline_scripts() + "\n" if self.inline else ""
+        return scripts + (f'<div class="{FIGURE_CLASS}" id="{uid}" data-figure="{self.name}"></div>\n'
                 f'<script type="application/json" id="{uid}-spec">{data}</script>\n<script>{loader}</script>')
 
     def _repr_mimebundle_(self, include=None, exclude=None):

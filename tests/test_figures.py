@@ -118,3 +118,14 @@ def test_scatter_without_diagonal_has_an_axis_range_each_and_category_colours():
     enc = layer["encoding"]
     assert enc["y"]["scale"]["domain"][1] > 1.4 > enc["x"]["scale"]["domain"][1]
     assert enc["color"]["field"] == "classified" and enc["color"]["type"] == "nominal"
+
+
+def test_an_inline_figure_carries_the_vendored_scripts(tmp_path):
+    for path in figures.VENDOR_SCRIPTS:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(f"window.{path.split('/')[0].replace('-', '_')} = 1; // </script>")
+    text = figures.inline_scripts(tmp_path)
+    assert text.count("<script>") == 5 and "window.vega_lite = 1" in text and "</script>\n" in text
+    assert "// <\\/script>" in text   # a script's own text cannot end the element
+    with pytest.raises(figures.FigureDataError, match="fetch_web_assets"):
+        figures.inline_scripts(tmp_path / "nothing")
