@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # git remote whose gh-pages branch `make publish` pushes the book to
 REMOTE ?= origin
 
-.PHONY: help venv assets book chapter html test check-html publish bench reference sizing suite gpu-check paper lens clean
+.PHONY: help venv assets book chapter html test check-html publish bench reference sizing suite gpu-check paper lens mutation clean
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build the HTML into _build/html"
@@ -45,6 +45,7 @@ help:
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
 	@echo "              LAUNCHER=slurm PARTITION=gpu GPUS=1 TIME=1440: one requeueable cluster job per run"
+	@echo "make mutation [JOBS=2]  mutation score of the science and storage modules (mutmut; resumable; developer tool)"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -141,6 +142,17 @@ lens: export LENS_PROFILE = $(value PROFILE)
 lens: export ENERGY_RUNS := $(ENERGY_RUNS)
 lens: $(STAMP)
 	$(PY) tools/lens_report.py
+
+# Mutation testing (tools/mutation.py): mutmut over the modules named in pyproject.toml's [tool.mutmut]
+# with their fast tests; resumable (mutants/ keeps every result); a complete run's per-module score is
+# appended to runs/mutation/score.json. Not a CI step: about an hour on two cores.
+DEV_STAMP := $(VENV)/.requirements-dev-installed
+$(DEV_STAMP): requirements-dev.txt | $(STAMP)
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+mutation: $(STAMP) $(DEV_STAMP)
+	$(PY) tools/mutation.py $(if $(JOBS),--jobs $(JOBS),)
 
 clean:
 	rm -rf _build

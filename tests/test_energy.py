@@ -89,3 +89,38 @@ def test_shape_errors_are_clear():
 def test_energy_summary_quantiles():
     s = energy.energy_summary(torch.arange(101, dtype=torch.float64))
     assert s["mean"] == 50 and s["q50"] == 50 and s["q05"] == 5 and s["q95"] == 95
+
+
+def test_energy_summary_is_the_population_statistics_with_named_quantiles():
+    """The records' std is the population SD (no Bessel correction: the tracked images are the
+    population being described), under exactly these keys."""
+    s = energy.energy_summary(torch.arange(101, dtype=torch.float32))
+    assert set(s) == {"mean", "std", "q05", "q25", "q50", "q75", "q95"}
+    assert s["std"] == pytest.approx(math.sqrt((101 ** 2 - 1) / 12), abs=1e-12)   # sqrt(850), not sqrt(858.5)
+    assert (s["q25"], s["q75"]) == (25, 75)
+    assert all(type(v) is float for v in s.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_logits_give_float32_energies_and_weights(dtype):
+    """Energies of bf16/fp16 logits (autocast) are computed in float32; float64 stays float64."""
+    logits = torch.randn(4, 10).to(dtype)
+    y = torch.arange(4)
+    assert energy.marginal_energy(logits).dtype == torch.float32
+    assert energy.joint_energy(logits, y).dtype == torch.float32
+    assert energy.weat_weights(torch.tensor([-3.0, 4.0]).to(dtype)).dtype == torch.float32
+    assert energy.marginal_energy(logits.double()).dtype == torch.float64
+    assert energy.weat_weights(torch.tensor([-3.0], dtype=torch.float64)).dtype == torch.float64
+
+
+def test_the_decomposition_warns_nothing_and_its_errors_name_both_shapes(logits_pair):
+    import warnings
+
+    nat, adv, _ = logits_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # e.g. softmax without dim warns; the book shows no warnings
+        energy.trades_kl_decomposition(nat, adv)
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 4\)"):
+        energy.trades_kl_decomposition(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
+        energy.joint_energy(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))

@@ -40,6 +40,25 @@ def test_delta_distribution_summary():
     assert sum(d["histogram"]["counts"]) == 5 and len(d["histogram"]["edges"]) == 6
 
 
+def test_attack_summary_counts_robust_only_where_the_clean_image_was_right_too():
+    """Planted block of 4 images: clean right on 0, 1, 2; adversarial right on 1, 2, 3 (image 3 was
+    wrong clean and the attack "fixed" it). Robust accuracy 2/4 (right on both), the adversarial
+    accuracy alone 3/4; means, ℓ∞ and the detection scores of exactly this block."""
+    import pandas as pd
+
+    rows = pd.DataFrame({"attack": "pgd", "eps": 8 / 255, "sample": range(4),
+                         "E_nat": [-5.0, -6.0, -7.0, -8.0], "E_adv": [-4.0, -5.0, -6.0, -9.0],
+                         "Exy_nat": [-1.0, -2.0, -3.0, -4.0], "Exy_adv": [0.0, -1.0, -2.0, -3.0],
+                         "correct_nat": [True, True, True, False], "correct_adv": [False, True, True, True],
+                         "linf": [0.01, 0.03, 0.02, 0.0]})
+    s = lens.attack_summary(rows)
+    assert s["robust_accuracy"] == 0.5 and s["accuracy_adv"] == 0.75
+    assert (s["mean_E_nat"], s["mean_E_adv"], s["mean_Exy_nat"], s["mean_Exy_adv"]) == (-6.5, -6.0, -2.5, -1.5)
+    assert s["max_linf"] == 0.03 and s["eps"] == pytest.approx(8 / 255) and s["attack"] == "pgd"
+    assert s["label"] == lens.LABELS["pgd"] and s["in_paper"] == lens.IN_PAPER["pgd"]
+    assert s["auroc"] == lens.detection_scores(rows.E_nat, rows.E_adv)["auroc"]
+
+
 def test_smoothness_verdict_on_known_inputs():
     acc = np.linspace(0.0, 0.7, 8)
     tight_when_robust = lens.smoothness_verdict(np.linspace(3.0, 0.2, 8), acc)

@@ -502,3 +502,23 @@ def test_a_der_arm_sees_the_batchnorm_statistics_of_its_base_method(base, with_d
         out.loss.backward()
         buffers[method] = {k: b.clone() for k, b in model.named_buffers()}
     assert all(torch.equal(buffers[base][k], buffers[with_der][k]) for k in buffers[base])
+
+
+@pytest.mark.parametrize("base, with_der", [("sat", "sat_der"), ("trades", "trades_der"),
+                                            ("fgsm", "fgsm_der"), ("fgsm_rs", "fgsm_rs_der")])
+def test_a_der_arm_adds_plus_beta_times_its_penalty_to_its_base_loss(base, with_der, batch, monkeypatch):
+    """PAPER.md 2.7: DER is a penalty, L = L_base + β·mean L_ΔE with β > 0 (a wrong sign would reward
+    energy divergence). Same model, same seed: the DER arm's loss is the base loss plus β times its
+    (non-zero) penalty, which is L_ΔE of the logits it returns. The single-step arms penalise abnormal
+    adversarial examples only; every example is made one here, so that their penalty is not 0."""
+    monkeypatch.setattr(losses, "abnormal_mask", lambda model, x_adv, y, *a, **k: torch.ones(len(y)))
+    x, y = batch
+    beta = 2.5
+    cfg = CFG.replace(der_gamma=0.0, der_beta=beta, single_step_mode="eval")
+    out_base = losses.get_loss(base)(fresh_model().train(), x, y, cfg.replace(method=base), ctx(seed=3))
+    out_der = losses.get_loss(with_der)(fresh_model().train(), x, y, cfg.replace(method=with_der), ctx(seed=3))
+    der = out_der.extras["der"]
+    assert der.item() > 1e-4
+    assert out_der.loss.item() == pytest.approx(out_base.loss.item() + beta * der.item(), rel=1e-5, abs=1e-6)
+    recomputed = losses.der_penalty(out_der.logits_nat, out_der.logits_adv, y, 0.0).mean()
+    assert der.item() == pytest.approx(recomputed.item(), rel=1e-6)

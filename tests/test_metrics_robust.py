@@ -257,3 +257,14 @@ def test_paper_protocol_means_the_whole_test_set_of_the_dataset():
     assert not follows_paper_protocol(_record("cifar10", 10_000, train_epochs=30))
     assert not follows_paper_protocol(_record("cifar10", 10_000, autoattack={"standard": False}))
     assert not follows_paper_protocol(_record("cifar10", 10_000, autoattack=None))
+
+
+def test_eval_slice_returns_the_images_from_start_on():
+    """Test images [start, start + n): the same tensors as the same positions of a slice from 0."""
+    import torch
+
+    head = robust.eval_slice("cifar10", 8, 0)
+    part = robust.eval_slice("cifar10", 3, start=5)
+    assert torch.equal(part.x, head.x[5:8]) and torch.equal(part.y, head.y[5:8])
+    assert (part.description["start"], part.description["n"]) == (5, 3)
+    assert part.description["sha256"] != head.description["sha256"]

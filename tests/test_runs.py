@@ -195,6 +195,23 @@ def test_robust_runs_are_multi_step_runs_of_the_dataset_best_validation_first():
     assert chosen["epoch"] == 19 and chosen["test_acc_adv"] == 0.60
 
 
+def test_every_setting_but_name_and_device_is_part_of_a_runs_identity():
+    """A setting missing from the identity would let a run trained one way be reused for another
+    (a bf16 run for an fp32 config). Every TrainConfig field is in it, except the name and the device
+    (where it trains) and the later-added fields at their defaults (old records stay the same runs)."""
+    import dataclasses
+
+    from energy_lib.config import FIELDS_ADDED_LATER
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    at_default = {k for k, v in FIELDS_ADDED_LATER.items() if getattr(TINY, k) == v}
+    assert set(runs.identity(TINY)) == fields - {"name", "device"} - at_default
+    for change in ({"precision": "bf16"}, {"channels_last": True}, {"seed": 1}, {"der_beta": 0.5}):
+        other = TINY.replace(**change)
+        assert runs.config_hash(other) != runs.config_hash(TINY) and run_dir(other) != run_dir(TINY), change
+    assert runs.config_hash(TINY.replace(name="x", device="auto")) == runs.config_hash(TINY)
+
+
 def test_where_a_run_trains_is_not_part_of_its_identity(store):
     first = train_or_load(TINY1, progress=False)
     again = train_or_load(TINY1.replace(device="auto"), progress=False)   # reused, not retrained

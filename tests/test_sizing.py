@@ -116,6 +116,11 @@ def test_co_statistic_takes_either_sign():
     stable = {**metrics, "FGSM-RS": metrics["FGSM-RS + DER"]}
     rows = {r["claim"]: r for r in sizing.claim_rows(stable, samples, records, N_TRACK, names, seconds, 10)}
     assert rows["catastrophic_overfitting"]["statistic"] > 0 and rows["catastrophic_overfitting"]["finding"] == verdicts.ABSENT
+    # its noise: the 95 % binomial half-width of that accuracy, 1.96 √(p(1−p)/n)
+    final = verdicts.catastrophic_overfitting(stable["FGSM-RS"]["test_acc_adv"], N_TRACK).after
+    assert 0 < final < 1
+    assert rows["catastrophic_overfitting"]["noise"] == pytest.approx(1.959964 * (final * (1 - final) / N_TRACK) ** 0.5,
+                                                                      rel=1e-6)
 
 
 def test_a_diverged_single_step_run_leaves_co_and_der_inconclusive():

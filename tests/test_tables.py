@@ -61,6 +61,18 @@ def test_most_images_wins_when_a_method_has_several_records(store):
     assert table.loc["SAT", ("CIFAR-10", "clean")] == pytest.approx(50.0)
 
 
+def test_most_images_beats_newest_and_newest_breaks_a_tie(store):
+    """An older record on 1,000 images beats a newer one on 100; between two on 1,000, the newer."""
+    old_big = _record("weat_adv", 0.5, 0.3, 0.29, n=1000, key="k-old-big")
+    old_big["time_utc"] = "2025-06-01T00:00:00Z"                     # older than the fixture's 100-image record
+    robust.record_path(store / "weat_adv-run", old_big["key"]).write_text(json.dumps(old_big))
+    assert tables.results_table(robust.load_records(store)).loc["WEAT_adv", ("CIFAR-10", "clean")] == 50.0
+    new_big = _record("weat_adv", 0.6, 0.3, 0.29, n=1000, key="k-new-big")
+    new_big["time_utc"] = "2025-07-01T00:00:00Z"
+    robust.record_path(store / "weat_adv-run", new_big["key"]).write_text(json.dumps(new_big))
+    assert tables.results_table(robust.load_records(store)).loc["WEAT_adv", ("CIFAR-10", "clean")] == 60.0
+
+
 def test_reference_holds_the_papers_table():
     """Every number of PAPER.md 4.1 is in the reference data, and nothing else."""
     ref = tables.paper_reference()

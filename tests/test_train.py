@@ -261,6 +261,25 @@ def test_lr_schedule_is_stepped_every_iteration(trades_run):
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected[-1], rel=1e-12)
 
 
+def test_a_tie_in_validation_keeps_the_earlier_epoch_in_best_pt_and_in_best_epoch(tmp_path, monkeypatch):
+    """Epochs 2 and 3 tie on validation PGD accuracy: best.pt holds epoch 2, as best_epoch() says."""
+    from energy_lib import config, train
+
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    monkeypatch.setattr(config, "BEST_WINDOW", 0.5)         # 3 epochs: epochs 2 and 3 compete
+    planted = {1: 0.9, 2: 0.6, 3: 0.6}
+    real_track = train.track
+
+    def planted_track(model, td, cfg, epoch, device):
+        record, per_sample = real_track(model, td, cfg, epoch, device)
+        record["val_acc_adv"] = planted[epoch + 1]
+        return record, per_sample
+
+    monkeypatch.setattr(train, "track", planted_track)
+    run = train_or_load(TINY, progress=False)
+    assert run.checkpoint_info("best")["epoch"] == 2 == train.best_epoch(run.metrics["val_acc_adv"], 3)
+
+
 def test_best_checkpoint_is_selected_on_validation_never_on_test(tmp_path, monkeypatch):
     """Two epochs compete in the selection window; validation prefers the first, the test subset the
     second: best.pt holds the first, and runs.selected_metrics / robust_runs read the same epoch."""

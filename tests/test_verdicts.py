@@ -221,6 +221,27 @@ def test_a_diverged_run_is_not_catastrophic_overfitting():
     assert V.der_prevents_co(co, fine).verdict == V.REPRODUCED
 
 
+def test_co_absent_needs_the_final_intervals_lower_end_above_the_collapsed_level():
+    """Planted boundary: peak 50 %, final 20 % > 0.3 × 50 % = 15 %, no collapse below 15 %. On 100
+    images the final Wilson interval reaches down to 13.3 % (< 15 %): a collapse is not ruled out, so
+    inconclusive; on 2,000 images its lower end is 18.3 % (> 15 %): absent."""
+    curve = np.array([0.3, 0.5, 0.45, 0.3, 0.2])
+    assert V.wilson(20, 100)[0] < 0.15 < 0.2 and V.wilson(400, 2000)[0] > 0.15
+    few = V.catastrophic_overfitting(curve, 100)
+    assert few.verdict == V.INCONCLUSIVE and few.onset is None and "too close to the collapsed level" in few.sentence
+    assert V.catastrophic_overfitting(curve, 2000).verdict == V.ABSENT
+
+
+def test_der_does_not_prevent_what_it_cannot_be_judged_on():
+    """A collapse without DER and an *inconclusive* run with DER (it never became robust) is not
+    "DER prevented the collapse"."""
+    co = V.catastrophic_overfitting(planted_co(0), 200)
+    never_robust = V.catastrophic_overfitting(np.zeros(30), 200)
+    assert co.verdict == V.PRESENT and never_robust.verdict == V.INCONCLUSIVE
+    der = V.der_prevents_co(co, never_robust)
+    assert der.verdict == V.INCONCLUSIVE_SCALE and "itself inconclusive" in der.sentence
+
+
 def test_der_prevents_co_verdicts():
     co = V.catastrophic_overfitting(planted_co(0), 200)
     flat = V.catastrophic_overfitting(np.random.default_rng(1).binomial(200, 0.3, 30) / 200, 200)
@@ -301,6 +322,34 @@ def test_energy_alignment_verdicts():
     assert V.energy_alignment(noisy_a, noisy_b, paired=False).verdict == V.INCONCLUSIVE_SCALE
     with pytest.raises(ValueError, match="same images"):
         V.energy_alignment(sat, trades[:10])
+
+
+def test_weight_contrast_is_misclassified_over_correct_mean_weight():
+    """Planted: correctly classified images weigh 1 on average, misclassified ones 3: ratio 3.00 (not
+    1/3, and not a ratio to the overall mean, 2.0), largest/smallest weight 3.3/0.8."""
+    correct_w = np.tile([0.8, 1.2, 1.0, 1.0], 10)
+    wrong_w = np.tile([2.7, 3.3, 3.0], 10)
+    w = np.r_[correct_w, wrong_w]
+    ok = np.r_[np.ones(40, bool), np.zeros(30, bool)]
+    c = V.weight_contrast(w, ok)
+    assert c.ratio == pytest.approx(3.0, abs=1e-12) and c.max_over_min == pytest.approx(3.3 / 0.8)
+    assert (c.n_correct, c.n_incorrect) == (40, 30)
+    assert c.verdict == V.PRESENT and c.ci[0] < 3.0 < c.ci[1] and c.ci[0] > 1
+    assert V.weight_contrast(w, ~ok).verdict == V.ABSENT        # the other way round: 1/3
+
+
+def test_energy_alignment_compares_the_absolute_means_not_the_mean_absolute_values():
+    """PAPER.md 2.4: alignment is about the mean ΔE(x) being near 0: |mean ΔE_SAT| − |mean ΔE_TRADES|.
+    Planted: SAT's ΔE alternates ±1 around +0.1 (mean +0.1, mean |ΔE| 1.0); TRADES' is −0.5
+    everywhere. The statistic is 0.1 − 0.5 = −0.4 (SAT is the aligned one: not reproduced), where the
+    mean of |ΔE| would say +0.5."""
+    sat = np.tile([1.1, -0.9], 100)
+    trades = np.full(200, -0.5)
+    a = V.energy_alignment(sat, trades)
+    assert a.statistic == pytest.approx(-0.4, abs=1e-12)
+    assert (a.mean_a, a.mean_b) == (pytest.approx(0.1), pytest.approx(-0.5))
+    assert a.verdict == V.NOT_REPRODUCED and a.ci[1] < 0
+    assert a.n == 200 and a.paired
 
 
 def test_compare_accuracy_paired_and_unpaired():
@@ -500,6 +549,20 @@ def test_alarm_on_a_flat_curve_never_fires_and_keeps_the_last_epoch():
     assert not alarm.fired and alarm.alarm_epoch == 30 and alarm.verdict == V.ALARM_UNTESTABLE
 
 
+def test_pgd_validation_selects_on_the_validation_curve_and_keeps_the_earliest_tie():
+    """Validation and test curves that peak at different epochs: the baseline the alarm is judged
+    against picks its epoch on validation (epochs 4 and 9 tie: the earliest), and reads the test
+    accuracy there, not the test curve's own best."""
+    d = np.concatenate([np.full(20, -0.1), np.full(10, -1.0)])      # fires at epoch 23
+    val = np.full(30, 0.30)
+    val[[3, 8]] = 0.45
+    test = np.full(30, 0.40)
+    test[3], test[16] = 0.42, 0.60
+    alarm = V.delta_e_alarm(d, val, test, 1000)
+    assert alarm.selection_epoch == 4 and alarm.acc_selection == pytest.approx(0.42)
+    assert alarm.alarm_epoch == 23 and alarm.acc_alarm == pytest.approx(0.40) and alarm.acc_last == pytest.approx(0.40)
+
+
 def test_as_good_as_pgd_validation_needs_an_equivalence_test():
     """Issue 23, point 5: "as good as" only when TOST shows equivalence within ±1.5 pt; an
     inconclusive comparison is "no detectable difference", with what it could have detected."""
@@ -638,6 +701,21 @@ def test_shift_trend_found_only_when_every_larger_budget_moves_it():
     assert single.verdict == V.INCONCLUSIVE_SCALE and "single budget" in single.sentence
     with pytest.raises(ValueError, match="same items"):
         V.shift_trend({2: base, 4: base[:10]}, -1)
+
+
+def test_shift_trend_calls_a_reversal_only_beyond_the_bonferroni_corrected_noise():
+    """Two steps: the first moves the expected way (−1 on every item), the second back by 2.1 standard
+    errors, which is beyond the 95 % noise of one step but within the 97.5 % (Bonferroni over two
+    steps) that "some step goes the other way" needs: inconclusive, not "not reproduced"."""
+    z = np.random.default_rng(0).normal(size=400)
+    z = (z - z.mean()) / z.std()
+    back = 2.1 / np.sqrt(400) + z                        # mean 0.105, SE 0.05
+    trend = V.shift_trend({2: np.zeros(400), 4: np.full(400, -1.0), 8: np.full(400, -1.0) + back}, -1)
+    assert trend.steps[0].verdict == V.REPRODUCED
+    assert trend.steps[1].verdict == V.NOT_REPRODUCED and trend.steps[1].ci[0] > 0   # alone: beyond its noise
+    assert trend.verdict == V.INCONCLUSIVE_SCALE
+    stronger = V.shift_trend({2: np.zeros(400), 4: np.full(400, -1.0), 8: np.full(400, -1.0) + back + 0.1}, -1)
+    assert stronger.verdict == V.NOT_REPRODUCED                                      # 4 SE back: a reversal
 
 
 def test_shift_trend_pairs_series_by_item_id_not_by_position():

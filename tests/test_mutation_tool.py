@@ -1,0 +1,123 @@
+"""tools/mutation.py's scoring of mutmut's results, on planted result files with a known answer
+(mutmut itself is a developer's tool and is not needed here)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("mutation_tool", ROOT / "tools" / "mutation.py")
+mutation = importlib.util.module_from_spec(_spec)
+sys.modules["mutation_tool"] = mutation    # dataclasses look their module up there
+_spec.loader.exec_module(mutation)
+
+SCOPES = {
+    "energy": mutation.Scope("energy_lib/energy.py"),
+    "runs (part)": mutation.Scope("energy_lib/runs.py", ("x_identity", "xǁRunǁkept_epoch")),
+}
+DIFFS = {
+    "energy_lib.energy.x_energy_summary__mutmut_8":
+        "--- a\n+++ b\n-    std(unbiased=False)\n+    std(unbiased=True)\n",
+    "energy_lib.energy.x_trades_kl_decomposition__mutmut_12":
+        "--- a\n+++ b\n-    F.log_softmax(nat, dim=1)\n+    F.log_softmax(nat, )\n",
+    "energy_lib.energy.x_weat_weights__mutmut_4":
+        "--- a\n+++ b\n-    x if a else b\n+    x if a or True else b\n",
+    "energy_lib.runs.xǁRunǁkept_epoch__mutmut_2": "-    return a\n+    return b\n",
+}
+
+
+def _plant(tmp_path):
+    mutants = tmp_path / "mutants" / "energy_lib"
+    mutants.mkdir(parents=True)
+    (mutants / "energy.py.meta").write_text(json.dumps({"exit_code_by_key": {
+        "energy_lib.energy.x_marginal_energy__mutmut_1": 1,          # killed
+        "energy_lib.energy.x_marginal_energy__mutmut_2": 36,         # timeout: caught
+        "energy_lib.energy.x_energy_summary__mutmut_8": 0,           # survived
+        "energy_lib.energy.x_trades_kl_decomposition__mutmut_12": 0,  # equivalent (note matches)
+        "energy_lib.energy.x_weat_weights__mutmut_4": 0,             # note is stale: a survivor
+        "energy_lib.energy.x_joint_energy__mutmut_3": None,          # not checked yet
+    }}))
+    (mutants / "runs.py.meta").write_text(json.dumps({"exit_code_by_key": {
+        "energy_lib.runs.x_identity__mutmut_1": 1,
+        "energy_lib.runs.xǁRunǁkept_epoch__mutmut_2": 33,           # no covering test: a survivor
+        "energy_lib.runs.x_train_or_load__mutmut_1": 0,             # outside the scored part
+    }}))
+    equivalent = {
+        "energy_lib.energy.x_trades_kl_decomposition__mutmut_12": {
+            "change": "-    F.log_softmax(nat, dim=1)\n+    F.log_softmax(nat, )", "why": "dim=1 is the default"},
+        "energy_lib.energy.x_weat_weights__mutmut_4": {
+            "change": "-    y if a else b\n+    y if a or True else b", "why": "written for older code"},
+    }
+    return tmp_path / "mutants", equivalent
+
+
+def test_score_counts_every_outcome_and_keeps_only_fresh_equivalence_notes(tmp_path):
+    mutants, equivalent = _plant(tmp_path)
+    table = mutation.score(mutation.read_results(mutants), equivalent, show=DIFFS.__getitem__, scopes=SCOPES)
+    energy, runs = table["energy"], table["runs (part)"]
+    assert (energy.mutants, energy.killed, energy.timeout, energy.equivalent, energy.unchecked) == (6, 1, 1, 1, 1)
+    assert [s["name"] for s in energy.survivors] == ["energy_lib.energy.x_energy_summary__mutmut_8",
+                                                      "energy_lib.energy.x_weat_weights__mutmut_4"]
+    assert energy.stale == ["energy_lib.energy.x_weat_weights__mutmut_4"]
+    assert energy.score == pytest.approx(2 / 4)          # caught / (mutants - equivalent - unchecked)
+    assert energy.survivors[0]["change"] == "-    std(unbiased=False)\n+    std(unbiased=True)"
+    assert (runs.mutants, runs.killed, runs.unscored, runs.score) == (2, 1, 1, 0.5)
+    assert runs.survivors[0]["status"] == "no tests"
+
+
+def test_split_key_reads_functions_and_methods():
+    assert mutation.split_key("energy_lib.energy.x_weat_weights__mutmut_4") == ("energy_lib.energy",
+                                                                              "x_weat_weights")
+    assert mutation.split_key("energy_lib.fileio.xǁRunLockǁ__init____mutmut_11") == (
+        "energy_lib.fileio", "xǁRunLockǁ__init__")
+    with pytest.raises(mutation.MutationError, match="not a mutmut mutant name"):
+        mutation.split_key("energy_lib.energy.weat_weights")
+
+
+def test_record_appends_a_complete_run_to_the_history(tmp_path):
+    mutants, equivalent = _plant(tmp_path)
+    table = mutation.score(mutation.read_results(mutants), equivalent, show=DIFFS.__getitem__, scopes=SCOPES)
+    path = tmp_path / "score.json"
+    mutation.record(table, path, now="2026-12-06T12:00Z")
+    data = mutation.record(table, path, now="2026-12-06T13:00Z")
+    assert [h["date"] for h in data["history"]] == ["2026-12-06T12:00Z", "2026-12-06T13:00Z"]
+    assert data["history"][-1]["modules"]["energy"] == {
+        "mutants": 6, "killed": 1, "timeout": 1, "equivalent": 1, "survived": 2, "not_checked": 1,
+        "outside_scope": 0, "score": 0.5}
+    assert json.loads(path.read_text()) == data
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    (tmp_path / "m" / "energy_lib").mkdir(parents=True)
+    (tmp_path / "m" / "energy_lib" / "energy.py.meta").write_text("{")
+    with pytest.raises(mutation.MutationError, match="unreadable mutmut record.*delete mutants/"):
+        mutation.read_results(tmp_path / "m")
+    notes = tmp_path / "eq.json"
+    notes.write_text(json.dumps({"energy_lib.energy.x_a__mutmut_1": {"change": "-a\n+b"}}))
+    with pytest.raises(mutation.MutationError, match="needs a 'change'.*and a 'why'"):
+        mutation.load_equivalent(notes)
+
+
+def test_the_scopes_name_modules_and_functions_that_exist():
+    """A renamed function would silently drop out of the score: every scope names real code."""
+    import ast
+
+    for label, scope in mutation.SCOPES.items():
+        tree = ast.parse((ROOT / scope.path).read_text())
+        names = {f"x_{n.name}" for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            names |= {f"xǁ{cls.name}ǁ{m.name}" for m in cls.body if isinstance(m, ast.FunctionDef)}
+        for pattern in scope.functions:
+            assert any(__import__("fnmatch").fnmatchcase(n, pattern) for n in names), (label, pattern)
+
+
+def test_module_selection_resumes_by_naming_only_unchecked_mutants(tmp_path):
+    mutants, _ = _plant(tmp_path)
+    results = mutation.read_results(mutants)
+    assert mutation.mutant_selection(["energy"], results, SCOPES) == ["energy_lib.energy.x_joint_energy__mutmut_3"]
+    assert mutation.mutant_selection(["runs (part)"], results, SCOPES) == []
+    assert mutation.mutant_selection(["energy"], {}, SCOPES) == ["energy_lib.energy.*"]
