@@ -155,7 +155,13 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     reports, problems = check_html.check_pages(html, [str(p) for p in book.html_pages(root)])
     assert not problems, "\n".join(problems)
     tiny = reports["book/tiny.html"]
-    assert [im["w"] > 0 for im in tiny["images"]] == [True] and tiny["mjx_containers"] >= 1
+    assert tiny["images"] and all(im["w"] > 0 for im in tiny["images"]) and tiny["mjx_containers"] >= 1
+    # launch buttons open this chapter from the repository configured in _config.yml (links only)
+    repo = book.repository_url(root).removeprefix("https://github.com/")
+    assert repo and f'href="https://colab.research.google.com/github/{repo}/blob/main/book/tiny.ipynb"' in page
+    assert f'href="https://mybinder.org/v2/gh/{repo}/main?urlpath=tree/book/tiny.ipynb"' in page
+    intro = (html / "book" / "intro.html").read_text()
+    assert f'href="https://github.com/{repo}"' in intro and 'href="https://arxiv.org/abs/2407.06315"' in intro
     # a widget cannot work without a kernel: the static page shows none and loads no widget library
     assert tiny["widget_views"] == 0 and "widget-view+json" not in page and "embed-amd" not in page
     assert reports["book/intro.html"]["mjx_containers"] >= 2
