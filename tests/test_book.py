@@ -277,3 +277,24 @@ def test_book_html_in_chromium(smoke_book, chromium):
     reports, problems = check_html.check_pages(html, pages)
     assert not problems, "\n".join(problems)
     assert reports["book/intro.html"]["mjx_containers"] >= 2, "intro equations not typeset"
+
+
+def test_setup_cell_installs_from_a_clone_outside_a_checkout(tmp_path):
+    """The hidden first cell, run where no checkout is (as on Colab), clones the repository (here a local
+    clone of this one), installs its pinned requirements (already satisfied here: nothing changes) and
+    works from the clone: energy_lib imports from it and the committed reference run is found."""
+    import subprocess
+
+    source = book.setup_cell_source(str(ROOT))       # the local repository stands in for the URL
+    checkout = tmp_path / "checkout"
+    probe = (source + "\nimport energy_lib\nfrom energy_lib import runs\n"
+             "print('ROOT', Path.cwd()); print('LIB', Path(energy_lib.__file__).parent.parent)\n"
+             "print('REF', runs.reference_run() is not None)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "ENERGY_RUNS")}
+    env["ENERGY_CHECKOUT"] = str(checkout)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"ROOT {checkout}" in done.stdout and f"LIB {checkout}" in done.stdout, done.stdout
+    assert "REF True" in done.stdout
+    assert (checkout / ".git").is_dir() and (checkout / "runs" / "reference").is_dir()
