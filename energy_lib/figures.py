@@ -100,6 +100,78 @@ def weight_points(samples: pd.DataFrame, method: str, epochs: Sequence[int] | No
     return out.round(DECIMALS).reset_index(drop=True)
 
 
+def image_uri(image, quality: int = 85) -> str:
+    """One (C, H, W) image in [0, 1] as a JPEG data URI (small enough to carry hundreds in a page)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float32)
+    array = np.clip(np.rint(np.moveaxis(array, 0, -1) * 255), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def chain_points(result, model: str, start: str, class_names: Sequence[str], steps: Sequence[int],
+                 chains_per_class: int = 1) -> pd.DataFrame:
+    """Chapter 5's figure data from one SGLD result (`generate.SGLDResult` with frames): for the first
+    `chains_per_class` framed chains of each class, at each of `steps` (snapshot steps), the image
+    (`image_uri`) and its joint energy E(x, y) = trace[step, chain]. Columns: model, start, class,
+    image (the chain's index among the result's chains), step, Ey, url."""
+    if not result.frames or result.frame_chains is None or result.trace is None:
+        raise FigureDataError("chain_points: the SGLD result has no frames or trace (run it with "
+                              "trace=True and snapshot steps)")
+    missing = [s for s in steps if s not in result.frames]
+    if missing:
+        raise FigureDataError(f"chain_points: no frame at step(s) {missing}; frames at {sorted(result.frames)}")
+    chains = result.frame_chains.tolist()
+    labels = result.y.tolist()
+    picked, seen = [], {}
+    for position, chain in enumerate(chains):
+        cls = labels[chain]
+        if seen.get(cls, 0) < chains_per_class:
+            seen[cls] = seen.get(cls, 0) + 1
+            picked.append((position, chain, cls))
+    rows = []
+    for step in steps:
+        frame = result.frames[step]
+        for position, chain, cls in picked:
+            rows.append({"model": model, "start": start, "class": class_names[cls], "image": int(chain),
+                         "step": int(step), "Ey": round(float(result.trace[step, chain]), DECIMALS),
+                         "url": image_uri(frame[position].numpy())})
+    return pd.DataFrame(rows)
+
+
+def image_grid(points: pd.DataFrame, *, select: Sequence[str], initial: dict | None = None, title: str = "",
+               size: int = 40):
+    """An Altair chart of images (`url`): one column per `step`, one row per `class`, for the rows that
+    match every drop-down of `select`; hover an image for its chain, step and E(x, y)."""
+    import altair as alt
+
+    _need(points, ["url", "step", "class", "image", "Ey", *select], "image_grid")
+    initial = initial or {}
+    params, tests = [], []
+    for field in select:
+        options = _options(points[field])
+        value = initial.get(field, options[0])
+        params.append(alt.param(name=field, value=value,
+                                bind=alt.binding_select(options=options, name=TITLES.get(field, field) + " ")))
+        tests.append(f"datum[{json.dumps(field)}] == {field}")
+    steps, classes = _options(points["step"]), _options(points["class"])
+    chart = alt.Chart(points).transform_filter(" && ".join(tests)).mark_image(width=size, height=size).encode(
+        x=alt.X("step:O", title="SGLD step", sort=steps),
+        y=alt.Y("class:N", title=None, sort=classes),
+        url="url:N",
+        tooltip=[alt.Tooltip("class:N", title="class"), alt.Tooltip("image:Q", title="chain", format="d"),
+                 alt.Tooltip("step:Q", title="step", format="d"),
+                 alt.Tooltip("Ey:Q", title="E(x,y)", format=f".{DECIMALS}f")],
+    ).properties(width=(size + 8) * len(steps), height=(size + 6) * len(classes))
+    chart = chart.add_params(*params)
+    return chart.properties(title=title) if title else chart
+
+
 def spread_epochs(epochs: Sequence[int], at_most: int) -> list[int]:
     """At most `at_most` of `epochs`, evenly spread, first and last always kept."""
     epochs = sorted(set(int(e) for e in epochs))

@@ -1,17 +1,10 @@
-"""Figures for the book: seaborn energy histograms and kernel-free viewers for the static HTML.
-
-A built book has no kernel, so ipywidgets cannot recompute there. `html_slider` renders every
-frame once (PNG, embedded) and switches between them with a few lines of JavaScript, which works
-in the published HTML and in a live notebook alike.
+"""Static figures and tables for the book: seaborn energy histograms, quivers, shared axis ranges,
+tables fitted to the text column. The interactive figures of the published book are
+`energy_lib.figures` (drawn in the browser, no kernel).
 """
 from __future__ import annotations
 
-import base64
-import io
-import itertools
-import json
 from typing import Sequence
-
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,62 +12,6 @@ import seaborn as sns
 
 NATURAL_COLOR = "#74a9cf"   # light blue, as in the paper's histograms
 ADVERSARIAL_COLOR = "#d7301f"  # red
-
-_ids = itertools.count()
-
-
-def figure_to_png(fig: plt.Figure, dpi: int = 90) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def html_slider(frames: Sequence[plt.Figure | bytes], labels: Sequence[str], title: str = "",
-                close: bool = True):
-    """A kernel-free slider over pre-rendered figures (an IPython HTML object).
-
-    frames: matplotlib figures (closed after rendering when `close`) or PNG bytes.
-    labels: one caption per frame, shown next to the slider.
-    """
-    from IPython.display import HTML
-
-    if len(frames) != len(labels) or not frames:
-        raise ValueError(f"need one label per frame and at least one frame; got {len(frames)} frames, "
-                         f"{len(labels)} labels")
-    pngs = []
-    for frame in frames:
-        if isinstance(frame, (bytes, bytearray)):
-            pngs.append(bytes(frame))
-        else:
-            pngs.append(figure_to_png(frame))
-            if close:
-                plt.close(frame)
-    uid = f"energy-slider-{next(_ids)}-{np.random.randint(1 << 30)}"
-    images = "".join(
-        f'<img src="data:image/png;base64,{base64.b64encode(p).decode()}" alt="{lab}" '
-        f'style="max-width:100%;display:{"block" if i == 0 else "none"}">'
-        for i, (p, lab) in enumerate(zip(pngs, labels)))
-    html = f"""
-<div id="{uid}" class="energy-slider">
-  <div style="font-weight:bold">{title}</div>
-  <input type="range" min="0" max="{len(pngs) - 1}" value="0" step="1" style="width:60%">
-  <span class="energy-slider-label">{labels[0]}</span>
-  <div class="energy-slider-frames">{images}</div>
-</div>
-<script>
-(function() {{
-  var root = document.getElementById("{uid}");
-  var labels = {json.dumps(list(labels))};
-  var slider = root.querySelector("input");
-  var imgs = root.querySelectorAll(".energy-slider-frames img");
-  slider.addEventListener("input", function() {{
-    var k = parseInt(slider.value);
-    imgs.forEach(function(im, i) {{ im.style.display = (i === k) ? "block" : "none"; }});
-    root.querySelector(".energy-slider-label").textContent = labels[k];
-  }});
-}})();
-</script>"""
-    return HTML(html)
 
 
 def energy_histograms(natural: np.ndarray, adversarial: np.ndarray, *, ax=None, title: str = "",

@@ -129,3 +129,23 @@ def test_an_inline_figure_carries_the_vendored_scripts(tmp_path):
     assert "// <\\/script>" in text   # a script's own text cannot end the element
     with pytest.raises(figures.FigureDataError, match="fetch_web_assets"):
         figures.inline_scripts(tmp_path / "nothing")
+
+
+def test_chain_points_hold_each_frame_and_its_energy():
+    import torch as t
+
+    from energy_lib.generate import SGLDResult
+
+    x = t.rand(6, 3, 4, 4)
+    res = SGLDResult(x=x, y=t.tensor([0, 0, 1, 1, 2, 2]), energy=t.zeros(6), stopped_at=t.zeros(6),
+                     trace=t.arange(3 * 6, dtype=t.float32).reshape(3, 6),
+                     frames={0: x[[0, 2, 3]] * 0, 2: x[[0, 2, 3]]}, frame_chains=t.tensor([0, 2, 3]))
+    pts = figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[0, 2])
+    # one chain per class among the framed ones: chain 0 (plane) and chain 2 (car), chain 3 is car's second
+    assert list(pts[pts.step == 2]["image"]) == [0, 2] and list(pts[pts.step == 2]["class"]) == ["plane", "car"]
+    assert pts[(pts.step == 2) & (pts.image == 2)].Ey.iloc[0] == 14.0   # trace[2, 2]
+    assert all(u.startswith("data:image/jpeg;base64,") for u in pts.url)
+    with pytest.raises(figures.FigureDataError, match="step"):
+        figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[1])
+    spec = json.dumps(figures.spec(figures.image_grid(pts, select=["model", "start"])))
+    assert '"mark": {"type": "image"' in spec and '"title": "E(x,y)"' in spec

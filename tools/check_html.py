@@ -152,17 +152,18 @@ function proseBackticks(d) {
   }
   return out;
 }
-// The symbols a Vega view has drawn (with their data), in scenegraph order.
+// The points (symbols) and images a Vega view has drawn (with their data), in scenegraph order.
 function drawnItems(view) {
   const out = [];
   (function walk(node) {
     if (!node) return;
-    if (node.marktype === 'symbol') (node.items || []).forEach(i => { if (i.datum && 'image' in i.datum) out.push(i); });
+    if (node.marktype === 'symbol' || node.marktype === 'image')
+      (node.items || []).forEach(i => { if (i.datum && 'image' in i.datum) out.push(i); });
     else (node.items || []).forEach(walk);
   })(view.scenegraph().root);
   return out;
 }
-const drawnKey = view => JSON.stringify(drawnItems(view).map(i => [i.datum.image, i.datum.E_x, i.datum.E_adv]));
+const drawnKey = view => JSON.stringify(drawnItems(view).map(i => i.datum));
 async function choose(w, view, sel, index) {
   sel.selectedIndex = index;
   sel.dispatchEvent(new w.Event('change', {bubbles: true}));
