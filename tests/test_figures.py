@@ -149,3 +149,16 @@ def test_chain_points_hold_each_frame_and_its_energy():
         figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[1])
     spec = json.dumps(figures.spec(figures.image_grid(pts, select=["model", "start"])))
     assert '"mark": {"type": "image"' in spec and '"title": "E(x,y)"' in spec
+
+
+def test_compact_data_is_csv_parsed_back_to_numbers():
+    spec = figures.spec(figures.scatter(_points(), select=["attack"]))
+    small = figures.compact(spec)
+    name = max(spec["datasets"], key=lambda n: len(spec["datasets"][n]))   # the points, not the diagonal
+    rows = spec["datasets"][name]
+    text = small["datasets"][name]
+    assert isinstance(text, str) and text.splitlines()[0].split(",")[:3] == ["model", "attack", "eps"]
+    assert len(text.splitlines()) == len(rows) + 1 and len(text) < len(json.dumps(rows)) / 2
+    formats = [layer["data"]["format"] for layer in small["layer"] if layer["data"]["name"] == name]
+    assert formats == [{"type": "csv", "parse": {c: "number" for c in ("eps", "image", "E_x", "E_adv", "dE", "dEy")}}]
+    assert small["params"] == spec["params"]   # nothing else changed
