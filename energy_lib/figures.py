@@ -114,42 +114,55 @@ def image_uri(image, quality: int = 85) -> str:
 
 
 def chain_points(result, model: str, start: str, class_names: Sequence[str], steps: Sequence[int],
-                 chains_per_class: int = 1) -> pd.DataFrame:
-    """Chapter 5's figure data from one SGLD result (`generate.SGLDResult` with frames): for the first
-    `chains_per_class` framed chains of each class, at each of `steps` (snapshot steps), the image
-    (`image_uri`) and its joint energy E(x, y) = trace[step, chain]. Columns: model, start, class,
-    image (the chain's index among the result's chains), step, Ey, url."""
+                 cell: int = 32) -> pd.DataFrame:
+    """Chapter 5's figure data from one SGLD result (`generate.SGLDResult` with frames): the first framed
+    chain of each class at each of `steps` (snapshot steps), with its joint energy E(x, y) =
+    trace[step, chain]. Columns: model, start, class, image (the chain's index among the result's chains),
+    step, Ey, and `sprite`: one JPEG (`image_uri`) of all of them, a row per class and a column per step
+    in the rows' order (`cell` pixels each), on the first row only (one picture instead of one per image:
+    a JPEG's header is most of a 32 x 32 one)."""
     if not result.frames or result.frame_chains is None or result.trace is None:
         raise FigureDataError("chain_points: the SGLD result has no frames or trace (run it with "
                               "trace=True and snapshot steps)")
     missing = [s for s in steps if s not in result.frames]
     if missing:
         raise FigureDataError(f"chain_points: no frame at step(s) {missing}; frames at {sorted(result.frames)}")
-    chains = result.frame_chains.tolist()
     labels = result.y.tolist()
-    picked, seen = [], {}
-    for position, chain in enumerate(chains):
-        cls = labels[chain]
-        if seen.get(cls, 0) < chains_per_class:
-            seen[cls] = seen.get(cls, 0) + 1
-            picked.append((position, chain, cls))
-    rows = []
-    for step in steps:
-        frame = result.frames[step]
-        for position, chain, cls in picked:
+    picked, seen = [], set()
+    for position, chain in enumerate(result.frame_chains.tolist()):
+        if labels[chain] not in seen:
+            seen.add(labels[chain])
+            picked.append((position, chain, labels[chain]))
+    picked.sort(key=lambda p: p[2])
+    rows, tiles = [], []
+    for position, chain, cls in picked:
+        row = []
+        for step in steps:
             rows.append({"model": model, "start": start, "class": class_names[cls], "image": int(chain),
-                         "step": int(step), "Ey": round(float(result.trace[step, chain]), DECIMALS),
-                         "url": image_uri(frame[position].numpy())})
-    return pd.DataFrame(rows)
+                         "step": int(step), "Ey": round(float(result.trace[step, chain]), DECIMALS)})
+            row.append(np.asarray(result.frames[step][position], dtype=np.float32))
+        tiles.append(np.concatenate(row, axis=2))            # C, H, W * steps
+    sheet = np.concatenate(tiles, axis=1)                     # C, H * classes, W * steps
+    if sheet.shape[1] != cell * len(picked):                  # frames of another size: scale to the cell
+        import torch
+        import torch.nn.functional as F
+
+        sheet = F.interpolate(torch.tensor(sheet)[None], size=(cell * len(picked), cell * len(steps)),
+                              mode="nearest")[0].numpy()
+    out = pd.DataFrame(rows)
+    out["sprite"] = ""
+    out.loc[0, "sprite"] = image_uri(sheet)
+    return out
 
 
 def image_grid(points: pd.DataFrame, *, select: Sequence[str], initial: dict | None = None, title: str = "",
-               size: int = 40):
-    """An Altair chart of images (`url`): one column per `step`, one row per `class`, for the rows that
-    match every drop-down of `select`; hover an image for its chain, step and E(x, y)."""
+               cell: int = 40):
+    """An Altair chart of the pictures of `chain_points`: for the rows that match every drop-down of
+    `select`, their sheet (a row per class, a column per step, `cell` pixels each), with one invisible
+    cell per image to hover for its class, chain, step and E(x, y)."""
     import altair as alt
 
-    _need(points, ["url", "step", "class", "image", "Ey", *select], "image_grid")
+    _need(points, ["sprite", "step", "class", "image", "Ey", *select], "image_grid")
     initial = initial or {}
     params, tests = [], []
     for field in select:
@@ -159,15 +172,18 @@ def image_grid(points: pd.DataFrame, *, select: Sequence[str], initial: dict | N
                                 bind=alt.binding_select(options=options, name=TITLES.get(field, field) + " ")))
         tests.append(f"datum[{json.dumps(field)}] == {field}")
     steps, classes = _options(points["step"]), _options(points["class"])
-    chart = alt.Chart(points).transform_filter(" && ".join(tests)).mark_image(width=size, height=size).encode(
-        x=alt.X("step:O", title="SGLD step", sort=steps),
-        y=alt.Y("class:N", title=None, sort=classes),
-        url="url:N",
+    width, height = cell * len(steps), cell * len(classes)
+    chosen = " && ".join(tests)
+    base = alt.Chart(points).transform_filter(chosen)
+    sheet = base.transform_filter("datum.sprite != ''").mark_image(width=width, height=height).encode(
+        x=alt.value(width / 2), y=alt.value(height / 2), url="sprite:N")
+    cells = base.mark_rect(opacity=0, fill="white").encode(
+        x=alt.X("step:O", title="SGLD step", sort=steps, scale=alt.Scale(paddingInner=0, paddingOuter=0)),
+        y=alt.Y("class:N", title=None, sort=classes, scale=alt.Scale(paddingInner=0, paddingOuter=0)),
         tooltip=[alt.Tooltip("class:N", title="class"), alt.Tooltip("image:Q", title="chain", format="d"),
                  alt.Tooltip("step:Q", title="step", format="d"),
-                 alt.Tooltip("Ey:Q", title="E(x,y)", format=f".{DECIMALS}f")],
-    ).properties(width=(size + 8) * len(steps), height=(size + 6) * len(classes))
-    chart = chart.add_params(*params)
+                 alt.Tooltip("Ey:Q", title="E(x,y)", format=f".{DECIMALS}f")])
+    chart = alt.layer(sheet, cells).properties(width=width, height=height).add_params(*params)
     return chart.properties(title=title) if title else chart
 
 

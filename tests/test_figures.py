@@ -132,7 +132,11 @@ def test_an_inline_figure_carries_the_vendored_scripts(tmp_path):
 
 
 def test_chain_points_hold_each_frame_and_its_energy():
+    import base64
+    import io
+
     import torch as t
+    from PIL import Image
 
     from energy_lib.generate import SGLDResult
 
@@ -140,15 +144,19 @@ def test_chain_points_hold_each_frame_and_its_energy():
     res = SGLDResult(x=x, y=t.tensor([0, 0, 1, 1, 2, 2]), energy=t.zeros(6), stopped_at=t.zeros(6),
                      trace=t.arange(3 * 6, dtype=t.float32).reshape(3, 6),
                      frames={0: x[[0, 2, 3]] * 0, 2: x[[0, 2, 3]]}, frame_chains=t.tensor([0, 2, 3]))
-    pts = figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[0, 2])
-    # one chain per class among the framed ones: chain 0 (plane) and chain 2 (car), chain 3 is car's second
+    pts = figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[0, 2], cell=4)
+    # the first framed chain of each class: chain 0 (plane) and chain 2 (car); chain 3 is car's second
     assert list(pts[pts.step == 2]["image"]) == [0, 2] and list(pts[pts.step == 2]["class"]) == ["plane", "car"]
     assert pts[(pts.step == 2) & (pts.image == 2)].Ey.iloc[0] == 14.0   # trace[2, 2]
-    assert all(u.startswith("data:image/jpeg;base64,") for u in pts.url)
+    sprite = pts.sprite.iloc[0]
+    assert sprite.startswith("data:image/jpeg;base64,") and (pts.sprite.iloc[1:] == "").all()
+    sheet = Image.open(io.BytesIO(base64.b64decode(sprite.split(",", 1)[1])))
+    assert sheet.size == (2 * 4, 2 * 4)    # a column per step, a row per class
+    assert np.asarray(sheet.crop((0, 0, 4, 8)).convert("L")).max() < 40   # step 0: the frames were zero
     with pytest.raises(figures.FigureDataError, match="step"):
         figures.chain_points(res, "robust", "pca", ["plane", "car", "bird"], steps=[1])
     spec = json.dumps(figures.spec(figures.image_grid(pts, select=["model", "start"])))
-    assert '"mark": {"type": "image"' in spec and '"title": "E(x,y)"' in spec
+    assert '"type": "image"' in spec and '"title": "E(x,y)"' in spec and '"type": "rect"' in spec
 
 
 def test_compact_data_is_csv_parsed_back_to_numbers():

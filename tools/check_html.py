@@ -64,8 +64,13 @@ CAPTURE = """<script>(function () {
   };
   window.addEventListener("error", function (e) {
     var t = e.target;
-    if (t && t !== window && (t.src || t.href)) errors.push("failed to load " + (t.src || t.href));
-    else errors.push(String(e.message || e.error).slice(0, 300));
+    if (t && t !== window && t.getAttribute) {   // an element failed to load what it points at
+      var url = t.getAttribute("src") || t.getAttribute("href") || t.getAttribute("xlink:href");
+      // an element without a URL requested nothing (Vega draws an image before its data is decoded)
+      if (url) errors.push("failed to load " + String(url).slice(0, 120));
+      return;
+    }
+    errors.push(String(e.message || e.error).slice(0, 300));
   }, true);
   window.addEventListener("unhandledrejection", function (e) { errors.push("unhandled rejection: " + String(e.reason).slice(0, 300)); });
 })();</script>"""
@@ -152,12 +157,12 @@ function proseBackticks(d) {
   }
   return out;
 }
-// The points (symbols) and images a Vega view has drawn (with their data), in scenegraph order.
+// The marks a Vega view has drawn for rows with an image id (points, image cells) (with their data), in scenegraph order.
 function drawnItems(view) {
   const out = [];
   (function walk(node) {
     if (!node) return;
-    if (node.marktype === 'symbol' || node.marktype === 'image')
+    if (node.marktype && node.marktype !== 'group')   // points, cells: any mark whose rows carry an image id
       (node.items || []).forEach(i => { if (i.datum && 'image' in i.datum) out.push(i); });
     else (node.items || []).forEach(walk);
   })(view.scenegraph().root);
@@ -191,9 +196,10 @@ async function exploreFigure(w, fig) {
     }
     rep.selects.push(entry);
   }
-  const items = drawnItems(view);
-  if (items.length && items[0]._svg) {
-    const item = items[0], el = item._svg, b = el.getBoundingClientRect();
+  const items = drawnItems(view), marks = items.filter(i => i.mark && i.mark.marktype !== 'image');
+  const item = marks[0] || items[0];   // a point or a cell (a sheet of pictures carries no tooltip)
+  if (item && item._svg) {
+    const el = item._svg, b = el.getBoundingClientRect();
     const at = {bubbles: true, cancelable: true, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2, view: w};
     for (const type of ['pointerover', 'pointermove', 'mouseover', 'mousemove'])
       el.dispatchEvent(type.startsWith('pointer') ? new w.PointerEvent(type, at) : new w.MouseEvent(type, at));

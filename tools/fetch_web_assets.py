@@ -5,7 +5,7 @@ widgets vanish. This script gets them with the ordinary `npm` client (`npm pack`
 tarball against the sha512 integrity pinned below (and against what npm reports), and copies
 the files the book uses into a git-ignored folder that `_config.yml` serves as static files:
 
-    book/_assets/vendor/{requirejs,html-manager,mathjax,vega,vega-lite,vega-embed}/...
+    book/_assets/vendor/{requirejs,html-manager,mathjax,vega,vega-lite,vega-embed,fontawesome-free}/...
 
 Vega, Vega-Lite and vega-embed draw the interactive figures (`energy_lib.figures`, made with Altair),
 in the versions Altair's schema names; a figure loads them from the book's own `_static/vendor/`.
@@ -64,6 +64,13 @@ PACKAGES = {
         "sha512-wQ8s5GaSzqoKgmRfbRolgBrjE2CP7ZKHXqH7NijxMqPjpdWxSs4Dn8tvp9g0giQvh2cK+3p56sxjWWM0wNngGw==",
         ["build/vega-embed.min.js", "LICENSE"],
     ),
+    # the theme's icons as a web font (css + woff2, ~0.4 MB loaded) instead of its 1.5 MB fontawesome.js
+    # (book/_ext/book_html.py swaps them): the same Font Awesome version as pydata-sphinx-theme's
+    "@fortawesome/fontawesome-free@6.5.2": (
+        "fontawesome-free",
+        "sha512-hRILoInAx8GNT5IMkrtIt9blOdrqHOnPBH+k70aWUAqPZPgopb9G5EQJFpaBx/S8zp2fC+mPW349Bziuk1o28Q==",
+        ["css/all.min.css", "webfonts", "LICENSE.txt"],
+    ),
 }
 # Files the book's _config.yml (or energy_lib.figures) points at; their absence after a fetch is an error.
 REQUIRED = [
@@ -75,6 +82,8 @@ REQUIRED = [
     "vega/build/vega.min.js",
     "vega-lite/build/vega-lite.min.js",
     "vega-embed/build/vega-embed.min.js",
+    "fontawesome-free/css/all.min.css",
+    "fontawesome-free/webfonts/fa-solid-900.woff2",
 ]
 MANIFEST = "VERSIONS.json"
 

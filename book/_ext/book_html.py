@@ -4,7 +4,11 @@
   `env-before-read-docs`), and the second declaration is a console error on every page: a page keeps
   one copy of each script.
 * pydata-sphinx-theme logs "Got invalid theme mode" when no default mode is set: the book sets light.
+* The theme draws its icons with Font Awesome's 1.5 MB fontawesome.js on every page; the book uses the
+  same icons as a web font (vendor/fontawesome-free, fetched by tools/fetch_web_assets.py: ~0.4 MB).
 """
+
+FONT_AWESOME_CSS = "vendor/fontawesome-free/css/all.min.css"
 
 
 def _default_mode(app, config):
@@ -14,6 +18,8 @@ def _default_mode(app, config):
 def _unique_scripts(app, pagename, templatename, context, doctree):
     seen, unique = set(), []
     for script in context.get("script_files") or []:
+        if str(getattr(script, "filename", "") or "").endswith("scripts/fontawesome.js"):
+            continue   # the web font of FONT_AWESOME_CSS draws the same icons
         attributes = getattr(script, "attributes", {}) or {}
         key = (str(getattr(script, "filename", script) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items())))
         if key not in seen:
@@ -23,7 +29,12 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
         context["script_files"] = unique
 
 
+def _icon_font(app):
+    app.add_css_file(FONT_AWESOME_CSS)
+
+
 def setup(app):
     app.connect("config-inited", _default_mode)
+    app.connect("builder-inited", _icon_font)
     app.connect("html-page-context", _unique_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
