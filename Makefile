@@ -45,7 +45,7 @@ help:
 	@echo "make paper    train+evaluate every method on every dataset (paper profile, GPU, resumable)"
 	@echo "make lens MODEL=robustbench:ID|run:DIR|resnet18:FILE.pt|standard  HTML report of a model through the energy lens"
 	@echo "              LAUNCHER=slurm PARTITION=gpu GPUS=1 TIME=1440: one requeueable cluster job per run"
-	@echo "make mutation [JOBS=2]  mutation score of the science and storage modules (mutmut; resumable; developer tool)"
+	@echo "make mutation [JOBS=2] [MODULE=energy]  mutation score of the science and storage modules (mutmut; resumable; developer tool)"
 	@echo "make clean    remove _build/ (not runs/ and not the venv)"
 
 venv: $(STAMP)
@@ -143,16 +143,16 @@ lens: export ENERGY_RUNS := $(ENERGY_RUNS)
 lens: $(STAMP)
 	$(PY) tools/lens_report.py
 
-# Mutation testing (tools/mutation.py): mutmut over the modules named in pyproject.toml's [tool.mutmut]
-# with their fast tests; resumable (mutants/ keeps every result); a complete run's per-module score is
-# appended to runs/mutation/score.json. Not a CI step: about an hour on two cores.
+# Mutation testing (tools/mutation.py): mutmut over each science and storage module with its fast tests
+# (tools/mutation.py's SCOPES); resumable (mutants/<module>/ keeps every result; MODULE=energy for one);
+# each complete module's score is appended to runs/mutation/score.json. A developer's tool, not a CI step.
 DEV_STAMP := $(VENV)/.requirements-dev-installed
 $(DEV_STAMP): requirements-dev.txt | $(STAMP)
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 
 mutation: $(STAMP) $(DEV_STAMP)
-	$(PY) tools/mutation.py $(if $(JOBS),--jobs $(JOBS),)
+	$(PY) tools/mutation.py $(if $(JOBS),--jobs $(JOBS),) $(foreach m,$(MODULE),--module $(m))
 
 clean:
 	rm -rf _build

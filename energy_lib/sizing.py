@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import book_runs, fileio, provenance, verdicts
+from .power import mde_from_se
 from .book_runs import SINGLE_STEP_EPS  # chapter 2's parameter `single_step_eps` (the CO literature's larger ε)
 from .config import ConfigError, TrainConfig, WeatDerConfig, check_eps, resolve_device
 
@@ -614,6 +615,20 @@ class TrainingNoise:
             return None
         return with_training_noise(self.image_halfwidth, self.seed_sd)
 
+    @property
+    def mde(self) -> float | None:
+        """Smallest true effect one run's statistic detects (80 % power, 5 % level) from image
+        sampling alone: what the chapters' intervals claim."""
+        return None if self.image_se is None else mde_from_se(self.image_se)
+
+    @property
+    def mde_with_training_noise(self) -> float | None:
+        """The same with the training noise over seeds added in quadrature: what one run can really
+        tell apart when another seed could have been trained instead."""
+        if self.image_se is None or self.seed_sd is None:
+            return None
+        return mde_from_se(math.sqrt(self.image_se ** 2 + self.seed_sd ** 2))
+
 
 def with_training_noise(halfwidth: float, seed_sd: float) -> float:
     """A 95 % half-width of image sampling with the training noise added in quadrature:
@@ -654,9 +669,12 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
                         f"{scale * max(finite):+.{digits}f}{unit}: SD {show(sd)} (95 % interval "
                         f"{show(sd_ci[0])} to {show(sd_ci[1])} with {k} degree(s) of freedom)")
             if halfwidth:
-                sentence += (f"; one run's image-sampling SE is {show(halfwidth / Z95)}, so with the training noise "
+                se_images = halfwidth / Z95
+                sentence += (f"; one run's image-sampling SE is {show(se_images)}, so with the training noise "
                              f"its 95 % interval would be ± {show(with_training_noise(halfwidth, sd))} instead of "
-                             f"± {show(halfwidth)}")
+                             f"± {show(halfwidth)}, and the smallest effect one run detects (80 % power, 5 % "
+                             f"level) {show(mde_from_se(math.hypot(se_images, sd)))} instead of "
+                             f"{show(mde_from_se(se_images))}")
             sentence += ("; the verdict is the same at every seed" if len(set(verdict_list)) == 1
                          else f"; the verdicts differ ({', '.join(verdict_list)})")
         out.append(TrainingNoise(claim, seeds, threads, values, verdict_list, sd, sd_ci, halfwidth, sentence))
@@ -679,6 +697,8 @@ def training_noise_table(rec: dict, base: Point | None = None):
         row["SD over seeds"] = num(t.seed_sd)
         row["one run's 95 % half-width (images)"] = num(t.image_halfwidth)
         row["95 % half-width with training noise"] = num(t.combined_halfwidth)
+        row["smallest detectable effect (images)"] = num(t.mde)
+        row["smallest detectable effect with training noise"] = num(t.mde_with_training_noise)
         row["verdicts"] = ", ".join(t.verdicts)
         rows.append(row)
     return pd.DataFrame(rows).set_index("claim")

@@ -522,3 +522,29 @@ def test_a_der_arm_adds_plus_beta_times_its_penalty_to_its_base_loss(base, with_
     assert out_der.loss.item() == pytest.approx(out_base.loss.item() + beta * der.item(), rel=1e-5, abs=1e-6)
     recomputed = losses.der_penalty(out_der.logits_nat, out_der.logits_adv, y, 0.0).mean()
     assert der.item() == pytest.approx(recomputed.item(), rel=1e-6)
+
+
+def test_each_method_names_its_training_attack_and_its_unused_settings():
+    """What the loop measures the training-set ΔE with, and what the config tells a user is ignored."""
+    assert losses.get_training_attack("sat") is losses.pgd_ce_attack
+    assert losses.get_training_attack("weat_adv") is losses.trades_kl_attack
+    assert losses.get_training_attack("fgsm_rs_der") is losses.fgsm_rs_attack
+    assert losses.get_training_attack("n_fgsm") is losses.n_fgsm_attack
+    assert losses.unused_hyperparameters("sat") == ("beta", "der_beta", "der_gamma", "fgsm_alpha",
+                                                    "single_step_mode", "nfgsm_noise")
+    assert losses.unused_hyperparameters("sat_der") == ("beta", "fgsm_alpha", "single_step_mode", "nfgsm_noise")
+    for call in (losses.get_training_attack, losses.unused_hyperparameters, losses.get_loss):
+        with pytest.raises(ConfigError, match=r"unknown training method 'pgd'; choose one of sat, trades"):
+            call("pgd")
+
+
+@pytest.mark.parametrize("method", list(losses.LOSSES))
+def test_each_loss_returns_the_logits_of_the_example_it_trained_on(method, batch):
+    """LossOutput.logits_adv are f(x*) for the x* returned (the loop's batch accuracy and ΔE read them)."""
+    x, y = batch[0][:16], batch[1][:16]
+    model = fresh_model().train()
+    out = losses.get_loss(method)(model, x, y, CFG.replace(method=method), ctx())
+    with torch.no_grad():
+        again = model(out.x_adv)
+    assert out.logits_adv is not None and torch.allclose(out.logits_adv, again, atol=1e-5)
+    assert (out.x_adv - x).abs().max() > 0

@@ -16,8 +16,8 @@ sys.modules["mutation_tool"] = mutation    # dataclasses look their module up th
 _spec.loader.exec_module(mutation)
 
 SCOPES = {
-    "energy": mutation.Scope("energy_lib/energy.py"),
-    "runs (part)": mutation.Scope("energy_lib/runs.py", ("x_identity", "xǁRunǁkept_epoch")),
+    "energy": mutation.Scope("energy_lib/energy.py", ("tests/test_energy.py",)),
+    "runs (part)": mutation.Scope("energy_lib/runs.py", ("tests/test_runs.py",), ("x_identity", "xǁRunǁkept_epoch")),
 }
 DIFFS = {
     "energy_lib.energy.x_energy_summary__mutmut_8":
@@ -27,6 +27,8 @@ DIFFS = {
     "energy_lib.energy.x_weat_weights__mutmut_4":
         "--- a\n+++ b\n-    x if a else b\n+    x if a or True else b\n",
     "energy_lib.runs.xǁRunǁkept_epoch__mutmut_2": "-    return a\n+    return b\n",
+    "energy_lib.energy.x__check_labels__mutmut_8":
+        '-    raise ValueError(f"labels must have shape ({n},)")\n+    raise ValueError(f"XXlabels must have shape ({n},)XX")\n',
 }
 
 
@@ -40,6 +42,7 @@ def _plant(tmp_path):
         "energy_lib.energy.x_trades_kl_decomposition__mutmut_12": 0,  # equivalent (note matches)
         "energy_lib.energy.x_weat_weights__mutmut_4": 0,             # note is stale: a survivor
         "energy_lib.energy.x_joint_energy__mutmut_3": None,          # not checked yet
+        "energy_lib.energy.x__check_labels__mutmut_8": 0,            # survived, but changes only a message's text
     }}))
     (mutants / "runs.py.meta").write_text(json.dumps({"exit_code_by_key": {
         "energy_lib.runs.x_identity__mutmut_1": 1,
@@ -59,11 +62,13 @@ def test_score_counts_every_outcome_and_keeps_only_fresh_equivalence_notes(tmp_p
     mutants, equivalent = _plant(tmp_path)
     table = mutation.score(mutation.read_results(mutants), equivalent, show=DIFFS.__getitem__, scopes=SCOPES)
     energy, runs = table["energy"], table["runs (part)"]
-    assert (energy.mutants, energy.killed, energy.timeout, energy.equivalent, energy.unchecked) == (6, 1, 1, 1, 1)
+    assert (energy.mutants, energy.killed, energy.timeout, energy.equivalent, energy.unchecked) == (7, 1, 1, 1, 1)
+    assert energy.text == 1 and [s["name"] for s in energy.text_survivors] == [
+        "energy_lib.energy.x__check_labels__mutmut_8"]
     assert [s["name"] for s in energy.survivors] == ["energy_lib.energy.x_energy_summary__mutmut_8",
                                                       "energy_lib.energy.x_weat_weights__mutmut_4"]
     assert energy.stale == ["energy_lib.energy.x_weat_weights__mutmut_4"]
-    assert energy.score == pytest.approx(2 / 4)          # caught / (mutants - equivalent - unchecked)
+    assert energy.score == pytest.approx(2 / 4)          # caught / (mutants - equivalent - text - unchecked)
     assert energy.survivors[0]["change"] == "-    std(unbiased=False)\n+    std(unbiased=True)"
     assert (runs.mutants, runs.killed, runs.unscored, runs.score) == (2, 1, 1, 0.5)
     assert runs.survivors[0]["status"] == "no tests"
@@ -86,8 +91,8 @@ def test_record_appends_a_complete_run_to_the_history(tmp_path):
     data = mutation.record(table, path, now="2026-12-06T13:00Z")
     assert [h["date"] for h in data["history"]] == ["2026-12-06T12:00Z", "2026-12-06T13:00Z"]
     assert data["history"][-1]["modules"]["energy"] == {
-        "mutants": 6, "killed": 1, "timeout": 1, "equivalent": 1, "survived": 2, "not_checked": 1,
-        "outside_scope": 0, "score": 0.5}
+        "mutants": 7, "killed": 1, "timeout": 1, "equivalent": 1, "text_only": 1, "survived": 2,
+        "not_checked": 1, "outside_scope": 0, "score": 0.5}
     assert json.loads(path.read_text()) == data
 
 
@@ -115,9 +120,31 @@ def test_the_scopes_name_modules_and_functions_that_exist():
             assert any(__import__("fnmatch").fnmatchcase(n, pattern) for n in names), (label, pattern)
 
 
-def test_module_selection_resumes_by_naming_only_unchecked_mutants(tmp_path):
+def test_a_rerun_names_the_unchecked_and_uncaught_mutants_of_the_scored_part(tmp_path):
     mutants, _ = _plant(tmp_path)
     results = mutation.read_results(mutants)
-    assert mutation.mutant_selection(["energy"], results, SCOPES) == ["energy_lib.energy.x_joint_energy__mutmut_3"]
-    assert mutation.mutant_selection(["runs (part)"], results, SCOPES) == []
-    assert mutation.mutant_selection(["energy"], {}, SCOPES) == ["energy_lib.energy.*"]
+    assert mutation.mutant_selection(SCOPES["energy"], {}) is None                # first run: everything
+    assert mutation.mutant_selection(SCOPES["energy"], results) == [
+        "energy_lib.energy.x__check_labels__mutmut_8", "energy_lib.energy.x_energy_summary__mutmut_8",
+        "energy_lib.energy.x_joint_energy__mutmut_3", "energy_lib.energy.x_trades_kl_decomposition__mutmut_12",
+        "energy_lib.energy.x_weat_weights__mutmut_4"]                             # never the caught ones
+    part = SCOPES["runs (part)"]
+    assert mutation.mutant_selection(part, {}) == ["energy_lib.runs.x_identity__mutmut_*",
+                                                   "energy_lib.runs.xǁRunǁkept_epoch__mutmut_*"]
+    assert mutation.mutant_selection(part, results) == ["energy_lib.runs.xǁRunǁkept_epoch__mutmut_2"]
+    results["energy_lib.runs.x_train_or_load__mutmut_2"] = None                 # outside the scored part
+    assert "energy_lib.runs.x_train_or_load__mutmut_2" not in mutation.mutant_selection(part, results)
+
+
+@pytest.mark.parametrize("change, text", [
+    ('-    msg = "the run diverged"\n+    msg = "XXthe run diverged XX"', True),
+    ('-    s = f"ends at {final:.1%} on {n} images"\n+    s = f"ENDS AT {final:.1%} ON {n} IMAGES"', True),
+    ('-    s = f"{tuple(a.shape)} and {b}"\n+    s = f"{tuple(None)} and {b}"', False),   # an f-string's expression
+    ('-    out = {"std": v}\n+    out = {"XXstdXX": v}', False),       # a key is code
+    ('-    mode = "eval"\n+    mode = "EVAL"', False),
+    ('-    return a > b\n+    return a >= b', False),
+    ('-    x = F.log_softmax(z, dim=1)\n+    x = F.log_softmax(z, )', False),
+    ('-        "tracking",\n+        None,', False),
+])
+def test_a_text_only_mutant_changes_nothing_but_string_text(change, text):
+    assert mutation.text_only(change) is text

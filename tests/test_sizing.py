@@ -310,12 +310,19 @@ def test_training_noise_is_the_spread_over_seeds_of_the_default_point():
         assert t.seed_sd_ci == pytest.approx((0.02 * 0.52066, 0.02 * 6.2847), rel=1e-4)
         # one run's SE 0.04 / 1.96 and the seed SD 0.02 add in quadrature: 1.96 √(SE² + SD²)
         assert t.combined_halfwidth == pytest.approx(1.959964 * math.hypot(0.04 / 1.959964, 0.02), rel=1e-6)
+        # the smallest effect one run detects (80 % power, 5 % level: (1.96 + 0.8416) SE), without and with it
+        assert t.mde == pytest.approx(2.801585 * 0.04 / 1.959964, rel=1e-6)
+        assert t.mde_with_training_noise == pytest.approx(2.801585 * math.hypot(0.04 / 1.959964, 0.02), rel=1e-6)
         assert not t.agree and "the verdicts differ" in t.sentence
     assert "SD 2.0 pt" in noise["weat_vs_trades"].sentence and "SD 0.0200" in noise["energy_alignment"].sentence
     assert "would be ± 0.0560 instead of ± 0.0400" in noise["energy_alignment"].sentence
+    assert "smallest effect one run detects (80 % power, 5 % level) 0.0801 instead of 0.0572" in \
+        noise["energy_alignment"].sentence
     table = sizing.training_noise_table(rec)
     assert table.loc["WEAT_adv more robust than TRADES", "SD over seeds"] == pytest.approx(2.0)
     assert table.loc["WEAT_adv more robust than TRADES", "95 % half-width with training noise"] == pytest.approx(5.6006, abs=1e-4)
+    assert table.loc["WEAT_adv more robust than TRADES", "smallest detectable effect with training noise"] == \
+        pytest.approx(8.0053, abs=1e-4)
 
 
 def test_training_noise_needs_two_seeds_and_says_so():

@@ -5,31 +5,36 @@
     PYTHONPATH=. python tools/mutation.py --jobs 1     # one test process at a time (default: 2)
     PYTHONPATH=. python tools/mutation.py --module energy --module losses   # these modules only
 
-mutmut (pinned in requirements-dev.txt; `[tool.mutmut]` in pyproject.toml names the modules and their
-fast tests) writes every plausible small wrong edit of those modules (a flipped comparison, a changed
-constant, a dropped argument...) into mutants/ and runs, for each, the tests that execute the mutated
-function. A mutant no test fails on "survives". mutmut keeps each result in mutants/ and skips what is
-already known on the next run, so an interrupted run resumes; a changed function is retested.
+mutmut (pinned in requirements-dev.txt) writes every plausible small wrong edit of a module (a flipped
+comparison, a changed constant, a dropped argument...) and runs, for each, those of the module's
+fast tests (`SCOPES` below) that execute the mutated function. A mutant no test fails on "survives".
+Each module gets its own mutmut working folder, mutants/<module>/ (git-ignored), holding a generated
+mutmut configuration and every result: a rerun tests what is not checked yet (an interrupted run
+resumes), a changed function, and the survivors (the tests may have changed); caught stays caught.
 
-The score of a module is caught / (mutants - equivalent): caught = a test failed or timed out;
-equivalent = listed in tools/mutation_equivalent.json with why no test can tell it from the original
-(the entry holds the mutant's changed lines, so an entry goes stale when the code under it changes).
-Mutants with no covering test count as survivors. For lens.py and runs.py the score covers the parts
-issue 27 names (the lens's scoring; a run's identity and the selection of runs); their other mutants
-are run and listed but not scored. A complete run (every mutant checked) is appended to
-runs/mutation/score.json, so the trend is in the repository: each entry holds the modules whose
-mutants were all checked. The target is >= 90 % per module.
+The score of a module is caught / (mutants - equivalent - text): caught = a test failed or timed
+out; equivalent = listed in tools/mutation_equivalent.json with why no test can tell it from the
+original (the entry holds the mutant's changed lines, so it goes stale when the code under it
+changes); text = the mutant changes only the words of prose strings (a sentence or an error message,
+a string with a space in it; not an f-string's expressions, not a key or a name): counted and listed
+apart, not in the target, since the words of a sentence are not the science. Mutants with no covering test count as survivors. For
+lens.py and runs.py the score covers the parts issue 27 names (the lens's scoring; a run's identity
+and the selection of runs); their other mutants are not run. Each run appends the modules it checked
+completely to runs/mutation/score.json (the trend is in the repository). Target: >= 90 % per module.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import fnmatch
+import io
 import json
 import os
 import re
+import string
 import subprocess
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,9 +53,10 @@ UNCHECKED = {None: "not checked", 2: "interrupted", 34: "skipped"}
 
 @dataclass(frozen=True)
 class Scope:
-    """One scored module: its file and, where only part of it is scored, its functions (mutmut's
-    mangled names: `x_<function>` for a function, `xǁ<Class>ǁ<method>` for a method)."""
+    """One scored module: its file, its fast tests and, where only part of it is scored, its
+    functions (mutmut's mangled names: `x_<function>`, `xǁ<Class>ǁ<method>`)."""
     path: str
+    tests: tuple[str, ...]
     functions: tuple[str, ...] = ()
 
     @property
@@ -62,22 +68,29 @@ class Scope:
 
 
 SCOPES: dict[str, Scope] = {
-    "energy": Scope("energy_lib/energy.py"),
-    "losses": Scope("energy_lib/losses.py"),
-    "attacks": Scope("energy_lib/attacks.py"),
-    "verdicts": Scope("energy_lib/verdicts.py"),
-    "metrics.robust": Scope("energy_lib/metrics/robust.py"),
-    "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py"),
-    "lens (scoring)": Scope("energy_lib/lens.py", (
+    "energy": Scope("energy_lib/energy.py", ("tests/test_energy.py",)),
+    "losses": Scope("energy_lib/losses.py", ("tests/test_losses.py",)),
+    "attacks": Scope("energy_lib/attacks.py", ("tests/test_attacks.py",)),
+    "verdicts": Scope("energy_lib/verdicts.py", ("tests/test_verdicts.py", "tests/test_regime.py")),
+    "metrics.robust": Scope("energy_lib/metrics/robust.py", ("tests/test_metrics_robust.py",)),
+    "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity.py",)),
+    "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
         "x_detection_scores", "x_delta_distribution", "x_attack_summary", "x_energies_frame",
         "x_smoothness_verdict", "x_smoothness_over_robust")),
-    "tables": Scope("energy_lib/tables.py"),
-    "runs (identity, selection)": Scope("energy_lib/runs.py", (
+    "tables": Scope("energy_lib/tables.py", ("tests/test_tables.py",)),
+    "runs": Scope("energy_lib/runs.py", ("tests/test_runs.py",), (
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
         "x_robust_runs", "x_reference_run", "x_is_reference", "x_training_images")),
-    "fileio": Scope("energy_lib/fileio.py"),
+    "fileio": Scope("energy_lib/fileio.py", ("tests/test_fileio.py", "tests/test_faults.py")),
 }
+# what the tests read besides the code and the tests (mutmut copies them into its working copy)
+# (folders first: mutmut copies a file only into a folder that exists)
+ALSO_COPY = ("energy_lib/", "tools/", "runs/reference/", "runs/bench/", "runs/sizing/", "Makefile", "requirements.txt",
+             "requirements-nodeps.txt", "runs/README.md", "runs/paper_reference.json")
+LINKED = ("energy_lib", "tests", "tools", "runs", "Makefile", "requirements.txt", "requirements-nodeps.txt")
+TIMEOUT_CONSTANT = 20.0    # seconds on top of 15x a test's time: a machine busy training must not fake "timeouts"
+
 
 _KEY = re.compile(r"^(?P<module>.+?)\.(?P<function>xǁ.+|x_.+)__mutmut_(?P<n>\d+)$")
 
@@ -92,8 +105,10 @@ class ModuleScore:
     killed: int = 0
     timeout: int = 0
     equivalent: int = 0
+    text: int = 0                                       # survivors that change only a string's text
     unchecked: int = 0
     survivors: list = field(default_factory=list)      # [{"name", "status", "change"}]
+    text_survivors: list = field(default_factory=list)
     stale: list = field(default_factory=list)          # equivalence notes whose code changed
     unscored: int = 0                                   # mutants outside the scored functions
 
@@ -103,12 +118,12 @@ class ModuleScore:
 
     @property
     def score(self) -> float | None:
-        denominator = self.mutants - self.equivalent - self.unchecked
+        denominator = self.mutants - self.equivalent - self.text - self.unchecked
         return None if denominator <= 0 else self.caught / denominator
 
     def as_dict(self) -> dict:
         return {"mutants": self.mutants, "killed": self.killed, "timeout": self.timeout,
-                "equivalent": self.equivalent, "survived": len(self.survivors),
+                "equivalent": self.equivalent, "text_only": self.text, "survived": len(self.survivors),
                 "not_checked": self.unchecked, "outside_scope": self.unscored,
                 "score": None if self.score is None else round(self.score, 4)}
 
@@ -139,9 +154,49 @@ def changed_lines(diff: str) -> str:
                      if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
-def show(name: str) -> str:
+def _code_of(line: str) -> str:
+    """A line with the text of its prose strings blanked: a string with a space in it (a sentence, a
+    message; an f-string keeps its expressions). A string without one (a key, a name, a mode) is code."""
+    out = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.STRING and not re.search(r"\s", tok.string):
+                out.append(tok.string)
+            elif tok.type == tokenize.STRING:
+                prefix = tok.string[: len(tok.string) - len(tok.string.lstrip("rRbBuUfF"))]
+                if "f" in prefix.lower():
+                    body = tok.string[len(prefix):].strip("'\"")
+                    try:
+                        fields = [f for _, f, spec, conv in string.Formatter().parse(body) if f is not None]
+                    except ValueError:
+                        return line
+                    out.append("f{" + "|".join(fields) + "}")
+                else:
+                    out.append('""')
+            elif tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.ENDMARKER,
+                                  tokenize.INDENT, tokenize.DEDENT):
+                out.append(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass            # a line of a longer statement: what was read so far
+    return " ".join(out)
+
+
+def text_only(change: str) -> bool:
+    """Whether a mutant's change (its removed and added lines) alters only the text of strings."""
+    removed = [line[1:] for line in change.splitlines() if line.startswith("-")]
+    added = [line[1:] for line in change.splitlines() if line.startswith("+")]
+    if not removed or len(removed) != len(added):
+        return False
+    return all(_code_of(a.strip()) == _code_of(b.strip()) for a, b in zip(removed, added))
+
+
+def workdir(label: str) -> Path:
+    return MUTANTS / re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def show(name: str, cwd: Path = ROOT) -> str:
     """The mutant's diff, as `mutmut show` prints it."""
-    done = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=cwd, capture_output=True,
                           text=True)
     if done.returncode:
         raise MutationError(f"mutmut show {name} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -193,8 +248,12 @@ def score(results: dict[str, int | None], equivalent: dict[str, dict], show=show
                 continue
             if note is not None:
                 entry.stale.append(name)
-            entry.survivors.append({"name": name, "status": UNCAUGHT.get(code, "suspicious"),
-                                    "change": change})
+            survivor = {"name": name, "status": UNCAUGHT.get(code, "suspicious"), "change": change}
+            if text_only(change):
+                entry.text += 1
+                entry.text_survivors.append(survivor)
+            else:
+                entry.survivors.append(survivor)
     return table
 
 
@@ -204,12 +263,12 @@ def _natural(name: str):
 
 
 def report(table: dict[str, ModuleScore], out=sys.stdout) -> None:
-    print(f"{'module':30} {'mutants':>7} {'caught':>7} {'equiv':>6} {'surv':>5} {'unchk':>6} {'score':>7}",
-          file=out)
+    print(f"{'module':18} {'mutants':>7} {'caught':>7} {'equiv':>6} {'text':>5} {'surv':>5} {'unchk':>6} "
+          f"{'score':>7}", file=out)
     for label, entry in table.items():
         s = "-" if entry.score is None else f"{100 * entry.score:.1f} %"
         mark = "" if entry.score is None else ("  ok" if entry.score >= TARGET else "  < 90 %")
-        print(f"{label:30} {entry.mutants:7d} {entry.caught:7d} {entry.equivalent:6d} "
+        print(f"{label:18} {entry.mutants:7d} {entry.caught:7d} {entry.equivalent:6d} {entry.text:5d} "
               f"{len(entry.survivors):5d} {entry.unchecked:6d} {s:>7}{mark}", file=out)
     for label, entry in table.items():
         for name in entry.stale:
@@ -231,11 +290,13 @@ def record(table: dict[str, ModuleScore], path: Path = RECORD, now: str | None =
                     "commit": commit, "uncommitted_changes": dirty, "tool": _tool_version(),
                     "modules": {label: entry.as_dict() for label, entry in table.items()}})
     survivors = existing.get("survivors", {})
+    text = existing.get("text_only_survivors", {})
     for label, entry in table.items():
         survivors[label] = entry.survivors
+        text[label] = [s["name"] for s in entry.text_survivors]
     data = {"about": "make mutation (tools/mutation.py): per-module mutation score, one entry per run with "
                      "the modules it checked completely; each module's survivors as of its latest run",
-            "target": TARGET, "history": history, "survivors": survivors}
+            "target": TARGET, "history": history, "survivors": survivors, "text_only_survivors": text}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
@@ -251,26 +312,59 @@ def _tool_version() -> str:
         return "mutmut"
 
 
-def mutant_selection(labels: list[str], results: dict[str, int | None],
-                     scopes: dict[str, Scope] = SCOPES) -> list[str]:
-    """What `mutmut run` is given for `--module`: the modules' unchecked mutants by name where mutmut
-    has generated them (mutmut reruns every mutant it is named, so naming only these resumes), else a
-    pattern for the whole module (its first run)."""
-    selection = []
-    for label in labels:
-        dotted = scopes[label].dotted
-        known = [name for name in results if split_key(name)[0] == dotted]
-        if not known:
-            selection.append(f"{dotted}.*")
-        else:
-            selection += sorted((n for n in known if results[n] in UNCHECKED), key=_natural)
-    return selection
+def prepare(label: str, scope: Scope) -> Path:
+    """The module's mutmut working folder: links to the checkout and its own mutmut configuration."""
+    folder = workdir(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in LINKED:
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(os.path.relpath(ROOT / name, folder))
+    toml = lambda values: "[" + ", ".join(json.dumps(v) for v in values) + "]"   # noqa: E731
+    config = (f"# written by tools/mutation.py for {label}; do not edit\n[tool.mutmut]\n"
+              f"source_paths = [\"energy_lib/\"]\nonly_mutate = {toml([scope.path])}\n"
+              f"pytest_add_cli_args_test_selection = {toml(scope.tests)}\n"
+              f"pytest_add_cli_args = {toml(['-p', 'no:cacheprovider', '-q'])}\n"
+              f"timeout_constant = {TIMEOUT_CONSTANT}\nalso_copy = {toml(ALSO_COPY)}\n\n"
+              f"[tool.pytest.ini_options]\npythonpath = [\".\"]\ntestpaths = [\"tests\"]\n")
+    path = folder / "pyproject.toml"
+    if not path.exists() or path.read_text() != config:
+        path.write_text(config)
+    return folder
 
 
-def run_mutmut(jobs: int, names: list[str] | None = None) -> int:
+def mutant_selection(scope: Scope, results: dict[str, int | None]) -> list[str] | None:
+    """What `mutmut run` is given. The first time: None (every mutant) for a module scored whole, the
+    scored functions' mutants by pattern for a partly scored one. Later: by name, the mutants not yet
+    checked and those no test caught (the tests may have changed since); mutmut reruns every mutant it
+    is named and keeps the other results, so a run resumes and retests only what can have changed."""
+    if not results:
+        return None if not scope.functions else [f"{scope.dotted}.{f}__mutmut_*" for f in scope.functions]
+    def ours(name: str) -> bool:
+        module, function = split_key(name)
+        return module == scope.dotted and scope.scores(function)
+    return sorted((n for n, code in results.items() if code not in CAUGHT and ours(n)), key=_natural)
+
+
+def run_mutmut(folder: Path, jobs: int, names: list[str] | None = None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")   # torch threads + fork deadlock
     return subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(names or [])],
-                          cwd=ROOT, env=env).returncode
+                          cwd=folder, env=env).returncode
+
+
+def check_module(label: str, scope: Scope, equivalent: dict, *, jobs: int, run: bool) -> ModuleScore:
+    folder = prepare(label, scope)
+    results = read_results(folder / "mutants") if (folder / "mutants").is_dir() else {}
+    if run:
+        names = mutant_selection(scope, results)
+        if names != []:
+            print(f"[mutation] {label}: mutmut in {folder.relative_to(ROOT)}", flush=True)
+            code = run_mutmut(folder, jobs, names)
+            if code != 0:
+                raise MutationError(f"mutmut run stopped for {label} (exit {code}; its output above says why); "
+                                    "rerun `make mutation` to resume")
+        results = read_results(folder / "mutants")
+    return score(results, equivalent, show=lambda name: show(name, folder), scopes={label: scope})[label]
 
 
 def main(argv=None) -> int:
@@ -288,19 +382,11 @@ def main(argv=None) -> int:
               "virtual environment", file=sys.stderr)
         return 2
     try:
-        if not args.report:
-            if args.jobs < 1:
-                raise MutationError(f"--jobs must be at least 1, got {args.jobs}")
-            if args.module:
-                names = mutant_selection(args.module, read_results() if MUTANTS.is_dir() else {})
-                code = run_mutmut(args.jobs, names) if names else 0
-            else:
-                code = run_mutmut(args.jobs)
-            if code not in (0, 1):       # mutmut exits 1 when mutants survive
-                raise MutationError(f"mutmut run stopped (exit {code}); rerun `make mutation` to resume")
-        if not MUTANTS.is_dir():
-            raise MutationError("no mutants/ directory: run `make mutation` first")
-        table = score(read_results(), load_equivalent())
+        if args.jobs < 1:
+            raise MutationError(f"--jobs must be at least 1, got {args.jobs}")
+        equivalent = load_equivalent()
+        table = {label: check_module(label, SCOPES[label], equivalent, jobs=args.jobs, run=not args.report)
+                 for label in (args.module or SCOPES)}
         report(table)
         complete = {label: entry for label, entry in table.items() if entry.mutants and not entry.unchecked}
         if complete and not args.report and not args.no_record:
