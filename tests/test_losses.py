@@ -548,3 +548,41 @@ def test_each_loss_returns_the_logits_of_the_example_it_trained_on(method, batch
         again = model(out.x_adv)
     assert out.logits_adv is not None and torch.allclose(out.logits_adv, again, atol=1e-5)
     assert (out.x_adv - x).abs().max() > 0
+
+
+@pytest.mark.parametrize("with_start", [losses.fgsm_with_start, losses.fgsm_rs_with_start, losses.n_fgsm_with_start])
+def test_a_single_step_returns_the_per_sample_ce_at_its_start_in_its_batchnorm_mode(with_start, batch):
+    """The AAE test compares, image by image, the CE at the start with the CE at x*: the start's CE is
+    per sample, measured in the attack's BatchNorm mode ("eval": eval mode, running statistics
+    untouched, the model back in train mode after)."""
+    x, y = batch[0][:16], batch[1][:16]
+    model = fresh_model().train()
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    cfg = CFG.replace(single_step_mode="eval")
+    x_adv, ce_start = with_start(model, x, y, cfg, ctx(seed=5))
+    assert model.training and all(torch.equal(before[k], b) for k, b in model.named_buffers())
+    assert ce_start.shape == (16,)
+    # the start point, drawn again from the same generator state
+    g = torch.Generator().manual_seed(5)
+    if with_start is losses.fgsm_with_start:
+        start = x
+    elif with_start is losses.fgsm_rs_with_start:
+        start = (x + attacks.uniform_start(x, cfg.eps, g)).clamp(x - cfg.eps, x + cfg.eps).clamp(0, 1)
+    else:
+        start = (x + attacks.uniform_start(x, cfg.nfgsm_noise * cfg.eps, g)).clamp(0, 1)
+    with torch.no_grad():
+        expected = F.cross_entropy(model.eval()(start), y, reduction="none")
+    torch.testing.assert_close(ce_start, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", list(losses.LOSSES))
+def test_no_loss_warns_even_when_the_batch_lacks_the_last_classes(method, batch):
+    """The book shows no warnings (an implicit softmax dimension warns), and a batch without classes
+    5-9 is still a 10-class problem (a one-hot sized from the labels would not be)."""
+    import warnings
+
+    x, y = batch[0][:16], batch[1][:16] % 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = losses.get_loss(method)(fresh_model().train(), x, y, CFG.replace(method=method), ctx())
+    assert torch.isfinite(out.loss)
