@@ -548,6 +548,24 @@ def test_each_loss_returns_the_logits_of_the_example_it_trained_on(method, batch
         again = model(out.x_adv)
     assert out.logits_adv is not None and torch.allclose(out.logits_adv, again, atol=1e-5)
     assert (out.x_adv - x).abs().max() > 0
+    # the methods with a clean pass return its logits (the loop's clean batch accuracy), the others None
+    clean_pass = {"trades", "weat_nat", "weat_adv", "mart", "sat_der", "trades_der", "fgsm_der", "fgsm_rs_der"}
+    assert (out.logits_nat is not None) == (method in clean_pass)
+    if out.logits_nat is not None:
+        with torch.no_grad():
+            assert torch.allclose(out.logits_nat, model(x), atol=1e-5)
+
+
+def test_an_abnormal_adversarial_example_is_one_whose_step_lowered_the_ce_strictly(batch):
+    """PAPER.md 2.3 (AAER): 1_AAE = [CE(start) > CE(x*)]; a step that leaves the CE equal is not abnormal."""
+    x, y = batch[0][:6], batch[1][:6]
+    model = fresh_model().eval()
+    cfg = CFG.replace(single_step_mode="eval")
+    with torch.no_grad():
+        ce_adv = F.cross_entropy(losses.forward(model, x, ctx()), y, reduction="none")
+    shift = torch.tensor([0.0, 1e-3, -1e-3, 0.0, 1e-3, -1e-3])
+    mask = losses.abnormal_mask(model, x, y, ce_adv + shift, ctx(), cfg)
+    assert mask.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("with_start", [losses.fgsm_with_start, losses.fgsm_rs_with_start, losses.n_fgsm_with_start])
