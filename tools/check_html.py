@@ -222,7 +222,8 @@ const f = document.createElement('iframe');
 f.style.width = '1280px'; f.style.height = '2000px'; f.src = 'PAGE'; document.body.appendChild(f);
 const t = setInterval(() => {
   const w = f.contentWindow, d = f.contentDocument;
-  if (!w || !d || d.readyState !== 'complete' || !w.performance.getEntriesByType('navigation').length) return;
+  if (!w || !d || w.location.pathname !== 'PAGE' || d.readyState !== 'complete'
+      || !w.performance.getEntriesByType('navigation').length) return;   // not the blank document first
   const figs = [...d.querySelectorAll('.energy-figure')];
   if (!figs.every(e => e.dataset.drawn || e.dataset.error)) return;
   clearInterval(t);
@@ -296,6 +297,7 @@ def serve(html_dir: Path):
     handler = functools.partial(_Handler, directory=str(html_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.reports = queue.Queue()
+    server.handle_error = lambda request, address: None   # a browser closed mid-transfer: nothing to report
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -397,6 +399,37 @@ def check_pages(html_dir: Path, pages: list[str]) -> tuple[dict, list[str]]:
     return reports, found
 
 
+def _report_for(reports: queue.Queue, page: str, timeout_s: float) -> dict | None:
+    """The next timing report of `page` (a late one of an earlier page is skipped), or None."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            report = reports.get(timeout=left)
+        except queue.Empty:
+            return None
+        if report.get("page") == page:
+            return report
+    return None
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Stop a browser this check started, with the helper processes of its group."""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 def load_times(html_dir: Path, pages: list[str], repeats: int = 3, timeout_s: int = 120) -> dict:
     """Per page, in real time (a fresh Chromium profile each load, so nothing is cached): the median
     over `repeats` loads of navigation start -> figures drawn and DOMContentLoaded -> figures drawn
@@ -411,17 +444,16 @@ def load_times(html_dir: Path, pages: list[str], repeats: int = 3, timeout_s: in
         for page in pages:
             runs = []
             for _ in range(repeats):
-                with tempfile.TemporaryDirectory() as profile:
+                with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+                    # its own process group: the browser and its helpers end together
                     proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                                              "--window-size=1400,2200", f"{base}{TIMING_PATH}?page={page}"],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True)
                     try:
-                        runs.append(server.reports.get(timeout=timeout_s))
-                    except queue.Empty:
-                        runs.append(None)
+                        runs.append(_report_for(server.reports, "/" + page.lstrip("/"), timeout_s))
                     finally:
-                        proc.terminate()
-                        proc.wait()
+                        _end(proc)
             done = [r for r in runs if r]
             if not done:
                 out[page] = {"error": f"no report within {timeout_s} s"}
