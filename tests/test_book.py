@@ -105,6 +105,7 @@ def _tiny_book(root: Path, web_assets: Path) -> None:
     shutil.copytree(ROOT / "book" / "_ext", root / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "book" / "_assets").mkdir()
     (root / "book" / "_assets" / "vendor").symlink_to(web_assets, target_is_directory=True)
+    shutil.copy2(ROOT / "book" / "_assets" / "book.css", root / "book" / "_assets" / "book.css")
     (root / "_toc.yml").write_text(
         "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n  - file: book/references\n")
     nb = nbformat.v4.new_notebook()
