@@ -251,6 +251,8 @@ def tiny_book(tmp_path_factory, web_assets):
     tiny_notebook(root / "book" / "tiny.ipynb", "print(profile)")
     make_repo(root, {
         "_config.yml": (ROOT / "_config.yml").read_text(),
+        "book/_ext/book_html.py": (ROOT / "book" / "_ext" / "book_html.py").read_text(),
+        "book/_assets/book.css": (ROOT / "book" / "_assets" / "book.css").read_text(),
         "book/intro.md": "# Tiny book\n\nEnergy $E(x) = -\\log\\sum_k e^{f_k(x)}$.\n",
         "book/references.bib": "",
         "_toc.yml": "format: jb-book\nroot: book/intro\nchapters:\n"
