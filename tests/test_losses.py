@@ -604,3 +604,13 @@ def test_no_loss_warns_even_when_the_batch_lacks_the_last_classes(method, batch)
         warnings.simplefilter("error")
         out = losses.get_loss(method)(fresh_model().train(), x, y, CFG.replace(method=method), ctx())
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("method", ["trades", "weat_nat", "weat_adv", "mart", "trades_der"])
+def test_the_kl_term_is_reported_as_the_batch_mean_of_the_per_sample_kl(method, batch):
+    """extras["kl"] (the loop logs it per epoch) is mean KL(p(.|x) ‖ p(.|x*)) of the returned logits."""
+    x, y = batch[0][:16], batch[1][:16]
+    out = losses.get_loss(method)(fresh_model().train(), x, y, CFG.replace(method=method), ctx())
+    expected = losses.kl_per_sample(out.logits_nat, out.logits_adv).mean()
+    assert out.extras["kl"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-8)
+    assert out.extras["kl"].item() > 0
