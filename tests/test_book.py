@@ -278,6 +278,13 @@ def test_book_html_in_chromium(smoke_book, chromium):
     reports, problems = check_html.check_pages(html, pages)
     assert not problems, "\n".join(problems)
     assert reports["book/intro.html"]["mjx_containers"] >= 2, "intro equations not typeset"
+    # every chapter with an interactive figure has one that drew (the check explored it); its load time
+    # is printed, not asserted: it depends on the machine
+    with_figures = [p for p, r in reports.items() if r.get("figures")]
+    assert {"book/01_attack_energies.html", "book/02_at_phases.html", "book/04_weat_der.html",
+            "book/05_generation.html", "book/06_smooth_landscape.html"} <= set(with_figures)
+    for page, t in check_html.load_times(html, with_figures, repeats=1).items():
+        print(f"{page}: {reports[page]['page_bytes'] / 1e6:.2f} MB, load {t}")
 
 
 def test_setup_cell_installs_from_a_clone_outside_a_checkout(tmp_path):
