@@ -241,7 +241,7 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         base = alt.Chart(points)
         if checks:
             base = base.transform_filter(" && ".join(checks))
-        dots = base.mark_circle(size=28, opacity=0.65).encode(
+        dots = base.mark_circle(size=28, opacity=0.65, clip=True).encode(
             x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain)),
             y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain)),
             color=encode_color,
@@ -265,10 +265,14 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
 
 
 def _domain(values: pd.DataFrame) -> list[float]:
-    """[low, high] over every value, padded by 3 %."""
+    """[low, high] padded by 3 %: over every value, or from 200 values on the 0.5-99.5 percentiles (a few
+    outliers of one choice must not squeeze every other choice into a corner; zoom out to see them)."""
     arr = values.to_numpy(dtype=float)
     arr = arr[np.isfinite(arr)]
-    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (-1.0, 1.0)
+    if arr.size >= 200:
+        lo, hi = (float(v) for v in np.percentile(arr, [0.5, 99.5]))
+    else:
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (-1.0, 1.0)
     pad = 0.03 * (hi - lo if hi > lo else 1.0)
     return [round(lo - pad, DECIMALS), round(hi + pad, DECIMALS)]
 

@@ -170,3 +170,13 @@ def test_compact_data_is_csv_parsed_back_to_numbers():
     formats = [layer["data"]["format"] for layer in small["layer"] if layer["data"]["name"] == name]
     assert formats == [{"type": "csv", "parse": {c: "number" for c in ("eps", "image", "E_x", "E_adv", "dE", "dEy")}}]
     assert small["params"] == spec["params"]   # nothing else changed
+
+
+def test_axes_cover_the_bulk_not_a_few_outliers():
+    r = np.random.default_rng(1)
+    pts = pd.DataFrame({"attack": "PGD", "image": np.arange(1000), "E_x": r.normal(-3, 0.3, 1000),
+                        "E_adv": r.normal(-3, 0.3, 1000), "dE": 0.0, "dEy": 0.0})
+    pts.loc[0, "E_x"] = -40.0                     # one outlier
+    layer = figures.spec(figures.scatter(pts, select=["attack"]))["layer"][-1]
+    lo, hi = layer["encoding"]["x"]["scale"]["domain"]
+    assert -6 < lo < -3 < hi < 0 and layer["mark"]["clip"] is True
