@@ -614,3 +614,28 @@ def test_the_kl_term_is_reported_as_the_batch_mean_of_the_per_sample_kl(method, 
     expected = losses.kl_per_sample(out.logits_nat, out.logits_adv).mean()
     assert out.extras["kl"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-8)
     assert out.extras["kl"].item() > 0
+    if method.startswith("weat"):      # and WEAT's mean weight w(E(x)) (chapter 4 reports it)
+        w = energy.weat_weights(energy.marginal_energy(out.logits_nat)).mean()
+        assert out.extras["weight"].item() == pytest.approx(w.item(), rel=1e-6)
+
+
+def test_the_training_attacks_are_pgd_with_their_methods_settings(batch):
+    """PGD-CE: uniform start from the step's generator, the step's autocast; TRADES-KL: 0.001·N(0,1)
+    start, the KL to the clean distribution it is given (the tracking passes the one it computed)."""
+    x, y = batch[0][:8], batch[1][:8]
+    model = fresh_model()
+    common = dict(eps=CFG.eps, step_size=CFG.step_size, steps=CFG.attack_steps)
+    adv = {}
+    for autocast in (None, torch.bfloat16):
+        adv[autocast] = losses.pgd_ce_attack(model, x, y, CFG, ctx(seed=2, autocast_dtype=autocast))
+        want = attacks.pgd(model, x, y, **common, loss="ce", random_start="uniform",
+                           generator=torch.Generator().manual_seed(2), autocast_dtype=autocast)
+        assert torch.equal(adv[autocast], want)
+    assert not torch.equal(adv[None], adv[torch.bfloat16])          # the autocast setting reaches the attack
+    assert not torch.equal(adv[None], losses.pgd_ce_attack(model, x, y, CFG, ctx(seed=3)))   # so does the generator
+    uniform = torch.full((8, 10), 0.1)
+    got = losses.trades_kl_attack(model, x, y, CFG, ctx(seed=2), p_nat=uniform)
+    want = attacks.pgd(model, x, y, **common, loss="kl", random_start="normal",
+                       generator=torch.Generator().manual_seed(2), p_nat=uniform)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, losses.trades_kl_attack(model, x, y, CFG, ctx(seed=2)))
