@@ -639,3 +639,7 @@ def test_the_training_attacks_are_pgd_with_their_methods_settings(batch):
                        generator=torch.Generator().manual_seed(2), p_nat=uniform)
     assert torch.equal(got, want)
     assert not torch.equal(got, losses.trades_kl_attack(model, x, y, CFG, ctx(seed=2)))
+    bf16 = losses.trades_kl_attack(model, x, y, CFG, ctx(seed=2, autocast_dtype=torch.bfloat16), p_nat=uniform)
+    assert torch.equal(bf16, attacks.pgd(model, x, y, **common, loss="kl", random_start="normal", p_nat=uniform,
+                                         generator=torch.Generator().manual_seed(2), autocast_dtype=torch.bfloat16))
+    assert not torch.equal(bf16, got)
