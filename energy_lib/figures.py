@@ -343,7 +343,22 @@ _LOADER = """(function () {
   function draw() {
     window.vegaEmbed(el, spec, {actions: false, renderer: "svg"}).then(function (r) {
       el.energyView = r.view; el.dataset.drawn = "1";
+      offerData();
     }, fail);
+  }
+  function offerData() {   // the figure's rows (CSV) one click away, made in the browser
+    var sets = spec.datasets || {}, name = null;
+    Object.keys(sets).forEach(function (k) {
+      if (typeof sets[k] === "string" && (!name || sets[k].length > sets[name].length)) name = k;
+    });
+    if (!name) return;
+    var link = document.createElement("a");
+    link.textContent = "Download the data of this figure (CSV)";
+    link.href = URL.createObjectURL(new Blob([sets[name]], {type: "text/csv"}));
+    link.download = el.dataset.figure + ".csv";
+    link.className = "energy-figure-data";
+    link.style.display = "block"; link.style.fontSize = "0.85em";
+    el.appendChild(link);
   }
   if (window.vegaEmbed) { draw(); return; }
   var anchor = document.querySelector('script[src*="_static/"]');

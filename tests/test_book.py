@@ -169,7 +169,7 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     # the interactive figure drew from the book's own Vega, its drop-downs change what is drawn, and
     # hovering image 0 (PGD, ε 8) shows that image's energies
     fig, = tiny["figures"]
-    assert fig["drawn"] and fig["points"] == 2
+    assert fig["drawn"] and fig["points"] == 2 and fig["download"] == "tiny.csv"
     assert {s["name"]: [c for _, c in s["changed_to"]] for s in fig["selects"]} == {"attack": [True], "eps": [True]}
     hover = fig["hover"]
     assert hover["datum"]["image"] == 0 and hover["datum"]["E_adv"] == -6.0

@@ -17,7 +17,8 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * the page with everything it loads weighs at most `PAGE_BUDGET_BYTES`;
 * every interactive figure (`energy_lib.figures`) draws; choosing another option in each of its
   drop-downs changes the drawn data (read back from the Vega view); hovering its first point shows
-  that point's image id and energies; no request leaves the book.
+  that point's image id and energies; its data are one click away (a CSV download); no request
+  leaves the book.
 
 `--timing` measures, in real time (no virtual clock), each page's load: navigation start and
 DOMContentLoaded to every interactive figure drawn. It prints; nothing is asserted on it.
@@ -180,6 +181,8 @@ async function exploreFigure(w, fig) {
   const view = fig.energyView;
   if (!view) return rep;
   rep.points = drawnItems(view).length;
+  const link = fig.querySelector('a.energy-figure-data[download]');
+  rep.download = link ? link.getAttribute('download') : null;
   rep.selects = [];
   for (const sel of fig.querySelectorAll('select')) {
     const entry = {name: sel.name, options: sel.options.length};
@@ -359,6 +362,8 @@ def figure_problems(page: str, fig: dict) -> list[str]:
     out = []
     if not fig.get("points"):
         out.append(f"{name} draws no point")
+    if not fig.get("download"):
+        out.append(f"{name} offers no download of its data")
     for sel in fig.get("selects", []):
         same = [option for option, changed in sel.get("changed_to", []) if not changed]
         if same:
