@@ -141,3 +141,58 @@ def test_bad_inputs_fail_clearly(small_model, real_batch):
         attacks.get_attack("pgdd")
     with pytest.raises(ConfigError, match="unknown attack loss"):
         attacks.pgd(small_model, x, y, eps=EPS, step_size=0.01, steps=1, loss="dlr")
+
+
+def _pgd(model, x, y, seed, **kw):
+    return attacks.pgd(model, x, y, eps=EPS, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_fgsm_and_fgsm_rs_are_one_pgd_step_of_their_sizes(small_model, real_batch):
+    """FGSM: one step of ε from x; FGSM-RS: a uniform start and one step of 1.25·ε (Wong et al.) unless
+    told otherwise; the same x* as attacks.pgd with those settings and the same generator."""
+    x, y = real_batch[0][:8], real_batch[1][:8]
+    g = lambda: torch.Generator().manual_seed(4)   # noqa: E731
+    assert torch.equal(attacks.fgsm(small_model, x, y, eps=EPS, generator=g()),
+                       _pgd(small_model, x, y, 4, step_size=EPS, steps=1, loss="ce", random_start=None))
+    rs = attacks.fgsm(small_model, x, y, eps=EPS, random_start=True, generator=g())
+    assert torch.equal(rs, _pgd(small_model, x, y, 4, step_size=1.25 * EPS, steps=1, loss="ce",
+                                random_start="uniform"))
+    assert torch.equal(attacks.fgsm(small_model, x, y, eps=EPS, random_start=True, step_size=EPS / 2, generator=g()),
+                       _pgd(small_model, x, y, 4, step_size=EPS / 2, steps=1, loss="ce", random_start="uniform"))
+    assert torch.equal(attacks.ATTACKS["fgsm_rs"](small_model, x, y, eps=EPS, generator=g()), rs)
+    bf16 = attacks.fgsm(small_model, x, y, eps=EPS, generator=g(), autocast_dtype=torch.bfloat16)
+    assert torch.equal(bf16, _pgd(small_model, x, y, 4, step_size=EPS, steps=1, random_start=None,
+                                  autocast_dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="in \\[0,1\\]"):           # the range check is on by default
+        attacks.fgsm(small_model, x * 255, y, eps=EPS)
+
+
+@pytest.mark.parametrize("name, fixed", [
+    ("pgd", dict(loss="ce")), ("pgd_targeted", dict(loss="cw", targeted=True)),
+    ("pgd_targeted_ce", dict(loss="ce", targeted=True)), ("trades_kl", dict(loss="kl", random_start="normal")),
+    ("cw", dict(loss="cw"))])
+def test_each_named_attack_is_pgd_with_its_settings_and_defaults(name, fixed, small_model, real_batch):
+    """Chapter 1's attacks by name: PGD with their loss / target / start, 10 steps of 2/255 by default."""
+    x, y = real_batch[0][:6], real_batch[1][:6]
+    got = attacks.get_attack(name)(small_model, x, y, eps=EPS, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(got, _pgd(small_model, x, y, 1, step_size=2 / 255, steps=10, **fixed))
+    short = attacks.get_attack(name)(small_model, x, y, eps=EPS, step_size=1 / 255, steps=2,
+                                     generator=torch.Generator().manual_seed(1))
+    assert torch.equal(short, _pgd(small_model, x, y, 1, step_size=1 / 255, steps=2, **fixed))
+
+
+def test_attack_in_batches_is_the_attack_batch_after_batch_from_one_seeded_generator(small_model, real_batch):
+    x, y = real_batch[0][:10], real_batch[1][:10]
+    got = attacks.attack_in_batches("pgd", small_model, x, y, eps=EPS, batch_size=4, seed=3, steps=2)
+    g = torch.Generator().manual_seed(3)
+    want = torch.cat([attacks.pgd(small_model, x[s:s + 4], y[s:s + 4], eps=EPS, step_size=2 / 255, steps=2,
+                                  generator=g) for s in (0, 4, 8)])
+    assert torch.equal(got, want)
+    assert not torch.equal(got, attacks.attack_in_batches("pgd", small_model, x, y, eps=EPS, batch_size=4, seed=4,
+                                                          steps=2))
+    empty = attacks.attack_in_batches("pgd", small_model, x[:0], y[:0], eps=EPS)
+    assert empty.shape == (0, 3, 32, 32)
+    with pytest.raises(ValueError, match="in \\[0,1\\]"):              # checked once, for the whole tensor
+        attacks.attack_in_batches("pgd", small_model, x * 255, y, eps=EPS)
+    with pytest.raises(ConfigError, match="unknown attack 'pgdd'; choose one of pgd, pgd_targeted"):
+        attacks.attack_in_batches("pgdd", small_model, x, y, eps=EPS)
