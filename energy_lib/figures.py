@@ -242,15 +242,17 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         if checks:
             base = base.transform_filter(" && ".join(checks))
         dots = base.mark_circle(size=28, opacity=0.65, clip=True).encode(
-            x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain)),
-            y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain)),
+            x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain, zero=False)),
+            y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain, zero=False)),
             color=encode_color,
             tooltip=[_tooltip(points, c) for c in tooltip],
         ).add_params(alt.selection_interval(bind="scales", name=f"zoom_{k}"))   # zoom and pan
         layers = [dots]
         if diagonal:
             line = alt.Chart(pd.DataFrame({x: domain, y: domain})).mark_line(
-                color="gray", strokeWidth=0.8).encode(x=f"{x}:Q", y=f"{y}:Q")
+                color="gray", strokeWidth=0.8).encode(   # the same fixed scales (else 0 joins the domain)
+                x=alt.X(f"{x}:Q", scale=alt.Scale(domain=x_domain, zero=False)),
+                y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=y_domain, zero=False)))
             layers = [line, dots]
         out = alt.layer(*layers).properties(width=width, height=height)
         return out.properties(title=panel_title) if panel_title else out

@@ -180,3 +180,11 @@ def test_axes_cover_the_bulk_not_a_few_outliers():
     layer = figures.spec(figures.scatter(pts, select=["attack"]))["layer"][-1]
     lo, hi = layer["encoding"]["x"]["scale"]["domain"]
     assert -6 < lo < -3 < hi < 0 and layer["mark"]["clip"] is True
+
+
+def test_every_layer_shares_the_fixed_axes():
+    """The diagonal must not widen the axes (a layer's default scale would add 0 to the shared domain)."""
+    layers = figures.spec(figures.scatter(_points(), select=["attack"]))["layer"]
+    for axis in ("x", "y"):
+        scales = [layer["encoding"][axis]["scale"] for layer in layers]
+        assert all(sc["zero"] is False for sc in scales) and len({tuple(sc["domain"]) for sc in scales}) == 1
