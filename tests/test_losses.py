@@ -643,3 +643,17 @@ def test_the_training_attacks_are_pgd_with_their_methods_settings(batch):
     assert torch.equal(bf16, attacks.pgd(model, x, y, **common, loss="kl", random_start="normal", p_nat=uniform,
                                          generator=torch.Generator().manual_seed(2), autocast_dtype=torch.bfloat16))
     assert not torch.equal(bf16, got)
+
+
+def test_the_forward_runs_under_the_steps_autocast_and_returns_float32(batch):
+    x = batch[0][:8]
+    model = fresh_model().eval()
+    out = {}
+    for dtype in (torch.bfloat16, torch.float16):
+        out[dtype] = losses.forward(model, x, ctx(autocast_dtype=dtype))
+        with torch.no_grad(), torch.autocast(device_type="cpu", dtype=dtype):
+            want = model(x).float()
+        assert out[dtype].dtype == torch.float32 and torch.equal(out[dtype].detach(), want)
+    assert not torch.equal(out[torch.bfloat16], out[torch.float16])      # the dtype asked for, not a default
+    full = losses.forward(model, x, ctx())
+    assert full.dtype == torch.float32 and not torch.equal(full, out[torch.bfloat16])
