@@ -241,7 +241,7 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         base = alt.Chart(points)
         if checks:
             base = base.transform_filter(" && ".join(checks))
-        dots = base.mark_circle(size=28, opacity=0.65, clip=True).encode(
+        dots = base.mark_circle(size=28, opacity=0.8, clip=True, stroke="#555555", strokeWidth=0.4).encode(
             x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain, zero=False)),
             y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain, zero=False)),
             color=encode_color,
