@@ -261,26 +261,21 @@ def with_capture(html: str) -> str:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
+    def _send_html(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self):
         if self.path.startswith((PROBE_PATH, TIMING_PATH)):
             page = self.path.split("?page=", 1)[1] if "?page=" in self.path else "index.html"
             probe_page = PROBE if self.path.startswith(PROBE_PATH) else TIMING.replace("REPORT", REPORT_PATH)
-            body = probe_page.replace("PAGE", "/" + page.lstrip("/")).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
+            return self._send_html(probe_page.replace("PAGE", "/" + page.lstrip("/")).encode())
         page = self.translate_path(self.path)
         if page.endswith(".html") and Path(page).is_file():
-            body = with_capture(Path(page).read_text(encoding="utf-8", errors="replace")).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
+            return self._send_html(with_capture(Path(page).read_text(encoding="utf-8", errors="replace")).encode())
         super().do_GET()
 
     def do_POST(self):   # the timing probe's report
