@@ -320,6 +320,11 @@ def prepare(label: str, scope: Scope) -> Path:
         link = folder / name
         if not link.is_symlink():
             link.symlink_to(os.path.relpath(ROOT / name, folder))
+    # the tests find ../shared (PAPER.md, the offline data) beside their checkout; mutmut's copy of it
+    # is folder/mutants, so ../shared is folder/shared
+    shared = folder / "shared"
+    if (ROOT.parent / "shared").is_dir() and not shared.is_symlink():
+        shared.symlink_to(ROOT.parent / "shared")
     toml = lambda values: "[" + ", ".join(json.dumps(v) for v in values) + "]"   # noqa: E731
     config = (f"# written by tools/mutation.py for {label}; do not edit\n[tool.mutmut]\n"
               f"source_paths = [\"energy_lib/\"]\nonly_mutate = {toml([scope.path])}\n"
