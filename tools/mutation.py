@@ -77,7 +77,8 @@ SCOPES: dict[str, Scope] = {
     "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
         "x_detection_scores", "x_delta_distribution", "x_attack_summary", "x_energies_frame",
         "x_smoothness_verdict", "x_smoothness_over_robust")),
-    "tables": Scope("energy_lib/tables.py", ("tests/test_tables.py",)),
+    "tables": Scope("energy_lib/tables.py", ("tests/test_tables.py", "tests/test_verdicts.py",
+                                             "tests/test_metrics_robust.py")),
     "runs": Scope("energy_lib/runs.py", ("tests/test_runs.py",), (
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
@@ -201,6 +202,26 @@ def show(name: str, cwd: Path = ROOT) -> str:
     if done.returncode:
         raise MutationError(f"mutmut show {name} failed: {done.stderr.strip().splitlines()[-1:]}")
     return done.stdout
+
+
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+names = json.load(sys.stdin)
+print(json.dumps({n: get_diff_for_mutant(n, path=sys.argv[1]) for n in names}))
+"""
+
+
+def diffs(names: list[str], folder: Path, path: str) -> dict[str, str]:
+    """Many mutants' diffs from one process (mutmut's `show`, without a process per mutant)."""
+    if not names:
+        return {}
+    done = subprocess.run([sys.executable, "-c", _DIFFS, path], cwd=folder, input=json.dumps(names),
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise MutationError(f"reading the mutants' diffs in {folder} failed: "
+                            f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout)
 
 
 def load_equivalent(path: Path = EQUIVALENT) -> dict[str, dict]:
@@ -369,7 +390,9 @@ def check_module(label: str, scope: Scope, equivalent: dict, *, jobs: int, run: 
                 raise MutationError(f"mutmut run stopped for {label} (exit {code}; its output above says why); "
                                     "rerun `make mutation` to resume")
         results = read_results(folder / "mutants")
-    return score(results, equivalent, show=lambda name: show(name, folder), scopes={label: scope})[label]
+    uncaught = [n for n, code in results.items() if code not in CAUGHT and code not in UNCHECKED]
+    changes = diffs(uncaught, folder, scope.path)
+    return score(results, equivalent, show=changes.__getitem__, scopes={label: scope})[label]
 
 
 def main(argv=None) -> int:
