@@ -77,9 +77,11 @@ def test_confirming_runs_follow_the_choices_with_fresh_seeds():
     assert len(suite.confirm_runs(co, None, co_rs=True)) == 3 * (2 * (1 + len(suite.DER_BETAS)) + 1)
     ro = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 150})
     assert {r.config().method for r in ro} == {"sat", "sat_der", "trades", "weat_adv"} and len(ro) == 12
-    assert {r.config().epochs for r in ro} == {100}     # the chosen probe's length, at most RO_CONFIRM_EPOCHS
+    assert {r.config().epochs for r in ro} == {150}     # the chosen probe's length: its schedule's milestones
+    assert {r.config().schedule for r in ro} == {suite.RO_BASE["schedule"]}
     short = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 60})
-    assert {r.config().epochs for r in short} == {60}
+    assert {r.config().epochs for r in short} == {60} and {r.name for r in short}.isdisjoint({r.name for r in ro})
+    assert not set(suite.SUPERSEDED) & {r.name for r in ro}    # a superseded run is never adopted under a new plan
     assert len({r.name for r in (*runs, *ro)}) == len(runs) + len(ro)
 
 
