@@ -39,6 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from energy_lib import fileio  # noqa: E402
+
 MUTANTS = ROOT / "mutants"
 EQUIVALENT = ROOT / "tools" / "mutation_equivalent.json"
 RECORD = ROOT / "runs" / "mutation" / "score.json"
@@ -195,15 +199,6 @@ def workdir(label: str) -> Path:
     return MUTANTS / re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
-def show(name: str, cwd: Path = ROOT) -> str:
-    """The mutant's diff, as `mutmut show` prints it."""
-    done = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=cwd, capture_output=True,
-                          text=True)
-    if done.returncode:
-        raise MutationError(f"mutmut show {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return done.stdout
-
-
 _DIFFS = """
 import json, sys
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -238,9 +233,9 @@ def load_equivalent(path: Path = EQUIVALENT) -> dict[str, dict]:
     return notes
 
 
-def score(results: dict[str, int | None], equivalent: dict[str, dict], show=show,
+def score(results: dict[str, int | None], equivalent: dict[str, dict], show,
           scopes: dict[str, Scope] = SCOPES) -> dict[str, ModuleScore]:
-    """Per-module score of mutmut's results; `show(name)` gives a surviving mutant's diff."""
+    """Per-module score of mutmut's results; `show(name)` gives an uncaught mutant's diff (`diffs`)."""
     by_dotted = {scope.dotted: (label, scope) for label, scope in scopes.items()}
     table = {label: ModuleScore() for label in scopes}
     for name in sorted(results, key=_natural):
@@ -319,9 +314,7 @@ def record(table: dict[str, ModuleScore], path: Path = RECORD, now: str | None =
                      "the modules it checked completely; each module's survivors as of its latest run",
             "target": TARGET, "history": history, "survivors": survivors, "text_only_survivors": text}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    fileio.atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return data
 
 
