@@ -48,10 +48,6 @@ DER_BETAS = (0.5, 1.0, 2.0)
 DER_GAMMA = 0.1
 RO_GAP_MIN = 0.10                    # RO's size: robust train-test gap's lower bound above 10 pt at the end ...
 RO_BEST_BEFORE = 0.8                 # ... and the validation-best window ending before 80 % of training
-# The RO confirming runs repeat the chosen probe's configuration, its length included: the piecewise
-# schedule's milestones are fractions of the length (50 %, 75 %), so a shorter run is another regime
-# (see SUPERSEDED). Their names carry the length.
-RO_CONFIRM_EPOCHS = "the chosen probe's"
 # Runs trained under an earlier plan and no longer part of it; their records stay, with why.
 SUPERSEDED = {
     "ro-sat-n1000-s10": "SAT seed 10 for 100 epochs, when the confirming runs were capped at 100 epochs (the probe "
@@ -429,7 +425,9 @@ def confirm_runs(co: dict | None, ro: dict | None, co_rs: bool = False) -> tuple
             runs.append(SuiteRun(f"co-n_fgsm-e{eps}-s{seed}", "co", "confirm",
                                  {**base, "method": "n_fgsm", "fgsm_alpha": 1.0, "seed": seed}))
     if ro is not None:
-        # the probe's configuration and length (RO_CONFIRM_EPOCHS); tracking on 500 images keeps a run near
+        # the probe's configuration, its length included: the piecewise schedule's milestones are fractions
+        # of the length (50 %, 75 %), so a shorter run is another regime (see SUPERSEDED); the names carry
+        # the length. Tracking on 500 images keeps a run near
         # 1.5-2 hours on one core: the final evaluation (final_eval.json) gives every run's per-image
         # outcomes on 2,017 images
         epochs = ro.get("epochs", RO_BASE["epochs"])
