@@ -44,8 +44,9 @@ RUNS_RECORD = "runs.json"              # in the executed folder: the runs traine
 BUILD_RECORD = "build_record.json"     # beside the html folder, written by `build`
 STAGE_INFO = "build_info.json"         # in the staging folder: what `stage` built from
 # Pages that `stage` writes into the staging copy (never into the repository); `_toc.yml` may list
-# them although no source file exists.
-GENERATED_PAGES = {"book/build_info.md"}
+# them although no source file exists. book/paper_spec.md is the repository's PAPER.md (the technical
+# spec the chapters cite as "PAPER.md x.y") with an anchor per section (book/_ext/book_html.py).
+GENERATED_PAGES = {"book/build_info.md", "book/paper_spec.md"}
 # The records' {"commit", "dirty"} (energy_lib.provenance.git_state) over the whole tracked tree, run
 # store included: the pages show the tracked records of runs/ (reference run, sizing, bench), so a
 # changed one makes the build dirty.
@@ -310,9 +311,30 @@ def stage(root: Path = ROOT, executed: Path | None = None, src: Path | None = No
     info["warnings_hidden"] = {nb: h["warnings"] for nb, h in hidden.items() if h["warnings"]}
     (src / STAGE_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     for page in chapters(root):
-        if str(page) in GENERATED_PAGES:
+        if str(page) == "book/build_info.md":
             (src / page).write_text(build_info_page(info))
+        elif str(page) == "book/paper_spec.md":
+            (src / page).write_text(paper_spec_page(root))
     return src
+
+
+def _book_html():
+    """book/_ext/book_html.py (the book's Sphinx extension), which owns the spec page's anchors."""
+    ext = str(ROOT / "book" / "_ext")
+    if ext not in sys.path:
+        sys.path.insert(0, ext)
+    import book_html
+
+    return book_html
+
+
+def paper_spec_page(root: Path = ROOT) -> str:
+    """The generated page of the spec: `<root>/PAPER.md` with an anchor per numbered section."""
+    path = Path(root) / "PAPER.md"
+    if not path.is_file():
+        raise BookError(f"{path} not found: the page book/paper_spec (listed in _toc.yml) is rendered from the "
+                        "repository's copy of the technical spec; restore it from git")
+    return _book_html().spec_page(path.read_text(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- the launch set-up cell

@@ -14,6 +14,8 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
   page this server serves), no text that looks like a path of the building machine, a traceback, a
   Python warning or a progress bar;
 * no element wider than the text column at 1,280 px, no literal backtick in the prose;
+* every "PAPER.md x.y" the page shows is a link, and every such link reaches an existing anchor of the
+  spec page (`reference_problems`, read from the HTML file);
 * the page with everything it loads weighs at most `PAGE_BUDGET_BYTES`;
 * every interactive figure (`energy_lib.figures`) draws; choosing another option in each of its
   drop-downs changes the drawn data (read back from the Vega view); hovering its first point shows
@@ -28,6 +30,7 @@ Usage: python tools/check_html.py [--timing] _build/html book/intro.html book/01
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import json
 import queue
@@ -52,6 +55,7 @@ MACHINE_PATH = re.compile(r"(?<![\w.:/])(/(?:home|root|tmp|work|Users|usr|var|op
                           r"|[A-Za-z]:\\[^\s'\"<>]+|\S*(?:site-packages|\.venv)/\S*)")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 PY_WARNING = re.compile(r"\b[A-Z]\w*Warning: ")
+SPEC_PAGE = "paper_spec.html"   # the spec the chapters cite as "PAPER.md x.y" (book/_ext/book_html.py)
 PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]{0,80}\|\s*\d+/\d+")
 
 # Injected first into every HTML page the check serves: records console errors, uncaught errors,
@@ -379,6 +383,53 @@ def figure_problems(page: str, fig: dict) -> list[str]:
     return out
 
 
+class _References(html.parser.HTMLParser):
+    """Collects the text outside links (scripts and styles are not text) and the spec links' hrefs."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.in_link, self.hidden, self.loose, self.links = 0, 0, [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a":
+            self.in_link += 1
+            if "paper-ref" in (attrs.get("class") or "").split():
+                self.links.append(attrs.get("href") or "")
+        elif tag in ("script", "style", "title"):
+            self.hidden += 1
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self.in_link = max(0, self.in_link - 1)
+        elif tag in ("script", "style", "title"):
+            self.hidden = max(0, self.hidden - 1)
+
+    def handle_data(self, data):
+        if not self.in_link and not self.hidden and "PAPER.md" in data:
+            self.loose.append(" ".join(data.split())[:80])
+
+
+def reference_problems(html_dir: Path, page: str) -> list[str]:
+    """A "PAPER.md" the page shows that is not a link (but on the spec page itself, which names its file),
+    and a spec link (book/_ext/book_html.py's `paper-ref`) whose page or anchor does not exist."""
+    path = Path(html_dir) / page
+    if not path.is_file():
+        return []
+    parser = _References()
+    parser.feed(path.read_text(encoding="utf-8"))
+    loose = [] if path.name == SPEC_PAGE else list(dict.fromkeys(parser.loose))
+    out = [f"{page}: 'PAPER.md' shown without a link to the spec page: {t!r}" for t in loose[:3]]
+    for href in dict.fromkeys(parser.links):
+        target, _, fragment = href.partition("#")
+        file = (path.parent / target).resolve()
+        if not file.is_file():
+            out.append(f"{page}: a PAPER.md link leads to a missing page: {href!r}")
+        elif fragment and f'id="{fragment}"' not in file.read_text(encoding="utf-8"):
+            out.append(f"{page}: a PAPER.md link leads to a missing anchor: {href!r}")
+    return out
+
+
 def check_pages(html_dir: Path, pages: list[str]) -> tuple[dict, list[str]]:
     """Probe every page; returns (reports by page, problems). Missing files are problems too."""
     html_dir = Path(html_dir)
@@ -393,7 +444,7 @@ def check_pages(html_dir: Path, pages: list[str]) -> tuple[dict, list[str]]:
         for page in pages:
             if (html_dir / page).is_file():
                 reports[page] = probe(chromium, f"{base}{PROBE_PATH}?page={page}")
-                found += problems(page, reports[page])
+                found += problems(page, reports[page]) + reference_problems(html_dir, page)
     finally:
         server.shutdown()
     return reports, found
