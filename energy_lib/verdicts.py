@@ -18,6 +18,7 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `delta_e_alarm`           | does a ΔE-divergence rule stop as well as PGD validation?| ALARM   |
 | `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
 | `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
+| `spread_ratio(s)`         | is a robust model's std ΔE(x) ≥ 5x smaller than the standard one's? (5.2 item 4) | REPRODUCTION |
 
 Two helpers compute a verdict's input from a run as the chapters do: `late_delta_e` (chapter 3's
 per-image late ΔE(x) for `energy_alignment`) and `compare_records` (chapter 4's `compare_accuracy`
@@ -797,35 +798,37 @@ class Replicated(Result):
     found: dict                  # {label: that run's verdict}
     expected: str
     sentence: str
+    unit: str = "runs"           # what was read: runs (seeds), or models
 
     @property
     def statistic_text(self) -> str:
         hits = sum(v == self.expected for v in self.found.values())
-        return f"{hits} of {len(self.found)} runs {self.expected}"
+        return f"{hits} of {len(self.found)} {self.unit} {self.expected}"
 
 
 def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str = ABSENT,
-               min_runs: int = 2) -> Replicated:
+               min_runs: int = 2, unit: str = "runs") -> Replicated:
     """A finding over independent runs (seeds): `reproduced` when at least `min_runs` runs were read
     and every one gives `expected` (e.g. CO present in each seed); `not reproduced` when at least
     `min_runs` and every one gives `opposite`; `inconclusive at this scale` when the runs disagree,
-    any is inconclusive, or there are too few. `found`: {run label: its verdict}."""
+    any is inconclusive, or there are too few. `found`: {run label: its verdict}; `unit` names what was
+    read in the texts ("runs"; "models" for one finding over several models, e.g. RobustBench's)."""
     values = list(found.values())
     n = len(values)
     hits, misses = values.count(expected), values.count(opposite)
     if n >= min_runs and hits == n:
-        verdict, text = REPRODUCED, f"{what} in every one of the {n} runs"
+        verdict, text = REPRODUCED, f"{what} in every one of the {n} {unit}"
     elif n >= min_runs and misses == n:
-        verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} runs"
+        verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} {unit}"
     elif n < min_runs:
-        verdict, text = INCONCLUSIVE_SCALE, f"{n} run(s) read, fewer than the {min_runs} a replication needs"
+        verdict, text = INCONCLUSIVE_SCALE, f"{n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication needs"
     elif hits == misses == 0:
-        verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} runs (each is inconclusive)"
+        verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} {unit} (each is inconclusive)"
     else:
-        verdict, text = INCONCLUSIVE_SCALE, (f"the runs disagree ({hits} {expected}, {misses} {opposite}, "
+        verdict, text = INCONCLUSIVE_SCALE, (f"the {unit} disagree ({hits} {expected}, {misses} {opposite}, "
                                              f"{n - hits - misses} inconclusive)")
     listed = ", ".join(f"{label}: {v}" for label, v in found.items())
-    return Replicated(verdict, dict(found), expected, f"{text} ({listed})" if n else text)
+    return Replicated(verdict, dict(found), expected, f"{text} ({listed})" if n else text, unit)
 
 
 @dataclass(frozen=True)
@@ -1373,6 +1376,136 @@ def weight_contrast(weights, correct, *, level: float = LEVEL, random_state: int
                 f"the mean weight of correctly classified ones ({len(wc)}), {level:.0%} bootstrap interval "
                 f"{ci[0]:.2f}-{ci[1]:.2f}: {text}")
     return WeightContrast(verdict, ratio, ci, spread, len(wc), len(wi), sentence)
+
+
+# ----------------------------------------------------------------------------- spread of ΔE(x): robust vs standard
+SPREAD_RATIO = 5.0   # PAPER.md 5.2 item 4: a robust model's std ΔE(x) is at least 5x smaller than the standard one's
+
+
+@dataclass(frozen=True)
+class SpreadRatio(Result):
+    statistic: float             # std(reference) / std(other): how many times tighter `other` is
+    ci: tuple[float, float]      # percentile bootstrap interval of the ratio over items
+    threshold: float             # the claim: statistic ≥ threshold
+    std_reference: float
+    std_other: float
+    labels: tuple[str, str]      # (reference, other)
+    n: int
+    paired: bool
+    verdict: str                 # REPRODUCTION of "other's spread is at least `threshold` times smaller"
+    sentence: str
+    mde: float = float("nan")    # smallest factor (×/÷) by which the ratio must differ from `threshold` to be
+                                 # detected at 80 % power, 5 % level (from the bootstrap SE of the log ratio)
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.statistic):
+            return f"not measurable ({self.sentence})"
+        return (f"std ΔE(x) {self.labels[0]} / {self.labels[1]} = {_times(self.statistic)}× "
+                f"[{_times(self.ci[0])}, {_times(self.ci[1])}] (n = {self.n}; detectable: ×/÷ {self.mde:.2f} from "
+                f"{self.threshold:g}×)")
+
+
+def _times(x: float) -> str:
+    """A ratio to the digits its bootstrap interval supports: 4.73, 35.1 -> 35, 12663.6 -> 12,664."""
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:,.0f}"
+
+
+def _log_sd_ratio(a, b, axis=-1):
+    return np.log(np.std(a, axis=axis, ddof=1)) - np.log(np.std(b, axis=axis, ddof=1))
+
+
+def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("standard", "robust"),
+                 paired: bool = True, level: float = LEVEL, random_state: int = 0) -> SpreadRatio:
+    """PAPER.md 5.2 item 4: is `other`'s (a robust model's) spread of per-image ΔE(x) at least `threshold`
+    times smaller than `reference`'s (the standard model's)?
+
+    Statistic: std(reference) / std(other) (sample standard deviations), with a percentile bootstrap
+    interval (scipy.stats.bootstrap of the log ratio; `paired` when both were measured on the same
+    images: plain arrays in the same order, or pandas Series keyed by image id, aligned on it).
+    Verdict: `reproduced` when the interval lies above `threshold`, `not reproduced` when it lies
+    below, `inconclusive at this scale` when it contains it, or when a spread is 0 or there are fewer
+    than 3 values (no spread to compare). `mde`: the factor by which the true ratio must lie above or
+    below `threshold` for a test with this noise to notice at 80 % power and the 5 % level.
+    """
+    if threshold <= 0:
+        raise ValueError(f"threshold={threshold} must be positive (a ratio of standard deviations)")
+    if paired:
+        a, b = _paired_items([reference, other])
+        if a.shape != b.shape:
+            raise ValueError(f"a paired spread ratio needs the same images for both models; got {a.shape} and "
+                             f"{b.shape} values (pass paired=False for different images)")
+    else:
+        a, b = (np.asarray(v, dtype=float).ravel() for v in (reference, other))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    ref, oth = labels
+    sd_a = float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")
+    sd_b = float(np.std(b, ddof=1)) if len(b) > 1 else float("nan")
+    nan2 = (float("nan"), float("nan"))
+    if min(len(a), len(b)) < 3 or not (sd_a > 0 and sd_b > 0):
+        why = (f"{min(len(a), len(b))} value(s): too few to compare spreads" if min(len(a), len(b)) < 3 else
+               f"std ΔE(x) is {sd_a:.3g} for {ref} and {sd_b:.3g} for {oth}: a spread of 0 has no ratio")
+        return SpreadRatio(float("nan"), nan2, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired,
+                           INCONCLUSIVE_SCALE, why)
+    ratio = sd_a / sd_b
+    boot = stats.bootstrap((a, b), _log_sd_ratio, paired=paired, vectorized=True, n_resamples=2000,
+                           random_state=random_state, method="percentile", confidence_level=level)
+    ci = (float(np.exp(boot.confidence_interval.low)), float(np.exp(boot.confidence_interval.high)))
+    verdict = REPRODUCED if ci[0] > threshold else NOT_REPRODUCED if ci[1] < threshold else INCONCLUSIVE_SCALE
+    factor = float(np.exp(mde_from_se(boot.standard_error)))
+    text = {REPRODUCED: f"at least {threshold:g}x tighter by more than the noise, as the paper expects",
+            NOT_REPRODUCED: f"less than {threshold:g}x tighter by more than the noise",
+            INCONCLUSIVE_SCALE: (f"{threshold:g}x lies within the interval (a true ratio {factor:.2f} times above or "
+                                 f"below {threshold:g}x would have been detected with {POWER:.0%} power)")}[verdict]
+    sentence = (f"std ΔE(x) is {sd_a:.3g} for {ref} and {sd_b:.3g} for {oth} on {min(len(a), len(b))} "
+                f"{'shared ' if paired else ''}images: {oth} is {_times(ratio)}x tighter, {level:.0%} bootstrap "
+                f"interval {_times(ci[0])}-{_times(ci[1])}; {text}")
+    return SpreadRatio(float(ratio), ci, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired, verdict,
+                       sentence, factor)
+
+
+@dataclass(frozen=True)
+class SpreadRatios(Result):
+    ratios: dict                 # {model: SpreadRatio at `level`}
+    threshold: float
+    verdict: str                 # REPRODUCTION of "every model's spread is at least `threshold` times smaller"
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not self.ratios:
+            return "no robust model"
+        hits = sum(r.verdict == REPRODUCED for r in self.ratios.values())
+        name, low = min(self.ratios.items(), key=lambda kv: kv[1].statistic if math.isfinite(kv[1].statistic)
+                        else -math.inf)
+        return (f"{hits} of {len(self.ratios)} robust models ≥ {self.threshold:g}× tighter beyond the noise; "
+                f"least: {name}, {low.statistic_text}")
+
+
+def spread_ratios(reference, others: dict, *, threshold: float = SPREAD_RATIO, reference_label: str = "standard",
+                  paired: bool = True, level: float = LEVEL, random_state: int = 0) -> SpreadRatios:
+    """PAPER.md 5.2 item 4 over several robust models ("for any robust model"): `spread_ratio` of each
+    of `others` ({label: per-image ΔE(x)}) against `reference`. Verdict: `reproduced` when every
+    model's interval lies above `threshold` (an intersection-union test: each at `level`), `not
+    reproduced` when some model's interval lies below it at the Bonferroni-corrected level over the
+    models (a union), `inconclusive at this scale` otherwise (also without a robust model)."""
+    if not others:
+        return SpreadRatios({}, threshold, INCONCLUSIVE_SCALE, "no robust model to compare with the standard one")
+    each = {name: spread_ratio(reference, v, threshold=threshold, labels=(reference_label, name), paired=paired,
+                               level=level, random_state=random_state) for name, v in others.items()}
+    strict = [spread_ratio(reference, v, threshold=threshold, paired=paired, level=1 - (1 - level) / len(others),
+                           random_state=random_state).verdict for v in others.values()]
+    if NOT_REPRODUCED in strict:
+        verdict, text = NOT_REPRODUCED, (f"some robust model is less than {threshold:g}x tighter by more than the noise "
+                                         f"(Bonferroni over {len(others)} models)")
+    elif all(r.verdict == REPRODUCED for r in each.values()):
+        verdict, text = REPRODUCED, f"every robust model is at least {threshold:g}x tighter by more than the noise"
+    else:
+        verdict, text = INCONCLUSIVE_SCALE, f"not every robust model is {threshold:g}x tighter by more than the noise"
+    listed = "; ".join(f"{name}: {_times(r.statistic)}x [{_times(r.ci[0])}, {_times(r.ci[1])}]" if math.isfinite(r.statistic)
+                       else f"{name}: not measurable" for name, r in each.items())
+    return SpreadRatios(each, threshold, verdict, f"std ΔE(x) of {reference_label} over each robust model's: {listed}; "
+                                                 f"{text}")
 
 
 # ----------------------------------------------------------------------------- protocol and identity notes
