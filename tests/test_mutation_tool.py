@@ -108,7 +108,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
 
 
 def test_the_scopes_name_modules_and_functions_that_exist():
-    """A renamed function would silently drop out of the score: every scope names real code."""
+    """A renamed function or test would silently drop out of the score: every scope names real code and tests."""
     import ast
 
     for label, scope in mutation.SCOPES.items():
@@ -118,6 +118,12 @@ def test_the_scopes_name_modules_and_functions_that_exist():
             names |= {f"xǁ{cls.name}ǁ{m.name}" for m in cls.body if isinstance(m, ast.FunctionDef)}
         for pattern in scope.functions:
             assert any(__import__("fnmatch").fnmatchcase(n, pattern) for n in names), (label, pattern)
+        for test in scope.tests:                      # a file, or one test of a file by its node id
+            path, _, name = test.partition("::")
+            assert (ROOT / path).is_file(), (label, test)
+            if name:
+                tests = {n.name for n in ast.parse((ROOT / path).read_text()).body if isinstance(n, ast.FunctionDef)}
+                assert name in tests, (label, test)
 
 
 def test_a_rerun_names_the_unchecked_and_uncaught_mutants_of_the_scored_part(tmp_path):
