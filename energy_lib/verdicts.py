@@ -20,6 +20,10 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
 | `spread_ratio(s)`         | is a robust model's std ΔE(x) ≥ 5x smaller than the standard one's? (5.2 item 4) | REPRODUCTION |
 
+`model_regime` gives an evaluated model (one checkpoint, e.g. a lens record) its `Regime` from its clean
+outcomes on the images a verdict reads, by the rule the training runs' regimes use (`spread_ratio(s)`
+read it: a network that never learned is tight by construction, not smooth).
+
 Two helpers compute a verdict's input from a run as the chapters do: `late_delta_e` (chapter 3's
 per-image late ΔE(x) for `energy_alignment`) and `compare_records` (chapter 4's `compare_accuracy`
 of two robust-evaluation records, on AutoAttack accuracy when both have it; paired over the test
@@ -41,7 +45,8 @@ from scipy import stats
 from . import bits
 from .power import (ALPHA, POWER, equivalent, mde_from_se, mde_text, newcombe_paired, newcombe_unpaired, paired_mde,
                     paired_n_needed, unpaired_mde, unpaired_n_needed, wilson)
-from .regime import CONSTANT_SPREAD, Regime, tracked_points  # noqa: F401  (CONSTANT_SPREAD: chapters read it here)
+from .regime import (CONSTANT_SPREAD, Regime, regime_from_metrics,  # noqa: F401  (CONSTANT_SPREAD: chapters read it here)
+                     tracked_points)
 
 PRESENT, ABSENT, INCONCLUSIVE = "present", "absent", "inconclusive"
 PRESENCE = (PRESENT, ABSENT, INCONCLUSIVE)
@@ -1396,9 +1401,13 @@ class SpreadRatio(Result):
     sentence: str
     mde: float = float("nan")    # smallest factor (×/÷) by which the ratio must differ from `threshold` to be
                                  # detected at 80 % power, 5 % level (from the bootstrap SE of the log ratio)
+    untestable: str = ""         # the robust model's regime: why the claim cannot be read on it (never learned)
 
     @property
     def statistic_text(self) -> str:
+        if self.untestable:
+            measured = (f"; its {_times(self.statistic)}× is not read" if math.isfinite(self.statistic) else "")
+            return f"not testable here: {self.untestable.split(':')[0]} (n = {self.n}{measured})"
         if not math.isfinite(self.statistic):
             return f"not measurable ({self.sentence})"
         return (f"std ΔE(x) {self.labels[0]} / {self.labels[1]} = {_times(self.statistic)}× "
@@ -1415,8 +1424,33 @@ def _log_sd_ratio(a, b, axis=-1):
     return np.log(np.std(a, axis=axis, ddof=1)) - np.log(np.std(b, axis=axis, ddof=1))
 
 
+def model_regime(clean: float, n_images: int, n_classes: int, *, ce: float | None = None, robust: float | None = None,
+                 energy_mean: float | None = None, energy_std: float | None = None, steps: int | None = None,
+                 level: float = LEVEL) -> Regime:
+    """The regime of an evaluated model (one checkpoint: a lens record, a RobustBench model) from its
+    clean outcomes on the `n_images` images a verdict reads: `regime.regime_from_metrics` of that one
+    point, so the rule is the one every training run is read with. The network **learned** when its
+    clean accuracy `clean` is significantly (Wilson, `level`) above `regime.LEARNED_FACTOR` x chance
+    (1 / `n_classes`) and its mean clean CE `ce` (per image E(x, y) − E(x)) is at least
+    `regime.INFORMATION_FLOOR` x ln K below the uniform prediction's ln K (not judged when `ce` is None).
+    `robust`, `energy_mean`, `energy_std` (of E(x) on the same images) and `steps` (optimizer steps,
+    when known) are shown in its texts. One point, so nothing can have diverged."""
+    if n_images < 1 or not 0 <= clean <= 1:
+        raise ValueError(f"model_regime needs n_images >= 1 and a clean accuracy in [0, 1]; got {n_images}, {clean}")
+    nan = float("nan")
+    point = {"test_acc_nat": [float(clean)], "test_acc_adv": [nan if robust is None else float(robust)],
+             "test_E_nat_mean": [nan if energy_mean is None else float(energy_mean)],
+             "test_E_nat_std": [nan if energy_std is None else float(energy_std)],
+             "test_ce_nat": [nan if ce is None else float(ce)]}
+    import pandas as pd
+
+    return regime_from_metrics(pd.DataFrame(point), n_test=int(n_images), n_train_track=0, n_classes=int(n_classes),
+                               steps=steps, level=level)
+
+
 def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("standard", "robust"),
-                 paired: bool = True, level: float = LEVEL, random_state: int = 0) -> SpreadRatio:
+                 paired: bool = True, level: float = LEVEL, random_state: int = 0,
+                 regime: Regime | None = None) -> SpreadRatio:
     """PAPER.md 5.2 item 4: is `other`'s (a robust model's) spread of per-image ΔE(x) at least `threshold`
     times smaller than `reference`'s (the standard model's)?
 
@@ -1427,9 +1461,17 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
     below, `inconclusive at this scale` when it contains it, or when a spread is 0 or there are fewer
     than 3 values (no spread to compare). `mde`: the factor by which the true ratio must lie above or
     below `threshold` for a test with this noise to notice at 80 % power and the 5 % level.
+
+    `regime` (the robust model's `energy_lib.regime.Regime`, e.g. `model_regime` of its clean outcomes
+    on the same images): a network that never learned (clean accuracy not significantly above twice
+    chance, or predictions near uniform) has a tight ΔE(x) by construction (a constant output has none
+    at all), which says nothing about the landscape of a robust classifier; its verdict is
+    `inconclusive at this scale` with the regime's figures (`untestable`), never `reproduced`, whatever
+    the ratio (shown, not read).
     """
     if threshold <= 0:
         raise ValueError(f"threshold={threshold} must be positive (a ratio of standard deviations)")
+    untestable = regime.never_learned_text if regime is not None and not regime.learned else ""
     if paired:
         a, b = _paired_items([reference, other])
         if a.shape != b.shape:
@@ -1445,8 +1487,10 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
     if min(len(a), len(b)) < 3 or not (sd_a > 0 and sd_b > 0):
         why = (f"{min(len(a), len(b))} value(s): too few to compare spreads" if min(len(a), len(b)) < 3 else
                f"std ΔE(x) is {sd_a:.3g} for {ref} and {sd_b:.3g} for {oth}: a spread of 0 has no ratio")
+        if untestable:
+            why = f"{untestable}; {why}: inconclusive at this scale"
         return SpreadRatio(float("nan"), nan2, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired,
-                           INCONCLUSIVE_SCALE, why)
+                           INCONCLUSIVE_SCALE, why, untestable=untestable)
     ratio = sd_a / sd_b
     boot = stats.bootstrap((a, b), _log_sd_ratio, paired=paired, vectorized=True, n_resamples=2000,
                            random_state=random_state, method="percentile", confidence_level=level)
@@ -1460,50 +1504,100 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
     sentence = (f"std ΔE(x) is {sd_a:.3g} for {ref} and {sd_b:.3g} for {oth} on {min(len(a), len(b))} "
                 f"{'shared ' if paired else ''}images: {oth} is {_times(ratio)}x tighter, {level:.0%} bootstrap "
                 f"interval {_times(ci[0])}-{_times(ci[1])}; {text}")
+    if untestable:
+        verdict = INCONCLUSIVE_SCALE
+        sentence = (f"{untestable}; a network that did not learn is tight by construction, so {oth}'s std ΔE(x) "
+                    f"({sd_b:.3g} against {sd_a:.3g} for {ref}: {_times(ratio)}x tighter, interval "
+                    f"{_times(ci[0])}-{_times(ci[1])}) says nothing about a robust classifier's landscape: inconclusive "
+                    "at this scale")
     return SpreadRatio(float(ratio), ci, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired, verdict,
-                       sentence, factor)
+                       sentence, factor, untestable)
 
 
 @dataclass(frozen=True)
 class SpreadRatios(Result):
     ratios: dict                 # {model: SpreadRatio at `level`}
     threshold: float
-    verdict: str                 # REPRODUCTION of "every model's spread is at least `threshold` times smaller"
+    verdict: str                 # REPRODUCTION of "every model that learned has a spread at least `threshold`
+                                 # times smaller" (inconclusive when none learned)
     sentence: str
+
+    @property
+    def never_learned(self) -> dict:
+        """{model: SpreadRatio} of the robust models that never learned: not counted in the verdict."""
+        return {name: r for name, r in self.ratios.items() if r.untestable}
+
+    @property
+    def counted(self) -> dict:
+        """{model: SpreadRatio} of the robust models the verdict reads (those that learned)."""
+        return {name: r for name, r in self.ratios.items() if not r.untestable}
 
     @property
     def statistic_text(self) -> str:
         if not self.ratios:
             return "no robust model"
-        hits = sum(r.verdict == REPRODUCED for r in self.ratios.values())
-        name, low = min(self.ratios.items(), key=lambda kv: kv[1].statistic if math.isfinite(kv[1].statistic)
+        never = self.never_learned
+        left_out = f"{len(never)} never learned, not counted ({', '.join(never)})"
+        if not self.counted:
+            return f"not testable here: none of the {len(self.ratios)} robust models learned ({', '.join(never)})"
+        hits = sum(r.verdict == REPRODUCED for r in self.counted.values())
+        name, low = min(self.counted.items(), key=lambda kv: kv[1].statistic if math.isfinite(kv[1].statistic)
                         else -math.inf)
-        return (f"{hits} of {len(self.ratios)} robust models ≥ {self.threshold:g}× tighter beyond the noise; "
-                f"least: {name}, {low.statistic_text}")
+        learned = "learned robust models" if never else "robust models"
+        return (f"{hits} of {len(self.counted)} {learned} ≥ {self.threshold:g}× tighter beyond the noise; "
+                f"least: {name}, {low.statistic_text}" + (f"; {left_out}" if never else ""))
 
 
-def spread_ratios(reference, others: dict, *, threshold: float = SPREAD_RATIO, reference_label: str = "standard",
-                  paired: bool = True, level: float = LEVEL, random_state: int = 0) -> SpreadRatios:
+def spread_ratios(reference, others: dict, *, regimes: dict, threshold: float = SPREAD_RATIO,
+                  reference_label: str = "standard", paired: bool = True, level: float = LEVEL,
+                  random_state: int = 0) -> SpreadRatios:
     """PAPER.md 5.2 item 4 over several robust models ("for any robust model"): `spread_ratio` of each
-    of `others` ({label: per-image ΔE(x)}) against `reference`. Verdict: `reproduced` when every
-    model's interval lies above `threshold` (an intersection-union test: each at `level`), `not
-    reproduced` when some model's interval lies below it at the Bonferroni-corrected level over the
-    models (a union), `inconclusive at this scale` otherwise (also without a robust model)."""
+    of `others` ({label: per-image ΔE(x)}) against `reference`, each read with its regime (`regimes`:
+    {label: `Regime`} for every one of `others`, e.g. `model_regime` of its clean outcomes on the same
+    images). A model that never learned is `inconclusive at this scale` (its ratio is shown, not read)
+    and is left out of the claim, which is about robust classifiers; the sentence names it and why.
+    Verdict, over the models that learned: `reproduced` when every one's interval lies above
+    `threshold` (an intersection-union test: each at `level`), `not reproduced` when some one's interval
+    lies below it at the Bonferroni-corrected level over them (a union), `inconclusive at this scale`
+    otherwise, also without a robust model or when none learned."""
+    missing = [name for name in others if not isinstance(regimes.get(name), Regime)]
+    if missing:
+        raise ValueError(f"spread_ratios needs the regime of every robust model (a network that never learned is tight "
+                         f"by construction); none for {missing}: pass regimes={{label: verdicts.model_regime(...)}}")
     if not others:
         return SpreadRatios({}, threshold, INCONCLUSIVE_SCALE, "no robust model to compare with the standard one")
     each = {name: spread_ratio(reference, v, threshold=threshold, labels=(reference_label, name), paired=paired,
-                               level=level, random_state=random_state) for name, v in others.items()}
-    strict = [spread_ratio(reference, v, threshold=threshold, paired=paired, level=1 - (1 - level) / len(others),
-                           random_state=random_state).verdict for v in others.values()]
-    if NOT_REPRODUCED in strict:
-        verdict, text = NOT_REPRODUCED, (f"some robust model is less than {threshold:g}x tighter by more than the noise "
-                                         f"(Bonferroni over {len(others)} models)")
-    elif all(r.verdict == REPRODUCED for r in each.values()):
-        verdict, text = REPRODUCED, f"every robust model is at least {threshold:g}x tighter by more than the noise"
+                               level=level, random_state=random_state, regime=regimes[name])
+            for name, v in others.items()}
+    counted = [name for name, r in each.items() if not r.untestable]
+    never = [name for name, r in each.items() if r.untestable]
+    strict = [spread_ratio(reference, others[name], threshold=threshold, paired=paired,
+                           level=1 - (1 - level) / len(counted), random_state=random_state).verdict for name in counted]
+    models = "robust model that learned" if never else "robust model"
+    if not counted:
+        verdict, text = INCONCLUSIVE_SCALE, (f"none of the {len(never)} robust models learned, so the claim cannot be "
+                                             "read in this build: inconclusive at this scale")
+    elif NOT_REPRODUCED in strict:
+        verdict, text = NOT_REPRODUCED, (f"some {models} is less than {threshold:g}x tighter by more than the noise "
+                                         f"(Bonferroni over {len(counted)} models)")
+    elif all(each[name].verdict == REPRODUCED for name in counted):
+        verdict, text = REPRODUCED, f"every {models} is at least {threshold:g}x tighter by more than the noise"
     else:
-        verdict, text = INCONCLUSIVE_SCALE, f"not every robust model is {threshold:g}x tighter by more than the noise"
-    listed = "; ".join(f"{name}: {_times(r.statistic)}x [{_times(r.ci[0])}, {_times(r.ci[1])}]" if math.isfinite(r.statistic)
-                       else f"{name}: not measurable" for name, r in each.items())
+        verdict, text = INCONCLUSIVE_SCALE, f"not every {models} is {threshold:g}x tighter by more than the noise"
+
+    def item(name, r):
+        if r.untestable:
+            measured = f", its {_times(r.statistic)}x not read" if math.isfinite(r.statistic) else ""
+            return f"{name}: {r.untestable.split(':')[0]}{measured}"
+        if math.isfinite(r.statistic):
+            return f"{name}: {_times(r.statistic)}x [{_times(r.ci[0])}, {_times(r.ci[1])}]"
+        return f"{name}: not measurable"
+
+    listed = "; ".join(item(name, r) for name, r in each.items())
+    if never:
+        text += (f"; left out of the claim, because the network never learned (a network that did not learn is tight "
+                 f"by construction): " + "; ".join(f"{name} ({each[name].untestable.split(': ', 1)[1]})"
+                                                    for name in never))
     return SpreadRatios(each, threshold, verdict, f"std ΔE(x) of {reference_label} over each robust model's: {listed}; "
                                                  f"{text}")
 

@@ -2,10 +2,13 @@
 model's", as a measurement (`verdicts.spread_ratio(s)`): planted per-image values whose sample standard
 deviations are exact by construction (a fixed-seed draw rescaled to the wanted std), so each ratio is
 known and every outcome (reproduced / not reproduced / inconclusive) has a known answer."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from energy_lib import regime as R
 from energy_lib import verdicts as V
 
 
@@ -83,15 +86,18 @@ def test_no_spread_or_too_few_values_is_inconclusive():
 def test_every_robust_model_must_be_five_times_tighter():
     standard = planted(400, 10.0, 0)
     tight = {"TRADES": planted(400, 1.0, 1), "AWP": planted(400, 1.25, 2)}             # 10x and 8x
-    both = V.spread_ratios(standard, tight)
+    learned = V.model_regime(0.6, 400, 10, ce=1.2)
+    both = V.spread_ratios(standard, tight, regimes=dict.fromkeys(tight, learned))
     assert both.verdict == V.REPRODUCED and set(both.ratios) == {"TRADES", "AWP"}
     assert both.statistic_text.startswith("2 of 2 robust models ≥ 5× tighter") and "least: AWP" in both.statistic_text
-    wide = V.spread_ratios(standard, {**tight, "SAT": planted(400, 5.0, 3)})          # 2x: below 5
+    wide = V.spread_ratios(standard, {**tight, "SAT": planted(400, 5.0, 3)},
+                           regimes=dict.fromkeys([*tight, "SAT"], learned))          # 2x: below 5
     assert wide.verdict == V.NOT_REPRODUCED and wide.ratios["SAT"].verdict == V.NOT_REPRODUCED
-    edge = V.spread_ratios(standard, {**tight, "MART": planted(400, 2.0, 4)})         # exactly 5x: undecided
+    edge = V.spread_ratios(standard, {**tight, "MART": planted(400, 2.0, 4)},
+                           regimes=dict.fromkeys([*tight, "MART"], learned))         # exactly 5x: undecided
     assert edge.verdict == V.INCONCLUSIVE_SCALE and "1." not in edge.statistic_text.split(";")[0]
     assert edge.statistic_text.startswith("2 of 3 robust models")
-    assert V.spread_ratios(standard, {}).verdict == V.INCONCLUSIVE_SCALE
+    assert V.spread_ratios(standard, {}, regimes={}).verdict == V.INCONCLUSIVE_SCALE
 
 
 def test_not_reproduced_over_several_models_is_bonferroni_corrected():
@@ -102,7 +108,8 @@ def test_not_reproduced_over_several_models_is_bonferroni_corrected():
     alone = V.spread_ratio(standard, close)
     strict = V.spread_ratio(standard, close, level=1 - 0.05 / 4)
     assert alone.verdict == V.NOT_REPRODUCED and strict.verdict == V.INCONCLUSIVE_SCALE
-    family = V.spread_ratios(standard, {"close": close, **{f"m{i}": planted(60, 0.2, 20 + i) for i in range(3)}})
+    models = {"close": close, **{f"m{i}": planted(60, 0.2, 20 + i) for i in range(3)}}
+    family = V.spread_ratios(standard, models, regimes=dict.fromkeys(models, V.model_regime(0.6, 60, 10, ce=1.2)))
     assert family.verdict == V.INCONCLUSIVE_SCALE
 
 
@@ -112,3 +119,104 @@ def test_replicated_over_models_names_models():
     assert found.verdict == V.REPRODUCED and found.statistic_text == "2 of 2 models reproduced"
     assert "every one of the 2 models" in found.sentence
     assert V.replicated({"s10": V.PRESENT}, "CO").sentence.startswith("1 run(s) read")
+
+
+# ----------------------------------------------------------------------------- the robust model's regime
+# A network that never learned (a near-constant output: one smoke-build run came out 12,664x tighter than the
+# standard model) passes "at least 5x tighter" trivially. Each robust model is read with its regime on the
+# same images (verdicts.model_regime, the rule of energy_lib.regime): never learned -> inconclusive at this scale.
+LN10 = math.log(10)
+LEARNED = dict(clean=0.6, n_images=400, n_classes=10, ce=1.2)                 # 60 % clean, CE 1.1 nats below ln 10
+NEVER = dict(clean=0.1, n_images=400, n_classes=10, ce=LN10 - 0.001)         # a constant output: chance, uniform CE
+
+
+def test_model_regime_is_the_run_regimes_rule_on_one_point():
+    """One point on 1000 images, Wilson at 95 %: 225 right is above 2x chance (lower bound 0.2002), 224
+    is not (0.1992); near-uniform predictions never learned, however accurate; the figures are its own."""
+    assert V.model_regime(0.225, 1000, 10, ce=1.0).learned
+    assert not V.model_regime(0.224, 1000, 10, ce=1.0).learned
+    assert not V.model_regime(0.9, 1000, 10, ce=LN10 - 0.05).learned         # within 0.1 ln K of ln K
+    frame = pd.DataFrame({"test_acc_nat": [0.225], "test_acc_adv": [np.nan], "test_ce_nat": [1.0]})
+    same = R.regime_from_metrics(frame, n_test=1000, n_train_track=0, n_classes=10)
+    assert V.model_regime(0.225, 1000, 10, ce=1.0).clean_best_ci == same.clean_best_ci
+    never = V.model_regime(**NEVER, steps=32)
+    assert not never.learned and not never.diverged
+    assert never.never_learned_text == ("the network never learned: its best clean test accuracy is 10.0% "
+                                        "[7.4%, 13.3%] on 400 images, not significantly above 2x chance (20%); clean "
+                                        "CE is 0.00 nats below the uniform prediction's ln K after 32 optimizer steps")
+    with pytest.raises(ValueError, match="clean accuracy"):
+        V.model_regime(1.5, 10, 10)
+
+
+def test_a_learned_tight_model_is_reproduced():
+    r = V.spread_ratio(planted(400, 10.0, 0), planted(400, 1.0, 1), labels=("standard", "TRADES"),
+                       regime=V.model_regime(**LEARNED))
+    assert r.statistic == pytest.approx(10.0, rel=1e-12)
+    assert r.verdict == V.REPRODUCED and r.untestable == "" and "as the paper expects" in r.sentence
+    assert r.statistic_text.startswith("std ΔE(x) standard / TRADES = 10× [")
+
+
+def test_a_never_learned_constant_model_is_inconclusive_not_reproduced():
+    """A near-constant output 12,664x tighter than the standard model: without its regime the claim
+    comes out 'reproduced' (the defect); with it, 'inconclusive at this scale', with the figures."""
+    standard, flat = planted(400, 10.0, 0), planted(400, 10.0 / 12664, 1)
+    assert V.spread_ratio(standard, flat).verdict == V.REPRODUCED                 # what the book said before
+    r = V.spread_ratio(standard, flat, labels=("standard", "smoke SAT"), regime=V.model_regime(**NEVER, steps=4))
+    assert r.statistic == pytest.approx(12664, rel=1e-12) and r.ci[0] > 5      # measured, and far above 5 ...
+    assert r.verdict == V.INCONCLUSIVE_SCALE                                     # ... but not read
+    assert r.untestable.startswith("the network never learned: its best clean test accuracy is 10.0% [7.4%, 13.3%]")
+    assert r.statistic_text == "not testable here: the network never learned (n = 400; its 12,664× is not read)"
+    assert r.sentence.startswith("the network never learned") and "after 4 optimizer steps" in r.sentence
+    assert "12,664x tighter" in r.sentence and r.sentence.endswith("inconclusive at this scale")
+    assert r.summary("robust spread ≥ 5x smaller", "5.2", "at least 5x")["verdict"] == V.INCONCLUSIVE_SCALE
+    # an exactly constant output has no ratio at all: still the regime's reason first
+    zero = V.spread_ratio(standard, np.zeros(400), regime=V.model_regime(**NEVER))
+    assert zero.verdict == V.INCONCLUSIVE_SCALE and np.isnan(zero.statistic)
+    assert zero.sentence.startswith("the network never learned") and "spread of 0" in zero.sentence
+    assert zero.statistic_text == "not testable here: the network never learned (n = 400)"
+
+
+def test_only_never_learned_models_cannot_reproduce_the_claim():
+    standard = planted(400, 10.0, 0)
+    flat = {"smoke SAT": planted(400, 10.0 / 12664, 1), "smoke TRADES": planted(400, 0.01, 2)}
+    both = V.spread_ratios(standard, flat,
+                           regimes={"smoke SAT": V.model_regime(**NEVER), "smoke TRADES": V.model_regime(**NEVER)})
+    assert both.verdict == V.INCONCLUSIVE_SCALE and not both.counted and set(both.never_learned) == {"smoke SAT",
+                                                                                                     "smoke TRADES"}
+    assert both.statistic_text == "not testable here: none of the 2 robust models learned (smoke SAT, smoke TRADES)"
+    assert "none of the 2 robust models learned" in both.sentence
+    assert "smoke SAT: the network never learned, its 12,664x not read" in both.sentence
+
+
+def test_a_mix_reads_the_models_that_learned_and_names_the_others():
+    standard = planted(400, 10.0, 0)
+    tight, flat, wide = planted(400, 1.0, 1), planted(400, 10.0 / 12664, 2), planted(400, 5.0, 3)   # 10x, 12,664x, 2x
+    learned, never = V.model_regime(**LEARNED), V.model_regime(**NEVER)
+    mix = V.spread_ratios(standard, {"reference": tight, "smoke SAT": flat},
+                          regimes={"reference": learned, "smoke SAT": never})
+    assert mix.verdict == V.REPRODUCED
+    assert list(mix.counted) == ["reference"] and list(mix.never_learned) == ["smoke SAT"]
+    assert mix.statistic_text.startswith("1 of 1 learned robust models ≥ 5× tighter beyond the noise; "
+                                         "least: reference")
+    assert mix.statistic_text.endswith("; 1 never learned, not counted (smoke SAT)")
+    assert "every robust model that learned is at least 5x tighter" in mix.sentence
+    assert "left out of the claim, because the network never learned" in mix.sentence
+    assert "smoke SAT (its best clean test accuracy is 10.0% [7.4%, 13.3%] on 400 images" in mix.sentence
+    # the never-learned model's 12,664x can neither carry the claim nor hide a learned model's failure
+    failing = V.spread_ratios(standard, {"SAT": wide, "smoke SAT": flat}, regimes={"SAT": learned, "smoke SAT": never})
+    assert failing.verdict == V.NOT_REPRODUCED and "Bonferroni over 1 models" in failing.sentence
+    assert failing.statistic_text.startswith("0 of 1 learned robust models") and "least: SAT" in failing.statistic_text
+    # learned models are read as before: the same verdicts and intervals whatever joins them
+    alone = V.spread_ratios(standard, {"reference": tight}, regimes={"reference": learned})
+    assert alone.verdict == V.REPRODUCED and alone.ratios["reference"].ci == mix.ratios["reference"].ci
+    assert alone.statistic_text.startswith("1 of 1 robust models") and "never learned" not in alone.sentence
+
+
+def test_spread_ratios_needs_every_robust_models_regime():
+    standard = planted(400, 10.0, 0)
+    with pytest.raises(ValueError, match=r"regime of every robust model.*\['smoke SAT'\]"):
+        V.spread_ratios(standard, {"reference": planted(400, 1.0, 1), "smoke SAT": planted(400, 0.001, 2)},
+                        regimes={"reference": V.model_regime(**LEARNED)})
+    with pytest.raises(TypeError):
+        V.spread_ratios(standard, {"reference": planted(400, 1.0, 1)})              # the regimes are not optional
+    assert V.spread_ratios(standard, {}, regimes={}).verdict == V.INCONCLUSIVE_SCALE
