@@ -37,16 +37,18 @@ Model sources (`ModelSource`, also as one string for the report notebook): the p
 ResNet-18 (`standard`), a RobustBench model (`robustbench:<ID>`), a run of the run store
 (`run:<directory>`), an energy_lib architecture with a checkpoint file (`<arch>:<file>`).
 
-Chapter 6's verdict (PAPER.md 5.2 item 5) is `smoothness_verdict`.
+Chapter 6's verdict (PAPER.md 5.2 item 5) is `smoothness_verdict` (`smoothness_over_robust`: over the
+robust models whose network learned, by their regimes).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,7 @@ from .config import ConfigError, LensConfig, check_attacks, expand_attacks, reso
 from .names import ATTACKS, AUTOATTACK_COMPONENTS, PAPER_ATTACKS, WHITE_BOX_ATTACKS  # noqa: F401
 from .energy import joint_energy, marginal_energy
 from .fileio import atomic_write_text, read_json
+from .regime import Regime
 from .runs import RunError, is_reference
 
 RECORD_VERSION = 1
@@ -578,21 +581,38 @@ class SmoothnessVerdict:
     p_value: float        # one-sided, for the paper's direction (ρ < 0)
     p_opposite: float     # one-sided, for the opposite direction (ρ > 0)
     p_asymptotic: float   # scipy.stats.spearmanr's one-sided t-approximation (for reference: optimistic for few models)
-    n_models: int
+    n_models: int         # the models ranked (those that learned, when regimes are given)
     alpha: float
     verdict: str          # "reproduced" | "not reproduced" | "inconclusive"
     reason: str
+    never_learned: dict = field(default_factory=dict)   # {model: its regime's never_learned_text}: not ranked
 
 
 PERMUTATIONS = 400_000   # > 9!: exact for up to 9 models (the paper's eight + the standard model)
 
 
-def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> SmoothnessVerdict:
+def _models_for_a_verdict(alpha: float) -> int:
+    """The fewest models whose most extreme ordering has an exact p-value below `alpha` (1 / n!)."""
+    n = 1
+    while 1.0 / math.factorial(n) >= alpha:
+        n += 1
+    return n
+
+
+def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05, *, labels=None,
+                       regimes: dict | None = None) -> SmoothnessVerdict:
     """The paper's claim: the more robust the model, the tighter ΔE(x) (Spearman ρ < 0).
 
     Exact permutation p-values (scipy.stats.permutation_test over all n! pairings up to 9 models,
     otherwise `PERMUTATIONS` random ones): with 3 models even ρ = -1 has p = 1/6, so few models give
     "inconclusive", never a verdict by construction. "not reproduced": ρ > 0 with p < alpha.
+
+    `regimes` ({label: `energy_lib.regime.Regime`} for every one of `labels`, one label per model, e.g.
+    `verdicts.model_regime` of its clean outcomes on the same images): a network that never learned
+    is tight by construction (a constant output has no spread at all) and sits at ~0 % robust accuracy,
+    which says nothing about robust classifiers; it is left out of the ranking and named in `reason`
+    with its figures (`never_learned`). With fewer than 3 models that learned, ρ is not read
+    ("inconclusive", saying how many models it needs).
     """
     from scipy import stats
 
@@ -600,10 +620,34 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> Smoot
     a = np.asarray(robust_accuracy, dtype=np.float64)
     if s.shape != a.shape or s.ndim != 1:
         raise ValueError(f"need one std and one accuracy per model; got shapes {s.shape} and {a.shape}")
+    never = {}
+    if regimes is not None:
+        labels = list(labels) if labels is not None else None
+        if labels is None or len(labels) != len(s):
+            raise ValueError(f"regimes need one label per model ({len(s)}); got labels={labels!r}")
+        missing = [label for label in labels if not isinstance(regimes.get(label), Regime)]
+        if missing:
+            raise ValueError(f"smoothness_verdict needs the regime of every robust model (a network that never "
+                             f"learned is tight by construction); none for {missing}: pass "
+                             f"regimes={{label: verdicts.model_regime(...)}}")
+        learned = np.array([regimes[label].learned for label in labels], dtype=bool)
+        never = {label: regimes[label].never_learned_text for label, ok in zip(labels, learned) if not ok}
+        s, a = s[learned], a[learned]
+    left_out = ("; left out of the claim, because the network never learned (a network that did not learn is tight "
+                "by construction): " + "; ".join(f"{label} ({text.split(': ', 1)[1]})" for label, text in never.items())
+                if never else "")
     n = len(s)
     if n < 3 or np.ptp(s) == 0 or np.ptp(a) == 0:
-        why = "fewer than 3 models" if n < 3 else "no variation in std(ΔE(x)) or in robust accuracy"
-        return SmoothnessVerdict(float("nan"), float("nan"), float("nan"), float("nan"), n, alpha, "inconclusive", why)
+        if n < 3 and never:
+            needed = _models_for_a_verdict(alpha)
+            why = ((f"none of the {len(never)} robust models learned" if n == 0 else
+                    f"only {n} of the {n + len(never)} robust models learned") +
+                   f": a rank correlation needs at least 3 models ({needed} before any ordering can reach p < {alpha}), "
+                   "so ρ is not read")
+        else:
+            why = "fewer than 3 models" if n < 3 else "no variation in std(ΔE(x)) or in robust accuracy"
+        return SmoothnessVerdict(float("nan"), float("nan"), float("nan"), float("nan"), n, alpha, "inconclusive",
+                                 why + left_out, never)
     spearman = stats.spearmanr(s, a, alternative="less")
     rho = float(spearman.statistic)
     rank_a = stats.rankdata(a)
@@ -618,26 +662,29 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05) -> Smoot
               batch=100_000)
     p_less = float(stats.permutation_test((s,), statistic, alternative="less", **kw).pvalue)
     p_greater = float(stats.permutation_test((s,), statistic, alternative="greater", **kw).pvalue)
+    over = f" over the {n} robust models that learned" if never else ""
     if rho < 0 and p_less < alpha:
-        verdict, reason = "reproduced", f"ρ = {rho:+.2f} < 0 with one-sided p = {p_less:.3g} < {alpha}"
+        verdict, reason = "reproduced", f"ρ = {rho:+.2f} < 0 with one-sided p = {p_less:.3g} < {alpha}{over}"
     elif rho > 0 and p_greater < alpha:
-        verdict, reason = "not reproduced", f"ρ = {rho:+.2f} > 0 with one-sided p = {p_greater:.3g} < {alpha}"
+        verdict, reason = "not reproduced", f"ρ = {rho:+.2f} > 0 with one-sided p = {p_greater:.3g} < {alpha}{over}"
     else:
         floor = 1.0 / float(np.prod(np.arange(1, n + 1)))
-        reason = (f"ρ = {rho:+.2f}, one-sided p = {p_less:.3g} ≥ {alpha}"
+        reason = (f"ρ = {rho:+.2f}, one-sided p = {p_less:.3g} ≥ {alpha}{over}"
                   + (f" (with {n} models no ordering can reach p < {alpha}: the smallest p is {floor:.3g})"
                      if floor >= alpha else ""))
         verdict = "inconclusive"
-    return SmoothnessVerdict(rho, p_less, p_greater, float(spearman.pvalue), n, alpha, verdict, reason)
+    return SmoothnessVerdict(rho, p_less, p_greater, float(spearman.pvalue), n, alpha, verdict, reason + left_out,
+                             never)
 
 
 def smoothness_over_robust(table, spread: str = "std ΔE(x)", robust: str = "robust", kind: str = "kind",
-                           alpha: float = 0.05) -> SmoothnessVerdict:
+                           alpha: float = 0.05, *, regimes: dict, model: str = "model") -> SmoothnessVerdict:
     """`smoothness_verdict` over the robust models of chapter 6's table only. The standard model
     sits at ~0 % robust accuracy with the widest spread by construction (PAPER.md 5.2 item 4 checks
     that separately); ranking it with the robust models made the permutation test reject 12-17 % of
     the time under the null instead of 5 %. `spread`: a column of the table, e.g. the raw std(ΔE(x))
-    or a scale-free one (std(ΔE(x)) / std(E(x)): the models live on different logit scales)."""
+    or a scale-free one (std(ΔE(x)) / std(E(x)): the models live on different logit scales).
+    `regimes`: {model: `Regime`} for every robust row (named by the `model` column), required: a robust
+    model whose network never learned is left out of the ranking and named (`smoothness_verdict`)."""
     rows = table[table[kind] != "standard"]
-    return smoothness_verdict(rows[spread], rows[robust], alpha=alpha)
-
+    return smoothness_verdict(rows[spread], rows[robust], alpha=alpha, labels=list(rows[model]), regimes=regimes)

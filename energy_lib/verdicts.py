@@ -22,7 +22,8 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 
 `model_regime` gives an evaluated model (one checkpoint, e.g. a lens record) its `Regime` from its clean
 outcomes on the images a verdict reads, by the rule the training runs' regimes use (`spread_ratio(s)`
-read it: a network that never learned is tight by construction, not smooth).
+and `replicated(..., regimes=)` read it: a network that never learned is tight by construction, not
+smooth, and is left out of a claim about trained classifiers; `lens.smoothness_over_robust` too).
 
 Two helpers compute a verdict's input from a run as the chapters do: `late_delta_e` (chapter 3's
 per-image late ΔE(x) for `energy_alignment`) and `compare_records` (chapter 4's `compare_accuracy`
@@ -799,41 +800,77 @@ def der_prevents_co(base: CatastrophicOverfitting, der: CatastrophicOverfitting,
 
 @dataclass(frozen=True)
 class Replicated(Result):
-    verdict: str                 # REPRODUCTION of "every run shows `expected`"
+    verdict: str                 # REPRODUCTION of "every run (that learned, when regimes are given) shows `expected`"
     found: dict                  # {label: that run's verdict}
     expected: str
     sentence: str
     unit: str = "runs"           # what was read: runs (seeds), or models
+    never_learned: dict = field(default_factory=dict)   # {label: its regime's never_learned_text}: not counted
+
+    @property
+    def counted(self) -> dict:
+        """{label: verdict} of the runs (models) the verdict reads: those whose network learned."""
+        return {label: v for label, v in self.found.items() if label not in self.never_learned}
 
     @property
     def statistic_text(self) -> str:
-        hits = sum(v == self.expected for v in self.found.values())
-        return f"{hits} of {len(self.found)} {self.unit} {self.expected}"
+        never = self.never_learned
+        if never and not self.counted:
+            return f"not testable here: none of the {len(self.found)} {self.unit} learned ({', '.join(never)})"
+        hits = sum(v == self.expected for v in self.counted.values())
+        learned = f"learned {self.unit}" if never else self.unit
+        return (f"{hits} of {len(self.counted)} {learned} {self.expected}"
+                + (f"; {len(never)} never learned, not counted ({', '.join(never)})" if never else ""))
 
 
 def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str = ABSENT,
-               min_runs: int = 2, unit: str = "runs") -> Replicated:
+               min_runs: int = 2, unit: str = "runs", regimes: dict | None = None) -> Replicated:
     """A finding over independent runs (seeds): `reproduced` when at least `min_runs` runs were read
     and every one gives `expected` (e.g. CO present in each seed); `not reproduced` when at least
     `min_runs` and every one gives `opposite`; `inconclusive at this scale` when the runs disagree,
     any is inconclusive, or there are too few. `found`: {run label: its verdict}; `unit` names what was
-    read in the texts ("runs"; "models" for one finding over several models, e.g. RobustBench's)."""
-    values = list(found.values())
+    read in the texts ("runs"; "models" for one finding over several models, e.g. RobustBench's).
+
+    `regimes` ({label: `Regime`} for every one of `found`, e.g. `model_regime` of a model's clean
+    outcomes on the images its verdict read): a run whose network never learned cannot speak for a
+    trained classifier; it is left out of the count (so it can neither carry nor break the finding) and
+    named in the sentence with its figures; `min_runs` applies to the ones that learned, and when none
+    learned the finding is `inconclusive at this scale`."""
+    if regimes is not None:
+        missing = [label for label in found if not isinstance(regimes.get(label), Regime)]
+        if missing:
+            raise ValueError(f"replicated(..., regimes=) needs the regime of every one of the {unit}; none for "
+                             f"{missing}: pass regimes={{label: verdicts.model_regime(...)}}")
+    never = {label: regimes[label].never_learned_text for label in found
+             if regimes is not None and not regimes[label].learned}
+    counted = {label: v for label, v in found.items() if label not in never}
+    values = list(counted.values())
     n = len(values)
     hits, misses = values.count(expected), values.count(opposite)
-    if n >= min_runs and hits == n:
-        verdict, text = REPRODUCED, f"{what} in every one of the {n} {unit}"
+    which = f"{unit} that learned" if never else unit
+    if never and not counted:
+        verdict, text = INCONCLUSIVE_SCALE, (f"none of the {len(never)} {unit} learned, so {what} cannot be read in "
+                                             "this build: inconclusive at this scale")
+    elif n >= min_runs and hits == n:
+        verdict, text = REPRODUCED, f"{what} in every one of the {n} {which}"
     elif n >= min_runs and misses == n:
-        verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} {unit}"
+        verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} {which}"
     elif n < min_runs:
-        verdict, text = INCONCLUSIVE_SCALE, f"{n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication needs"
+        verdict, text = INCONCLUSIVE_SCALE, (f"only {n} of the {len(found)} {unit} learned, fewer than the {min_runs} "
+                                             "a replication needs" if never else
+                                             f"{n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication needs")
     elif hits == misses == 0:
-        verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} {unit} (each is inconclusive)"
+        verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} {which} (each is inconclusive)"
     else:
-        verdict, text = INCONCLUSIVE_SCALE, (f"the {unit} disagree ({hits} {expected}, {misses} {opposite}, "
+        verdict, text = INCONCLUSIVE_SCALE, (f"the {which} disagree ({hits} {expected}, {misses} {opposite}, "
                                              f"{n - hits - misses} inconclusive)")
-    listed = ", ".join(f"{label}: {v}" for label, v in found.items())
-    return Replicated(verdict, dict(found), expected, f"{text} ({listed})" if n else text, unit)
+    listed = ", ".join(f"{label}: {v}, not read (the network never learned)" if label in never else f"{label}: {v}"
+                       for label, v in found.items())
+    sentence = f"{text} ({listed})" if found else text
+    if never:
+        sentence += ("; left out of the claim, because the network never learned: "
+                     + "; ".join(f"{label} ({never[label].split(': ', 1)[1]})" for label in never))
+    return Replicated(verdict, dict(found), expected, sentence, unit, never)
 
 
 @dataclass(frozen=True)

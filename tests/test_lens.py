@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from energy_lib import lens, models, runs
+from energy_lib import lens, models, runs, verdicts
 from energy_lib.config import ConfigError, LensConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -346,9 +346,82 @@ def test_the_smoothness_ranking_is_over_robust_models_only():
     robust["scaled"] = [0.20, 0.15, 0.10, 0.05, 0.01]           # falls strictly with robustness: ρ = −1
     with_standard = pd.concat([robust, pd.DataFrame([{"model": "std", "robust": 0.0, "std ΔE(x)": 8.0,
                                                       "scaled": 1.0, "kind": "standard"}])], ignore_index=True)
-    alone, mixed = lens.smoothness_over_robust(robust), lens.smoothness_over_robust(with_standard)
+    learned = dict.fromkeys(robust["model"], verdicts.model_regime(**LEARNED))    # the standard model needs none
+    alone, mixed = (lens.smoothness_over_robust(robust, regimes=learned),
+                    lens.smoothness_over_robust(with_standard, regimes=learned))
     assert (alone.rho, alone.p_value, alone.n_models) == (mixed.rho, mixed.p_value, mixed.n_models) == \
         (alone.rho, alone.p_value, 5)
     assert lens.smoothness_verdict(with_standard["std ΔE(x)"], with_standard["robust"]).rho != alone.rho
-    scaled = lens.smoothness_over_robust(with_standard, spread="scaled")
+    scaled = lens.smoothness_over_robust(with_standard, spread="scaled", regimes=learned)
     assert scaled.rho == pytest.approx(-1.0) and scaled.n_models == 5
+    # every model learned: the same verdict and texts as without regimes
+    plain = lens.smoothness_verdict(robust["std ΔE(x)"], robust["robust"])
+    assert (alone.verdict, alone.reason, alone.never_learned) == (plain.verdict, plain.reason, {})
+
+
+# ----------------------------------------------------------------------------- ρ over the models that learned
+# A robust model whose network never learned (the smoke build's 2-epoch SAT run: 6.2 % clean on 16 images) is
+# tight by construction and at ~0 % robust accuracy; ranking it with the others moves ρ without saying anything
+# about robust classifiers. smoothness_over_robust reads each robust model's regime (verdicts.model_regime, as
+# chapter 6's spread check does): never learned -> left out of the ranking and named with its figures.
+LEARNED = dict(clean=0.6, n_images=400, n_classes=10, ce=1.2)
+SMOKE_NEVER = dict(clean=1 / 16, n_images=16, n_classes=10, ce=np.log(10) - 0.001, steps=8)
+SMOKE_FIGURES = ("smoke SAT (its best clean test accuracy is 6.2% [1.1%, 28.3%] on 16 images, not significantly above "
+                 "2x chance (20%); clean CE is 0.00 nats below the uniform prediction's ln K after 8 optimizer steps)")
+
+
+def _ranked(models, spread, robust):
+    import pandas as pd
+
+    return pd.DataFrame({"model": models, "std ΔE(x)": spread, "robust": robust, "kind": "run"})
+
+
+def test_a_never_learned_model_cannot_flip_the_ranking():
+    """Four learned models perfectly ordered (ρ = −1, exact p = 1/24): reproduced. Ranked with a never-learned
+    one (the tightest spread at the lowest robust accuracy), ρ is exactly 0: the old answer, inconclusive."""
+    table = _ranked(["TRADES", "MART", "AWP", "reference", "smoke SAT"], [3.0, 2.0, 1.0, 0.5, 0.001],
+                    [0.1, 0.2, 0.3, 0.4, 0.0])
+    assert lens.smoothness_verdict(table["std ΔE(x)"], table["robust"]).rho == pytest.approx(0.0)   # before
+    regimes = {**dict.fromkeys(["TRADES", "MART", "AWP", "reference"], verdicts.model_regime(**LEARNED)),
+               "smoke SAT": verdicts.model_regime(**SMOKE_NEVER)}
+    v = lens.smoothness_over_robust(table, regimes=regimes)
+    assert v.verdict == "reproduced" and v.rho == pytest.approx(-1.0) and v.n_models == 4
+    assert v.p_value == pytest.approx(1 / 24)
+    assert list(v.never_learned) == ["smoke SAT"]
+    assert v.reason == ("ρ = -1.00 < 0 with one-sided p = 0.0417 < 0.05 over the 4 robust models that learned; left "
+                        "out of the claim, because the network never learned (a network that did not learn is tight "
+                        "by construction): " + SMOKE_FIGURES)
+
+
+def test_too_few_learned_models_leave_rho_unread():
+    """Four models perfectly ordered are 'reproduced' (p = 1/24) when counted together; two of them never
+    learned: 2 models cannot be ranked, so ρ is not read (inconclusive) and the reason says how many it needs."""
+    table = _ranked(["reference", "TRADES", "smoke SAT", "smoke TRADES"], [0.5, 1.0, 2.0, 3.0], [0.4, 0.3, 0.2, 0.1])
+    assert lens.smoothness_verdict(table["std ΔE(x)"], table["robust"]).verdict == "reproduced"      # before
+    learned, never = verdicts.model_regime(**LEARNED), verdicts.model_regime(**SMOKE_NEVER)
+    mix = lens.smoothness_over_robust(table, regimes={"reference": learned, "TRADES": learned, "smoke SAT": never,
+                                                      "smoke TRADES": never})
+    assert mix.verdict == "inconclusive" and np.isnan(mix.rho) and mix.n_models == 2
+    assert mix.reason.startswith("only 2 of the 4 robust models learned: a rank correlation needs at least 3 models "
+                                 "(4 before any ordering can reach p < 0.05), so ρ is not read; left out of the claim, "
+                                 "because the network never learned (a network that did not learn is tight by "
+                                 "construction): " + SMOKE_FIGURES + "; smoke TRADES (")
+    none = lens.smoothness_over_robust(table, regimes=dict.fromkeys(table["model"], never))
+    assert none.verdict == "inconclusive" and np.isnan(none.rho) and none.n_models == 0
+    assert none.reason.startswith("none of the 4 robust models learned: a rank correlation needs at least 3 models")
+    assert set(none.never_learned) == set(table["model"])
+    # three learned models are ranked, and are too few for p < 0.05 (the existing reason)
+    three = lens.smoothness_over_robust(table, regimes={**dict.fromkeys(table["model"], learned), "smoke TRADES": never})
+    assert three.n_models == 3 and three.rho == pytest.approx(-1.0) and three.verdict == "inconclusive"
+    assert "(with 3 models no ordering can reach p < 0.05: the smallest p is 0.167)" in three.reason
+
+
+def test_the_ranking_needs_every_robust_models_regime():
+    table = _ranked(["reference", "TRADES", "MART"], [0.5, 1.0, 2.0], [0.4, 0.3, 0.2])
+    with pytest.raises(TypeError):
+        lens.smoothness_over_robust(table)                                          # the regimes are not optional
+    with pytest.raises(ValueError, match=r"regime of every robust model.*\['MART'\]"):
+        lens.smoothness_over_robust(table, regimes=dict.fromkeys(["reference", "TRADES"],
+                                                                 verdicts.model_regime(**LEARNED)))
+    with pytest.raises(ValueError, match="one label per model"):
+        lens.smoothness_verdict([0.5, 1.0, 2.0], [0.4, 0.3, 0.2], regimes={})

@@ -220,3 +220,76 @@ def test_spread_ratios_needs_every_robust_models_regime():
     with pytest.raises(TypeError):
         V.spread_ratios(standard, {"reference": planted(400, 1.0, 1)})              # the regimes are not optional
     assert V.spread_ratios(standard, {}, regimes={}).verdict == V.INCONCLUSIVE_SCALE
+
+
+# ----------------------------------------------------------------------------- the sign of mean ΔE(x,y), by regime
+# Chapter 6's "a robust model's mean ΔE(x,y) is negative" counts models with verdicts.replicated; a model whose
+# network never learned (the smoke build's 2-epoch SAT run: 6.2 % clean on 16 images) is left out of the count
+# and named with its figures (regimes=, the same verdicts.model_regime objects as spread_ratios').
+SMOKE_NEVER = dict(clean=1 / 16, n_images=16, n_classes=10, ce=LN10 - 0.001, steps=8)
+
+
+def _joint_sign(found, regimes=None, min_runs=1):
+    kw = {} if regimes is None else {"regimes": regimes}
+    return V.replicated(found, "mean ΔE(x,y) below 0", expected=V.REPRODUCED, opposite=V.NOT_REPRODUCED,
+                        min_runs=min_runs, unit="models", **kw)
+
+
+def test_a_never_learned_model_cannot_flip_the_sign_row():
+    learned, never = V.model_regime(**LEARNED), V.model_regime(**SMOKE_NEVER)
+    # measured verdicts (mean_shift on planted values): the learned model's ΔE(x,y) clearly below 0, the
+    # never-learned one's clearly above: counted together the models disagree (inconclusive)
+    below, above = V.mean_shift(planted(400, 0.3, 1, mean=-0.5), -1), V.mean_shift(planted(16, 0.01, 2, mean=0.02), -1)
+    assert (below.verdict, above.verdict) == (V.REPRODUCED, V.NOT_REPRODUCED)
+    found = {"reference": below.verdict, "smoke SAT": above.verdict}
+    assert _joint_sign(found).verdict == V.INCONCLUSIVE_SCALE                       # what the book said before
+    kept = _joint_sign(found, {"reference": learned, "smoke SAT": never})
+    assert kept.verdict == V.REPRODUCED and kept.counted == {"reference": V.REPRODUCED}
+    assert kept.never_learned == {"smoke SAT": never.never_learned_text}
+    assert kept.statistic_text == "1 of 1 learned models reproduced; 1 never learned, not counted (smoke SAT)"
+    assert kept.sentence.startswith("mean ΔE(x,y) below 0 in every one of the 1 models that learned (reference: "
+                                    "reproduced, smoke SAT: not reproduced, not read (the network never learned))")
+    assert kept.sentence.endswith("; left out of the claim, because the network never learned: smoke SAT (its best "
+                                  "clean test accuracy is 6.2% [1.1%, 28.3%] on 16 images, not significantly above 2x "
+                                  "chance (20%); clean CE is 0.00 nats below the uniform prediction's ln K after 8 "
+                                  "optimizer steps)")
+    # ... nor carry it: a learned model above 0 is "not reproduced" whatever a never-learned one shows
+    against = _joint_sign({"SAT": V.NOT_REPRODUCED, "smoke SAT": V.REPRODUCED}, {"SAT": learned, "smoke SAT": never})
+    assert against.verdict == V.NOT_REPRODUCED and against.statistic_text.startswith("0 of 1 learned models")
+    alone = _joint_sign({"smoke SAT": V.REPRODUCED})
+    assert alone.verdict == V.REPRODUCED                                           # what the book said before
+    assert _joint_sign({"smoke SAT": V.REPRODUCED}, {"smoke SAT": never}).verdict == V.INCONCLUSIVE_SCALE
+
+
+def test_the_sign_row_over_a_mix_and_with_none_learned():
+    learned, never = V.model_regime(**LEARNED), V.model_regime(**SMOKE_NEVER)
+    mix = _joint_sign({"reference": V.REPRODUCED, "TRADES": V.REPRODUCED, "smoke SAT": V.REPRODUCED},
+                      {"reference": learned, "TRADES": learned, "smoke SAT": never})
+    assert mix.verdict == V.REPRODUCED and list(mix.counted) == ["reference", "TRADES"]
+    assert mix.statistic_text == "2 of 2 learned models reproduced; 1 never learned, not counted (smoke SAT)"
+    assert "every one of the 2 models that learned" in mix.sentence and "6.2% [1.1%, 28.3%] on 16 images" in mix.sentence
+    # all learned: exactly the old texts
+    same = _joint_sign({"reference": V.REPRODUCED, "TRADES": V.REPRODUCED}, {"reference": learned, "TRADES": learned})
+    plain = _joint_sign({"reference": V.REPRODUCED, "TRADES": V.REPRODUCED})
+    assert (same.verdict, same.statistic_text, same.sentence) == (plain.verdict, plain.statistic_text, plain.sentence)
+    assert same.statistic_text == "2 of 2 models reproduced" and not same.never_learned
+    # none learned: inconclusive at this scale, the models named with their figures
+    none = _joint_sign({"smoke SAT": V.REPRODUCED, "smoke TRADES": V.REPRODUCED},
+                       {"smoke SAT": never, "smoke TRADES": never})
+    assert none.verdict == V.INCONCLUSIVE_SCALE and not none.counted
+    assert none.statistic_text == "not testable here: none of the 2 models learned (smoke SAT, smoke TRADES)"
+    assert none.sentence.startswith("none of the 2 models learned, so mean ΔE(x,y) below 0 cannot be read in this "
+                                    "build: inconclusive at this scale")
+    assert "smoke TRADES (its best clean test accuracy is 6.2%" in none.sentence
+    assert none.summary("mean ΔE(x,y) < 0", "5.2", "negative")["verdict"] == V.INCONCLUSIVE_SCALE
+    # fewer learned models than a replication needs
+    few = _joint_sign({"s10": V.REPRODUCED, "s11": V.REPRODUCED}, {"s10": learned, "s11": never}, min_runs=2)
+    assert few.verdict == V.INCONCLUSIVE_SCALE
+    assert few.sentence.startswith("only 1 of the 2 models learned, fewer than the 2 a replication needs")
+
+
+def test_the_sign_row_needs_every_models_regime():
+    with pytest.raises(ValueError, match=r"regime of every one of the models.*\['smoke SAT'\]"):
+        _joint_sign({"reference": V.REPRODUCED, "smoke SAT": V.REPRODUCED}, {"reference": V.model_regime(**LEARNED)})
+    empty = _joint_sign({}, {})
+    assert empty.verdict == V.INCONCLUSIVE_SCALE and empty.statistic_text == "0 of 0 models reproduced"
