@@ -51,12 +51,23 @@ def test_a_failed_write_keeps_the_old_version_and_leaves_no_temporary(tmp_path, 
     assert path.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_stale_temporaries_are_those_whose_writer_is_gone(tmp_path):
-    """A temporary of a running writer (here the parent process, and this one) stays; one of a
-    process that has exited goes; a file that is not one of ours stays."""
+@pytest.fixture
+def live_process():
+    """A running process of our own (not the parent: whatever probes it must leave it running, and a
+    probe that signalled the parent would hit the test runner)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_stale_temporaries_are_those_whose_writer_is_gone(tmp_path, live_process):
+    """A temporary of a running writer (another live process, and this one) stays; one of a
+    process that has exited goes; a file that is not one of ours stays. Probing a writer leaves it
+    running."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    live = tmp_path / f".last.pt.{os.getppid()}.abc123.tmp"
+    live = tmp_path / f".last.pt.{live_process.pid}.abc123.tmp"
     mine = tmp_path / f".last.pt.{os.getpid()}.def456.tmp"
     dead = tmp_path / f".metrics.jsonl.{gone.pid}.x1y2z3.tmp"
     other = tmp_path / ".notes.tmp"
@@ -65,6 +76,7 @@ def test_stale_temporaries_are_those_whose_writer_is_gone(tmp_path):
     assert fileio.clean_stale_temporaries(tmp_path) == [dead]
     assert live.exists() and mine.exists() and other.exists() and not dead.exists()
     assert fileio.clean_stale_temporaries(tmp_path / "missing") == []
+    assert live_process.poll() is None
 
 
 def _plant_lock(directory: Path, pid: int, host: str | None = None) -> Path:
@@ -76,12 +88,12 @@ def _plant_lock(directory: Path, pid: int, host: str | None = None) -> Path:
     return path
 
 
-def test_a_live_owners_lock_is_refused_naming_the_owner(tmp_path):
-    lock = _plant_lock(tmp_path, os.getppid())                 # a live process on this host
+def test_a_live_owners_lock_is_refused_naming_the_owner(tmp_path, live_process):
+    lock = _plant_lock(tmp_path, live_process.pid)             # a live process on this host
     assert fileio.RunLock(tmp_path).held_elsewhere()
-    with pytest.raises(fileio.RunLockedError, match=rf"in use by process {os.getppid()} \(lock file {lock}\)"):
+    with pytest.raises(fileio.RunLockedError, match=rf"in use by process {live_process.pid} \(lock file {lock}\)"):
         fileio.RunLock(tmp_path).acquire()
-    assert lock.exists()
+    assert lock.exists() and live_process.poll() is None
     _plant_lock(tmp_path, 1234, host="another-host")         # another host: never judged stale from here
     with pytest.raises(fileio.RunLockedError, match="on host another-host.*delete"):
         fileio.RunLock(tmp_path).acquire()

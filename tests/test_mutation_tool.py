@@ -118,9 +118,10 @@ def test_the_scopes_name_modules_and_functions_that_exist():
             names |= {f"xǁ{cls.name}ǁ{m.name}" for m in cls.body if isinstance(m, ast.FunctionDef)}
         for pattern in scope.functions:
             assert any(__import__("fnmatch").fnmatchcase(n, pattern) for n in names), (label, pattern)
-        for test in scope.tests:                      # a file, or one test of a file by its node id
+        for test in scope.tests + scope.slow:         # a file, or one test of a file by its node id
             path, _, name = test.partition("::")
             assert (ROOT / path).is_file(), (label, test)
+            assert test not in scope.slow or path in scope.tests, (label, test)   # a slow test left out of a file run
             if name:
                 tests = {n.name for n in ast.parse((ROOT / path).read_text()).body if isinstance(n, ast.FunctionDef)}
                 assert name in tests, (label, test)

@@ -62,6 +62,8 @@ class Scope:
     path: str
     tests: tuple[str, ...]
     functions: tuple[str, ...] = ()
+    slow: tuple[str, ...] = ()      # tests of those files left out (pytest --deselect): a mutant only
+                                    # they would catch counts as a survivor, so the score is a lower bound
 
     @property
     def dotted(self) -> str:
@@ -71,17 +73,20 @@ class Scope:
         return not self.functions or any(fnmatch.fnmatchcase(function, p) for p in self.functions)
 
 
+def _nodes(path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{path}::{name}" for name in names)
+
+
 SCOPES: dict[str, Scope] = {
     "energy": Scope("energy_lib/energy.py", ("tests/test_energy.py",)),
     "losses": Scope("energy_lib/losses.py", ("tests/test_losses.py",)),
-    # the ResNet-18 tests of test_attacks.py (2.5 min of real-data facts) are left out: a mutant only
-    # they would catch counts as a survivor, so the score is a lower bound
-    "attacks": Scope("energy_lib/attacks.py", ("tests/test_attacks_exact.py", *(
-        f"tests/test_attacks.py::{name}" for name in (
-            "test_attack_stays_in_ball_and_image_range_and_restores_mode", "test_fgsm_takes_one_full_step",
-            "test_bad_inputs_fail_clearly", "test_fgsm_and_fgsm_rs_are_one_pgd_step_of_their_sizes",
-            "test_each_named_attack_is_pgd_with_its_settings_and_defaults",
-            "test_attack_in_batches_is_the_attack_batch_after_batch_from_one_seeded_generator")))),
+    "attacks": Scope("energy_lib/attacks.py", ("tests/test_attacks_exact.py", "tests/test_attacks.py"),
+                     slow=_nodes("tests/test_attacks.py", (    # the real ResNet-18's facts: 2.5 min
+                         "test_pgd_increases_the_cross_entropy", "test_trades_kl_attack_increases_the_kl",
+                         "test_ce_and_kl_attacks_lower_and_margin_attacks_raise_the_marginal_energy",
+                         "test_targeted_cross_entropy_overshoots_to_low_energy",
+                         "test_targeted_pgd_reaches_its_target",
+                         "test_cw_margin_with_zero_confidence_stops_pushing_once_fooled"))),
     "verdicts": Scope("energy_lib/verdicts.py", ("tests/test_verdicts.py", "tests/test_regime.py")),
     "metrics.robust": Scope("energy_lib/metrics/robust.py", ("tests/test_metrics_robust.py",)),
     "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity.py",)),
@@ -94,13 +99,31 @@ SCOPES: dict[str, Scope] = {
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
         "x_robust_runs", "x_reference_run", "x_is_reference", "x_training_images")),
-    "fileio": Scope("energy_lib/fileio.py", ("tests/test_fileio.py", "tests/test_faults.py")),
+    "fileio": Scope("energy_lib/fileio.py", ("tests/test_fileio.py", "tests/test_faults.py"),
+                    slow=_nodes("tests/test_faults.py", (    # training or the command line: 1-45 s each
+                        "test_killed_in_checkpoint_writes_locked_and_resumed_equals_uninterrupted",
+                        "test_ctrl_c_inside_a_checkpoint_write_exits_130_naming_the_epoch_kept",
+                        "test_ctrl_c_before_the_first_epoch_is_kept_says_so", "test_a_malformed_fault_hook_is_one_line",
+                        "test_a_read_only_run_store_is_one_line", "test_a_full_disk_is_one_line_and_leaves_no_partial_file",
+                        "test_a_non_finite_loss_on_the_command_line_says_nothing_was_kept",
+                        "test_a_path_traversing_lens_name_on_the_command_line_is_one_line",
+                        "test_an_empty_metrics_jsonl_of_a_finished_run_is_rebuilt_for_train_and_selected_metrics",
+                        "test_a_changed_byte_in_last_pt_is_never_resumed_and_the_advice_works",
+                        "test_a_checkpoint_of_another_config_is_refused", "test_the_advice_for_a_corrupt_checkpoint_works",
+                        "test_a_payload_in_last_pt_never_runs_on_resume_nor_on_rebuilding_config_json",
+                        "test_non_finite_weights_with_a_finite_loss_never_reach_a_checkpoint",
+                        "test_a_corrupt_data_file_on_the_command_line_is_one_line_and_creates_nothing",
+                        "test_a_non_finite_tracked_metric_at_epoch_1_keeps_nothing_and_says_so",
+                        "test_a_damaged_done_manifest_names_itself_and_its_advice_works",
+                        "test_a_lens_record_of_another_model_is_not_adopted"))),
 }
 # what the tests read besides the code and the tests (mutmut copies them into its working copy)
 # (folders first: mutmut copies a file only into a folder that exists)
-ALSO_COPY = ("energy_lib/", "tools/", "runs/reference/", "runs/bench/", "runs/sizing/", "Makefile", "requirements.txt",
-             "requirements-nodeps.txt", "runs/README.md", "runs/paper_reference.json")
-LINKED = ("energy_lib", "tests", "tools", "runs", "Makefile", "requirements.txt", "requirements-nodeps.txt")
+ALSO_COPY = ("energy_lib/", "tools/", "book/", "runs/reference/", "runs/bench/", "runs/sizing/", "Makefile",
+             "requirements.txt", "requirements-nodeps.txt", "runs/README.md", "runs/paper_reference.json", "_toc.yml",
+             "_config.yml")
+LINKED = ("energy_lib", "tests", "tools", "book", "runs", "Makefile", "requirements.txt", "requirements-nodeps.txt",
+          "_toc.yml", "_config.yml")
 TIMEOUT_CONSTANT = 20.0    # seconds on top of 15x a test's time: a machine busy training must not fake "timeouts"
 
 
@@ -333,6 +356,10 @@ def _tool_version() -> str:
         return "mutmut"
 
 
+def _deselect(nodes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(arg for node in nodes for arg in ("--deselect", node))
+
+
 def prepare(label: str, scope: Scope) -> Path:
     """The module's mutmut working folder: links to the checkout and its own mutmut configuration."""
     folder = workdir(label)
@@ -349,7 +376,7 @@ def prepare(label: str, scope: Scope) -> Path:
     toml = lambda values: "[" + ", ".join(json.dumps(v) for v in values) + "]"   # noqa: E731
     config = (f"# written by tools/mutation.py for {label}; do not edit\n[tool.mutmut]\n"
               f"source_paths = [\"energy_lib/\"]\nonly_mutate = {toml([scope.path])}\n"
-              f"pytest_add_cli_args_test_selection = {toml(scope.tests)}\n"
+              f"pytest_add_cli_args_test_selection = {toml(scope.tests + _deselect(scope.slow))}\n"
               f"pytest_add_cli_args = {toml(['-p', 'no:cacheprovider', '-q'])}\n"
               f"timeout_constant = {TIMEOUT_CONSTANT}\nalso_copy = {toml(ALSO_COPY)}\n\n"
               f"[tool.pytest.ini_options]\npythonpath = [\".\"]\ntestpaths = [\"tests\"]\n")
