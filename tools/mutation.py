@@ -99,7 +99,7 @@ SCOPES: dict[str, Scope] = {
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
         "x_robust_runs", "x_reference_run", "x_is_reference", "x_training_images")),
-    "fileio": Scope("energy_lib/fileio.py", ("tests/test_fileio.py", "tests/test_faults.py"),
+    "fileio": Scope("energy_lib/fileio.py", ("tests/test_fileio_exact.py", "tests/test_fileio.py", "tests/test_faults.py"),
                     slow=_nodes("tests/test_faults.py", (    # training or the command line: 1-45 s each
                         "test_killed_in_checkpoint_writes_locked_and_resumed_equals_uninterrupted",
                         "test_ctrl_c_inside_a_checkpoint_write_exits_130_naming_the_epoch_kept",

@@ -1,0 +1,342 @@
+"""fileio with known answers: the exact text a writer produces, the exact error (type, file, fix) a
+bad name or a bad file gets, which temporaries count as ours, and the lock's every branch (its
+retries, a takeover that loses a race, another host, a hijacked lock at release). Complements
+tests/test_fileio.py (the write/fsync order, live and dead owners) and tests/test_faults.py."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from energy_lib import fileio
+
+
+def _dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+# ----------------------------------------------------------------------------- names
+@pytest.mark.parametrize("name", ["my-model-1", "a", "x" * 200, "run.v2", "été"])
+def test_plain_folder_names_pass_unchanged(name):
+    assert fileio.check_folder_name(name, "name") == name
+
+
+@pytest.mark.parametrize("name", ["", "x" * 201, "a/b", "../up", "..", ".hidden", "a\\b", "a\nb", "tab\there", None, 5])
+def test_unsafe_folder_names_are_refused_naming_the_field_and_a_name_that_works(name):
+    with pytest.raises(fileio.UnsafeNameError) as caught:
+        fileio.check_folder_name(name, "run.name")
+    assert str(caught.value) == (f"run.name={name!r} must be a plain folder name (no '/' or '\\', not starting with "
+                                 "'.', printable, at most 200 characters), e.g. my-model-1")
+
+
+# ----------------------------------------------------------------------------- writing
+@pytest.mark.parametrize("code, advice", [
+    (errno.ENOSPC, "free some space on that disk (or set ENERGY_RUNS to a folder on another disk) and run again"),
+    (errno.EACCES, "make /store/run writable (or set ENERGY_RUNS to a writable folder) and run again"),
+    (errno.EPERM, "make /store/run writable (or set ENERGY_RUNS to a writable folder) and run again"),
+    (errno.EROFS, "make /store/run writable (or set ENERGY_RUNS to a writable folder) and run again"),
+    (errno.EIO, "fix the cause above and run again")])
+def test_write_advice_names_the_fix_for_each_cause(code, advice):
+    assert fileio._write_advice(Path("/store/run/last.pt"), OSError(code, os.strerror(code))) == advice
+
+
+def test_json_is_written_sorted_indented_and_newline_terminated(tmp_path):
+    path = tmp_path / "r.json"
+    fileio.write_json(path, {"b": 1, "a": [1, 2.5], "c": {"y": None, "x": "s"}})
+    assert path.read_text() == ('{\n  "a": [\n    1,\n    2.5\n  ],\n  "b": 1,\n  "c": {\n    "x": "s",\n'
+                                '    "y": null\n  }\n}\n')
+    assert fileio.DIGEST_KEY not in json.loads(path.read_text())              # sealed only when asked
+
+
+def test_a_sealed_json_carries_the_digest_of_what_a_reader_gets_back(tmp_path):
+    path = tmp_path / "r.json"
+    fileio.write_json(path, {"t": (1, 2), "n": 3}, seal=True)
+    stored = json.loads(path.read_text())
+    assert stored[fileio.DIGEST_KEY] == fileio.content_digest({"t": [1, 2], "n": 3})   # the tuple reads as a list
+    assert fileio.read_json(path, sealed=True) == {"t": [1, 2], "n": 3}
+    assert fileio.read_json(path) == stored                                   # sealed=False: as stored
+
+
+def test_torch_files_are_sealed_only_when_asked(tmp_path):
+    plain, sealed = tmp_path / "plain.pt", tmp_path / "sealed.pt"
+    obj = {"w": torch.arange(4.0), "epoch": 3}
+    fileio.atomic_torch_save(obj, plain)
+    fileio.atomic_torch_save(obj, sealed, seal=True)
+    raw = torch.load(plain, weights_only=True)
+    assert fileio.DIGEST_KEY not in raw and torch.equal(raw["w"], obj["w"])
+    assert torch.load(sealed, weights_only=True)[fileio.DIGEST_KEY] == fileio.content_digest(obj)
+    back = fileio.load_torch(sealed, "fix", sealed=True)
+    assert set(back) == {"w", "epoch"} and torch.equal(back["w"], obj["w"])
+    with pytest.raises(fileio.DigestMismatchError, match=f"{plain} carries no digest"):
+        fileio.load_torch(plain, "fix", sealed=True)
+
+
+def test_npz_round_trip(tmp_path):
+    path = tmp_path / "a.npz"
+    fileio.atomic_save_npz(path, {"x": np.arange(5), "y": np.eye(2)})
+    with np.load(path) as back:
+        assert back["x"].tolist() == [0, 1, 2, 3, 4] and back["y"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_a_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(fileio.StoreWriteError) as caught:
+        fileio.make_dir(blocker / "sub")
+    assert str(caught.value) == f"cannot create the folder {blocker / 'sub'}: Not a directory. fix the cause above and run again"
+    fileio.make_dir(tmp_path / "a" / "b")
+    fileio.make_dir(tmp_path / "a" / "b")                                     # exists: fine
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+# ----------------------------------------------------------------------------- reading
+def test_read_text_errors_name_the_file(tmp_path):
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(fileio.CorruptFileError, match=f"^{binary} is not a text file \\("):
+        fileio.read_text(binary)
+    with pytest.raises(fileio.StoreError, match=f"^cannot read {tmp_path}: Is a directory$"):
+        fileio.read_text(tmp_path)
+
+
+def test_bad_json_names_the_file_and_the_fix_only_when_given(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("{bad")
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.read_json(path, "delete it")
+    assert str(caught.value).startswith(f"{path} is not valid JSON (") and str(caught.value).endswith("); delete it")
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.read_json(path)
+    assert str(caught.value).endswith(")")
+
+
+def test_read_jsonl_skips_blank_lines_and_counts_them_in_its_error(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"a": 1}\n\n  \n[2]\n')
+    assert fileio.read_jsonl(path) == [{"a": 1}, [2]]
+    path.write_text('{"a": 1}\n\n{bad\n')
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.read_jsonl(path, "rebuild it")
+    message = str(caught.value)
+    assert message.startswith(f"{path} line 3 is not valid JSON (") and message.endswith("); rebuild it")
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.read_jsonl(path)
+    assert str(caught.value).endswith(")")
+    path.write_text("")
+    assert fileio.read_jsonl(path) == []
+
+
+def test_load_torch_errors_say_what_is_wrong_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError):                                   # a missing file stays itself
+        fileio.load_torch(tmp_path / "missing.pt", "fix")
+    with pytest.raises(fileio.StoreError) as caught:
+        fileio.load_torch(tmp_path, "fix")
+    assert str(caught.value) == f"cannot read {tmp_path}: Is a directory"
+    cut = tmp_path / "cut.pt"
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(100)}, buffer)
+    cut.write_bytes(buffer.getvalue()[:300])
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.load_torch(cut, "delete it to retrain")
+    assert str(caught.value).startswith(f"{cut} is corrupt or truncated (")
+    assert str(caught.value).endswith("). delete it to retrain")
+    payload = tmp_path / "payload.pt"
+    torch.save({"w": torch.ones(1), "obj": Path("x")}, payload)
+    with pytest.raises(fileio.CorruptFileError) as caught:
+        fileio.load_torch(payload, "delete it")
+    assert str(caught.value).startswith(f"{payload} holds Python objects besides tensors and plain data (Unsupported global")
+    assert str(caught.value).endswith("; it is not loaded, since loading it could run code. delete it")
+
+
+def test_load_error_keeps_the_line_that_says_what_is_wrong():
+    message = ("Weights only load failed.\n\n  \nWeightsUnpickler error: Unsupported global: error: nested\n"
+               "Check the documentation")
+    assert fileio._load_error(Exception(message)) == "Unsupported global: error: nested"
+    assert fileio._load_error(Exception("  \nfirst line\nsecond")) == "first line"
+    assert fileio._load_error(Exception("")) == ""
+    assert fileio._load_error(Exception("x" * 300)) == "x" * 200
+
+
+# ----------------------------------------------------------------------------- digests
+def test_sealing_replaces_an_old_digest_and_takes_dicts_only(tmp_path):
+    assert fileio.sealed({"a": 1, fileio.DIGEST_KEY: "old"}) == {"a": 1, fileio.DIGEST_KEY: fileio.content_digest({"a": 1})}
+    with pytest.raises(TypeError, match="^only a dict can carry its digest; got list$"):
+        fileio.sealed([1])
+    path = tmp_path / "r.json"
+    with pytest.raises(fileio.DigestMismatchError, match=f"^{path} is damaged: its content differs .*\\. fix$"):
+        fileio.unseal({"a": 2, fileio.DIGEST_KEY: fileio.content_digest({"a": 1})}, path, "fix", required=None)
+    with pytest.raises(fileio.DigestMismatchError, match=f"^{path} holds content that cannot be checked \\("):
+        fileio.unseal({"a": {1, 2}, fileio.DIGEST_KEY: "x"}, path, "fix", required=None)
+    assert fileio.unseal([1, 2], path, "fix", required=None) == [1, 2]           # no digest, not required
+
+
+def test_file_digest_is_the_sha256_of_the_bytes(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"energy" * 1000)
+    assert fileio.file_digest(path) == hashlib.sha256(b"energy" * 1000).hexdigest()
+
+
+# ----------------------------------------------------------------------------- temporaries
+def test_only_our_temporaries_of_dead_writers_go(tmp_path, monkeypatch):
+    dead = _dead_pid()
+    names = {f".{dead}.a1.tmp": True,                       # the shortest of ours: .<pid>.<random>.tmp
+             f".last.pt.{dead}.b2.tmp": True,
+             f".metrics.jsonl.x.{dead}.c3.tmp": True,       # dots in the name: the pid is third from the end
+             f".notes.{dead}.tmp": False,                   # too few parts: not ours
+             f".a.{dead}x.d4.tmp": False,                   # not a pid
+             f".last.pt.{os.getpid()}.e5.tmp": False}       # this process is alive
+    for name in names:
+        (tmp_path / name).write_text("partial")
+    removed = fileio.clean_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(n for n, gone in names.items() if gone)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, gone in names.items() if not gone)
+    # a temporary removed by someone else between the listing and the removal is no error
+    vanished = tmp_path / f".last.pt.{dead}.f6.tmp"
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter([vanished]))
+    assert fileio.clean_stale_temporaries(tmp_path) == [vanished]
+
+
+def test_pid_alive_probes_without_signalling():
+    assert not fileio._pid_alive(0) and not fileio._pid_alive(-3)            # process groups, not processes
+    assert fileio._pid_alive(1) and fileio._pid_alive(os.getpid())
+    assert not fileio._pid_alive(_dead_pid())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert fileio._pid_alive(sleeper.pid)
+        with pytest.raises(subprocess.TimeoutExpired):                       # still running afterwards
+            sleeper.wait(timeout=0.2)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_pid_alive_counts_another_users_process_as_alive(monkeypatch):
+    def denied(pid, sig):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fileio.os, "kill", denied)
+    assert fileio._pid_alive(4242)
+
+
+# ----------------------------------------------------------------------------- the lock
+def _plant(directory: Path, owner) -> Path:
+    path = directory / fileio.LOCK_NAME
+    path.write_text(json.dumps(owner))
+    return path
+
+
+def test_a_lock_starts_unheld_and_reads_its_owner(tmp_path):
+    lock = fileio.RunLock(tmp_path)
+    assert lock.path == tmp_path / fileio.LOCK_NAME and lock.held is False
+    assert lock._owner() is None
+    _plant(tmp_path, [1, 2])
+    assert lock._owner() == {}                                                # not a dict: unreadable
+    (tmp_path / fileio.LOCK_NAME).write_text("{cut")
+    assert lock._owner() == {}
+    _plant(tmp_path, {"pid": 7, "host": "h"})
+    assert lock._owner() == {"pid": 7, "host": "h"}
+
+
+def test_held_elsewhere_reads_host_then_pid(tmp_path):
+    lock = fileio.RunLock(tmp_path)
+    _plant(tmp_path, {"pid": _dead_pid(), "host": "another-host"})
+    assert lock.held_elsewhere()                                              # another host: never judged from here
+    _plant(tmp_path, {"pid": _dead_pid()})                                    # no host: judged by its pid
+    assert not lock.held_elsewhere()
+    _plant(tmp_path, {"pid": os.getpid()})
+    assert not lock.held_elsewhere()
+    _plant(tmp_path, {"pid": "1"})
+    assert not lock.held_elsewhere()
+
+
+def test_acquire_retries_five_times_then_says_the_lock_keeps_changing_hands(tmp_path, monkeypatch):
+    tries = []
+    monkeypatch.setattr(fileio.RunLock, "_try_create", lambda self, me: tries.append(1) or False)
+    monkeypatch.setattr(fileio.RunLock, "_owner", lambda self, path=None: None)   # released each time
+    with pytest.raises(fileio.RunLockedError) as caught:
+        fileio.RunLock(tmp_path).acquire()
+    assert len(tries) == 5
+    assert str(caught.value) == (f"could not take the lock {tmp_path / fileio.LOCK_NAME} (it keeps changing hands); "
+                                 "run again")
+
+
+def test_a_takeover_that_loses_the_race_puts_the_new_owners_lock_back(tmp_path, monkeypatch):
+    """Between reading a stale owner and moving its lock aside, another process took the lock over:
+    the lock moved aside is theirs, so it goes back, and this process tries again."""
+    dead = _dead_pid()
+    path = _plant(tmp_path, {"pid": dead, "host": __import__("socket").gethostname()})
+    real_owner, seen = fileio.RunLock._owner, []
+
+    def owner(self, where=None):
+        got = real_owner(self, where)
+        if where is not None and not seen:          # the first look at the lock moved aside: someone else's
+            seen.append(where)
+            return {"pid": 99, "host": "h"}
+        return got
+
+    links = []
+    real_link = os.link
+    monkeypatch.setattr(fileio.os, "link", lambda src, dst: links.append((Path(src).name, Path(dst).name))
+                        or real_link(src, dst))
+    monkeypatch.setattr(fileio.RunLock, "_owner", owner)
+    lock = fileio.RunLock(tmp_path)
+    with pytest.warns(UserWarning, match=f"took over the stale lock {path} of process {dead}"):
+        lock.acquire()
+    aside = f".{fileio.LOCK_NAME}.{os.getpid()}.stale.tmp"
+    assert (aside, fileio.LOCK_NAME) in links                                   # put back
+    assert lock.held and json.loads(path.read_text())["pid"] == os.getpid()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fileio.LOCK_NAME]     # nothing left aside
+    lock.release()
+
+
+def test_the_takeover_warning_points_at_the_caller(tmp_path):
+    _plant(tmp_path, {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
+    with pytest.warns(UserWarning) as warned:
+        lock = fileio.RunLock(tmp_path).acquire()
+    assert warned[0].filename == __file__
+    lock.release()
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fileio.os, "link", read_only)
+    with pytest.raises(fileio.StoreWriteError) as caught:
+        fileio.RunLock(tmp_path).acquire()
+    assert str(caught.value) == (f"cannot create the lock file {tmp_path / fileio.LOCK_NAME}: Read-only file system. "
+                                 f"make {tmp_path} writable (or set ENERGY_RUNS to a writable folder) and run again")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def no_space(self, text, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)                      # the temporary is never written
+    with pytest.raises(fileio.StoreWriteError, match="No space left on device. free some space"):
+        fileio.RunLock(tmp_path).acquire()
+
+
+def test_release_leaves_a_lock_that_is_no_longer_ours_and_a_released_lock_can_be_taken_again(tmp_path):
+    lock = fileio.RunLock(tmp_path).acquire()
+    assert lock.acquire() is lock                                             # held: nothing to do
+    path = _plant(tmp_path, {"pid": 4242, "host": "h"})                      # someone replaced it
+    lock.release()
+    assert lock.held is False and path.exists()
+    path.unlink()
+    lock.acquire()
+    assert lock.held and json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert lock.held is False and not path.exists()
+    lock.release()                                                            # twice: nothing to do
