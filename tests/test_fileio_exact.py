@@ -82,6 +82,34 @@ def test_torch_files_are_sealed_only_when_asked(tmp_path):
         fileio.load_torch(plain, "fix", sealed=True)
 
 
+def test_a_torch_file_loads_unsealed_by_default(tmp_path):
+    fileio.atomic_torch_save({"epoch": 3}, tmp_path / "a.pt")
+    assert fileio.load_torch(tmp_path / "a.pt", "fix") == {"epoch": 3}
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_this_cpu(tmp_path):
+    """The same file with its storage's location tag rewritten to cuda:0, as a GPU run writes it."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(3.0)}, buffer)
+    on_gpu = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as zin, zipfile.ZipFile(on_gpu, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert data.count(b"X\x03\x00\x00\x00cpu") == 1
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zout.writestr(info, data)
+    path = tmp_path / "gpu.pt"
+    path.write_bytes(on_gpu.getvalue())
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):                   # torch's own load needs the GPU
+            torch.load(path, weights_only=True)
+    got = fileio.load_torch(path, "fix")["w"]
+    assert got.device.type == "cpu" and got.tolist() == [0.0, 1.0, 2.0]
+
+
 def test_npz_round_trip(tmp_path):
     path = tmp_path / "a.npz"
     fileio.atomic_save_npz(path, {"x": np.arange(5), "y": np.eye(2)})
@@ -300,11 +328,45 @@ def test_a_takeover_that_loses_the_race_puts_the_new_owners_lock_back(tmp_path, 
     lock.release()
 
 
+def test_a_stale_lock_that_vanishes_before_it_is_moved_aside_is_retried(tmp_path, monkeypatch):
+    path = _plant(tmp_path, {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
+    real_rename, renames = os.rename, []
+
+    def rename(src, dst):
+        renames.append(dst)
+        if len(renames) == 1:                         # its owner's cleanup removed it just before
+            Path(src).unlink()
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(fileio.os, "rename", rename)
+    lock = fileio.RunLock(tmp_path).acquire()                               # no warning: nothing was taken over
+    assert lock.held and len(renames) == 1 and json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_lock_deleted_by_hand_while_held_is_released_without_error(tmp_path, monkeypatch):
+    lock = fileio.RunLock(tmp_path).acquire()
+    real_owner = fileio.RunLock._owner
+
+    def owner_then_deleted(self, path=None):
+        got = real_owner(self, path)
+        self.path.unlink()                            # a user follows the advice while we hold it
+        return got
+
+    monkeypatch.setattr(fileio.RunLock, "_owner", owner_then_deleted)
+    lock.release()
+    assert lock.held is False and not lock.path.exists()
+
+
 def test_the_takeover_warning_points_at_the_caller(tmp_path):
     _plant(tmp_path, {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
     with pytest.warns(UserWarning) as warned:
         lock = fileio.RunLock(tmp_path).acquire()
-    assert warned[0].filename == __file__
+    # not fileio's own line (stacklevel 1) but the caller's: this file (under mutmut, its trampoline's frame)
+    assert Path(warned[0].filename).resolve() != Path(fileio.__file__).resolve()
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        assert warned[0].filename == __file__
     lock.release()
 
 
