@@ -402,3 +402,51 @@ def test_release_leaves_a_lock_that_is_no_longer_ours_and_a_released_lock_can_be
     lock.release()
     assert lock.held is False and not path.exists()
     lock.release()                                                            # twice: nothing to do
+
+
+# ----------------------------------------------------------------------------- the fault hook (tests' own)
+@pytest.mark.parametrize("spec, parsed", [("kill:last.pt:1", ("kill", "last.pt", 1)),
+                                          ("stop:metrics.jsonl:12", ("stop", "metrics.jsonl", 12)),
+                                          ("kill:a:b.pt:2", ("kill", "a:b.pt", 2))])   # the count is after the last colon
+def test_a_fault_spec_reads_action_file_and_count(spec, parsed):
+    assert fileio._fault_spec(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["kill", "pause:last.pt:1", "kill::1", "kill:last.pt:0", "kill:last.pt:x",
+                                  "kill:last.pt:", "stop:last.pt:-1"])
+def test_a_malformed_fault_spec_is_one_line_saying_how_to_get_rid_of_it(spec):
+    with pytest.raises(fileio.StoreError) as caught:
+        fileio._fault_spec(spec)
+    assert str(caught.value) == (f"{fileio.FAULT_ENV}={spec!r} is not <kill|stop>:<file name>:<n >= 1>; it is a test "
+                                 f"hook: unset {fileio.FAULT_ENV} (or correct it) and run again")
+
+
+def test_the_digest_format_is_frozen():
+    """Records committed in runs/ carry digests of this format: a change to how content is fed to the
+    hash (type tags, separators, key order, floats, tensors, arrays) would turn every one of them
+    "damaged". The value below was computed once and must never change."""
+    obj = {"b": [1.5, None, "x", True, 7, (2, 3)], "a": {1: "one", "1": "str one"},
+           "t": torch.arange(3, dtype=torch.float32), "n": np.arange(2, dtype=np.int64), "f": np.float64(0.1),
+           "y": b"raw"}
+    assert fileio.content_digest(obj) == "08044088b2c3d48ff6ebfdb2103288b1aa59dedbfd0a73ebd3d818cff4c489d0"
+    assert fileio.content_digest({"k": 0.1}) == fileio.content_digest({"k": np.float64(0.1)})
+    assert fileio.content_digest({"a": 1, "b": 2}) == fileio.content_digest({"b": 2, "a": 1})
+    assert fileio.content_digest([1]) != fileio.content_digest(["1"]) != fileio.content_digest([1.0])
+    with pytest.raises(TypeError, match="^content_digest cannot hash a object$"):
+        fileio.content_digest({"x": object()})
+
+
+def test_the_fault_hook_acts_on_the_nth_write_of_its_file_only(tmp_path):
+    """The hook tests/test_faults.py uses to kill a run mid-write, in a child process: the 2nd write
+    of f.bin is killed halfway, the writes of other files and the 1st write of f.bin are not."""
+    fileio.atomic_write_bytes(tmp_path / "in-process.bin", b"no hook set")
+    script = ("import sys; from pathlib import Path; from energy_lib import fileio\n"
+              "d = Path(sys.argv[1])\n"
+              "for name in ('g.bin', 'f.bin', 'g.bin', 'f.bin', 'f.bin'):\n"
+              "    fileio.atomic_write_bytes(d / name, b'0123456789'); print(name, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, fileio.FAULT_ENV: "kill:f.bin:2"}, cwd=Path(fileio.__file__).parents[1])
+    assert done.returncode == -9 and done.stdout.split() == ["g.bin", "f.bin", "g.bin"]
+    assert (tmp_path / "f.bin").read_bytes() == b"0123456789"                 # the first version is intact
+    partial = [p for p in tmp_path.glob(".f.bin.*.tmp")]
+    assert len(partial) == 1 and partial[0].read_bytes() == b"01234"          # killed halfway
