@@ -445,7 +445,8 @@ def test_the_fault_hook_acts_on_the_nth_write_of_its_file_only(tmp_path):
               "for name in ('g.bin', 'f.bin', 'g.bin', 'f.bin', 'f.bin'):\n"
               "    fileio.atomic_write_bytes(d / name, b'0123456789'); print(name, flush=True)\n")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
-                          env={**os.environ, fileio.FAULT_ENV: "kill:f.bin:2"}, cwd=Path(fileio.__file__).parents[1])
+                          env={**os.environ, fileio.FAULT_ENV: "kill:f.bin:2"}, cwd=Path(fileio.__file__).parents[1],
+                          timeout=120)    # a child stopped instead of killed must fail the test, not hang it
     assert done.returncode == -9 and done.stdout.split() == ["g.bin", "f.bin", "g.bin"]
     assert (tmp_path / "f.bin").read_bytes() == b"0123456789"                 # the first version is intact
     partial = [p for p in tmp_path.glob(".f.bin.*.tmp")]
