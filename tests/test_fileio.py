@@ -51,6 +51,13 @@ def test_a_failed_write_keeps_the_old_version_and_leaves_no_temporary(tmp_path, 
     assert path.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
 @pytest.fixture
 def live_process():
     """A running process of our own (not the parent: whatever probes it must leave it running, and a
@@ -74,11 +81,10 @@ def test_stale_temporaries_are_those_whose_writer_is_gone(tmp_path, live_process
     """A temporary of a running writer (another live process, and this one) stays; one of a
     process that has exited goes; a file that is not one of ours stays. Probing a writer leaves it
     running."""
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = _dead_pid()
     live = tmp_path / f".last.pt.{live_process.pid}.abc123.tmp"
     mine = tmp_path / f".last.pt.{os.getpid()}.def456.tmp"
-    dead = tmp_path / f".metrics.jsonl.{gone.pid}.x1y2z3.tmp"
+    dead = tmp_path / f".metrics.jsonl.{gone_pid}.x1y2z3.tmp"
     other = tmp_path / ".notes.tmp"
     for p in (live, mine, dead, other):
         p.write_text("partial")
@@ -109,11 +115,10 @@ def test_a_live_owners_lock_is_refused_naming_the_owner(tmp_path, live_process):
 
 
 def test_a_dead_owners_lock_is_taken_over_with_a_warning_and_released_on_exit(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    lock = _plant_lock(tmp_path, gone.pid)
+    gone_pid = _dead_pid()
+    lock = _plant_lock(tmp_path, gone_pid)
     assert not fileio.RunLock(tmp_path).held_elsewhere()
-    with pytest.warns(UserWarning, match=f"stale lock .* of process {gone.pid}"):
+    with pytest.warns(UserWarning, match=f"stale lock .* of process {gone_pid}"):
         with fileio.RunLock(tmp_path) as mine:
             assert mine.held and fileio.RunLock(tmp_path)._owner()["pid"] == os.getpid()
     assert not lock.exists()

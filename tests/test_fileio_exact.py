@@ -15,15 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import socket
 import torch
 
 from energy_lib import fileio
-
-
-def _dead_pid() -> int:
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    return gone.pid
+from test_fileio import _dead_pid
 
 
 # ----------------------------------------------------------------------------- names
@@ -303,7 +299,7 @@ def test_a_takeover_that_loses_the_race_puts_the_new_owners_lock_back(tmp_path, 
     """Between reading a stale owner and moving its lock aside, another process took the lock over:
     the lock moved aside is theirs, so it goes back, and this process tries again."""
     dead = _dead_pid()
-    path = _plant(tmp_path, {"pid": dead, "host": __import__("socket").gethostname()})
+    path = _plant(tmp_path, {"pid": dead, "host": socket.gethostname()})
     real_owner, seen = fileio.RunLock._owner, []
 
     def owner(self, where=None):
@@ -329,7 +325,7 @@ def test_a_takeover_that_loses_the_race_puts_the_new_owners_lock_back(tmp_path, 
 
 
 def test_a_stale_lock_that_vanishes_before_it_is_moved_aside_is_retried(tmp_path, monkeypatch):
-    path = _plant(tmp_path, {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
+    path = _plant(tmp_path, {"pid": _dead_pid(), "host": socket.gethostname()})
     real_rename, renames = os.rename, []
 
     def rename(src, dst):
@@ -360,7 +356,7 @@ def test_a_lock_deleted_by_hand_while_held_is_released_without_error(tmp_path, m
 
 
 def test_the_takeover_warning_points_at_the_caller(tmp_path):
-    _plant(tmp_path, {"pid": _dead_pid(), "host": __import__("socket").gethostname()})
+    _plant(tmp_path, {"pid": _dead_pid(), "host": socket.gethostname()})
     with pytest.warns(UserWarning) as warned:
         lock = fileio.RunLock(tmp_path).acquire()
     # not fileio's own line (stacklevel 1) but the caller's: this file (under mutmut, its trampoline's frame)
