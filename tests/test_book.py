@@ -107,7 +107,8 @@ def _tiny_book(root: Path, web_assets: Path) -> None:
     (root / "book" / "_assets" / "vendor").symlink_to(web_assets, target_is_directory=True)
     shutil.copy2(ROOT / "book" / "_assets" / "book.css", root / "book" / "_assets" / "book.css")
     (root / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n  - file: book/references\n")
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n  - file: book/references\n"
+        "  - file: book/build_info\n")
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "default"\ndevice = "auto"')
@@ -121,6 +122,8 @@ def _tiny_book(root: Path, web_assets: Path) -> None:
             "glue('used_profile', profile, display=False)\n"
             "fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([1, 3, 2]); plt.show()"),
         nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(value=3)"),
+        # machinery the static page hides and Build information lists
+        nbformat.v4.new_code_cell("import warnings\nwarnings.warn('tiny careful')"),
         nbformat.v4.new_code_cell(TINY_FIGURE),
     ]
     nbformat.write(nb, root / "book" / "tiny.ipynb")
@@ -175,6 +178,9 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     assert hover["datum"]["image"] == 0 and hover["datum"]["E_adv"] == -6.0
     assert "image id" in hover["tooltip"] and "\u22126.000" in hover["tooltip"] and "1.000" in hover["tooltip"]
     assert not tiny["console_errors"] and not tiny["requests_external"]
+    # the chapter's warning is not on its page but listed on Build information, which the check accepts
+    assert "UserWarning: tiny careful" not in page
+    assert "UserWarning: tiny careful" in (html / "book" / "build_info.html").read_text()
     assert tiny["page_bytes"] < check_html.PAGE_BUDGET_BYTES
 
 
@@ -196,6 +202,9 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
     (broken / "bad_path.html").write_text(head.format("", "record /work/main/runs/lens/abc/record.json " + filler, ""))
     (broken / "bad_trace.html").write_text(head.format("", 'File "/x/y.py", line 3, in f ' + filler, ""))
     (broken / "bad_warning.html").write_text(head.format("", "UserWarning: careful " + filler, ""))
+    # the same warning in a box that lists machinery on purpose (Build information) is fine
+    (broken / "listed_warning.html").write_text(head.format("", filler, '<div class="listed-machinery"><pre>'
+                                                            'x.py:3: UserWarning: careful</pre></div>'))
     (broken / "bad_bar.html").write_text(head.format("", "attacks 100%|##########| 8/8 [00:03] " + filler, ""))
     (broken / "bad_wide.html").write_text(head.format("", filler, '<main><table style="width:3000px"><tr><td>wide'
                                                                   '</td></tr></table></main>'))
@@ -207,7 +216,7 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
     (html_dir / "bad_heavy.html").write_text(head.format("", filler, "<!--" + "x" * 5_100_000 + "-->"))
     pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html", "bad_console.html",
              "bad_throw.html", "bad_path.html", "bad_trace.html", "bad_warning.html", "bad_bar.html",
-             "bad_wide.html", "bad_fetch.html", "bad_heavy.html", "bad_tick.html"]
+             "bad_wide.html", "bad_fetch.html", "bad_heavy.html", "bad_tick.html", "listed_warning.html"]
     _, problems = check_html.check_pages(broken, pages)
     text = "\n".join(problems)
     for page, words in [("bad_img", "image did not load"), ("bad_math", "MathJax"),
@@ -220,6 +229,7 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
                         ("bad_tick", "literal backtick in the prose: 'the verdict of `energy_lib")]:
         assert any(p.startswith(f"{page}.html: ") and words in p for p in problems), f"{page} not reported:\n{text}"
     assert "fine in code" not in text
+    assert not [p for p in problems if p.startswith("listed_warning.html: ")], text
 
 
 def test_html_checker_reports_broken_figures(tiny_html, chromium, tmp_path):

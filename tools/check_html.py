@@ -12,7 +12,8 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * widget views, if any, were rendered by the widget manager;
 * nothing of the machinery reaches a reader: no console error (a capture script is injected into every
   page this server serves), no text that looks like a path of the building machine, a traceback, a
-  Python warning or a progress bar;
+  Python warning or a progress bar (outside a `listed-machinery` box: Build information lists the
+  chapters' warnings in one on purpose);
 * no element wider than the text column at 1,280 px, no literal backtick in the prose;
 * every "PAPER.md x.y" the page shows is a link, and every such link reaches an existing anchor of the
   spec page (`reference_problems`, read from the HTML file);
@@ -119,7 +120,11 @@ async function check() {
   r.widget_views = d.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   r.widgets_rendered = d.querySelectorAll('.jupyter-widgets, .widget-container, .widget-inline-hbox').length;
   r.text_chars = (d.body ? d.body.innerText.length : 0);
+  // the prose a reader sees, less the boxes that list machinery on purpose (Build information's warnings)
+  const listed = [...d.querySelectorAll('.listed-machinery')];
+  listed.forEach(e => { e.dataset.display = e.style.display; e.style.display = 'none'; });
   r.text = d.body ? d.body.innerText : '';
+  listed.forEach(e => { e.style.display = e.dataset.display; });
   r.figures = [];
   for (const fig of d.querySelectorAll('.energy-figure')) r.figures.push(await exploreFigure(w, fig));
   r.console_errors = w.__bookConsoleErrors || ['the console capture script did not run'];
