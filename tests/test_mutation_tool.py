@@ -155,3 +155,41 @@ def test_a_rerun_names_the_unchecked_and_uncaught_mutants_of_the_scored_part(tmp
 ])
 def test_a_text_only_mutant_changes_nothing_but_string_text(change, text):
     assert mutation.text_only(change) is text
+
+
+def test_survivors_are_listed_with_their_changes_and_noted_as_equivalent_only_when_asked_right(tmp_path):
+    mutants, equivalent = _plant(tmp_path)
+    table = mutation.score(mutation.read_results(mutants), equivalent, show=DIFFS.__getitem__, scopes=SCOPES)
+    import io
+    out = io.StringIO()
+    assert mutation.list_survivors(table, out) == 3          # text-only survivors are not listed
+    assert out.getvalue().splitlines() == [
+        "energy: energy_lib.energy.x_energy_summary__mutmut_8 (survived)",
+        "    -    std(unbiased=False)", "    +    std(unbiased=True)",
+        "energy: energy_lib.energy.x_weat_weights__mutmut_4 (survived; its equivalence note is stale)",
+        "    -    x if a else b", "    +    x if a or True else b",
+        "runs (part): energy_lib.runs.xǁRunǁkept_epoch__mutmut_2 (no tests)",
+        "    -    return a", "    +    return b"]
+    notes = tmp_path / "eq.json"
+    notes.write_text(json.dumps(equivalent, indent=1, sort_keys=True) + "\n")
+    why = "unbiased changes std by sqrt(n/(n-1)) and every caller divides by std"
+    written = mutation.add_equivalent("energy_lib.energy.x_energy_summary__mutmut_8", why, table, notes)
+    assert written == {"change": "-    std(unbiased=False)\n+    std(unbiased=True)", "why": why}
+    stored = json.loads(notes.read_text())
+    assert stored["energy_lib.energy.x_energy_summary__mutmut_8"] == written
+    assert list(stored) == sorted(stored) and len(stored) == 3
+    # the note now matches: a rescore counts the mutant as equivalent
+    rescored = mutation.score(mutation.read_results(mutants), mutation.load_equivalent(notes),
+                              show=DIFFS.__getitem__, scopes=SCOPES)["energy"]
+    assert rescored.equivalent == 2 and len(rescored.survivors) == 1
+    # a stale note is replaced with the current change; a fresh one is never overwritten
+    mutation.add_equivalent("energy_lib.energy.x_weat_weights__mutmut_4", why, table, notes)
+    assert json.loads(notes.read_text())["energy_lib.energy.x_weat_weights__mutmut_4"]["change"] == (
+        "-    x if a else b\n+    x if a or True else b")
+    with pytest.raises(mutation.MutationError, match="already has a note for .*x_energy_summary__mutmut_8"):
+        mutation.add_equivalent("energy_lib.energy.x_energy_summary__mutmut_8", why, table, notes)
+    with pytest.raises(mutation.MutationError, match="not a survivor of the modules scored now"):
+        mutation.add_equivalent("energy_lib.energy.x_marginal_energy__mutmut_1", why, table, notes)  # killed
+    with pytest.raises(mutation.MutationError, match="says too little"):
+        mutation.add_equivalent("energy_lib.runs.xǁRunǁkept_epoch__mutmut_2", "same", table, notes)
+    assert len(json.loads(notes.read_text())) == 3

@@ -4,6 +4,8 @@
     PYTHONPATH=. python tools/mutation.py --report     # score what mutants/ holds now, run nothing
     PYTHONPATH=. python tools/mutation.py --jobs 1     # one test process at a time (default: 2)
     PYTHONPATH=. python tools/mutation.py --module energy --module losses   # these modules only
+    PYTHONPATH=. python tools/mutation.py --module fileio --report --survivors   # what survived, as diffs
+    PYTHONPATH=. python tools/mutation.py --module fileio --equivalent NAME --why "..."   # note one
 
 mutmut (pinned in requirements-dev.txt) writes every plausible small wrong edit of a module (a flipped
 comparison, a changed constant, a dropped argument...) and runs, for each, those of the module's
@@ -321,6 +323,40 @@ def report(table: dict[str, ModuleScore], out=sys.stdout) -> None:
             print(f"stale equivalence note (the code changed; recheck it): {name}", file=out)
 
 
+def list_survivors(table: dict[str, ModuleScore], out=sys.stdout) -> int:
+    """Every survivor that counts against a score (not the text-only ones): its name, how it survived and
+    its changed lines, the material for a new test or an equivalence note. Returns how many."""
+    count = 0
+    for label, entry in table.items():
+        for survivor in entry.survivors:
+            stale = "; its equivalence note is stale" if survivor["name"] in entry.stale else ""
+            print(f"{label}: {survivor['name']} ({survivor['status']}{stale})", file=out)
+            print("\n".join("    " + line for line in survivor["change"].splitlines()), file=out)
+            count += 1
+    return count
+
+
+def add_equivalent(name: str, why: str, table: dict[str, ModuleScore], path: Path = EQUIVALENT) -> dict:
+    """Write the equivalence note of survivor `name` (its current changed lines and `why` no test can tell
+    it from the original) into `path`. Only a survivor of this run gets one, and an existing note is
+    replaced only when it is stale (the code under it changed): nothing is overwritten unread."""
+    why = " ".join(why.split())
+    if len(why) < 20:
+        raise MutationError(f"--why for {name} says too little ({why!r}): say why no test can tell the mutant "
+                            "from the original (at least 20 characters)")
+    survivor = next((s for entry in table.values() for s in entry.survivors if s["name"] == name), None)
+    if survivor is None:
+        raise MutationError(f"{name} is not a survivor of the modules scored now: see `--survivors` "
+                            "(and pass --module for its module)")
+    notes = load_equivalent(path)
+    stale = any(name in entry.stale for entry in table.values())
+    if name in notes and not stale:
+        raise MutationError(f"{path.name} already has a note for {name}; edit the file to change it")
+    notes[name] = {"change": survivor["change"], "why": why}
+    fileio.atomic_write_text(path, json.dumps(notes, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    return notes[name]
+
+
 def record(table: dict[str, ModuleScore], path: Path = RECORD, now: str | None = None) -> dict:
     """Append a complete run's per-module score to the record (kept in git: the trend)."""
     try:
@@ -429,7 +465,15 @@ def main(argv=None) -> int:
     parser.add_argument("--module", action="append", choices=list(SCOPES), default=[],
                         help="only these modules (repeatable; default: all)")
     parser.add_argument("--no-record", action="store_true", help="do not append to runs/mutation/score.json")
+    parser.add_argument("--survivors", action="store_true", help="list each survivor's changed lines")
+    parser.add_argument("--equivalent", metavar="MUTANT", help="add MUTANT (a survivor's name) to "
+                        "tools/mutation_equivalent.json with --why; implies --report")
+    parser.add_argument("--why", default="", help="with --equivalent: why no test can tell it from the original")
     args = parser.parse_args(argv)
+    if args.equivalent:
+        args.report = True
+    elif args.why:
+        parser.error("--why goes with --equivalent MUTANT")
     try:
         import mutmut  # noqa: F401
     except ImportError:
@@ -443,6 +487,11 @@ def main(argv=None) -> int:
         table = {label: check_module(label, SCOPES[label], equivalent, jobs=args.jobs, run=not args.report)
                  for label in (args.module or SCOPES)}
         report(table)
+        if args.survivors:
+            list_survivors(table)
+        if args.equivalent:
+            add_equivalent(args.equivalent, args.why, table)
+            print(f"noted {args.equivalent} as equivalent in {EQUIVALENT.relative_to(ROOT)}")
         complete = {label: entry for label, entry in table.items() if entry.mutants and not entry.unchecked}
         if complete and not args.report and not args.no_record:
             record(complete)
