@@ -9,8 +9,10 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,18 @@ def test_torch_files_are_sealed_only_when_asked(tmp_path):
 def test_a_torch_file_loads_unsealed_by_default(tmp_path):
     fileio.atomic_torch_save({"epoch": 3}, tmp_path / "a.pt")
     assert fileio.load_torch(tmp_path / "a.pt", "fix") == {"epoch": 3}
+    # sealed=False reads the file as stored: a sealed one keeps its digest (nothing checked, nothing removed)
+    fileio.atomic_torch_save({"epoch": 3}, tmp_path / "s.pt", seal=True)
+    assert fileio.load_torch(tmp_path / "s.pt", "fix") == {"epoch": 3,
+                                                           fileio.DIGEST_KEY: fileio.content_digest({"epoch": 3})}
+
+
+def test_a_json_file_without_a_digest_is_refused_only_when_one_is_required(tmp_path):
+    path = tmp_path / "old.json"
+    fileio.write_json(path, {"n": 3})
+    with pytest.raises(fileio.DigestMismatchError, match=f"^{path} carries no digest of its content .* rerun it$"):
+        fileio.read_json(path, "rerun it", sealed=True)
+    assert fileio.read_json(path, "rerun it", sealed=None) == {"n": 3}    # None: checked when there
 
 
 def test_a_checkpoint_written_on_a_gpu_loads_on_this_cpu(tmp_path):
@@ -122,6 +136,17 @@ def test_a_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
     fileio.make_dir(tmp_path / "a" / "b")
     fileio.make_dir(tmp_path / "a" / "b")                                     # exists: fine
     assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_a_folder_without_permission_names_the_parent_to_make_writable(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):   # this suite runs as root, which no permission bit stops
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(fileio.StoreWriteError) as caught:
+        fileio.make_dir(tmp_path / "runs" / "x")
+    assert str(caught.value) == (f"cannot create the folder {tmp_path / 'runs' / 'x'}: Permission denied. make "
+                                 f"{tmp_path / 'runs'} writable (or set ENERGY_RUNS to a writable folder) and run again")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -173,7 +198,9 @@ def test_load_torch_errors_say_what_is_wrong_and_the_fix(tmp_path):
     cut.write_bytes(buffer.getvalue()[:300])
     with pytest.raises(fileio.CorruptFileError) as caught:
         fileio.load_torch(cut, "delete it to retrain")
-    assert str(caught.value).startswith(f"{cut} is corrupt or truncated (")
+    with pytest.raises(Exception) as raw:                                      # what torch itself raises
+        torch.load(io.BytesIO(cut.read_bytes()), weights_only=True)
+    assert str(caught.value).startswith(f"{cut} is corrupt or truncated ({type(raw.value).__name__}: ")
     assert str(caught.value).endswith("). delete it to retrain")
     payload = tmp_path / "payload.pt"
     torch.save({"w": torch.ones(1), "obj": Path("x")}, payload)
@@ -427,23 +454,51 @@ def test_the_digest_format_is_frozen():
     assert fileio.content_digest(obj) == "08044088b2c3d48ff6ebfdb2103288b1aa59dedbfd0a73ebd3d818cff4c489d0"
     assert fileio.content_digest({"k": 0.1}) == fileio.content_digest({"k": np.float64(0.1)})
     assert fileio.content_digest({"a": 1, "b": 2}) == fileio.content_digest({"b": 2, "a": 1})
+    # keys with the same text are ordered by their type, not by insertion
+    assert fileio.content_digest({1: "one", "1": "str one"}) == fileio.content_digest({"1": "str one", 1: "one"})
     assert fileio.content_digest([1]) != fileio.content_digest(["1"]) != fileio.content_digest([1.0])
     with pytest.raises(TypeError, match="^content_digest cannot hash a object$"):
         fileio.content_digest({"x": object()})
 
 
-def test_the_fault_hook_acts_on_the_nth_write_of_its_file_only(tmp_path):
-    """The hook tests/test_faults.py uses to kill a run mid-write, in a child process: the 2nd write
-    of f.bin is killed halfway, the writes of other files and the 1st write of f.bin are not."""
-    fileio.atomic_write_bytes(tmp_path / "in-process.bin", b"no hook set")
+def _write_under_fault(directory: Path, spec: str) -> tuple[int, list[str]]:
+    """A child writes g.bin, f.bin, g.bin, f.bin, f.bin under the fault spec; returns its wait status
+    (stopped counts: a stopped child is reported, then killed) and the files it said it wrote."""
     script = ("import sys; from pathlib import Path; from energy_lib import fileio\n"
               "d = Path(sys.argv[1])\n"
               "for name in ('g.bin', 'f.bin', 'g.bin', 'f.bin', 'f.bin'):\n"
               "    fileio.atomic_write_bytes(d / name, b'0123456789'); print(name, flush=True)\n")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
-                          env={**os.environ, fileio.FAULT_ENV: "kill:f.bin:2"}, cwd=Path(fileio.__file__).parents[1],
-                          timeout=120)    # a child stopped instead of killed must fail the test, not hang it
-    assert done.returncode == -9 and done.stdout.split() == ["g.bin", "f.bin", "g.bin"]
+    out = directory / "child.out"
+    with open(out, "w") as sink:
+        child = subprocess.Popen([sys.executable, "-c", script, str(directory)], stdout=sink,
+                                 env={**os.environ, fileio.FAULT_ENV: spec}, cwd=Path(fileio.__file__).parents[1])
+    guard = threading.Timer(120, child.kill)          # a child that neither ends nor stops fails, never hangs
+    guard.start()
+    try:
+        _, status = os.waitpid(child.pid, os.WUNTRACED)
+    finally:
+        guard.cancel()
+        if os.WIFSTOPPED(status):
+            child.kill()
+            os.waitpid(child.pid, 0)
+        child.returncode = 0                            # reaped here: Popen must not wait for it again
+    return status, out.read_text().split()
+
+
+def test_the_fault_hook_kills_the_nth_write_of_its_file_only(tmp_path):
+    """The hook tests/test_faults.py uses to kill a run mid-write, in a child process: the 2nd write
+    of f.bin is killed halfway, the writes of other files and the 1st write of f.bin are not."""
+    fileio.atomic_write_bytes(tmp_path / "in-process.bin", b"no hook set")
+    status, written = _write_under_fault(tmp_path, "kill:f.bin:2")
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and written == ["g.bin", "f.bin", "g.bin"]
     assert (tmp_path / "f.bin").read_bytes() == b"0123456789"                 # the first version is intact
     partial = [p for p in tmp_path.glob(".f.bin.*.tmp")]
     assert len(partial) == 1 and partial[0].read_bytes() == b"01234"          # killed halfway
+
+
+def test_the_fault_hook_stops_the_nth_write_when_asked_to(tmp_path):
+    """"stop" (SIGSTOP: a machine that froze) leaves the process alive but stopped, halfway through."""
+    status, written = _write_under_fault(tmp_path, "stop:g.bin:1")
+    assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP and written == []
+    partial = [p for p in tmp_path.glob(".g.bin.*.tmp")]
+    assert len(partial) == 1 and partial[0].read_bytes() == b"01234" and not (tmp_path / "g.bin").exists()
