@@ -827,8 +827,9 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
                min_runs: int = 2, unit: str = "runs", regimes: dict | None = None) -> Replicated:
     """A finding over independent runs (seeds): `reproduced` when at least `min_runs` runs were read
     and every one gives `expected` (e.g. CO present in each seed); `not reproduced` when at least
-    `min_runs` and every one gives `opposite`; `inconclusive at this scale` when the runs disagree,
-    any is inconclusive, or there are too few. `found`: {run label: its verdict}; `unit` names what was
+    `min_runs` and every one gives `opposite`; `inconclusive at this scale` when the runs disagree
+    (some `expected`, some `opposite`), any is inconclusive (its sentence says which way the others
+    point), or there are too few. `found`: {run label: its verdict}; `unit` names what was
     read in the texts ("runs"; "models" for one finding over several models, e.g. RobustBench's).
 
     `regimes` ({label: `Regime`} for every one of `found`, e.g. `model_regime` of a model's clean
@@ -861,9 +862,13 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
                                              f"{n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication needs")
     elif hits == misses == 0:
         verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} {which} (each is inconclusive)"
-    else:
+    elif hits and misses:
         verdict, text = INCONCLUSIVE_SCALE, (f"the {which} disagree ({hits} {expected}, {misses} {opposite}, "
                                              f"{n - hits - misses} inconclusive)")
+    else:   # one direction only, the rest unreadable: not every run speaks, so no verdict either way
+        seen, word = (hits, expected) if hits else (misses, opposite)
+        verdict, text = INCONCLUSIVE_SCALE, (f"{what}: {word} in {seen} of the {n} {which} and inconclusive in "
+                                             f"the other {n - seen}, so not every {which.split()[0][:-1]} speaks")
     listed = ", ".join(f"{label}: {v}, not read (the network never learned)" if label in never else f"{label}: {v}"
                        for label, v in found.items())
     sentence = f"{text} ({listed})" if found else text

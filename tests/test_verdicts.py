@@ -789,6 +789,13 @@ def test_a_finding_is_replicated_only_when_every_run_shows_it():
     assert V.replicated({"s10": V.ABSENT, "s11": V.ABSENT}, "CO").verdict == V.NOT_REPRODUCED
     mixed = V.replicated({"s10": V.PRESENT, "s11": V.ABSENT, "s12": V.INCONCLUSIVE}, "CO")
     assert mixed.verdict == V.INCONCLUSIVE_SCALE and "disagree (1 present, 1 absent, 1 inconclusive)" in mixed.sentence
+    # one direction and an unreadable run: no verdict, and the sentence does not call it a disagreement
+    partial = V.replicated({"s10": V.ABSENT, "s11": V.INCONCLUSIVE, "s12": V.ABSENT}, "CO")
+    assert partial.verdict == V.INCONCLUSIVE_SCALE and "disagree" not in partial.sentence
+    assert partial.sentence.startswith("CO: absent in 2 of the 3 runs and inconclusive in the other 1, so not every "
+                                       "run speaks (s10: absent")
+    partial = V.replicated({"s10": V.PRESENT, "s11": V.INCONCLUSIVE}, "CO")
+    assert partial.verdict == V.INCONCLUSIVE_SCALE and partial.sentence.startswith("CO: present in 1 of the 2 runs")
     assert V.replicated({"s10": V.PRESENT}, "CO").verdict == V.INCONCLUSIVE_SCALE          # one seed is no replication
     none = V.replicated({"s10": V.INCONCLUSIVE, "s11": V.INCONCLUSIVE}, "CO")
     assert none.verdict == V.INCONCLUSIVE_SCALE and "cannot be read in any of the 2 runs" in none.sentence
