@@ -55,6 +55,49 @@ def readable_ticks(ax, n: int = 5) -> None:
     ax.ticklabel_format(axis="both", style="plain", useOffset=False)
 
 
+def arm_grid(curves: dict, panels: Sequence[tuple[str, str]], *, x: str = "progress", xlabel: str = "epoch",
+             dotted: dict | None = None, onsets: dict | None = None, row_height: float = 1.9, width: float = 13.0):
+    """Training curves of several arms over seeds, readable at any count: one row per arm, one column
+    per quantity, one colour per seed (the same in every row), so no legend grows with the runs.
+    `curves`: {arm: {seed: frame}} (frames with column `x` and the panels' columns); `panels`:
+    [(column, title)]; `dotted`: {column: (other column, its name)} drawn dotted in the same colour
+    (clean accuracy beside PGD accuracy); `onsets`: {arm: {seed: x}} drawn as dashed lines. A column a run lacks
+    leaves its panel empty for that run. Returns the figure (constrained layout: labels never clipped)."""
+    from matplotlib.lines import Line2D
+
+    seeds = sorted({seed for runs in curves.values() for seed in runs})
+    colour = dict(zip(seeds, sns.color_palette("colorblind", max(len(seeds), 1))))
+    rows = max(len(curves), 1)
+    fig, axes = plt.subplots(rows, len(panels), figsize=(width, row_height * rows + 0.6), sharex=True,
+                             squeeze=False, layout="constrained")
+    for r, (arm, runs) in enumerate(curves.items()):
+        for c, (column, title) in enumerate(panels):
+            ax = axes[r, c]
+            for seed, frame in runs.items():
+                if column in frame:
+                    ax.plot(frame[x], frame[column], color=colour[seed], lw=1.2)
+                other, _ = (dotted or {}).get(column, (None, None))
+                if other and other in frame:
+                    ax.plot(frame[x], frame[other], ":", color=colour[seed], lw=1.2)
+                onset = (onsets or {}).get(arm, {}).get(seed)
+                if onset is not None:
+                    ax.axvline(onset, color=colour[seed], ls="--", lw=0.8)
+            if r == 0:
+                ax.set_title(title, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(arm, fontsize=9)
+            if r == rows - 1:
+                ax.set_xlabel(xlabel)
+            ax.tick_params(labelsize=8)
+    handles = [Line2D([], [], color=colour[s], label=f"seed {s}") for s in seeds]
+    handles += [Line2D([], [], color="grey", ls=":", label=f"{name} (dotted)")
+                for _, name in (dotted or {}).values()]
+    if onsets:
+        handles.append(Line2D([], [], color="grey", ls="--", lw=0.8, label="collapse onset"))
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
+    return fig
+
+
 def energy_quiver(ax, natural_e, natural_ey, adversarial_e, adversarial_ey, *, title: str = "",
                   limits: tuple[float, float] | None = None, shift_max: float | None = None):
     """Each sample as an arrow from (E(x), E(x,y)) to (E(x*), E(x*,y)), coloured by the shift's

@@ -524,6 +524,11 @@ def _label(entry: SuiteRun) -> str:
     return f"{method}{der} ({scale}, seed {o.get('seed', 0)})"
 
 
+def arm(entry: SuiteRun) -> str:
+    """The arm a run belongs to ("FGSM", "FGSM + DER β=1", "SAT", ...): its label without scale and seed."""
+    return _label(entry).split(" (")[0]
+
+
 def phenomenon_runs(phenomenon: str, root: Path | None = None) -> dict:
     """The suite's runs of a phenomenon as a chapter shows them: the finished confirming runs at the
     chosen scale when any is finished, else the finished probes. Returns {"choice", "stage", "runs":
@@ -558,8 +563,7 @@ def replicates(phenomenon: str, root: Path | None = None) -> dict:
     for r in plan_.confirm:
         if r.phenomenon != phenomenon or not r.finished:
             continue
-        arm = _label(r).split(" (")[0]
-        arms.setdefault(arm, {})[r.overrides["seed"]] = r
+        arms.setdefault(arm(r), {})[r.overrides["seed"]] = r
     return arms
 
 

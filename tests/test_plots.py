@@ -47,3 +47,32 @@ def test_reader_table_rounds_and_moves_constant_columns_to_the_caption():
     assert ">SAT<" in html   # the index stays
     single = plots.reader_table(frame.iloc[:1]).to_html()
     assert "cifar10" in single and "on every row" not in single   # one row: nothing to move
+
+
+def test_arm_grid_has_a_row_per_arm_a_colour_per_seed_and_a_legend_that_does_not_grow_with_runs():
+    import warnings
+
+    def curve(level, with_share=True):
+        frame = pd.DataFrame({"progress": [0.5, 1.0, 2.0], "acc": [level, level / 2, 0.0], "clean": [0.3, 0.3, 0.3]})
+        return frame.assign(share=[0.0, 0.5, 1.0]) if with_share else frame
+
+    curves = {"FGSM": {10: curve(0.2), 11: curve(0.1)}, "N-FGSM": {11: curve(0.15, with_share=False), 12: curve(0.25)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # a clipped layout warns: it must not happen
+        fig = plots.arm_grid(curves, [("acc", "PGD accuracy"), ("share", "share")], dotted={"acc": ("clean", "clean")},
+                             onsets={"FGSM": {10: 1.0, 11: None}})
+        fig.canvas.draw()
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["FGSM", "N-FGSM"]
+    assert [ax.get_title() for ax in axes[0]] == ["PGD accuracy", "share"]
+    solid = {ax: [line for line in ax.get_lines() if line.get_linestyle() == "-"] for ax in axes.ravel()}
+    # seed 11 has the same colour in both rows; each seed its own
+    colour = {(r, i): line.get_color() for r in range(2) for i, line in enumerate(solid[axes[r, 0]])}
+    assert colour[(0, 1)] == colour[(1, 0)] and len({colour[(0, 0)], colour[(0, 1)], colour[(1, 1)]}) == 3
+    assert len(solid[axes[1, 1]]) == 1                    # N-FGSM seed 11 has no share column: not drawn
+    assert len([line for line in axes[0, 0].get_lines() if line.get_linestyle() == ":"]) == 2
+    assert len([line for line in axes[0, 1].get_lines() if line.get_linestyle() == "--"]) == 1   # one onset
+    legend, = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["seed 10", "seed 11", "seed 12", "clean (dotted)",
+                                                          "collapse onset"]
+    plt.close(fig)
