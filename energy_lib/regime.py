@@ -59,12 +59,22 @@ class Regime:
     gap_ci: tuple[float, float] | None
     gap_present: bool
     sentence: str
+    # ln K − clean CE at its highest over the points whose clean accuracy passed (None: none passed);
+    # below the floor it is why a network that was accurate enough still never learned
+    information_when_accurate: float | None = None
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @property
     def never_learned_text(self) -> str:
+        if self.information_when_accurate is not None:    # accurate enough, but near the uniform prediction
+            floor = INFORMATION_FLOOR * -math.log(self.chance)
+            return (f"the network never learned: its clean test accuracy rose significantly above {LEARNED_FACTOR:g}x "
+                    f"chance ({LEARNED_FACTOR * self.chance:.0%}; best {self.clean_best:.1%} [{self.clean_best_ci[0]:.1%}, "
+                    f"{self.clean_best_ci[1]:.1%}] on {self.n_test} images), but its predictions stayed near the uniform "
+                    f"one: where it was that accurate, clean CE was at most {self.information_when_accurate:.2f} nats "
+                    f"below ln K, short of the {floor:.2f} of a network that learned, after {self._steps} optimizer steps")
         return (f"the network never learned: its best clean test accuracy is {self.clean_best:.1%} "
                 f"[{self.clean_best_ci[0]:.1%}, {self.clean_best_ci[1]:.1%}] on {self.n_test} images, not "
                 f"significantly above {LEARNED_FACTOR:g}x chance ({LEARNED_FACTOR * self.chance:.0%}); clean CE is "
@@ -123,8 +133,11 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
     corrected = 1 - (1 - level) / n_points
     lows = np.array([wilson(round(c * n_test), n_test, corrected)[0] for c in clean])
     informative = ~(info < INFORMATION_FLOOR * ln_k)          # nan (not tracked) does not block
-    learned_at = np.flatnonzero((lows > LEARNED_FACTOR * chance) & informative)
+    accurate = lows > LEARNED_FACTOR * chance
+    learned_at = np.flatnonzero(accurate & informative)
     learned = bool(len(learned_at))
+    info_when_accurate = (float(np.nanmax(info[accurate])) if not learned and accurate.any()
+                          and np.isfinite(info[accurate]).any() else None)
     candidates = learned_at if learned else np.arange(n_points)
     i_best = int(candidates[np.argmax(clean[candidates])])
     best_ci = wilson(round(clean[i_best] * n_test), n_test, corrected)
@@ -169,7 +182,7 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
     return Regime(steps, int(n_test), int(n_train_track), chance, float(clean[i_best]), best_ci,
                   float(when[i_best]), float(clean[-1]), final_ci, learned, diverged,
                   constant, offset, information, robust_train, robust_test, gap, gap_ci, bool(gap_present),
-                  sentence)
+                  sentence, info_when_accurate)
 
 
 def _epoch(x: float) -> str:

@@ -51,7 +51,23 @@ def test_a_near_uniform_network_never_learned_however_many_images_show_it():
     """Issue 23's default FGSM-RS runs, tracked on 1000 images instead of 200: 25 % clean is
     significantly above 20 %, but the predictions stay within 0.05 nats of uniform: not learned."""
     m = metrics(np.linspace(0.15, 0.25, 30), np.full(30, 0.2), ce=math.log(10) - 0.05)
-    assert not R.regime_from_metrics(m, n_test=1000, n_train_track=1000, n_classes=10).learned
+    near = R.regime_from_metrics(m, n_test=1000, n_train_track=1000, n_classes=10)
+    assert not near.learned and near.information_when_accurate == pytest.approx(0.05)
+    # its text names the condition that failed (information), not the one that held (accuracy)
+    assert near.never_learned_text == (
+        "the network never learned: its clean test accuracy rose significantly above 2x chance (20%; best 25.0% "
+        "[21.0%, 29.5%] on 1000 images), but its predictions stayed near the uniform one: where it was that "
+        "accurate, clean CE was at most 0.05 nats below ln K, short of the 0.23 of a network that learned, after an "
+        "unknown number of optimizer steps")
+    inaccurate = R.regime_from_metrics(metrics([0.1, 0.15], [0.1, 0.1], ce=math.log(10) - 0.05), n_test=1000,
+                                       n_train_track=1000, n_classes=10)
+    assert inaccurate.information_when_accurate is None and "not significantly above 2x chance" in \
+        inaccurate.never_learned_text
+    # accurate at one point, informative at another, never both at once: not learned, and the text says why
+    apart = metrics([0.30, 0.12], [0.1, 0.1])
+    apart["test_ce_nat"] = [math.log(10) - 0.10, math.log(10) - 0.5]
+    split = R.regime_from_metrics(apart, n_test=1000, n_train_track=1000, n_classes=10)
+    assert not split.learned and split.information_when_accurate == pytest.approx(0.10)
 
 
 def test_a_network_near_the_uniform_predictor_never_learned_so_co_is_not_testable():
