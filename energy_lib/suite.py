@@ -170,6 +170,25 @@ def load(entry: SuiteRun, root: Path | None = None):
     return Run(entry.config(), d) if (d / "config.json").is_file() else None
 
 
+LENS_SEED = SEEDS[0]   # chapter 6 reads each RO arm's run of this seed: their best.pt is committed (.gitignore)
+
+
+def robust_models(root: Path | None = None) -> dict:
+    """The suite's robust classifiers for chapter 6's energy lens: each RO arm's finished confirming run
+    of seed `LENS_SEED` (long multi-step runs of one architecture), the same set in every checkout.
+    {"runs": {label: runs.Run} of those whose best.pt is here, "without_weights": [labels] of finished
+    ones whose best.pt is not (committed with the run's record; a checkout without it says so)}."""
+    found, missing = {}, []
+    for entry in current_plan(root).confirm:
+        if entry.phenomenon != "ro" or not entry.finished or entry.overrides.get("seed") != LENS_SEED:
+            continue
+        if (entry.directory(root) / "best.pt").is_file():
+            found[_label(entry)] = load(entry, root)
+        else:
+            missing.append(_label(entry))
+    return {"runs": found, "without_weights": missing}
+
+
 def outcome(entry: SuiteRun, root: Path | None = None) -> dict:
     """What a run shows, read as the chapters read it: regime, the verdict of its phenomenon (with
     the regime), the ΔE(x) signature and the cost. {} before the run has an epoch."""

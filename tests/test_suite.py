@@ -167,3 +167,29 @@ def test_methods_are_compared_paired_per_seed_and_averaged_over_seeds(tmp_path, 
     assert found["mean"] == pytest.approx(0.04) and found["seed_sd"] == pytest.approx(0.02)
     assert "SD over 3 seed(s) 2.0 pt (training noise)" in found["sentence"] and "(image noise)" in found["sentence"]
     assert suite.seed_averaged_comparison({}, {}, ("a", "b")) is None
+
+
+def test_chapter_6_reads_each_ro_arm_of_the_lens_seed_and_names_those_without_weights(tmp_path, monkeypatch):
+    """The same set of suite models in every checkout: each RO arm's finished run of LENS_SEED (their
+    best.pt is committed); a finished one without best.pt is named, other seeds and CO runs are not read."""
+    monkeypatch.setenv("ENERGY_SUITE", str(tmp_path))
+    ro = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 150})
+    co = suite.confirm_runs({"eps": 16 / 255, "lr": 0.003}, None)
+    monkeypatch.setattr(suite, "current_plan", lambda root=None: suite.Plan({}, None, None, False, (*co, *ro)))
+    by_name = {r.name: r for r in (*co, *ro)}
+
+    def finish(name, weights):
+        d = by_name[name].directory()
+        d.mkdir(parents=True)
+        for f in ("config.json", "DONE") + (("best.pt",) if weights else ()):
+            (d / f).write_text("{}")
+
+    finish("ro-sat-n1000-e150-s10", True)
+    finish("ro-trades-n1000-e150-s10", False)
+    finish("ro-sat-n1000-e150-s11", True)          # another seed
+    finish("co-fgsm-e16-s10", True)                # another phenomenon
+    by_name["ro-weat_adv-n1000-e150-s10"].directory().mkdir(parents=True)   # still training: no DONE
+    found = suite.robust_models()
+    assert suite.LENS_SEED == 10 and list(found["runs"]) == ["SAT (1000 images, small_cnn, lr 0.02, seed 10)"]
+    assert found["runs"]["SAT (1000 images, small_cnn, lr 0.02, seed 10)"].dir == by_name["ro-sat-n1000-e150-s10"].directory()
+    assert found["without_weights"] == ["TRADES (1000 images, small_cnn, lr 0.02, seed 10)"]
