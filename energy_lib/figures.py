@@ -9,7 +9,8 @@ itself (`tools/fetch_web_assets.py` -> `_static/vendor/`), never from a CDN.
 * `attack_points`, `epoch_points`: the figure data, one row per image and choice, rounded to
   `DECIMALS` (what the page shows; the full arrays stay in the records).
 * `scatter`: E(x) against E(x*) (or any two columns), filtered by bound drop-downs, with tooltips,
-  optionally side by side (`column`) for two choices at once.
+  optionally side by side (`column`) for two choices at once; with `attack_pictures`, hovering one of
+  the first test images also shows it, its adversarial counterpart and their difference.
 * `Figure`: what a chapter cell returns; the static HTML loads the vendored scripts and draws, a live
   Jupyter front end gets Altair's own Vega-Lite output.
 """
@@ -62,6 +63,45 @@ def attack_points(frame: pd.DataFrame, model: str, labels: dict[str, str] | None
         "dEy": frame["Exy_nat"].astype(float) - frame["Exy_adv"].astype(float),
     })
     return out.round(DECIMALS).reset_index(drop=True)
+
+
+def _js_number(value: float) -> str:
+    """A number as JavaScript's String() writes it, for the values the figures carry (ε in 255ths to one
+    decimal, image ids): 8.0 -> "8", 7.8 -> "7.8"."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+PICTURE_KEY = "datum.model + '|' + datum.attack + '|' + datum.eps + '|' + datum.image"   # the same, in Vega
+
+
+def picture_key(model: str, attack: str, eps: float, image: int) -> str:
+    """The key a point of `attack_points` finds its picture by (`PICTURE_KEY` computes it in the page)."""
+    return f"{model}|{attack}|{_js_number(eps)}|{int(image)}"
+
+
+def attack_pictures(result, model: str, labels: dict[str, str] | None = None, scale: int = 1,
+                    quality: int = 80) -> pd.DataFrame:
+    """The hover pictures of `attack_points`: for each stored (attack, ε) of a lens result
+    (`lens.LensResult.examples`: its first test images) one JPEG per image of the image, its adversarial
+    counterpart and their difference scaled so that ±ε spans black to white (0 is grey), side by side
+    and enlarged `scale` times (the book's CSS enlarges them on screen: about 3 KB each at scale 1).
+    Columns: key (`picture_key`), picture (a data URI)."""
+    labels = labels or {}
+    start = int(result.record["settings"].get("start", 0))
+    rows = []
+    for job, pair in result.examples.items():
+        attack, _, eps255 = job.partition("@")
+        eps = round(float(eps255), 1)
+        nat = pair["natural"].astype(np.float32) / 255
+        adv = pair["adversarial"].astype(np.float32) / 255
+        for i in range(len(nat)):
+            diff = np.clip(0.5 + (adv[i] - nat[i]) / (2 * max(float(eps255), 1e-6) / 255), 0, 1)
+            panel = np.concatenate([nat[i], adv[i], diff], axis=2)
+            panel = panel.repeat(scale, axis=1).repeat(scale, axis=2)
+            rows.append({"key": picture_key(model, labels.get(attack, attack), eps, start + i),
+                         "picture": image_uri(panel, quality=quality)})
+    return pd.DataFrame(rows, columns=["key", "picture"])
 
 
 def epoch_points(samples: pd.DataFrame, method: str, epochs: Sequence[int] | None = None) -> pd.DataFrame:
@@ -205,12 +245,15 @@ def _options(values) -> list:
 def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: Sequence[str] = (),
             initial: dict | None = None, column: str | None = None, title: str = "",
             tooltip: Sequence[str] | None = None, width: int = 300, height: int = 260, diagonal: bool = True,
-            color: str | None = "dE"):
+            color: str | None = "dE", pictures: pd.DataFrame | None = None):
     """An Altair chart: `y` against `x` for the rows that match every drop-down of `select` (one per
     column, bound to a <select>; `initial` sets their first values), side by side per value of `column`,
     a tooltip with the image id and its energies, zoom and pan. `diagonal`: the line y = x
     (E(x*) = E(x): above it the attack raised the energy), both axes on one range; without it each axis
-    has its own. `color`: a number column (a diverging scale around 0) or a text column (categories)."""
+    has its own. `color`: a number column (a diverging scale around 0) or a text column (categories).
+    `pictures` (`attack_pictures`, for points with model, attack, eps and image columns): a separate
+    dataset looked up by key, so the figure's CSV download holds the energies only; the tooltip of a
+    point that has one shows it (vega-tooltip draws the field titled "image" as a picture)."""
     import altair as alt
 
     _need(points, [x, y, *select, *([column] if column else []), *(tooltip or [])], "scatter")
@@ -239,13 +282,17 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
     def panel(extra_test: str | None, panel_title: str | None, k: int):
         checks = tests + ([extra_test] if extra_test else [])
         base = alt.Chart(points)
+        if pictures is not None and len(pictures):
+            base = base.transform_calculate(picture_key=PICTURE_KEY).transform_lookup(
+                lookup="picture_key", from_=alt.LookupData(pictures, "key", ["picture"]))
         if checks:
             base = base.transform_filter(" && ".join(checks))
         dots = base.mark_circle(size=28, opacity=0.8, clip=True, stroke="#555555", strokeWidth=0.4).encode(
             x=alt.X(f"{x}:Q", title=TITLES.get(x, x), scale=alt.Scale(domain=x_domain, zero=False)),
             y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain, zero=False)),
             color=encode_color,
-            tooltip=[_tooltip(points, c) for c in tooltip],
+            tooltip=[_tooltip(points, c) for c in tooltip] + (
+                [alt.Tooltip("picture:N", title="image")] if pictures is not None and len(pictures) else []),
         ).add_params(alt.selection_interval(bind="scales", name=f"zoom_{k}"))   # zoom and pan
         layers = [dots]
         if diagonal:
@@ -350,8 +397,9 @@ _LOADER = """(function () {
   }
   function offerData() {   // the figure's rows (CSV) one click away, made in the browser
     var sets = spec.datasets || {}, name = null;
+    var rows = function (k) { return sets[k].split("\\n").length; };   // the points, not the pictures
     Object.keys(sets).forEach(function (k) {
-      if (typeof sets[k] === "string" && (!name || sets[k].length > sets[name].length)) name = k;
+      if (typeof sets[k] === "string" && (!name || rows(k) > rows(name))) name = k;
     });
     if (!name) return;
     var link = document.createElement("a");

@@ -9,7 +9,9 @@
   accuracy, and how well the energy score separates natural from adversarial images;
 * the distribution of ΔE(x) = E(x) - E(x*) and ΔE(x,y) = E(x,y) - E(x*,y) under `delta_attack`
   (mean, std, quantiles, fraction within ±0.1, a histogram);
-* per-sample energies in a sidecar `energies.npz` (for plots).
+* per-sample energies in a sidecar `energies.npz` (for plots);
+* the first `EXAMPLES` test images and their adversarial counterparts under each attack, as 8-bit
+  pictures (`examples-<attack>.npz`, for the book's hover pictures; not part of any number).
 
 Detection score (the energy-based OOD literature, e.g. Liu et al. 2020, pytorch-ood): the
 in-distribution score is -E(x); natural images are the positive class, every attacked image the
@@ -66,6 +68,7 @@ from .regime import Regime
 from .runs import RunError, is_reference
 
 RECORD_VERSION = 1
+EXAMPLES = 8    # test images [start, start + 8) keep their adversarial counterparts as pictures (8-bit)
 
 # Attack names (and the paper's eight, PAPER_ATTACKS) live in names.py, where LensConfig checks them.
 # Cheap white-box attacks that also run on `eps_grid` (chapter 1's ε view).
@@ -342,16 +345,25 @@ def _frame_key(config: dict, what: str) -> str:
     return hashlib.sha256(json.dumps({"config": config, "what": what}, sort_keys=True).encode()).hexdigest()
 
 
-def _save_frame(frame: pd.DataFrame, path: Path, key: str) -> None:
-    """The frame's columns with its key and their digest, written atomically (fileio)."""
-    arrays = {c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
-              for c in frame.columns}
+def _save_arrays(path: Path, arrays: dict, key: str) -> None:
+    """Arrays with their key and their digest, written atomically (fileio)."""
     fileio.atomic_save_npz(path, {**arrays, FRAME_KEY: np.array(key),
                                   FRAME_DIGEST: np.array(fileio.content_digest(arrays))})
 
 
+def _save_frame(frame: pd.DataFrame, path: Path, key: str) -> None:
+    """The frame's columns with its key and their digest (`_save_arrays`)."""
+    _save_arrays(path, {c: frame[c].to_numpy(dtype=None if pd.api.types.is_numeric_dtype(frame[c]) else str)
+                        for c in frame.columns}, key)
+
+
 def _load_frame(path: Path, key: str, *, legacy_ok: bool = False) -> pd.DataFrame:
-    """The frame stored in `path`, checked: `LensError` naming the file when it is damaged, unreadable or
+    """The frame stored in `path`, checked (`_load_arrays`)."""
+    return pd.DataFrame(_load_arrays(path, key, legacy_ok=legacy_ok))
+
+
+def _load_arrays(path: Path, key: str, *, legacy_ok: bool = False) -> dict:
+    """The arrays stored in `path`, checked: `LensError` naming the file when it is damaged, unreadable or
     holds another key; one without key and digest (written before them) only when `legacy_ok`."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -367,7 +379,38 @@ def _load_frame(path: Path, key: str, *, legacy_ok: bool = False) -> pd.DataFram
     elif str(stored_key) != key:
         raise LensError(f"{path} holds the energies of another model, image set, setting or attack than its "
                         "record asks for")
-    return pd.DataFrame(arrays)
+    return arrays
+
+
+def _to_bytes(images: torch.Tensor) -> np.ndarray:
+    """[0, 1] images as 8-bit pictures (what a page shows; never read back as data)."""
+    return (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _save_examples(directory: Path, config: dict, job: str, x: torch.Tensor, x_adv: torch.Tensor) -> None:
+    _save_arrays(directory / f"examples-{job}.npz", {"natural": _to_bytes(x[:EXAMPLES]),
+                                                     "adversarial": _to_bytes(x_adv[:EXAMPLES])},
+                 _frame_key(config, f"examples-{job}"))
+
+
+def _load_examples(directory: Path, config: dict, jobs_: list) -> dict:
+    """{job key: {"natural", "adversarial": uint8 (k, C, H, W)}} of the jobs whose pictures are stored and
+    verified; a missing file (an attack cached before pictures were kept) leaves its job out, a damaged
+    one too, with a warning (pictures are a by-product: no number depends on them)."""
+    out = {}
+    for attack, eps in jobs_:
+        job = job_key(attack, eps)
+        path = directory / f"examples-{job}.npz"
+        if not path.is_file():
+            continue
+        try:
+            arrays = _load_arrays(path, _frame_key(config, f"examples-{job}"))
+        except LensError as err:
+            warnings.warn(f"{err}; its pictures are not shown (delete it: the next look recomputes that attack)",
+                          stacklevel=3)
+            continue
+        out[job] = {"natural": arrays["natural"], "adversarial": arrays["adversarial"]}
+    return out
 
 
 def attack_summary(rows: pd.DataFrame) -> dict:
@@ -388,6 +431,7 @@ class LensResult:
     frame: pd.DataFrame          # per-sample energies, one block per (attack, ε)
     directory: Path
     reused: bool
+    examples: dict = field(default_factory=dict)   # {job key: {"natural", "adversarial"}}: `_load_examples`
 
     def summary(self) -> str:
         r = self.record
@@ -467,7 +511,8 @@ def load_record(directory: Path, config: dict) -> LensResult | None:
                             legacy_ok=fileio.DIGEST_KEY not in raw)
     except (LensError, FileNotFoundError) as err:
         raise LensError(f"{err}; {fix}") from err
-    return LensResult(record, frame, directory, reused=True)
+    jobs_ = [(a["attack"], a["eps"]) for a in record.get("attacks", {}).values()]
+    return LensResult(record, frame, directory, reused=True, examples=_load_examples(directory, config, jobs_))
 
 
 def _check_outputs(model: torch.nn.Module, x: torch.Tensor, cfg: LensConfig, label: str) -> None:
@@ -533,6 +578,7 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
             x_adv = _run_attack(model, x, y, attack, eps, cfg)
             frame = energies_frame(model, x, y, x_adv, attack, eps, cfg.batch_size)
             seconds[job_key(attack, eps)] = time.perf_counter() - t0
+            _save_examples(directory, config, job_key(attack, eps), x, x_adv)   # before the frame: its commit point
             _save_frame(frame, cache, key)
             frames.append(frame)
         frame = pd.concat(frames, ignore_index=True)
@@ -569,7 +615,7 @@ def look(model: torch.nn.Module | None, cfg: LensConfig, source: ModelSource | N
     _save_frame(frame, directory / "energies.npz", _frame_key(config, "energies"))
     fileio.write_json(directory / "record.json", record, seal=True)   # last: the record's commit point
     (directory / "aa_state.pt").unlink(missing_ok=True)
-    return LensResult(record, frame, directory, reused=False)
+    return LensResult(record, frame, directory, reused=False, examples=_load_examples(directory, config, todo))
 
 
 # ----------------------------------------------------------------------------- chapter 6's verdict

@@ -90,13 +90,17 @@ def test_static_copy_drops_widgets_and_warnings_only(tmp_path):
 
 # ----------------------------------------------------------------------------- tiny book self-test
 # An interactive figure (energy_lib.figures) with two drop-downs: what the HTML check explores.
-TINY_FIGURE = """import pandas as pd
+TINY_FIGURE = """import numpy as np
+import pandas as pd
 from energy_lib import figures
 points = pd.DataFrame({"attack": ["PGD"] * 3 + ["FAB"] * 3, "eps": [8.0, 8.0, 4.0] * 2,
                        "image": [0, 1, 2] * 2, "E_x": [-5.0, -4.5, -4.0, -5.0, -4.5, -4.0],
                        "E_adv": [-6.0, -5.25, -4.75, -3.5, -3.25, -3.0], "dE": [1.0, 0.75, 0.75, -1.5, -1.25, -1.0],
                        "dEy": [-2.0, -1.5, -1.0, -3.0, -2.5, -2.25]})
-figures.Figure(figures.scatter(points, select=["attack", "eps"], initial={"eps": 8.0}), "tiny")"""
+pictures = pd.DataFrame({"key": [figures.picture_key("m", "PGD", 8.0, 0)],
+                         "picture": [figures.image_uri(np.full((3, 32, 96), 0.5))]})
+points["model"] = "m"
+figures.Figure(figures.scatter(points, select=["attack", "eps"], initial={"eps": 8.0}, pictures=pictures), "tiny")"""
 def _tiny_book(root: Path, web_assets: Path) -> None:
     (root / "book").mkdir(parents=True)
     shutil.copy2(ROOT / "_config.yml", root / "_config.yml")
@@ -177,6 +181,7 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     hover = fig["hover"]
     assert hover["datum"]["image"] == 0 and hover["datum"]["E_adv"] == -6.0
     assert "image id" in hover["tooltip"] and "\u22126.000" in hover["tooltip"] and "1.000" in hover["tooltip"]
+    assert hover["datum"]["picture"].startswith("data:image/jpeg") and hover["pictures"] == [96]   # its picture shows
     assert not tiny["console_errors"] and not tiny["requests_external"]
     # the chapter's warning is not on its page but listed on Build information, which the check accepts
     assert "UserWarning: tiny careful" not in page
@@ -251,10 +256,15 @@ def test_html_checker_reports_broken_figures(tiny_html, chromium, tmp_path):
     cut = page.index('<div class="energy-figure"')
     end = page.index("</script>", page.index("</script>", cut) + 1) + len("</script>")
     (broken / "book" / "deaf.html").write_text(page[:cut] + figures.Figure(deaf, "deaf").html() + page[end:])
-    _, problems = check_html.check_pages(broken, ["book/deaf.html"])
+    # a hover picture that cannot be decoded
+    blind = figures.scatter(points.assign(model="m", eps=8.0), select=["attack"], pictures=pd.DataFrame(
+        {"key": [figures.picture_key("m", "PGD", 8.0, 0)], "picture": ["data:image/jpeg;base64,AAAA"]}))
+    (broken / "book" / "blind.html").write_text(page[:cut] + figures.Figure(blind, "blind").html() + page[end:])
+    _, problems = check_html.check_pages(broken, ["book/deaf.html", "book/blind.html"])
     text = "\n".join(problems)
     assert "choosing attack = ['FAB'] does not change the drawn data" in text, text
     assert "lacks ['E_adv', 'dE', 'dEy']" in text, text
+    assert "'blind': image 0 has a hover picture that its tooltip does not show" in text, text
 
 
 # ----------------------------------------------------------------------------- the real book

@@ -188,3 +188,44 @@ def test_every_layer_shares_the_fixed_axes():
     for axis in ("x", "y"):
         scales = [layer["encoding"][axis]["scale"] for layer in layers]
         assert all(sc["zero"] is False for sc in scales) and len({tuple(sc["domain"]) for sc in scales}) == 1
+
+
+def test_attack_pictures_show_image_counterpart_and_difference_under_the_points_key():
+    """One picture per kept image and attack: image | adversarial | difference (±ε black to white, 0
+    grey), keyed as the page computes it from a point (`figures.PICTURE_KEY`: JavaScript's numbers)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from energy_lib import lens
+
+    natural = np.zeros((2, 3, 32, 32), np.uint8)
+    natural[1] = 200
+    adversarial = natural.copy()
+    adversarial[1, :, :16] += 2                 # +2/255 on the top half of image 1: +ε at ε = 2/255
+    result = lens.LensResult({"settings": {"start": 40}}, pd.DataFrame(), None, True,
+                             examples={"pgd@2.00": {"natural": natural, "adversarial": adversarial}})
+    pictures = figures.attack_pictures(result, "robust", {"pgd": "PGD"}, scale=2)
+    assert list(pictures.key) == ["robust|PGD|2|40", "robust|PGD|2|41"]
+    assert figures.picture_key("m", "FAB", 7.8, 3) == "m|FAB|7.8|3"
+    uri = pictures.picture.iloc[1]
+    assert uri.startswith("data:image/jpeg;base64,")
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"), float)
+    assert shown.shape == (64, 192, 3)          # three 32 px panels side by side, twice their size
+    image, counterpart, difference = shown[:, :64], shown[:, 64:128], shown[:, 128:]
+    assert abs(image.mean() - 200) < 3 and abs(counterpart[:32].mean() - 202) < 3
+    assert difference[:32].mean() > 245 and abs(difference[32:].mean() - 128) < 3   # +ε white, 0 grey
+
+
+def test_scatter_looks_pictures_up_by_key_outside_the_points_data():
+    points = pd.DataFrame({"model": ["robust"] * 2, "attack": ["PGD"] * 2, "eps": [8.0] * 2, "image": [0, 1],
+                           "E_x": [-5.0, -4.0], "E_adv": [-6.0, -3.0], "dE": [1.0, -1.0], "dEy": [0.5, 0.2]})
+    pictures = pd.DataFrame({"key": ["robust|PGD|8|0"], "picture": ["data:image/jpeg;base64,AAAA"]})
+    spec = figures.spec(figures.scatter(points, select=["attack"], pictures=pictures))
+    text = json.dumps(spec)
+    assert figures.PICTURE_KEY in text and '"lookup": "picture_key"' in text
+    assert {"field": "picture", "title": "image", "type": "nominal"} in spec["layer"][1]["encoding"]["tooltip"]
+    points_set = [rows for rows in spec["datasets"].values() if rows and "E_x" in rows[0]]
+    assert points_set and all("picture" not in r for r in points_set[0])     # the CSV download stays energies
+    assert "picture" not in json.dumps(figures.spec(figures.scatter(points, select=["attack"])))

@@ -4,6 +4,7 @@ a short adversarially trained run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -222,6 +223,46 @@ def test_record_contents_are_consistent():
         from energy_lib.metrics.robust import eval_slice
         logits = model(eval_slice("cifar10", 8).x)
     np.testing.assert_allclose(pgd.E_nat, -torch.logsumexp(logits, 1).numpy(), rtol=1e-5)
+
+
+def test_a_record_keeps_its_first_images_and_their_adversarial_counterparts_as_pictures(monkeypatch):
+    """The hover pictures: the first EXAMPLES test images and, per attack, what the attack made of them,
+    in 8 bits; kept beside the record, reused with it, and a damaged file is left out with a warning."""
+    from energy_lib.metrics.robust import eval_slice
+
+    model = _cheap_model()
+    cfg = CHEAP.replace(attacks=("pgd", "cw"))
+    monkeypatch.setattr(lens, "EXAMPLES", 3)
+    captured = {}
+    real = lens._run_attack
+
+    def keep(model, x, y, attack, eps, cfg):
+        captured[attack] = real(model, x, y, attack, eps, cfg)
+        return captured[attack]
+
+    monkeypatch.setattr(lens, "_run_attack", keep)
+    res = lens.look(model, cfg, source_identity={"kind": "test", "pictures": 1}, progress=False)
+    assert set(res.examples) == {"pgd@8.00", "cw@8.00"}
+    x = eval_slice("cifar10", cfg.n_images).x
+    for attack in ("pgd", "cw"):
+        pair = res.examples[f"{attack}@8.00"]
+        assert pair["natural"].dtype == np.uint8 and pair["natural"].shape == (3, 3, 32, 32)
+        np.testing.assert_array_equal(pair["natural"], (x[:3] * 255).round().to(torch.uint8).numpy())
+        np.testing.assert_array_equal(pair["adversarial"], (captured[attack][:3] * 255).round().to(torch.uint8).numpy())
+        # within ε of the image, in 8 bits (a rounding step at most)
+        step = np.abs(pair["adversarial"].astype(int) - pair["natural"].astype(int)).max()
+        assert 0 < step <= math.ceil(cfg.eps * 255) + 1
+    monkeypatch.setattr(lens, "_run_attack", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = lens.look(None, cfg, source_identity={"kind": "test", "pictures": 1}, progress=False)
+    assert again.reused and set(again.examples) == set(res.examples)
+    np.testing.assert_array_equal(again.examples["cw@8.00"]["adversarial"], res.examples["cw@8.00"]["adversarial"])
+    damaged = res.directory / "examples-cw@8.00.npz"
+    data = dict(np.load(damaged, allow_pickle=False))
+    data["adversarial"] = data["adversarial"] ^ np.uint8(1)
+    np.savez(damaged, **data)
+    with pytest.warns(UserWarning, match=r"examples-cw@8.00.npz is damaged.*its pictures are not shown"):
+        third = lens.look(None, cfg, source_identity={"kind": "test", "pictures": 1}, progress=False)
+    assert set(third.examples) == {"pgd@8.00"} and third.record == res.record   # no number depends on them
 
 
 # ----------------------------------------------------------------------------- real data (PAPER.md 5.2 item 4)

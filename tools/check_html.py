@@ -20,8 +20,8 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * the page with everything it loads weighs at most `PAGE_BUDGET_BYTES`;
 * every interactive figure (`energy_lib.figures`) draws; choosing another option in each of its
   drop-downs changes the drawn data (read back from the Vega view); hovering its first point shows
-  that point's image id and energies; its data are one click away (a CSV download); no request
-  leaves the book.
+  that point's image id and energies, and its picture when it has one; its data are one click away (a
+  CSV download); no request leaves the book.
 
 `--timing` measures, in real time (no virtual clock), each page's load: navigation start and
 DOMContentLoaded to every interactive figure drawn. It prints; nothing is asserted on it.
@@ -219,6 +219,7 @@ async function exploreFigure(w, fig) {
     const tip = w.document.getElementById('vg-tooltip-element');
     rep.hover = {datum: Object.fromEntries(Object.entries(item.datum).filter(([k]) => !k.startsWith('Symbol'))),
                  tooltip: tip ? tip.innerText : null,
+                 pictures: tip ? [...tip.querySelectorAll('img')].map(im => im.complete ? im.naturalWidth : -1) : [],
                  tooltip_visible: !!tip && w.getComputedStyle(tip).visibility !== 'hidden' && tip.classList.contains('visible')};
   }
   return rep;
@@ -385,6 +386,8 @@ def figure_problems(page: str, fig: dict) -> list[str]:
             out.append(f"{name}: hovering image {datum.get('image')} shows no tooltip")
         elif missing:
             out.append(f"{name}: the tooltip of image {datum.get('image')} lacks {missing}: {hover['tooltip']!r}")
+        if datum.get("picture") and not any(w > 0 for w in hover.get("pictures", [])):
+            out.append(f"{name}: image {datum.get('image')} has a hover picture that its tooltip does not show")
     return out
 
 
