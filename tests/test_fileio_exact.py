@@ -138,6 +138,54 @@ def test_a_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
     assert (tmp_path / "a" / "b").is_dir()
 
 
+def test_a_failed_write_says_what_was_kept_names_the_fix_and_leaves_no_temporary(tmp_path, monkeypatch):
+    def no_room(fd):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(fileio.os, "fsync", no_room)
+    old = tmp_path / "old.json"
+    old.write_bytes(b"old")
+    for path, kept in ((old, "its previous version is intact"), (tmp_path / "new.json", "nothing was written")):
+        with pytest.raises(fileio.StoreWriteError) as caught:
+            fileio.atomic_write_bytes(path, b"data")
+        assert str(caught.value) == (f"cannot write {path}: Permission denied; {kept}. make {tmp_path} writable (or "
+                                     "set ENERGY_RUNS to a writable folder) and run again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"] and old.read_bytes() == b"old"
+
+
+def test_a_temporary_that_cannot_be_made_is_one_line_and_nothing_is_removed(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", full)
+    monkeypatch.chdir(tmp_path)                    # a cleanup of a temporary that was never made must not act here
+    with pytest.raises(fileio.StoreWriteError) as caught:
+        fileio.atomic_write_bytes(tmp_path / "r.json", b"data")
+    assert str(caught.value).startswith(f"cannot write {tmp_path / 'r.json'}: No space left on device; nothing was "
+                                        "written. free some space")
+
+
+def test_an_interrupted_write_removes_its_temporary_and_stays_an_interrupt(tmp_path, monkeypatch):
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.atomic_write_bytes(tmp_path / "r.json", b"data")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    real_replace = fileio.os.replace
+
+    def moved_then_interrupted(src, dst):   # Ctrl-C landing just after the move, still inside the try
+        real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "replace", moved_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):     # not a FileNotFoundError from removing a temporary already moved
+        fileio.atomic_write_bytes(tmp_path / "r.json", b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"] and (tmp_path / "r.json").read_bytes() == b"data"
+
+
 def test_a_folder_without_permission_names_the_parent_to_make_writable(tmp_path, monkeypatch):
     def refuse(self, *args, **kwargs):   # this suite runs as root, which no permission bit stops
         raise PermissionError(errno.EACCES, "Permission denied", str(self))
@@ -498,7 +546,9 @@ def test_the_fault_hook_kills_the_nth_write_of_its_file_only(tmp_path):
 
 def test_the_fault_hook_stops_the_nth_write_when_asked_to(tmp_path):
     """"stop" (SIGSTOP: a machine that froze) leaves the process alive but stopped, halfway through."""
+    fileio.atomic_write_bytes(tmp_path / "in-process.bin", b"no hook set")
     status, written = _write_under_fault(tmp_path, "stop:g.bin:1")
     assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP and written == []
     partial = [p for p in tmp_path.glob(".g.bin.*.tmp")]
     assert len(partial) == 1 and partial[0].read_bytes() == b"01234" and not (tmp_path / "g.bin").exists()
+    assert (tmp_path / "in-process.bin").read_bytes() == b"no hook set"
