@@ -83,23 +83,24 @@ def picture_key(model: str, attack: str, eps: float, image: int) -> str:
 def attack_pictures(result, model: str, labels: dict[str, str] | None = None, scale: int = 1,
                     quality: int = 80) -> pd.DataFrame:
     """The hover pictures of `attack_points`: for each stored (attack, ε) of a lens result
-    (`lens.LensResult.examples`: its first test images) one JPEG per image of the image, its adversarial
+    (`lens.LensResult.examples`: its first images) one JPEG per image of the image, its adversarial
     counterpart and their difference scaled so that ±ε spans black to white (0 is grey), side by side
     and enlarged `scale` times (the book's CSS enlarges them on screen: about 3 KB each at scale 1).
-    Columns: key (`picture_key`), picture (a data URI)."""
+    Keyed like the points of `attack_points` of the same record: its attack label, ε in 255ths to one
+    decimal (the record's ε) and the image's position in the record (`sample`). Columns: key
+    (`picture_key`), picture (a data URI)."""
     labels = labels or {}
-    start = int(result.record["settings"].get("start", 0))
     rows = []
     for job, pair in result.examples.items():
-        attack, _, eps255 = job.partition("@")
-        eps = round(float(eps255), 1)
+        attack = job.partition("@")[0]
+        eps = float(result.record["attacks"][job]["eps"])
         nat = pair["natural"].astype(np.float32) / 255
         adv = pair["adversarial"].astype(np.float32) / 255
         for i in range(len(nat)):
-            diff = np.clip(0.5 + (adv[i] - nat[i]) / (2 * max(float(eps255), 1e-6) / 255), 0, 1)
+            diff = np.clip(0.5 + (adv[i] - nat[i]) / (2 * max(eps, 1e-9)), 0, 1)
             panel = np.concatenate([nat[i], adv[i], diff], axis=2)
             panel = panel.repeat(scale, axis=1).repeat(scale, axis=2)
-            rows.append({"key": picture_key(model, labels.get(attack, attack), eps, start + i),
+            rows.append({"key": picture_key(model, labels.get(attack, attack), round(eps * 255, 1), i),
                          "picture": image_uri(panel, quality=quality)})
     return pd.DataFrame(rows, columns=["key", "picture"])
 
@@ -284,7 +285,8 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
         base = alt.Chart(points)
         if pictures is not None and len(pictures):
             base = base.transform_calculate(picture_key=PICTURE_KEY).transform_lookup(
-                lookup="picture_key", from_=alt.LookupData(pictures, "key", ["picture"]))
+                lookup="picture_key", from_=alt.LookupData(pictures, "key", ["picture"])).transform_calculate(
+                picture="isValid(datum.picture) ? datum.picture : ''")   # a miss is "": no <img>, not "null"
         if checks:
             base = base.transform_filter(" && ".join(checks))
         dots = base.mark_circle(size=28, opacity=0.8, clip=True, stroke="#555555", strokeWidth=0.4).encode(

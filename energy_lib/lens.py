@@ -406,8 +406,8 @@ def _load_examples(directory: Path, config: dict, jobs_: list) -> dict:
         try:
             arrays = _load_arrays(path, _frame_key(config, f"examples-{job}"))
         except LensError as err:
-            warnings.warn(f"{err}; its pictures are not shown (delete it: the next look recomputes that attack)",
-                          stacklevel=3)
+            warnings.warn(f"{err}; its pictures are not shown (no number depends on them; to get them back, "
+                          f"delete the folder {directory}: the next look recomputes the record)", stacklevel=3)
             continue
         out[job] = {"natural": arrays["natural"], "adversarial": arrays["adversarial"]}
     return out

@@ -92,7 +92,7 @@ def arm_grid(curves: dict, panels: Sequence[tuple[str, str]], *, x: str = "progr
     handles = [Line2D([], [], color=colour[s], label=f"seed {s}") for s in seeds]
     handles += [Line2D([], [], color="grey", ls=":", label=f"{name} (dotted)")
                 for _, name in (dotted or {}).values()]
-    if onsets:
+    if any(v is not None for seeds_ in (onsets or {}).values() for v in seeds_.values()):
         handles.append(Line2D([], [], color="grey", ls="--", lw=0.8, label="collapse onset"))
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=8, frameon=False)
     return fig

@@ -72,9 +72,10 @@ class Regime:
             floor = INFORMATION_FLOOR * -math.log(self.chance)
             return (f"the network never learned: its clean test accuracy rose significantly above {LEARNED_FACTOR:g}x "
                     f"chance ({LEARNED_FACTOR * self.chance:.0%}; best {self.clean_best:.1%} [{self.clean_best_ci[0]:.1%}, "
-                    f"{self.clean_best_ci[1]:.1%}] on {self.n_test} images), but its predictions stayed near the uniform "
-                    f"one: where it was that accurate, clean CE was at most {self.information_when_accurate:.2f} nats "
-                    f"below ln K, short of the {floor:.2f} of a network that learned, after {self._steps} optimizer steps")
+                    f"{self.clean_best_ci[1]:.1%}] on {self.n_test} images), but never at a point where its clean CE was "
+                    f"also at least {floor:.2f} nats below ln K: where it was that accurate, clean CE was at most "
+                    f"{self.information_when_accurate:.2f} nats below ln K (predictions near the uniform one), after "
+                    f"{self._steps} optimizer steps")
         return (f"the network never learned: its best clean test accuracy is {self.clean_best:.1%} "
                 f"[{self.clean_best_ci[0]:.1%}, {self.clean_best_ci[1]:.1%}] on {self.n_test} images, not "
                 f"significantly above {LEARNED_FACTOR:g}x chance ({LEARNED_FACTOR * self.chance:.0%}); clean CE is "
@@ -136,8 +137,7 @@ def regime_from_metrics(metrics, *, n_test: int, n_train_track: int, n_classes: 
     accurate = lows > LEARNED_FACTOR * chance
     learned_at = np.flatnonzero(accurate & informative)
     learned = bool(len(learned_at))
-    info_when_accurate = (float(np.nanmax(info[accurate])) if not learned and accurate.any()
-                          and np.isfinite(info[accurate]).any() else None)
+    info_when_accurate = float(np.nanmax(info[accurate])) if not learned and accurate.any() else None
     candidates = learned_at if learned else np.arange(n_points)
     i_best = int(candidates[np.argmax(clean[candidates])])
     best_ci = wilson(round(clean[i_best] * n_test), n_test, corrected)

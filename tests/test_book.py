@@ -72,13 +72,16 @@ def test_static_copy_drops_widgets_and_warnings_only(tmp_path):
     cell.outputs = [
         nbformat.v4.new_output("stream", name="stderr", text="/work/venv/lib/x.py:12: UserWarning: careful\n"
                                                              "  warnings.warn('careful')\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="/tmp/ipykernel_7/1.py:3: UserWarning: took over the "
+                                                             "stale lock /work/main/runs/a-b/LOCK of process 9\n"),
         nbformat.v4.new_output("stream", name="stderr", text="a message for the reader\n"),
         nbformat.v4.new_output("display_data", data={book.WIDGET_VIEW: {"model_id": "1"}, "text/plain": "w"}),
         nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
     nb.cells = [cell]
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
-    assert book.static_copy(path) == {"widgets": 1, "warnings": ["x.py:12: UserWarning: careful"]}
+    assert book.static_copy(path) == {"widgets": 1, "warnings": [
+        "x.py:12: UserWarning: careful", "1.py:3: UserWarning: took over the stale lock LOCK of process 9"]}
     kept = nbformat.read(path, as_version=4)
     assert [o.get("text") for o in kept.cells[0].outputs] == ["a message for the reader\n", "hello\n"]
     assert "widgets" not in kept.metadata
@@ -186,6 +189,8 @@ def test_tiny_book_pipeline(tiny_html, chromium):
     # the chapter's warning is not on its page but listed on Build information, which the check accepts
     assert "UserWarning: tiny careful" not in page
     assert "UserWarning: tiny careful" in (html / "book" / "build_info.html").read_text()
+    # hovering a point without a picture shows no image (no broken one)
+    assert fig["hover_plain"]["datum"]["picture"] == "" and fig["hover_plain"]["pictures"] == []
     assert tiny["page_bytes"] < check_html.PAGE_BUDGET_BYTES
 
 
@@ -210,6 +215,9 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
     # the same warning in a box that lists machinery on purpose (Build information) is fine
     (broken / "listed_warning.html").write_text(head.format("", filler, '<div class="listed-machinery"><pre>'
                                                             'x.py:3: UserWarning: careful</pre></div>'))
+    # ... but only the warning rule spares the box: a path of the machine in it is reported
+    (broken / "listed_path.html").write_text(head.format("", filler, '<div class="listed-machinery"><pre>x.py:3: '
+                                                         'UserWarning: /work/main/runs/x.npz is damaged</pre></div>'))
     (broken / "bad_bar.html").write_text(head.format("", "attacks 100%|##########| 8/8 [00:03] " + filler, ""))
     (broken / "bad_wide.html").write_text(head.format("", filler, '<main><table style="width:3000px"><tr><td>wide'
                                                                   '</td></tr></table></main>'))
@@ -221,7 +229,8 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
     (html_dir / "bad_heavy.html").write_text(head.format("", filler, "<!--" + "x" * 5_100_000 + "-->"))
     pages = ["bad_img.html", "bad_math.html", "bad_err.html", "bad_cdn.html", "not_built.html", "bad_console.html",
              "bad_throw.html", "bad_path.html", "bad_trace.html", "bad_warning.html", "bad_bar.html",
-             "bad_wide.html", "bad_fetch.html", "bad_heavy.html", "bad_tick.html", "listed_warning.html"]
+             "bad_wide.html", "bad_fetch.html", "bad_heavy.html", "bad_tick.html", "listed_warning.html",
+             "listed_path.html"]
     _, problems = check_html.check_pages(broken, pages)
     text = "\n".join(problems)
     for page, words in [("bad_img", "image did not load"), ("bad_math", "MathJax"),
@@ -235,6 +244,8 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
         assert any(p.startswith(f"{page}.html: ") and words in p for p in problems), f"{page} not reported:\n{text}"
     assert "fine in code" not in text
     assert not [p for p in problems if p.startswith("listed_warning.html: ")], text
+    assert [p for p in problems if p.startswith("listed_path.html: ")] == [
+        "listed_path.html: text shows a path of the building machine: '/work/main/runs/x.npz'"], text
 
 
 def test_html_checker_reports_broken_figures(tiny_html, chromium, tmp_path):

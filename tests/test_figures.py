@@ -204,10 +204,16 @@ def test_attack_pictures_show_image_counterpart_and_difference_under_the_points_
     natural[1] = 200
     adversarial = natural.copy()
     adversarial[1, :, :16] += 2                 # +2/255 on the top half of image 1: +ε at ε = 2/255
-    result = lens.LensResult({"settings": {"start": 40}}, pd.DataFrame(), None, True,
+    frame = pd.DataFrame({"attack": ["pgd"] * 3, "eps": [2 / 255] * 3, "sample": [0, 1, 2], "E_nat": [-1.0] * 3,
+                          "E_adv": [-2.0] * 3, "Exy_nat": [0.0] * 3, "Exy_adv": [1.0] * 3})
+    result = lens.LensResult({"settings": {"start": 40}, "attacks": {"pgd@2.00": {"eps": 2 / 255}}}, frame, None, True,
                              examples={"pgd@2.00": {"natural": natural, "adversarial": adversarial}})
     pictures = figures.attack_pictures(result, "robust", {"pgd": "PGD"}, scale=2)
-    assert list(pictures.key) == ["robust|PGD|2|40", "robust|PGD|2|41"]
+    assert list(pictures.key) == ["robust|PGD|2|0", "robust|PGD|2|1"]
+    # each picture belongs to the point of its image (whatever the record's first test image), the third has none
+    points = figures.attack_points(frame, "robust", {"pgd": "PGD"})
+    keys = [figures.picture_key(p.model, p.attack, p.eps, p.image) for p in points.itertuples()]
+    assert keys[:2] == list(pictures.key) and keys[2] not in set(pictures.key)
     assert figures.picture_key("m", "FAB", 7.8, 3) == "m|FAB|7.8|3"
     uri = pictures.picture.iloc[1]
     assert uri.startswith("data:image/jpeg;base64,")
@@ -225,6 +231,7 @@ def test_scatter_looks_pictures_up_by_key_outside_the_points_data():
     spec = figures.spec(figures.scatter(points, select=["attack"], pictures=pictures))
     text = json.dumps(spec)
     assert figures.PICTURE_KEY in text and '"lookup": "picture_key"' in text
+    assert "isValid(datum.picture) ? datum.picture : ''" in text   # a point without one gets "", not "null"
     assert {"field": "picture", "title": "image", "type": "nominal"} in spec["layer"][1]["encoding"]["tooltip"]
     points_set = [rows for rows in spec["datasets"].values() if rows and "E_x" in rows[0]]
     assert points_set and all("picture" not in r for r in points_set[0])     # the CSV download stays energies

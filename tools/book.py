@@ -412,6 +412,7 @@ def stage_config(path: Path) -> None:
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 LISTED_MACHINERY = "listed-machinery"  # class of the boxes that show machinery output on purpose
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(/[^\s/:'\"]+)+/([^\s/:'\"]+)")   # -> its last part, the file name
 _WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: |^\s+\S")   # "file.py:12: XWarning: ..." and its source line
 
 
@@ -442,9 +443,8 @@ def static_copy(nb_path: Path) -> dict:
                 text = "".join(out.get("text", ""))
                 lines = [line for line in text.splitlines() if line.strip()]
                 if lines and all(_WARNING_LINE.search(line) for line in lines) and "Warning: " in text:
-                    # "file.py:12: XWarning: message", the file by its name only (no path of this machine)
-                    warnings += [re.sub(r"^(\S*/)?([^/:]+:\d+: )", r"\2", line) for line in lines
-                                 if not line.startswith((" ", "\t"))]
+                    # "file.py:12: XWarning: message", every path by its file name only (no path of this machine)
+                    warnings += [_ABSOLUTE_PATH.sub(r"\2", line) for line in lines if not line.startswith((" ", "\t"))]
                     continue
             kept.append(out)
         cell["outputs"] = kept

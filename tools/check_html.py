@@ -12,8 +12,8 @@ DOM and writes a JSON report into its own DOM, which `chromium --dump-dom` print
 * widget views, if any, were rendered by the widget manager;
 * nothing of the machinery reaches a reader: no console error (a capture script is injected into every
   page this server serves), no text that looks like a path of the building machine, a traceback, a
-  Python warning or a progress bar (outside a `listed-machinery` box: Build information lists the
-  chapters' warnings in one on purpose);
+  Python warning (outside a `listed-machinery` box: Build information lists the chapters' warnings in
+  one on purpose; the other rules read those boxes too) or a progress bar;
 * no element wider than the text column at 1,280 px, no literal backtick in the prose;
 * every "PAPER.md x.y" the page shows is a link, and every such link reaches an existing anchor of the
   spec page (`reference_problems`, read from the HTML file);
@@ -120,10 +120,12 @@ async function check() {
   r.widget_views = d.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   r.widgets_rendered = d.querySelectorAll('.jupyter-widgets, .widget-container, .widget-inline-hbox').length;
   r.text_chars = (d.body ? d.body.innerText.length : 0);
-  // the prose a reader sees, less the boxes that list machinery on purpose (Build information's warnings)
+  r.text = d.body ? d.body.innerText : '';
+  // the same, less the boxes that list Python warnings on purpose (Build information): only the warning
+  // rule reads this one
   const listed = [...d.querySelectorAll('.listed-machinery')];
   listed.forEach(e => { e.dataset.display = e.style.display; e.style.display = 'none'; });
-  r.text = d.body ? d.body.innerText : '';
+  r.text_unlisted = d.body ? d.body.innerText : '';
   listed.forEach(e => { e.style.display = e.dataset.display; });
   r.figures = [];
   for (const fig of d.querySelectorAll('.energy-figure')) r.figures.push(await exploreFigure(w, fig));
@@ -210,19 +212,23 @@ async function exploreFigure(w, fig) {
   }
   const items = drawnItems(view), marks = items.filter(i => i.mark && i.mark.marktype !== 'image');
   const item = marks[0] || items[0];   // a point or a cell (a sheet of pictures carries no tooltip)
-  if (item && item._svg) {
-    const el = item._svg, b = el.getBoundingClientRect();
-    const at = {bubbles: true, cancelable: true, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2, view: w};
-    for (const type of ['pointerover', 'pointermove', 'mouseover', 'mousemove'])
-      el.dispatchEvent(type.startsWith('pointer') ? new w.PointerEvent(type, at) : new w.MouseEvent(type, at));
-    await sleep(200);
-    const tip = w.document.getElementById('vg-tooltip-element');
-    rep.hover = {datum: Object.fromEntries(Object.entries(item.datum).filter(([k]) => !k.startsWith('Symbol'))),
-                 tooltip: tip ? tip.innerText : null,
-                 pictures: tip ? [...tip.querySelectorAll('img')].map(im => im.complete ? im.naturalWidth : -1) : [],
-                 tooltip_visible: !!tip && w.getComputedStyle(tip).visibility !== 'hidden' && tip.classList.contains('visible')};
-  }
+  if (item && item._svg) rep.hover = await hover(w, item);
+  // a point without a hover picture (when the figure has some) must show none, not a broken one
+  const plain = marks.find(i => i !== item && i.datum && 'picture' in i.datum && !i.datum.picture);
+  if (plain && plain._svg) rep.hover_plain = await hover(w, plain);
   return rep;
+}
+async function hover(w, item) {
+  const el = item._svg, b = el.getBoundingClientRect();
+  const at = {bubbles: true, cancelable: true, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2, view: w};
+  for (const type of ['pointerover', 'pointermove', 'mouseover', 'mousemove'])
+    el.dispatchEvent(type.startsWith('pointer') ? new w.PointerEvent(type, at) : new w.MouseEvent(type, at));
+  await sleep(200);
+  const tip = w.document.getElementById('vg-tooltip-element');
+  return {datum: Object.fromEntries(Object.entries(item.datum).filter(([k]) => !k.startsWith('Symbol'))),
+          tooltip: tip ? tip.innerText : null,
+          pictures: tip ? [...tip.querySelectorAll('img')].map(im => im.complete ? im.naturalWidth : -1) : [],
+          tooltip_visible: !!tip && w.getComputedStyle(tip).visibility !== 'hidden' && tip.classList.contains('visible')};
 }
 check().catch(e => { document.getElementById('report').textContent = 'REPORT' + JSON.stringify({probe_error: String(e)}) + 'END'; });
 </script></body></html>"""
@@ -341,9 +347,11 @@ def problems(page: str, r: dict) -> list[str]:
     out += [f"{page}: console error: {e}" for e in r.get("console_errors", [])]
     out += [f"{page}: request leaves the book (breaks offline use): {u}" for u in r.get("requests_external", [])]
     text = r.get("text", "")
-    for what, pattern in (("a path of the building machine", MACHINE_PATH), ("a traceback", TRACEBACK),
-                          ("a Python warning", PY_WARNING), ("a progress bar", PROGRESS_BAR)):
-        out += [f"{page}: text shows {what}: {m.group(0)[:80]!r}" for m in list(pattern.finditer(text))[:3]]
+    for what, pattern, where in (("a path of the building machine", MACHINE_PATH, text),
+                                 ("a traceback", TRACEBACK, text),
+                                 ("a Python warning", PY_WARNING, r.get("text_unlisted", text)),
+                                 ("a progress bar", PROGRESS_BAR, text)):
+        out += [f"{page}: text shows {what}: {m.group(0)[:80]!r}" for m in list(pattern.finditer(where))[:3]]
     out += [f"{page}: literal backtick in the prose: {t!r}" for t in r.get("backticks", [])]
     out += [f"{page}: {w['what']} is {w['over']} px wider than the text column: {w['text']!r}"
             for w in r.get("too_wide", [])]
@@ -388,6 +396,10 @@ def figure_problems(page: str, fig: dict) -> list[str]:
             out.append(f"{name}: the tooltip of image {datum.get('image')} lacks {missing}: {hover['tooltip']!r}")
         if datum.get("picture") and not any(w > 0 for w in hover.get("pictures", [])):
             out.append(f"{name}: image {datum.get('image')} has a hover picture that its tooltip does not show")
+    plain = fig.get("hover_plain")
+    if plain and plain.get("pictures"):
+        out.append(f"{name}: image {plain['datum'].get('image')} has no hover picture, yet its tooltip shows an "
+                   "image (a broken one)")
     return out
 
 
