@@ -544,7 +544,7 @@ def test_the_fault_hook_kills_the_nth_write_of_its_file_only(tmp_path):
     assert len(partial) == 1 and partial[0].read_bytes() == b"01234"          # killed halfway
 
 
-def test_the_fault_hook_stops_the_nth_write_when_asked_to(tmp_path):
+def test_the_fault_hook_stops_halfway_through_the_nth_write_when_asked_to(tmp_path):
     """"stop" (SIGSTOP: a machine that froze) leaves the process alive but stopped, halfway through."""
     fileio.atomic_write_bytes(tmp_path / "in-process.bin", b"no hook set")
     status, written = _write_under_fault(tmp_path, "stop:g.bin:1")
