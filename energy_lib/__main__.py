@@ -108,8 +108,7 @@ def _add_lens_parser(sub) -> None:
     lens.add_argument("--no-progress", dest="progress", action="store_false", default=True)
     kinds = typing.get_type_hints(LensConfig)
     for field in dataclasses.fields(LensConfig):
-        if field.name in ("robustbench_models", "include_standard", "include_runs", "include_suite", "min_models",
-                          "fill_methods"):
+        if field.name in LensConfig.MODEL_LIST_FIELDS:
             continue   # chapter 6's model list
         flags = [f"--{field.name.replace('_', '-')}"] + ([f"--{field.name}"] if "_" in field.name else [])
         hint = kinds[field.name]

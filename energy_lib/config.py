@@ -307,6 +307,10 @@ class LensConfig(Config):
     fill_methods: tuple = ("sat", "trades", "mart")
     model_dir: str = ""              # RobustBench model folder; "" = $ENERGY_ROBUSTBENCH_DIR or its default
 
+    # chapter 6's model list: not part of a lens record's identity, not flags of `python -m energy_lib lens`
+    MODEL_LIST_FIELDS: ClassVar = ("robustbench_models", "include_standard", "include_runs", "include_suite",
+                                   "min_models", "fill_methods")
+
     PROFILES: ClassVar = {
         "smoke": dict(n_images=16, pgd_steps=5, steps=3, aa_iters=2, aa_target_classes=2, aa_queries=10,
                       batch_size=16),

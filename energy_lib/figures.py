@@ -280,10 +280,12 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
     else:
         encode_color = alt.Color(f"{color}:N", title=TITLES.get(color, color))
 
+    with_pictures = pictures is not None and len(pictures) > 0
+
     def panel(extra_test: str | None, panel_title: str | None, k: int):
         checks = tests + ([extra_test] if extra_test else [])
         base = alt.Chart(points)
-        if pictures is not None and len(pictures):
+        if with_pictures:
             base = base.transform_calculate(picture_key=PICTURE_KEY).transform_lookup(
                 lookup="picture_key", from_=alt.LookupData(pictures, "key", ["picture"])).transform_calculate(
                 picture="isValid(datum.picture) ? datum.picture : ''")   # a miss is "": no <img>, not "null"
@@ -294,7 +296,7 @@ def scatter(points: pd.DataFrame, *, x: str = "E_x", y: str = "E_adv", select: S
             y=alt.Y(f"{y}:Q", title=TITLES.get(y, y), scale=alt.Scale(domain=y_domain, zero=False)),
             color=encode_color,
             tooltip=[_tooltip(points, c) for c in tooltip] + (
-                [alt.Tooltip("picture:N", title="image")] if pictures is not None and len(pictures) else []),
+                [alt.Tooltip("picture:N", title="image")] if with_pictures else []),
         ).add_params(alt.selection_interval(bind="scales", name=f"zoom_{k}"))   # zoom and pan
         layers = [dots]
         if diagonal:

@@ -279,8 +279,7 @@ def delta_distribution(values: np.ndarray, bins: int = 40) -> dict:
 def identity(cfg: LensConfig) -> dict:
     """The settings that change a record's numbers (not device, batch size or chapter 6's model list)."""
     out = {k: v for k, v in cfg.to_dict().items()
-           if k not in ("device", "batch_size", "robustbench_models", "include_standard", "include_runs", "include_suite",
-                        "min_models", "fill_methods", "model_dir")}
+           if k not in ("device", "batch_size", "model_dir", *LensConfig.MODEL_LIST_FIELDS)}
     if not cfg.autoattack and not set(cfg.attacks) & set(AUTOATTACK_COMPONENTS):
         for key in ("aa_iters", "aa_target_classes", "aa_queries"):
             out.pop(key)

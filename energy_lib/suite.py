@@ -180,10 +180,10 @@ def robust_models(root: Path | None = None) -> dict:
     ones whose best.pt is not (committed with the run's record; a checkout without it says so)}."""
     found, missing = {}, []
     for entry in current_plan(root).confirm:
-        if (entry.phenomenon != "ro" or entry.overrides.get("seed") != LENS_SEED
-                or not (entry.directory(root) / "DONE").is_file()):
+        directory = entry.directory(root)
+        if entry.phenomenon != "ro" or entry.overrides.get("seed") != LENS_SEED or not (directory / "DONE").is_file():
             continue
-        if (entry.directory(root) / "best.pt").is_file():
+        if (directory / "best.pt").is_file():
             found[_label(entry)] = load(entry, root)
         else:
             missing.append(_label(entry))
