@@ -213,10 +213,10 @@ def test_html_checker_reports_broken_pages(tiny_html, chromium, tmp_path):
     (broken / "bad_trace.html").write_text(head.format("", 'File "/x/y.py", line 3, in f ' + filler, ""))
     (broken / "bad_warning.html").write_text(head.format("", "UserWarning: careful " + filler, ""))
     # the same warning in a box that lists machinery on purpose (Build information) is fine
-    (broken / "listed_warning.html").write_text(head.format("", filler, '<div class="listed-machinery"><pre>'
+    (broken / "listed_warning.html").write_text(head.format("", filler, f'<div class="{check_html.LISTED_MACHINERY}"><pre>'
                                                             'x.py:3: UserWarning: careful</pre></div>'))
     # ... but only the warning rule spares the box: a path of the machine in it is reported
-    (broken / "listed_path.html").write_text(head.format("", filler, '<div class="listed-machinery"><pre>x.py:3: '
+    (broken / "listed_path.html").write_text(head.format("", filler, f'<div class="{check_html.LISTED_MACHINERY}"><pre>x.py:3: '
                                                          'UserWarning: /work/main/runs/x.npz is damaged</pre></div>'))
     (broken / "bad_bar.html").write_text(head.format("", "attacks 100%|##########| 8/8 [00:03] " + filler, ""))
     (broken / "bad_wide.html").write_text(head.format("", filler, '<main><table style="width:3000px"><tr><td>wide'

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from check_html import LISTED_MACHINERY  # the class of the box that the HTML check lets list warnings
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 STRICT_FLAGS = ["-W", "-n", "--keep-going"]
@@ -411,7 +413,6 @@ def stage_config(path: Path) -> None:
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-LISTED_MACHINERY = "listed-machinery"  # class of the boxes that show machinery output on purpose
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])(/[^\s/:'\"]+)+/([^\s/:'\"]+)")   # -> its last part, the file name
 _WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: |^\s+\S")   # "file.py:12: XWarning: ..." and its source line
 

@@ -56,6 +56,9 @@ MACHINE_PATH = re.compile(r"(?<![\w.:/])(/(?:home|root|tmp|work|Users|usr|var|op
                           r"|[A-Za-z]:\\[^\s'\"<>]+|\S*(?:site-packages|\.venv)/\S*)")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 PY_WARNING = re.compile(r"\b[A-Z]\w*Warning: ")
+# Class of the boxes that show machinery output on purpose (Build information's list of the chapters'
+# warnings, written by tools/book.py): only the Python-warning rule spares them.
+LISTED_MACHINERY = "listed-machinery"
 SPEC_PAGE = "paper_spec.html"   # the spec the chapters cite as "PAPER.md x.y" (book/_ext/book_html.py)
 PROGRESS_BAR = re.compile(r"\d+%\|[^|\n]{0,80}\|\s*\d+/\d+")
 
@@ -123,7 +126,7 @@ async function check() {
   r.text = d.body ? d.body.innerText : '';
   // the same, less the boxes that list Python warnings on purpose (Build information): only the warning
   // rule reads this one
-  const listed = [...d.querySelectorAll('.listed-machinery')];
+  const listed = [...d.querySelectorAll('.LISTED_MACHINERY')];
   listed.forEach(e => { e.dataset.display = e.style.display; e.style.display = 'none'; });
   r.text_unlisted = d.body ? d.body.innerText : '';
   listed.forEach(e => { e.style.display = e.dataset.display; });
@@ -231,7 +234,7 @@ async function hover(w, item) {
           tooltip_visible: !!tip && w.getComputedStyle(tip).visibility !== 'hidden' && tip.classList.contains('visible')};
 }
 check().catch(e => { document.getElementById('report').textContent = 'REPORT' + JSON.stringify({probe_error: String(e)}) + 'END'; });
-</script></body></html>"""
+</script></body></html>""".replace("LISTED_MACHINERY", LISTED_MACHINERY)
 
 
 # Real-time load of one page (`--timing`): navigation start and DOMContentLoaded to every interactive

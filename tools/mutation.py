@@ -90,7 +90,15 @@ SCOPES: dict[str, Scope] = {
                          "test_targeted_pgd_reaches_its_target",
                          "test_cw_margin_with_zero_confidence_stops_pushing_once_fooled"))),
     "verdicts": Scope("energy_lib/verdicts.py", ("tests/test_verdicts.py", "tests/test_regime.py")),
-    "metrics.robust": Scope("energy_lib/metrics/robust.py", ("tests/test_metrics_robust.py",)),
+    "metrics.robust": Scope("energy_lib/metrics/robust.py", ("tests/test_metrics_robust_exact.py",
+                                                             "tests/test_metrics_robust.py"),
+                            slow=_nodes("tests/test_metrics_robust.py", (   # a trained SAT net: 1-2 min
+                                "test_record_is_complete_and_consistent",
+                                "test_record_holds_the_per_image_outcomes_it_computed",
+                                "test_complete_record_is_reused_not_recomputed",
+                                "test_interrupted_evaluation_resumes_to_the_uninterrupted_record",
+                                "test_other_settings_give_another_record",
+                                "test_complete_records_are_published_and_read_back_for_the_book"))),
     "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity.py",)),
     "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
         "x_detection_scores", "x_delta_distribution", "x_attack_summary", "x_energies_frame",
