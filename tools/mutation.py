@@ -103,8 +103,7 @@ SCOPES: dict[str, Scope] = {
     "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
         "x_detection_scores", "x_delta_distribution", "x_attack_summary", "x_energies_frame",
         "x_smoothness_verdict", "x_smoothness_over_robust")),
-    "tables": Scope("energy_lib/tables.py", ("tests/test_tables.py", "tests/test_verdicts.py",
-                                             "tests/test_metrics_robust.py")),
+    "tables": Scope("energy_lib/tables.py", ("tests/test_tables_exact.py", "tests/test_tables.py")),
     "runs": Scope("energy_lib/runs.py", ("tests/test_runs.py",), (
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
