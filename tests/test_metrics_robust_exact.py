@@ -4,16 +4,18 @@ that a wrong edit of it fails here (`make mutation MODULE=metrics.robust`). The 
 (a trained SAT net, the real AutoAttack, resuming after an interruption) are in test_metrics_robust.py."""
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from energy_lib import attacks, autoattack, bits, fileio
+from energy_lib import attacks, autoattack, bits, data, fileio
 from energy_lib.config import ConfigError
 from energy_lib.metrics import robust
 
@@ -47,11 +49,12 @@ def _images(x=X, y=Y, **description) -> robust.EvalImages:
 
 @pytest.fixture
 def flip_attack(monkeypatch):
-    """PGD replaced by 1 - x (flips every prediction); the calls' arguments are kept."""
+    """PGD replaced by 1 - x (flips every prediction); the calls' arguments are kept (the model as is,
+    the labels as a list)."""
     calls = []
 
     def attack(name, model, x, y, **kw):
-        calls.append({"name": name, "n": len(x), **kw})
+        calls.append({"name": name, "model": model, "n": len(x), "y": y.tolist(), **kw})
         return 1.0 - x
     monkeypatch.setattr(attacks, "attack_in_batches", attack)
     return calls
@@ -98,6 +101,22 @@ def test_eval_slice_refuses_a_slice_outside_the_test_set(start, n, problem):
         robust.eval_slice("cifar10", n, start)
 
 
+def test_eval_slice_reads_the_test_split_from_the_first_image_by_default_and_to_the_end_without_n(monkeypatch):
+    first = robust.eval_slice("cifar10", 1)
+    test_x, test_y = data.load_dataset("cifar10", "test", n=6).tensors()
+    assert first.description["start"] == 0 and torch.equal(first.x, test_x[:1]) and torch.equal(first.y, test_y[:1])
+    # a test set of 6 images: n=None runs to its end, and a slice may end exactly there
+    six = data.load_dataset("cifar10", "test", n=6)
+    monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(data.DATASETS["cifar10"], test_size=6))
+    monkeypatch.setattr(data, "load_dataset", lambda name, split, n: six if (name, split, n) == ("cifar10", "test", 6)
+                        else pytest.fail(f"loaded {name} {split} n={n}"))
+    rest = robust.eval_slice("cifar10", None, start=2)
+    assert rest.description["n"] == 4 and torch.equal(rest.x, test_x[2:]) and torch.equal(rest.y, test_y[2:])
+    assert robust.eval_slice("cifar10", 4, start=2).description["n"] == 4
+    with pytest.raises(ConfigError, match=r"\[2, 7\) requested but cifar10 has 6"):
+        robust.eval_slice("cifar10", 5, start=2)
+
+
 def test_eval_slice_describes_what_it_loaded():
     part = robust.eval_slice("cifar10", 2, start=3)
     assert part.x.shape == (2, 3, 32, 32) and part.y.shape == (2,)
@@ -121,6 +140,9 @@ def test_a_record_that_is_not_an_object_is_refused_with_the_fix(tmp_path):
     path = tmp_path / "robust_eval-x.json"
     path.write_text("[1, 2]")
     with pytest.raises(fileio.CorruptFileError, match=f"{path} holds no evaluation record; delete it to recompute"):
+        robust._read_record(path)
+    path.write_text("{not json")
+    with pytest.raises(fileio.CorruptFileError, match=f"delete {path} to recompute this evaluation"):
         robust._read_record(path)
     path.write_text('{"kind": "robust_eval", "accuracy": {"clean": 0.5}}')    # an old record, without digest
     assert robust._read_record(path) == {"kind": "robust_eval", "accuracy": {"clean": 0.5}}
@@ -193,6 +215,11 @@ def test_a_request_that_differs_is_refused_naming_the_file_what_differs_and_the_
     with pytest.raises(robust.RecordMismatchError, match=r"'key': \('q', 'k'\)"):
         robust._check_request(path, _stored(key="q"), req["key"], req["checkpoint"], req["images"],
                               req["settings"], req["weights"])
+    # only the two digests are shortened: a checkpoint is shown whole
+    with pytest.raises(robust.RecordMismatchError, match=r"'checkpoint': \(\{'run': 'a-long-run-name'\}, "
+                                                        r"\{'run': 'r'\}\)"):
+        robust._check_request(path, _stored(checkpoint={"run": "a-long-run-name"}), req["key"], req["checkpoint"],
+                              req["images"], req["settings"], req["weights"])
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -204,7 +231,7 @@ def test_evaluate_writes_the_whole_record_from_eval_mode_logits(tmp_path, flip_a
     key = robust._key({"run": "r", "which": "best"}, images.description, NO_AA)
     assert fileio.read_json(robust.record_path(tmp_path / "d", key), sealed=True) == rec
     assert not model.training                                            # evaluated in eval mode
-    assert flip_attack == [{"name": "pgd", "n": 4, "eps": NO_AA.eps, "step_size": NO_AA.pgd_step_size,
+    assert flip_attack == [{"name": "pgd", "model": model, "n": 4, "y": [0, 0, 0, 1], "eps": NO_AA.eps, "step_size": NO_AA.pgd_step_size,
                             "steps": NO_AA.pgd_steps, "batch_size": 2, "seed": 3, "progress": False}]
     assert rec["accuracy"] == {"clean": 0.75, "pgd": 0.0}                # eval mode: 3 of 4 clean, none after the flip
     assert bits.record_outcomes(rec, "clean").tolist() == [0, 1, 1, 1]
@@ -224,6 +251,48 @@ def test_evaluate_writes_the_whole_record_from_eval_mode_logits(tmp_path, flip_a
     assert rec["torch"] == torch.__version__ and rec["time_utc"].endswith("Z")
 
 
+class _RecordingModel(_MeanModel):
+    """A _MeanModel that remembers where it was moved."""
+
+    def __init__(self):
+        super().__init__()
+        self.moved_to = []
+
+    def to(self, *args, **kwargs):
+        self.moved_to.append(args)
+        return super().to(*args, **kwargs)
+
+
+def test_evaluate_by_default_picks_the_device_and_shows_its_progress(tmp_path, flip_attack, capsys):
+    model = _RecordingModel()
+    rec = robust.evaluate(model, _images(), NO_AA, tmp_path)
+    assert rec["device"] == "cpu" and model.moved_to == [(torch.device("cpu"),)]
+    err = capsys.readouterr().err
+    # one bar of two steps (clean, PGD), removed when done
+    assert err.startswith("\rclean + PGD:   0%") and "| 0/2 [" in err and err.endswith("\r") and "\n" not in err
+    robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path / "quiet", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_batches_as_asked_and_times_its_parts_in_utc(tmp_path, flip_attack, monkeypatch):
+    sizes = []
+    predict = attacks.predict_logits
+    monkeypatch.setattr(attacks, "predict_logits", lambda model, x, *a: sizes.append(a) or predict(model, x, *a))
+    monkeypatch.setenv("TZ", "XYZ-5:30")                  # a local time 5.5 h from UTC: the stamp must not follow it
+    time.tzset()
+    try:
+        start, t0 = time.time(), time.perf_counter()
+        rec = robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path, device="cpu", progress=False)
+        elapsed = time.perf_counter() - t0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert sizes == [(2,), (2,)]                              # clean and attacked logits, settings.batch_size
+    assert 0 <= rec["seconds"]["clean"] <= elapsed and 0 <= rec["seconds"]["pgd"] <= elapsed
+    stamp = calendar.timegm(time.strptime(rec["time_utc"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert start - 2 <= stamp <= time.time() + 1
+
+
 def test_a_complete_record_is_returned_as_stored_without_attacking(tmp_path, flip_attack, monkeypatch):
     first = robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path, device="cpu", progress=False)
     monkeypatch.setattr(attacks, "attack_in_batches", _no_attack)
@@ -232,8 +301,9 @@ def test_a_complete_record_is_returned_as_stored_without_attacking(tmp_path, fli
 
 
 def test_a_stored_record_of_other_weights_is_refused(tmp_path, flip_attack):
-    robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path, device="cpu", progress=False)
-    with pytest.raises(robust.RecordMismatchError, match="weights_sha256"):
+    rec = robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path, device="cpu", progress=False)
+    path = robust.record_path(tmp_path, rec["key"])
+    with pytest.raises(robust.RecordMismatchError, match=f"^{path} holds another evaluation .*weights_sha256"):
         robust.evaluate(_MeanModel(0.25), _images(), NO_AA, tmp_path, device="cpu", progress=False)
 
 
@@ -251,13 +321,16 @@ def test_autoattack_completes_a_stored_pgd_part_without_recomputing_it(tmp_path,
     state.write_bytes(b"progress")
     calls = []
 
-    def fake_autoattack(model, x, y, **kw):
+    model = _MeanModel()
+
+    def fake_autoattack(attacked, x, y, **kw):
         calls.append(kw)
-        assert state.exists() and not model.training
+        assert attacked is model and not attacked.training and torch.equal(x, X) and torch.equal(y, Y)
+        assert state.exists() and not fileio.read_json(robust.record_path(directory, key), sealed=True)["complete"]
         return _aa_result()
     monkeypatch.setattr(attacks, "attack_in_batches", _no_attack)
     monkeypatch.setattr(autoattack, "run_autoattack", fake_autoattack)
-    done = robust.evaluate(_MeanModel(), images, AA, directory, device="cpu", progress=False)
+    done = robust.evaluate(model, images, AA, directory, device="cpu", progress=False)
     assert calls == [{"settings": robust.aa_settings(AA), "batch_size": 2, "chunk_size": AA.aa_chunk_size,
                       "state_path": state, "verbose": False, "keep_adversarial": False}]
     assert done["complete"] and not state.exists()
@@ -270,6 +343,22 @@ def test_autoattack_completes_a_stored_pgd_part_without_recomputing_it(tmp_path,
     assert done["seconds"]["autoattack"] == 4.0
     assert done["seconds"]["autoattack_per_attack"] == {"apgd-ce": 1.5, "apgd-t": 2.0, "fab-t": 0.25, "square": 0.25}
     assert fileio.read_json(robust.record_path(directory, key), sealed=True) == done
+
+
+def test_a_fresh_evaluation_stores_its_pgd_part_as_unfinished_before_autoattack(tmp_path, flip_attack, monkeypatch):
+    def fake_autoattack(model, x, y, **kw):
+        stored = fileio.read_json(kw["state_path"].with_name(kw["state_path"].name.replace(".aa_state.pt", ".json")), sealed=True)
+        assert stored["complete"] is False and stored["accuracy"] == {"clean": 0.75, "pgd": 0.0}
+        return _aa_result()
+    monkeypatch.setattr(autoattack, "run_autoattack", fake_autoattack)
+    assert robust.evaluate(_MeanModel(), _images(), AA, tmp_path, device="cpu", progress=False)["complete"]
+
+
+def test_autoattack_may_differ_by_at_most_one_in_a_billion_in_clean_accuracy(tmp_path, flip_attack, monkeypatch):
+    wrong = torch.tensor([0, 1, 1, 0])                      # every image misclassified: clean accuracy exactly 0
+    monkeypatch.setattr(autoattack, "run_autoattack", lambda *a, **kw: _aa_result(clean=1e-9))
+    rec = robust.evaluate(_MeanModel(), _images(y=wrong), AA, tmp_path, device="cpu", progress=False)
+    assert rec["accuracy"]["clean"] == 0.0 and rec["complete"]
 
 
 @pytest.mark.parametrize("clean", [0.5, 0.75 + 1e-6])
@@ -289,8 +378,9 @@ def test_an_unfinished_record_without_outcomes_is_recomputed_with_a_warning(tmp_
     path = robust.record_path(tmp_path / "b", fresh["key"])
     fileio.make_dir(path.parent)
     path.write_text(json.dumps(old))
-    with pytest.warns(UserWarning, match="unfinished evaluation from before per-image outcomes"):
+    with pytest.warns(UserWarning, match="unfinished evaluation from before per-image outcomes") as caught:
         again = robust.evaluate(_MeanModel(), _images(), NO_AA, tmp_path / "b", device="cpu", progress=False)
+    assert not any(w.filename.endswith("robust.py") for w in caught)   # it points at the caller
     assert again["accuracy"] == {"clean": 0.75, "pgd": 0.0} and again["version"] == 2
 
 
@@ -302,7 +392,7 @@ def _fake_run(tmp_path, epochs=100):
     run = SimpleNamespace(
         config=config, dir=tmp_path / "run-1", tracking_attack={"val": "PGD-20", "train": "PGD-5"},
         require_done=lambda why: seen.append(("done?", why)),
-        checkpoint_info=lambda which: {"epoch": 93, "best": {"metric": "val_pgd"}},
+        checkpoint_info=lambda which: seen.append(("info", which)) or {"epoch": 93, "best": {"metric": "val_pgd"}},
         load_model=lambda which, device: seen.append(("load", which, device)) or _MeanModel())
     return run, seen
 
@@ -316,13 +406,19 @@ def test_the_selection_is_described_by_its_window_and_held_out_images(tmp_path, 
         "attack": "PGD-20"}
 
 
+def test_a_run_without_a_validation_attack_says_none(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    run.tracking_attack = {}
+    assert robust.selection_description(run)["attack"] == ""
+
+
 def test_evaluate_run_evaluates_the_asked_checkpoint_on_the_asked_test_images(tmp_path, flip_attack, monkeypatch):
     run, seen = _fake_run(tmp_path)
     sliced = []
     monkeypatch.setattr(robust, "eval_slice", lambda dataset, n, start: sliced.append((dataset, n, start)) or _images())
     monkeypatch.setattr(autoattack, "run_autoattack", lambda *a, **kw: _aa_result())
     rec = robust.evaluate_run(run, n_images=4, start=7, which="last", device="cpu", progress=False)
-    assert seen == [("done?", "before evaluating its checkpoints"), ("load", "last", "cpu")]
+    assert seen == [("done?", "before evaluating its checkpoints"), ("info", "last"), ("load", "last", "cpu")]
     assert sliced == [("cifar10", 4, 7)]
     assert rec["checkpoint"] == {"run": "run-1", "which": "last", "epoch": 93, "selection_metric": "val_pgd"}
     assert {k: rec[k] for k in ("method", "dataset", "model", "train_epochs", "n_train")} == {
@@ -330,6 +426,21 @@ def test_evaluate_run_evaluates_the_asked_checkpoint_on_the_asked_test_images(tm
     assert rec["selection"] == robust.selection_description(run)
     assert rec["settings"] == dataclasses.asdict(robust.RobustEvalSettings())      # the paper's protocol by default
     assert robust.record_path(run.dir, rec["key"]).is_file()
+
+
+def test_evaluate_run_by_default_evaluates_best_from_the_first_test_image_and_passes_device_and_progress_on(
+        tmp_path, flip_attack, monkeypatch):
+    run, seen = _fake_run(tmp_path)
+    sliced, passed = [], []
+    evaluate = robust.evaluate
+    monkeypatch.setattr(robust, "eval_slice", lambda dataset, n, start: sliced.append((dataset, n, start)) or _images())
+    monkeypatch.setattr(robust, "evaluate", lambda *a, **kw: passed.append(kw) or evaluate(*a, **kw))
+    monkeypatch.setattr(autoattack, "run_autoattack", lambda *a, **kw: _aa_result())
+    robust.evaluate_run(run)
+    assert sliced == [("cifar10", None, 0)] and ("info", "best") in seen and ("load", "best", "cpu") in seen
+    assert {k: passed[0][k] for k in ("device", "progress")} == {"device": "auto", "progress": True}
+    robust.evaluate_run(run, dataclasses.replace(AA, seed=5), device="cpu", progress=False)
+    assert {k: passed[1][k] for k in ("device", "progress")} == {"device": "cpu", "progress": False}
 
 
 # ----------------------------------------------------------------------------- reading and publishing
@@ -357,12 +468,21 @@ def test_load_records_reads_complete_records_where_they_belong_and_skips_the_res
                                                                                     "robust_eval-k8.json"))]
     texts = sorted(str(w.message) for w in caught)
     assert len(texts) == 3 and all(t.startswith("skipped: ") for t in texts)
+    # the warnings point out of the library, at its caller (under mutmut, its trampoline adds a frame)
+    assert not any(w.filename.endswith("robust.py") for w in caught)
+    assert sum(t.endswith("Delete it (or move it back where it belongs)") for t in texts) == 2
     assert any("holds a record of the run 'run-x', not of 'run-d' where it lies" in t for t in texts)
     assert any("holds the record of key 'k5', not the one its file name says" in t for t in texts)
     assert any("robust_eval-k7.json" in t for t in texts)
     with pytest.warns(UserWarning):
         every = robust.load_records(tmp_path, complete_only=False)
     assert [r["key"] for r in every] == ["k1", "k2", "k8"] and every[1]["path"] == str(b)
+
+
+def test_load_records_reads_the_run_store_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path))
+    _put(tmp_path, "run-a", {"kind": "robust_eval", "key": "k1", "complete": True, "checkpoint": {"run": "run-a"}})
+    assert [r["key"] for r in robust.load_records()] == ["k1"]
 
 
 def test_misplaced_reads_only_what_a_record_names():
