@@ -133,8 +133,8 @@ def comparison_table(records: Iterable[dict], reference: pd.DataFrame | None = N
     if not include_missing_paper:
         merged = merged[merged["paper"].notna()]
     merged["difference"] = merged["accuracy"] - merged["paper"]
-    merged["metric"] = pd.Categorical(merged["metric"], METRICS, ordered=True)
-    merged["method"] = pd.Categorical(merged["method"], _order(merged["method"]), ordered=True)
+    merged["metric"] = pd.Categorical(merged["metric"], METRICS)   # sorting follows the categories
+    merged["method"] = pd.Categorical(merged["method"], _order(merged["method"]))
     merged = merged.sort_values(["dataset", "method", "metric"])
     out = pd.DataFrame({
         "dataset": merged["dataset"].map(lambda d: DATASET_LABELS.get(d, d)),

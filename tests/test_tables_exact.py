@@ -2,7 +2,9 @@
 expected frames pin what `energy_lib.tables` computes (`make mutation MODULE=tables`)."""
 from __future__ import annotations
 
+import calendar
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -122,6 +124,12 @@ def test_results_table_is_methods_by_dataset_and_metric_rounded_to_hundredths():
     assert np.isnan(table.loc["WEAT_adv", ("CIFAR-100", "PGD")]) and np.isnan(table.loc["mystery", ("CIFAR-10", "AA")])
 
 
+def test_results_table_shows_the_first_record_given_when_two_models_share_a_cell():
+    recs = [_record(key="a", accuracy={"pgd": 0.1}), _record(key="b", model="resnet18", accuracy={"pgd": 0.4})]
+    assert tables.results_table(recs).loc["SAT", ("CIFAR-10", "PGD")] == 10.0
+    assert tables.results_table(recs[::-1]).loc["SAT", ("CIFAR-10", "PGD")] == 40.0
+
+
 def test_comparison_table_is_this_run_minus_the_paper_sorted_by_dataset_method_metric():
     recs = [_record("weat_adv", accuracy={"clean": 0.5, "pgd": 0.3, "autoattack": 0.50004}),
             _record("sat", accuracy={"autoattack": 0.4, "pgd": 0.456789, "clean": 0.6}),
@@ -136,6 +144,11 @@ def test_comparison_table_is_this_run_minus_the_paper_sorted_by_dataset_method_m
     assert comp.loc[("CIFAR-10", "WEAT_adv", "AA")][["this run (%)", "difference (pt)"]].tolist() == [50.0, 1.75]
     assert comp.loc[("CIFAR-100", "TRADES", "AA"), "difference (pt)"] == -5.0
     assert comp.loc[("CIFAR-10", "SAT", "clean")][["paper (%)", "difference (pt)"]].isna().all()
+    # methods in the labels' order (TRADES before MART, not alphabetical); unknown names shown as they are
+    more = [_record("mart", accuracy={"pgd": 0.1}), _record("trades", accuracy={"pgd": 0.2}),
+            _record("mystery", dataset="mnist", accuracy={"pgd": 0.3})]
+    assert list(tables.comparison_table(more, REFERENCE).index) == [
+        ("CIFAR-10", "TRADES", "PGD"), ("CIFAR-10", "MART", "PGD"), ("mnist", "mystery", "PGD")]
     only = tables.comparison_table(recs, REFERENCE, include_missing_paper=False)
     assert list(only.index) == [("CIFAR-10", "SAT", "PGD"), ("CIFAR-10", "SAT", "AA"), ("CIFAR-10", "WEAT_adv", "AA"),
                                 ("CIFAR-100", "TRADES", "AA")]
@@ -144,6 +157,11 @@ def test_comparison_table_is_this_run_minus_the_paper_sorted_by_dataset_method_m
 def test_paper_table_and_reference_read_the_data_file(tmp_path):
     table = tables.paper_table(REFERENCE)
     assert list(table.index) == ["SAT", "TRADES", "WEAT_adv"]
+    extra = pd.DataFrame([{"method": m, "dataset": "cifar10", "metric": "pgd", "paper": v}
+                          for m, v in (("mart", 1.0), ("trades", 2.0), ("mystery", 3.0), ("trades", 4.0))])
+    odd = tables.paper_table(extra)
+    assert list(odd.index) == ["TRADES", "MART", "mystery"] and odd[("CIFAR-10", "PGD")].tolist() == [2.0, 1.0, 3.0]
+    assert tables.paper_table().equals(tables.paper_table(tables.paper_reference()))
     assert list(table.columns) == [("CIFAR-10", "PGD"), ("CIFAR-10", "AA"), ("CIFAR-100", "AA")]
     assert table.loc["SAT"].tolist()[:2] == [50.0, 45.5] and table.loc["WEAT_adv", ("CIFAR-10", "AA")] == 48.25
     path = tmp_path / "ref.json"
@@ -164,15 +182,25 @@ def _row(claim="CO", verdict=REPRODUCED, **kw):
     return row
 
 
-def test_write_summary_stores_the_rows_with_their_kind(tmp_path):
-    path = tables.write_summary("02_at_phases", [_row(), _row("ids", kind=tables.IDENTITY)], "default", root=tmp_path)
+def test_write_summary_stores_the_rows_with_their_kind(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "XYZ-5:30")                  # a local time 5.5 h from UTC: the stamp must not follow it
+    time.tzset()
+    try:
+        start = time.time()
+        path = tables.write_summary("02_at_phases", [_row(), _row("ΔE ids", kind=tables.IDENTITY)], "default",
+                                    root=tmp_path)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     assert path == tmp_path / "summary" / "default" / "02_at_phases.json"
     rec = json.loads(path.read_text())
     assert {k: rec[k] for k in ("chapter", "title", "profile")} == {
         "chapter": "02_at_phases", "title": "Phases of adversarial training", "profile": "default"}
-    assert rec["time_utc"].endswith("Z") and len(rec["time_utc"]) == 20
-    assert rec["rows"] == [{"kind": tables.REPRODUCTION, **_row()}, _row("ids", kind=tables.IDENTITY)]
-    assert path.read_text().endswith("}\n")
+    stamp = calendar.timegm(time.strptime(rec["time_utc"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert start - 2 <= stamp <= time.time() + 1
+    assert rec["rows"] == [{"kind": tables.REPRODUCTION, **_row()}, _row("ΔE ids", kind=tables.IDENTITY)]
+    # readable in a diff: indented by 2, non-ASCII as it is, one newline at the end
+    assert path.read_text(encoding="utf-8") == json.dumps(rec, indent=2, ensure_ascii=False) + "\n"
 
 
 @pytest.mark.parametrize("chapter, rows, problem", [
