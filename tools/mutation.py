@@ -99,7 +99,7 @@ SCOPES: dict[str, Scope] = {
                                 "test_interrupted_evaluation_resumes_to_the_uninterrupted_record",
                                 "test_other_settings_give_another_record",
                                 "test_complete_records_are_published_and_read_back_for_the_book"))),
-    "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity.py",),
+    "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity_exact.py", "tests/test_fidelity.py"),
                               slow=_nodes("tests/test_fidelity.py", (   # Inception on real CIFAR-10 images: 90 s
                                   "test_real_cifar_fid_is_far_below_noise_fid",))),
     "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
