@@ -342,9 +342,24 @@ def _tooltip(points: pd.DataFrame, column: str):
     return alt.Tooltip(f"{column}:N", title=TITLES.get(column, column))
 
 
+# Rows of one figure's inline datasets together: about 2 MB as CSV (`compact`), within a page's 5 MB
+# (tools/check_html.py). Altair's own guard (5,000 rows) is lifted for these figures: their size is
+# chosen where their data are thinned (`spread_epochs`, the images kept per run), and checked here.
+MAX_ROWS = 50_000
+
+
 def spec(chart) -> dict:
-    """The chart's Vega-Lite specification (the data inline, as Altair writes it: one object per row)."""
-    return chart.to_dict()
+    """The chart's Vega-Lite specification (the data inline, as Altair writes it: one object per row);
+    more than `MAX_ROWS` rows is a `FigureDataError` that says how to thin them."""
+    import altair as alt
+
+    with alt.data_transformers.disable_max_rows():
+        out = chart.to_dict()
+    rows = sum(len(v) for v in (out.get("datasets") or {}).values() if isinstance(v, list))
+    if rows > MAX_ROWS:
+        raise FigureDataError(f"the figure holds {rows:,} rows of data, more than figures.MAX_ROWS ({MAX_ROWS:,}) a "
+                              "page can carry; thin them (fewer epochs with spread_epochs, fewer images)")
+    return out
 
 
 def compact(spec_: dict) -> dict:
@@ -475,8 +490,11 @@ class Figure:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/html": self.html(), "text/plain": f"<interactive figure {self.name}>"}
+        import altair as alt
+
         try:
-            native = self.chart._repr_mimebundle_(include, exclude)
+            with alt.data_transformers.disable_max_rows():   # the size was checked by html() (`spec`)
+                native = self.chart._repr_mimebundle_(include, exclude)
         except Exception:   # a front end without Altair's renderer still gets the HTML
             native = None
         if isinstance(native, tuple):

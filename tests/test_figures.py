@@ -236,3 +236,25 @@ def test_scatter_looks_pictures_up_by_key_outside_the_points_data():
     points_set = [rows for rows in spec["datasets"].values() if rows and "E_x" in rows[0]]
     assert points_set and all("picture" not in r for r in points_set[0])     # the CSV download stays energies
     assert "picture" not in json.dumps(figures.spec(figures.scatter(points, select=["attack"])))
+
+
+def test_a_figure_carries_more_rows_than_altairs_guard_up_to_its_own_limit(monkeypatch):
+    """Chapter 2 in the default profile: 4 methods x 30 epochs x 100 tracked images = 12,000 points.
+    Altair refuses more than 5,000 rows; the figures' own limit (MAX_ROWS) is the page's."""
+    n = 12_000
+    pts = pd.DataFrame({"epoch": np.repeat(np.arange(30), n // 30), "image": np.arange(n) % 400,
+                        "E_x": np.linspace(-3, -2, n).round(3), "E_adv": np.linspace(-2.5, -1.5, n).round(3)})
+    fig = figures.Figure(figures.scatter(pts, select=["epoch"], color=None), "many")
+    spec = json.loads(fig.html().split('-spec">', 1)[1].split("</script>", 1)[0])
+    lines = sorted(len(v.strip().split("\n")) for v in spec["datasets"].values())
+    assert lines == [3, n + 1]                       # the diagonal's 2 points and every point, each with a header
+    import altair as alt
+    with alt.renderers.enable("mimetype"):                                    # as a live front end renders it
+        bundle = fig._repr_mimebundle_()
+    assert any(k.startswith("application/vnd.vegalite") for k in bundle)
+    with pytest.raises(alt.MaxRowsError):                                     # Altair's guard is back for others
+        alt.Chart(pts).mark_point().to_dict()
+    monkeypatch.setattr(figures, "MAX_ROWS", n - 1)                          # (12,002: the diagonal too)
+    with pytest.raises(figures.FigureDataError, match=r"holds 12,002 rows of data, more than figures\.MAX_ROWS "
+                                                      r"\(11,999\).*thin them"):
+        fig.html()
