@@ -587,6 +587,20 @@ def replicates(phenomenon: str, root: Path | None = None) -> dict:
     return arms
 
 
+def seeds_text(phenomenon: str, arms: list[str] | None = None, root: Path | None = None) -> str:
+    """How many of each arm's planned confirming seeds have finished, for a chapter's prose:
+    "SAT 2 of 3, SAT + DER 1 of 3, ..." (`arms`: those arms, in that order; default every arm)."""
+    planned: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    for r in current_plan(root).confirm:
+        if r.phenomenon == phenomenon:
+            name = arm(r)
+            planned[name] = planned.get(name, 0) + 1
+            finished[name] = finished.get(name, 0) + int(bool(r.finished))
+    return ", ".join(f"{name} {finished[name]} of {planned[name]}" for name in (arms or list(planned))
+                     if name in planned)
+
+
 def _read_co(entry: SuiteRun, root: Path | None = None):
     """(run, regime, CO verdict) of a CO run, read as chapter 2 reads it."""
     from . import verdicts
@@ -599,19 +613,26 @@ def _read_co(entry: SuiteRun, root: Path | None = None):
     return run, regime, co
 
 
+def plain_arm(der_arm: str) -> str:
+    """The arm a DER arm adds DER to: "FGSM-RS + DER β=1" -> "FGSM-RS" (like with like: DER is judged
+    against the same attack without it)."""
+    return der_arm.split(" + DER")[0]
+
+
 def co_claims(root: Path | None = None) -> dict:
     """The CO claims read on the confirming runs (never on the probes that chose the scale), each
     replicated over seeds (`verdicts.replicated`): "co" (FGSM collapses), "divergence" (ΔE(x)
-    diverges at its onset), one entry per DER arm ("FGSM + DER β=1": DER prevents the collapse of the
-    same seed's FGSM run), "n_fgsm" (the known prevention does not collapse: the control). {} while
-    no confirming run has finished."""
+    diverges at its onset), one entry per DER arm ("FGSM-RS + DER β=1": DER prevents the collapse of
+    the same seed's run of the same attack without DER, `plain_arm`), "n_fgsm" (the known prevention
+    does not collapse: the control). {} while no confirming run has finished."""
     from . import verdicts
     from .regime import tracked_points
 
     arms = replicates("co", root)
-    base = {seed: _read_co(entry, root) for seed, entry in arms.get("FGSM", {}).items()}
     if not arms:
         return {}
+    read = {name: {seed: _read_co(entry, root) for seed, entry in seeds.items()} for name, seeds in arms.items()}
+    base = read.get("FGSM", {})
     out = {"co": verdicts.replicated({f"seed {s}": co.verdict for s, (_, _, co) in base.items()},
                                      "FGSM collapses (catastrophic overfitting)"),
            "divergence": verdicts.replicated(
@@ -619,15 +640,16 @@ def co_claims(root: Path | None = None) -> dict:
                                                                  run.config.n_train_track).verdict
                 for s, (run, _, co) in base.items()},
                "ΔE(x) diverges at the onset", expected=verdicts.REPRODUCED, opposite=verdicts.NOT_REPRODUCED)}
-    for arm, seeds in arms.items():
-        if "+ DER" in arm:
-            out[arm] = verdicts.replicated(
-                {f"seed {s}": verdicts.der_prevents_co(base[s][2], _read_co(e, root)[2]).verdict
-                 for s, e in seeds.items() if s in base},
-                f"{arm} prevents the collapse of the same seed's FGSM run", expected=verdicts.REPRODUCED,
+    for name, seeds in read.items():
+        if "+ DER" in name:
+            plain = read.get(plain_arm(name), {})
+            out[name] = verdicts.replicated(
+                {f"seed {s}": verdicts.der_prevents_co(plain[s][2], co).verdict
+                 for s, (_, _, co) in seeds.items() if s in plain},
+                f"{name} prevents the collapse of the same seed's {plain_arm(name)} run", expected=verdicts.REPRODUCED,
                 opposite=verdicts.NOT_REPRODUCED)
-    if "N-FGSM" in arms:
-        out["n_fgsm"] = verdicts.replicated({f"seed {s}": _read_co(e, root)[2].verdict for s, e in arms["N-FGSM"].items()},
+    if "N-FGSM" in read:
+        out["n_fgsm"] = verdicts.replicated({f"seed {s}": co.verdict for s, (_, _, co) in read["N-FGSM"].items()},
                                             "N-FGSM does not collapse", expected=verdicts.ABSENT,
                                             opposite=verdicts.PRESENT)
     return out

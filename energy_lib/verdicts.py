@@ -856,14 +856,15 @@ def replicated(found: dict, what: str, *, expected: str = PRESENT, opposite: str
         verdict, text = REPRODUCED, f"{what} in every one of the {n} {which}"
     elif n >= min_runs and misses == n:
         verdict, text = NOT_REPRODUCED, f"{what}: {opposite} in every one of the {n} {which}"
-    elif n < min_runs:
-        verdict, text = INCONCLUSIVE_SCALE, (f"only {n} of the {len(found)} {unit} learned, fewer than the {min_runs} "
-                                             "a replication needs" if never else
-                                             f"{n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication needs")
+    elif n < min_runs:   # too few runs, not too small a scale: the sentence says so
+        verdict, text = INCONCLUSIVE_SCALE, (f"{what}: only {n} of the {len(found)} {unit} learned, fewer than the "
+                                             f"{min_runs} a replication needs" if never else
+                                             f"{what}: {n} {unit[:-1]}(s) read, fewer than the {min_runs} a replication "
+                                             "needs")
     elif hits == misses == 0:
         verdict, text = INCONCLUSIVE_SCALE, f"{what} cannot be read in any of the {n} {which} (each is inconclusive)"
     elif hits and misses:
-        verdict, text = INCONCLUSIVE_SCALE, (f"the {which} disagree ({hits} {expected}, {misses} {opposite}, "
+        verdict, text = INCONCLUSIVE_SCALE, (f"{what}: the {which} disagree ({hits} {expected}, {misses} {opposite}, "
                                              f"{n - hits - misses} inconclusive)")
     else:   # one direction only, the rest unreadable: not every run speaks, so no verdict either way
         seen, word = (hits, expected) if hits else (misses, opposite)

@@ -193,3 +193,48 @@ def test_chapter_6_reads_each_ro_arm_of_the_lens_seed_and_names_those_without_we
     assert suite.LENS_SEED == 10 and list(found["runs"]) == ["SAT (1000 images, small_cnn, lr 0.02, seed 10)"]
     assert found["runs"]["SAT (1000 images, small_cnn, lr 0.02, seed 10)"].dir == by_name["ro-sat-n1000-e150-s10"].directory()
     assert found["without_weights"] == ["TRADES (1000 images, small_cnn, lr 0.02, seed 10)"]
+
+
+def test_each_der_arm_is_judged_against_the_same_attack_without_der(monkeypatch):
+    """Like with like: FGSM-RS + DER is read against the same seed's FGSM-RS run, FGSM + DER against
+    FGSM's (planted runs and verdicts; the claim's name is in its sentence)."""
+    from types import SimpleNamespace
+
+    from energy_lib import verdicts
+
+    assert suite.plain_arm("FGSM-RS + DER β=1") == "FGSM-RS" and suite.plain_arm("FGSM + DER β=0.5") == "FGSM"
+    arms = {"FGSM": {10: "fgsm-10", 11: "fgsm-11"}, "FGSM-RS": {10: "rs-10"},
+            "FGSM + DER β=1": {10: "der-10", 11: "der-11"}, "FGSM-RS + DER β=1": {10: "rsder-10", 12: "rsder-12"}}
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: arms)
+    run = SimpleNamespace(metrics=None, config=SimpleNamespace(n_train_track=4))
+    monkeypatch.setattr(suite, "_read_co", lambda entry, root=None: (run, None, SimpleNamespace(
+        verdict=verdicts.PRESENT, of=entry)))
+    monkeypatch.setattr("energy_lib.regime.tracked_points", lambda metrics: None)
+    monkeypatch.setattr(verdicts, "energy_divergence_at_onset",
+                        lambda points, co, n: SimpleNamespace(verdict=verdicts.REPRODUCED))
+    pairs = []
+
+    def der(plain, with_der):
+        pairs.append((plain.of, with_der.of))
+        return SimpleNamespace(verdict=verdicts.REPRODUCED)
+    monkeypatch.setattr(verdicts, "der_prevents_co", der)
+    claims = suite.co_claims()
+    assert sorted(pairs) == [("fgsm-10", "der-10"), ("fgsm-11", "der-11"),
+                             ("rs-10", "rsder-10")]                      # seed 12 has no FGSM-RS run: not read
+    assert claims["FGSM-RS + DER β=1"].sentence.startswith(
+        "FGSM-RS + DER β=1 prevents the collapse of the same seed's FGSM-RS run: 1 run(s) read")
+    assert claims["FGSM + DER β=1"].verdict == verdicts.REPRODUCED
+    assert set(claims) == {"co", "divergence", "FGSM + DER β=1", "FGSM-RS + DER β=1"}
+
+
+def test_the_chapters_say_how_many_planned_seeds_have_finished(monkeypatch):
+    from types import SimpleNamespace
+
+    runs = [SimpleNamespace(phenomenon=p, finished=f, name=n) for p, f, n in (
+        ("ro", True, "SAT"), ("ro", False, "SAT"), ("ro", True, "SAT"), ("ro", False, "TRADES"),
+        ("ro", True, "SAT + DER"), ("co", True, "FGSM"))]
+    monkeypatch.setattr(suite, "current_plan", lambda root=None: SimpleNamespace(confirm=runs))
+    monkeypatch.setattr(suite, "arm", lambda entry: entry.name)
+    assert suite.seeds_text("ro") == "SAT 2 of 3, TRADES 0 of 1, SAT + DER 1 of 1"
+    assert suite.seeds_text("ro", ["TRADES", "SAT", "WEAT_adv"]) == "TRADES 0 of 1, SAT 2 of 3"
+    assert suite.seeds_text("co") == "FGSM 1 of 1"

@@ -788,7 +788,9 @@ def test_a_finding_is_replicated_only_when_every_run_shows_it():
     assert V.replicated({"s10": V.PRESENT, "s11": V.PRESENT}, "CO").verdict == V.REPRODUCED
     assert V.replicated({"s10": V.ABSENT, "s11": V.ABSENT}, "CO").verdict == V.NOT_REPRODUCED
     mixed = V.replicated({"s10": V.PRESENT, "s11": V.ABSENT, "s12": V.INCONCLUSIVE}, "CO")
-    assert mixed.verdict == V.INCONCLUSIVE_SCALE and "disagree (1 present, 1 absent, 1 inconclusive)" in mixed.sentence
+    assert mixed.verdict == V.INCONCLUSIVE_SCALE
+    # every sentence names its finding (a list of several findings must not lose which one disagrees)
+    assert mixed.sentence.startswith("CO: the runs disagree (1 present, 1 absent, 1 inconclusive) (s10: present")
     # one direction and an unreadable run: no verdict, and the sentence does not call it a disagreement
     partial = V.replicated({"s10": V.ABSENT, "s11": V.INCONCLUSIVE, "s12": V.ABSENT}, "CO")
     assert partial.verdict == V.INCONCLUSIVE_SCALE and "disagree" not in partial.sentence
@@ -796,7 +798,9 @@ def test_a_finding_is_replicated_only_when_every_run_shows_it():
                                        "run speaks (s10: absent")
     partial = V.replicated({"s10": V.PRESENT, "s11": V.INCONCLUSIVE}, "CO")
     assert partial.verdict == V.INCONCLUSIVE_SCALE and partial.sentence.startswith("CO: present in 1 of the 2 runs")
-    assert V.replicated({"s10": V.PRESENT}, "CO").verdict == V.INCONCLUSIVE_SCALE          # one seed is no replication
+    one = V.replicated({"s10": V.PRESENT}, "CO")
+    assert one.verdict == V.INCONCLUSIVE_SCALE                                            # one seed is no replication
+    assert one.sentence.startswith("CO: 1 run(s) read, fewer than the 2 a replication needs (s10: present)")
     none = V.replicated({"s10": V.INCONCLUSIVE, "s11": V.INCONCLUSIVE}, "CO")
     assert none.verdict == V.INCONCLUSIVE_SCALE and "cannot be read in any of the 2 runs" in none.sentence
     assert V.replicated({}, "CO").statistic_text == "0 of 0 runs present"

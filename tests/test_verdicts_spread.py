@@ -118,7 +118,7 @@ def test_replicated_over_models_names_models():
                          opposite=V.NOT_REPRODUCED, min_runs=1, unit="models")
     assert found.verdict == V.REPRODUCED and found.statistic_text == "2 of 2 models reproduced"
     assert "every one of the 2 models" in found.sentence
-    assert V.replicated({"s10": V.PRESENT}, "CO").sentence.startswith("1 run(s) read")
+    assert V.replicated({"s10": V.PRESENT}, "CO").sentence.startswith("CO: 1 run(s) read")
 
 
 # ----------------------------------------------------------------------------- the robust model's regime
@@ -285,7 +285,8 @@ def test_the_sign_row_over_a_mix_and_with_none_learned():
     # fewer learned models than a replication needs
     few = _joint_sign({"s10": V.REPRODUCED, "s11": V.REPRODUCED}, {"s10": learned, "s11": never}, min_runs=2)
     assert few.verdict == V.INCONCLUSIVE_SCALE
-    assert few.sentence.startswith("only 1 of the 2 models learned, fewer than the 2 a replication needs")
+    assert few.sentence.startswith("mean ΔE(x,y) below 0: only 1 of the 2 models learned, fewer than the 2 a "
+                                   "replication needs")
 
 
 def test_the_sign_row_needs_every_models_regime():
