@@ -76,3 +76,19 @@ def test_arm_grid_has_a_row_per_arm_a_colour_per_seed_and_a_legend_that_does_not
     assert [t.get_text() for t in legend.get_texts()] == ["seed 10", "seed 11", "seed 12", "clean (dotted)",
                                                           "collapse onset"]
     plt.close(fig)
+
+
+def test_a_grid_of_photographs_is_shown_as_a_jpeg_a_fraction_of_its_png(monkeypatch):
+    import io
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.imshow(rng.random((96, 320, 3)), interpolation="nearest")    # noise-like samples, as SGLD draws them
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    data = plots.show_photo(fig)
+    assert data[:3] == b"\xff\xd8\xff" and not plt.fignum_exists(fig.number)      # a JPEG; the figure closed
+    assert len(shown) == 1 and shown[0].format == "jpeg" and shown[0].data == data
+    assert len(data) < len(png.getvalue()) / 2
