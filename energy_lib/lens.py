@@ -64,6 +64,7 @@ from .config import ConfigError, LensConfig, check_attacks, expand_attacks, reso
 from .names import ATTACKS, AUTOATTACK_COMPONENTS, PAPER_ATTACKS, WHITE_BOX_ATTACKS  # noqa: F401
 from .energy import joint_energy, marginal_energy
 from .fileio import atomic_write_text, read_json
+from .power import correlation_mde
 from .regime import Regime
 from .runs import RunError, is_reference
 
@@ -714,9 +715,12 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05, *, label
         verdict, reason = "not reproduced", f"ρ = {rho:+.2f} > 0 with one-sided p = {p_greater:.3g} < {alpha}{over}"
     else:
         floor = 1.0 / float(np.prod(np.arange(1, n + 1)))
+        least = correlation_mde(n, alpha)
         reason = (f"ρ = {rho:+.2f}, one-sided p = {p_less:.3g} ≥ {alpha}{over}"
                   + (f" (with {n} models no ordering can reach p < {alpha}: the smallest p is {floor:.3g})"
-                     if floor >= alpha else ""))
+                     if floor >= alpha else
+                     f"; with {n} models only a true |ρ| of about {least:.2f} or more is detected with 80% power"
+                     if np.isfinite(least) else ""))
         verdict = "inconclusive"
     return SmoothnessVerdict(rho, p_less, p_greater, float(spearman.pvalue), n, alpha, verdict, reason + left_out,
                              never)

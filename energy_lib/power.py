@@ -44,6 +44,15 @@ def mde_from_se(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
     return (_z(1 - alpha / 2) + _z(power)) * float(se)
 
 
+def correlation_mde(n: int, alpha: float = ALPHA, power: float = POWER, one_sided: bool = True) -> float:
+    """Smallest |ρ| a rank correlation over `n` points detects with probability `power` (Fisher's z
+    approximation, |ρ| = tanh((z_α + z_power) / √(n − 3)); approximate for small n); nan for n ≤ 3."""
+    if n <= 3:
+        return float("nan")
+    z_alpha = _z(1 - alpha) if one_sided else _z(1 - alpha / 2)
+    return math.tanh((z_alpha + _z(power)) / math.sqrt(n - 3))
+
+
 def paired_n_needed(delta: float, discordance: float, alpha: float = ALPHA, power: float = POWER) -> float:
     """Images a paired comparison needs to detect a difference `delta` of accuracies when a share
     `discordance` of the images is classified differently by the two models (Connor 1987).
@@ -115,9 +124,10 @@ def unpaired_n_needed(delta: float, p: float, alpha: float = ALPHA, power: float
 
 
 def mde_text(mde: float, scale: float = 100.0, unit: str = " pt") -> str:
-    """'4.2 pt' / 'not estimable' (no discordant image) / 'none at this size' (inf)."""
+    """'4.2 pt' / 'not estimable' (no discordant image) / 'none with this many images' (inf: even the
+    largest difference the discordance allows would be missed)."""
     if math.isnan(mde):
         return "not estimable (no discordant image)"
     if math.isinf(mde):
-        return "none at this size"
+        return "none with this many images (even the largest difference the discordance allows would be missed)"
     return f"{scale * mde:.1f}{unit}"

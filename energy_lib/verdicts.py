@@ -743,6 +743,9 @@ def at_least(comparison: AccuracyComparison, threshold: float, claim: str) -> Ac
     text = {REPRODUCED: f"the gain is above {_pt(threshold)} by more than the noise",
             NOT_REPRODUCED: f"the interval lies below {_pt(threshold)}: the gain is smaller than claimed",
             INCONCLUSIVE_SCALE: f"the interval contains {_pt(threshold)}"}[verdict]
+    if verdict == INCONCLUSIVE_SCALE:   # what this many images could have told apart, and what the claim needs
+        text += (f"; the smallest true difference it would detect is {mde_text(comparison.mde)} ({POWER:.0%} power, "
+                 f"{ALPHA:.0%} level); {comparison.power_text(threshold, 'a true gain of')}")
     a, b = comparison.labels
     sentence = (f"{a} {comparison.acc_a:.1%} vs {b} {comparison.acc_b:.1%} on {comparison.n_images} images: "
                 f"{_pt(comparison.statistic)}, {LEVEL:.0%} Newcombe interval [{_pt(low)}, {_pt(high)}] ({comparison.test}, "
@@ -966,6 +969,9 @@ def compare_scores(score_a: float, sd_a: float, score_b: float, sd_b: float, *, 
     verdict = REPRODUCED if d - half > 0 else NOT_REPRODUCED if d + half < 0 else INCONCLUSIVE_SCALE
     text = {REPRODUCED: f"{a} is lower by more than the noise", NOT_REPRODUCED: f"{b} is lower by more than the noise",
             INCONCLUSIVE_SCALE: "the difference is within the noise"}[verdict]
+    if verdict == INCONCLUSIVE_SCALE:   # what it rules out: a true difference this large would have been seen
+        mde = mde_from_se(math.sqrt(float(sd_a) ** 2 + float(sd_b) ** 2))
+        text += f"; the smallest true difference it would detect is {mde:.4f} ({POWER:.0%} power, {ALPHA:.0%} level)"
     sentence = (f"{what} {a} {score_a:.4f} ± {sd_a:.4f} vs {b} {score_b:.4f} ± {sd_b:.4f}: difference {d:+.4f}, "
                 f"{level:.0%} interval ±{half:.4f}; {text}")
     return ScoreComparison(d, half, tuple(labels), verdict, sentence)

@@ -70,6 +70,8 @@ def test_smoothness_verdict_on_known_inputs():
     # no monotone relation (ρ = 0 exactly): not reproduced either way
     flat = lens.smoothness_verdict([1.0, 3.0, 2.0, 4.0, 4.5, 2.5, 3.5, 1.5], acc)
     assert flat.verdict == "inconclusive" and abs(flat.rho) < 0.2
+    # ... and says what it could have detected: tanh((z_0.95 + z_0.8) / √(8 − 3)) = 0.80
+    assert "; with 8 models only a true |ρ| of about 0.80 or more is detected with 80% power" in flat.reason
     # three models can never give p < 0.05 (smallest exact p = 1/6): inconclusive, not "reproduced"
     few = lens.smoothness_verdict([3.0, 1.0, 0.5], [0.0, 0.3, 0.5])
     assert few.rho == pytest.approx(-1.0) and few.verdict == "inconclusive" and "smallest p" in few.reason

@@ -1,10 +1,12 @@
 """Every verdict of energy_lib.verdicts on synthetic inputs with a known answer, including the
 inputs where the answer is "no". All inputs come from fixed seeds, so every test is deterministic."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from energy_lib import bits
+from energy_lib import bits, power
 from energy_lib import verdicts as V
 
 SEEDS = range(50)
@@ -836,6 +838,9 @@ def test_scores_are_compared_with_their_spread():
     assert V.compare_scores(0.05, 0.01, 0.10, 0.01, labels=("PCA", "noise")).verdict == V.REPRODUCED
     near = V.compare_scores(0.09, 0.01, 0.10, 0.01, labels=("PCA", "noise"))
     assert near.verdict == V.INCONCLUSIVE_SCALE and near.halfwidth == pytest.approx(1.959964 * np.sqrt(2) * 0.01, rel=1e-5)
+    # what it rules out: (z_0.975 + z_0.8) · √2 · 0.01 = 0.0396
+    assert near.sentence.endswith("the difference is within the noise; the smallest true difference it would detect "
+                                  "is 0.0396 (80% power, 5% level)")
     assert V.compare_scores(0.15, 0.01, 0.10, 0.01).verdict == V.NOT_REPRODUCED
     one_subset = V.compare_scores(0.05, 0.0, 0.50, 0.0)          # KID of one subset: no spread, no verdict
     assert one_subset.verdict == V.INCONCLUSIVE_SCALE and "no spread estimate" in one_subset.sentence
@@ -900,7 +905,13 @@ def test_a_claim_of_at_least_one_point_needs_the_interval_on_its_side_of_one_poi
     small = V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "x")
     assert small.ci[1] < 0.01 and small.verdict == V.NOT_REPRODUCED
     a, b = _pairs(40, 6, 4, 50)                               # +2 pt on 100 images: cannot tell
-    assert V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "x").verdict == V.INCONCLUSIVE_SCALE
+    unsure = V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "x")
+    assert unsure.verdict == V.INCONCLUSIVE_SCALE
+    # ... and says what it could have detected and what the claimed +1 pt would need (10 % discordance)
+    need = math.ceil(power.paired_n_needed(0.01, 0.10))
+    assert unsure.sentence.endswith(f"the interval contains +1.0 pt; the smallest true difference it would detect is "
+                                    f"{power.mde_text(unsure.mde)} (80% power, 5% level); a true gain of +1.0 pt needs "
+                                    f"about {need:,} paired images at this discordance (10%); this build has 100")
 
 
 def test_absence_needs_training_after_the_best_window():
@@ -917,11 +928,18 @@ def test_absence_needs_training_after_the_best_window():
     assert V.robust_overfitting(correct.mean(1), 2000, val_acc=early, test_correct=correct).verdict == V.ABSENT
 
 
+def test_the_smallest_detectable_correlation_follows_fishers_z():
+    # tanh((z_0.95 + z_0.8) / √(n − 3)) one-sided; tanh((z_0.975 + z_0.8) / √27) two-sided at n = 30
+    assert power.correlation_mde(7) == pytest.approx(math.tanh((1.6448536 + 0.8416212) / 2), rel=1e-6)
+    assert power.correlation_mde(30, one_sided=False) == pytest.approx(math.tanh(2.8015852 / math.sqrt(27)), rel=1e-6)
+    assert math.isnan(power.correlation_mde(3))
+
+
 def test_power_respects_that_a_difference_cannot_exceed_the_discordance():
     from energy_lib import power
 
     assert power.paired_n_needed(0.2, 0.1) == np.inf          # |b − c| / n ≤ (b + c) / n
-    assert power.paired_mde(32, 0.1) == np.inf and power.mde_text(np.inf) == "none at this size"
+    assert power.paired_mde(32, 0.1) == np.inf and power.mde_text(np.inf).startswith("none with this many images")
     assert power.mde_text(float("nan")).startswith("not estimable")
     # without association (φ = 0) the paired interval is the independent one
     assert power.newcombe_paired(25, 25, 25, 25) == pytest.approx(power.newcombe_unpaired(50, 100, 50, 100))
