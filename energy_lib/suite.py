@@ -337,7 +337,7 @@ def choose_co(outcomes: dict[str, dict]) -> dict | None:
         if lr > choice["lr"] or (lr == choice["lr"] and eps < choice["eps"] and same >= 2):
             return None
     if pending:
-        choice["reason"] += (f"; still running and unable to change this choice: "
+        choice["reason"] += (f"; not finished, and unable to change this choice: "
                              f"{', '.join(p.name for p in pending)}")
     return choice
 
@@ -562,7 +562,7 @@ def phenomenon_runs(phenomenon: str, root: Path | None = None) -> dict:
         stage, entries = "confirming runs", confirm
     else:
         stage = ("probes (the confirming runs are not trained yet)" if choice is not None else
-                 f"probes (no scale chosen yet: {len(pending)} probe(s) still running)" if pending else
+                 f"probes (no scale chosen yet: {len(pending)} probe(s) not finished)" if pending else
                  "probes (no probed scale satisfies the rule)")
         entries = [p for p in PROBES if p.phenomenon == phenomenon and p.finished and plan_.outcomes[p.name]]
     runs = {_label(e): e for e in entries}
