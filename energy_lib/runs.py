@@ -48,7 +48,7 @@ from . import fileio
 from .config import FIELDS_ADDED_LATER, ConfigError, TrainConfig, reference_config, reference_root, runs_root
 from .fileio import CorruptFileError, StoreError, atomic_torch_save, atomic_write_text  # noqa: F401
 from .names import DATASETS, METHOD_USES
-from .provenance import TRAINING_CODE, code_digest, code_digests, git_state
+from .provenance import TRAINING_CODE, code_digest, code_digests, git_state, training_code_status
 
 REPO = Path(__file__).resolve().parent.parent
 # torch is imported where it is used: `python -m energy_lib train --dry-run` and its errors stay fast.
@@ -570,6 +570,9 @@ def describe(run: Run, *, reference_note: bool = True) -> str:
     if reference_note and is_reference(run):
         text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
                  "is deleted)")
+    status, code = training_code_status(run.env.get("sessions", []))
+    if status != "same":   # reused as recorded, not silently: other (or unknown) training code trained it
+        text += f"; {code}"
     return text
 
 

@@ -371,3 +371,26 @@ def test_every_training_session_records_the_digest_of_the_training_code(store):
 
     run = train_or_load(TINY1, progress=False)
     assert run.env["sessions"][-1]["training_code"] == code_digest(TRAINING_CODE)
+
+
+def test_a_run_described_for_a_chapter_says_when_its_training_code_differs_or_is_unknown(monkeypatch):
+    """Issue 23 point 8: a reused run whose training code is not today's says so wherever a chapter
+    describes it (chapters 1 and 5 describe the committed reference run)."""
+    from types import SimpleNamespace
+
+    from energy_lib.config import TrainConfig
+    from energy_lib.provenance import TRAINING_CODE, code_digest, code_digests
+
+    monkeypatch.setattr(runs, "is_reference", lambda run: False)
+    cfg = TrainConfig.from_profile("smoke", method="sat")
+    plain = runs.describe(SimpleNamespace(config=cfg, env={"sessions": [
+        {"git": {"commit": "abc", "dirty": False}, "training_code": code_digest(TRAINING_CODE),
+         "training_code_files": code_digests(TRAINING_CODE)}]}))
+    assert ";" not in plain                                              # today's code: nothing to say
+    unknown = runs.describe(SimpleNamespace(config=cfg, env={"sessions": [{"git": {"commit": "abc", "dirty": True}}]}))
+    assert unknown == (plain + "; trained at commit abc with uncommitted changes before runs recorded the digest of "
+                       "their training code: whether today's code would train it the same cannot be checked")
+    other = runs.describe(SimpleNamespace(config=cfg, env={"sessions": [
+        {"git": {"commit": "abc", "dirty": False}, "training_code": "0" * 64,
+         "training_code_files": {**code_digests(TRAINING_CODE), "losses.py": "1" * 64}}]}))
+    assert other.startswith(plain + "; trained at commit abc by other training code (losses.py changed since)")
