@@ -114,7 +114,8 @@ def run_publish(repo: Path, build: Path, *extra: str, remote: str = "pages") -> 
 # ----------------------------------------------------------------------------- make publish
 def test_make_publish_pushes_every_page_to_gh_pages(tmp_path):
     """The Makefile target itself, in a repository holding the project's Makefile and tools/."""
-    files = {name: (ROOT / name).read_text() for name in ("Makefile", "tools/book.py", "tools/publish.py")}
+    files = {name: (ROOT / name).read_text()   # book.py imports check_html.py
+             for name in ("Makefile", "tools/book.py", "tools/check_html.py", "tools/publish.py")}
     repo = make_repo(tmp_path / "repo", files)
     bare = bare_remote(tmp_path, repo)
     record = fake_build(repo / "_build")
