@@ -277,6 +277,14 @@ def test_a_port_of_another_version_is_refused(monkeypatch):
     monkeypatch.setattr(torch.jit, "load", lambda *a, **kw: _FakePort(missing))
     with pytest.raises(ValueError, match=r"^conversion left tensors unset: \['Conv2d_2a_3x3\.bn\.bias'\]"):
         fidelity.convert_fid_helper_weights(Path("port.pt"))
+    # many missing: the first five are named
+    gone = [f"net.layers.conv_{i}.{p}" for i in (1, 2) for p in ("beta", "mean", "var")]
+    fewer = {k: v for k, v in good.items() if k not in gone}
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **kw: _FakePort(fewer))
+    with pytest.raises(ValueError) as err:
+        fidelity.convert_fid_helper_weights(Path("port.pt"))
+    named = re.findall(r"'([^']+)'", str(err.value))
+    assert len(named) == 5 and named == sorted(fidelity._translate(n) for n in gone)[:5]
 
 
 # ----------------------------------------------------------------------------- features
@@ -364,6 +372,16 @@ def test_reference_features_are_cached_by_images_and_weights(tmp_path, monkeypat
     assert len(made) == 5
 
 
+def test_the_features_to_cache_are_extracted_with_the_given_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGY_CACHE", str(tmp_path / "cache"))
+    seen = []
+    monkeypatch.setattr(fidelity, "extract_features",
+                        lambda x, w, **kw: seen.append(w) or {FEATURE_LAYER: torch.ones(len(x), 1)})
+    w = InceptionWeights(_weights_file(tmp_path / "a.pth", None), "a", False)
+    fidelity.cached_features(torch.rand(2, 3, 2, 2), w)
+    assert seen == [w]
+
+
 def test_a_cache_file_without_its_digest_is_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("ENERGY_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fidelity, "extract_features", lambda x, w, **kw: {FEATURE_LAYER: torch.ones(len(x), 1)})
@@ -427,6 +445,31 @@ def test_the_metric_settings_reach_torch_fidelity(spied_metrics):
     fidelity.metrics_from_features(a, b, kid_subset_size=7, kid_subsets=3, isc_splits=4, seed=5)
     assert spied_metrics["kid"][1] == {"kid_subset_size": 7, "kid_subsets": 3, "rng_seed": 5, "verbose": False}
     assert spied_metrics["isc"][1] == {"isc_splits": 4, "samples_shuffle": True, "rng_seed": 5, "verbose": False}
+
+
+def test_the_metrics_print_nothing(capsys):
+    fidelity.metrics_from_features(_features(20), _features(20, seed=2), kid_subset_size=10, kid_subsets=2,
+                                   isc_splits=2)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_compute_fidelity_defaults_are_torch_fidelitys_and_the_papers(monkeypatch):
+    """1,000-image KID subsets, 100 of them, 10 IS splits, seed 2020, on the CPU in batches of 64."""
+    asked = {}
+    monkeypatch.setattr(fidelity, "extract_features",
+                        lambda images, w, **kw: asked.setdefault("extract", kw) and _features(len(images), seed=0))
+    monkeypatch.setattr(fidelity, "cached_features",
+                        lambda images, w, **kw: asked.setdefault("cached", kw) and _features(len(images), seed=1))
+    metrics = fidelity.metrics_from_features
+    monkeypatch.setattr(fidelity, "metrics_from_features",
+                        lambda a, b, **kw: asked.setdefault("metrics", kw) and metrics(a, b, **kw))
+    w = InceptionWeights(Path("w.pth"), "fake", True)
+    rec = fidelity.compute_fidelity(torch.zeros(1000, 3, 1, 1), torch.ones(1000, 3, 1, 1), reference_name="r",
+                                    weights=w)
+    assert asked["extract"] == asked["cached"] == {"device": "cpu", "batch_size": 64}
+    assert asked["metrics"] == {"isc": True, "kid_subset_size": 1000, "kid_subsets": 100, "isc_splits": 10,
+                                "seed": 2020}
+    assert (rec.kid_subset_size, rec.kid_subsets) == (1000, 100)
 
 
 def test_the_kid_subset_may_be_as_large_as_the_smaller_set_and_fid_needs_two_of_each():
