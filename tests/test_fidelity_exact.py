@@ -199,6 +199,10 @@ def test_translate_maps_the_ports_names_onto_torch_fidelitys():
     for bad in ("net.layers.conv.gamma", "layers.conv.weight", "net.layers.conv.weight.extra"):
         with pytest.raises(ValueError, match=f"^unexpected tensor {re.escape(repr(bad))} in the fid-helper"):
             t(bad)
+    # names of the right form whose layer the port does not have: one error that names it
+    for layer in ("mixed", "conv.tower", "mixed_11.conv", "mixed.tower.conv_9", "conv_5"):
+        with pytest.raises(ValueError, match=f"^unexpected layer '{re.escape(layer)}' .*not version 0\\.1\\.3$"):
+            t(f"net.layers.{layer}.weight")
 
 
 @pytest.fixture(scope="module")

