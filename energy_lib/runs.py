@@ -570,7 +570,8 @@ def describe(run: Run, *, reference_note: bool = True) -> str:
     if reference_note and is_reference(run):
         text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
                  "is deleted)")
-    status, code = training_code_status(run.env.get("sessions", []))
+    sessions = run.env.get("sessions", [])   # none: not trained yet, so no code trained it
+    status, code = training_code_status(sessions) if sessions else ("same", "")
     if status != "same":   # reused as recorded, not silently: other (or unknown) training code trained it
         text += f"; {code}"
     return text

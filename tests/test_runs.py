@@ -387,6 +387,7 @@ def test_a_run_described_for_a_chapter_says_when_its_training_code_differs_or_is
         {"git": {"commit": "abc", "dirty": False}, "training_code": code_digest(TRAINING_CODE),
          "training_code_files": code_digests(TRAINING_CODE)}]}))
     assert ";" not in plain                                              # today's code: nothing to say
+    assert runs.describe(SimpleNamespace(config=cfg, env={})) == plain  # not trained yet: no code to speak of
     unknown = runs.describe(SimpleNamespace(config=cfg, env={"sessions": [{"git": {"commit": "abc", "dirty": True}}]}))
     assert unknown == (plain + "; trained at commit abc with uncommitted changes before runs recorded the digest of "
                        "their training code: whether today's code would train it the same cannot be checked")
