@@ -386,26 +386,27 @@ def test_the_features_to_cache_are_extracted_with_the_given_weights(tmp_path, mo
     assert seen == [w]
 
 
-def test_a_cache_file_without_its_digest_is_not_trusted(tmp_path, monkeypatch):
+@pytest.fixture
+def one_cached(tmp_path, monkeypatch):
+    """Features of two images computed once (all ones) and cached: (weights, images, cache file)."""
     monkeypatch.setenv("ENERGY_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(fidelity, "extract_features", lambda x, w, **kw: {FEATURE_LAYER: torch.ones(len(x), 1)})
     w = InceptionWeights(_weights_file(tmp_path / "a.pth", None), "a", False)
     images = torch.rand(2, 3, 2, 2)
     fidelity.cached_features(images, w)
-    path = next((tmp_path / "cache" / "inception_features").iterdir())
+    return w, images, next((tmp_path / "cache" / "inception_features").iterdir())
+
+
+def test_a_cache_file_without_its_digest_is_not_trusted(one_cached):
+    w, images, path = one_cached
     torch.save({FEATURE_LAYER: torch.zeros(2, 1)}, path)              # planted, unsealed: not what was computed
     with pytest.warns(UserWarning, match="it is a cache: recomputed"):
         feats = fidelity.cached_features(images, w)
     assert feats[FEATURE_LAYER].tolist() == [[1.0], [1.0]]
 
 
-def test_a_damaged_cache_file_is_recomputed_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENERGY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(fidelity, "extract_features", lambda x, w, **kw: {FEATURE_LAYER: torch.ones(len(x), 1)})
-    w = InceptionWeights(_weights_file(tmp_path / "a.pth", None), "a", False)
-    images = torch.rand(2, 3, 2, 2)
-    fidelity.cached_features(images, w)
-    path = next((tmp_path / "cache" / "inception_features").iterdir())
+def test_a_damaged_cache_file_is_recomputed_with_a_warning(one_cached):
+    w, images, path = one_cached
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.warns(UserWarning, match=f"{path}.*it is a cache: recomputed") as caught:
         feats = fidelity.cached_features(images, w)
