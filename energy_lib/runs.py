@@ -570,10 +570,11 @@ def describe(run: Run, *, reference_note: bool = True) -> str:
     if reference_note and is_reference(run):
         text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
                  "is deleted)")
-    sessions = run.env.get("sessions", [])   # none: not trained yet, so no code trained it
-    status, code = training_code_status(sessions) if sessions else ("same", "")
-    if status != "same":   # reused as recorded, not silently: other (or unknown) training code trained it
-        text += f"; {code}"
+    sessions = run.env.get("sessions", [])
+    if sessions:   # trained: say when other (or unknown) training code trained it (reused as recorded, not silently)
+        status, code = training_code_status(sessions)
+        if status != "same":
+            text += f"; {code}"
     return text
 
 

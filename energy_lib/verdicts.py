@@ -82,6 +82,11 @@ def _pt(x: float) -> str:
     return f"{100 * x:+.1f} pt"
 
 
+def _detectable(mde: str) -> str:
+    """What an inconclusive comparison rules out, as the clause its sentence ends with."""
+    return f"; the smallest true difference it would detect is {mde} ({POWER:.0%} power, {ALPHA:.0%} level)"
+
+
 def reproduction(verdict: str, expected: str = PRESENT) -> str:
     """A PRESENCE verdict as a reproduction verdict for a claim that expects `expected`."""
     if verdict not in PRESENCE or expected not in (PRESENT, ABSENT):
@@ -720,7 +725,7 @@ def compare_accuracy(acc_a: float, acc_b: float, n_images: int, *, labels=("A", 
                                  f"significant on these test images, but the interval reaches into the "
                                  f"±{100 * margin:.1f} pt that training-seed noise can give (PAPER.md 5.3)")}[verdict]
     if verdict == INCONCLUSIVE_SCALE:
-        text += f"; the smallest true difference it would detect is {mde_text(mde)} ({POWER:.0%} power, {ALPHA:.0%} level)"
+        text += _detectable(mde_text(mde))
     noise = (f"paired SE {100 * se:.1f} pt, unpaired SE {100 * se_unpaired:.1f} pt" if paired else
              f"SE {100 * se:.1f} pt")
     sentence = (f"{a} {acc_a:.1%} vs {b} {acc_b:.1%} on {n_images} test images: {_pt(d)}, {level:.0%} Newcombe "
@@ -744,8 +749,7 @@ def at_least(comparison: AccuracyComparison, threshold: float, claim: str) -> Ac
             NOT_REPRODUCED: f"the interval lies below {_pt(threshold)}: the gain is smaller than claimed",
             INCONCLUSIVE_SCALE: f"the interval contains {_pt(threshold)}"}[verdict]
     if verdict == INCONCLUSIVE_SCALE:   # what this many images could have told apart, and what the claim needs
-        text += (f"; the smallest true difference it would detect is {mde_text(comparison.mde)} ({POWER:.0%} power, "
-                 f"{ALPHA:.0%} level); {comparison.power_text(threshold, 'a true gain of')}")
+        text += f"{_detectable(mde_text(comparison.mde))}; {comparison.power_text(threshold, 'a true gain of')}"
     a, b = comparison.labels
     sentence = (f"{a} {comparison.acc_a:.1%} vs {b} {comparison.acc_b:.1%} on {comparison.n_images} images: "
                 f"{_pt(comparison.statistic)}, {LEVEL:.0%} Newcombe interval [{_pt(low)}, {_pt(high)}] ({comparison.test}, "
@@ -970,8 +974,7 @@ def compare_scores(score_a: float, sd_a: float, score_b: float, sd_b: float, *, 
     text = {REPRODUCED: f"{a} is lower by more than the noise", NOT_REPRODUCED: f"{b} is lower by more than the noise",
             INCONCLUSIVE_SCALE: "the difference is within the noise"}[verdict]
     if verdict == INCONCLUSIVE_SCALE:   # what it rules out: a true difference this large would have been seen
-        mde = mde_from_se(math.sqrt(float(sd_a) ** 2 + float(sd_b) ** 2))
-        text += f"; the smallest true difference it would detect is {mde:.4f} ({POWER:.0%} power, {ALPHA:.0%} level)"
+        text += _detectable(f"{mde_from_se(math.sqrt(float(sd_a) ** 2 + float(sd_b) ** 2)):.4f}")
     sentence = (f"{what} {a} {score_a:.4f} ± {sd_a:.4f} vs {b} {score_b:.4f} ± {sd_b:.4f}: difference {d:+.4f}, "
                 f"{level:.0%} interval ±{half:.4f}; {text}")
     return ScoreComparison(d, half, tuple(labels), verdict, sentence)
