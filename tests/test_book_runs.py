@@ -27,8 +27,9 @@ def _chapter_namespace(repo_root, chapter: str, stop: str, profile: str, params:
     exec(compile(ast.parse("".join(parameters["source"])), chapter, "exec"), namespace)
     namespace.update(profile=profile, **params)
     lines = "".join(training["source"]).splitlines()
-    kept = [line for line in lines[:next(i for i, line in enumerate(lines) if line.startswith(stop))]
-            if not line.startswith(("import ", "from "))]
+    ends = [i for i, line in enumerate(lines) if line.startswith(stop)]
+    assert ends, f"{chapter}'s training cell has no line starting with {stop!r}: the test must stop elsewhere"
+    kept = [line for line in lines[:ends[0]] if not line.startswith(("import ", "from "))]
     exec(compile("\n".join(kept), chapter, "exec"), namespace)
     return namespace
 
@@ -39,7 +40,7 @@ def test_the_runs_trained_first_are_the_runs_the_chapters_ask_for(repo_root, pro
     """Chapter 2's and chapter 4's own lines (with papermill's parameters) name the same run
     directories as `chapter_configs`: none is trained twice, none is missing."""
     ch2 = _chapter_namespace(repo_root, "02_at_phases.ipynb", "runs =", profile, params)
-    ch4 = _chapter_namespace(repo_root, "04_weat_der.ipynb", "t0 =", profile, params)
+    ch4 = _chapter_namespace(repo_root, "04_weat_der.ipynb", "runs =", profile, params)
     wanted = {run_dir(c.canonical()) for c in [*ch2["multi"].values(), *ch2["single"].values(),
                                                *ch4["train_cfgs"].values()]}
     ours = book_runs.chapter_configs(profile, params)
