@@ -338,6 +338,23 @@ def current_default() -> Point:
 
 # ----------------------------------------------------------------------------- what the appendix shows
 ACCURACY_CLAIMS = ("robust_overfitting", "catastrophic_overfitting", "der_prevents_co", "weat_vs_trades")
+# the claims whose verdict (and, for robust overfitting, statistic) reads the runs' regime since issue 23
+REGIME_CLAIMS = ("robust_overfitting", "catastrophic_overfitting", "der_prevents_co")
+NOT_REJUDGED = "not re-judged"
+
+
+def current_rows(entry: dict) -> list[dict]:
+    """The entry's rows as this build reads them. A point recorded before the verdicts read their runs'
+    regime (issue 23) keeps its rows in the record, but its rows of `REGIME_CLAIMS` are no verdicts
+    any more: a 'not reproduced' there may be a run that never learned, and robust overfitting's
+    statistic was computed with another window rule. Those rows get verdict `NOT_REJUDGED` and no
+    statistic (the recorded verdict stays in `recorded_verdict`); `tools/size_default.py --recompute`
+    judges the point again from its runs."""
+    if entry.get("verdicts_read_regime"):
+        return list(entry["rows"])
+    return [{**r, "verdict": NOT_REJUDGED, "recorded_verdict": r["verdict"], "statistic": None, "noise": None,
+             "statistic_text": f"recorded before the regime was read (then: {r['verdict']})"}
+            if r["claim"] in REGIME_CLAIMS else r for r in entry["rows"]]
 
 
 def format_statistic(row: dict) -> str:
@@ -357,7 +374,7 @@ def point_table(entry: dict):
     return pd.DataFrame([{"claim": f"{r['text']} (ch. {int(r['chapter'][:2])})", "statistic ± 95 % noise": format_statistic(r),
                           "this build's statistic": r["statistic_text"], "verdict": r["verdict"],
                           "training of its runs (min)": round(r["train_s"] / 60, 1)}
-                         for r in entry["rows"]]).set_index("claim")
+                         for r in current_rows(entry)]).set_index("claim")
 
 
 def overview(rec: dict, default_key: str | None = None, fresh: dict | None = None):
@@ -368,7 +385,8 @@ def overview(rec: dict, default_key: str | None = None, fresh: dict | None = Non
     rows = []
     for p in rec["points"]:
         row = {"point": p["name"] + (" (current default)" if p["key"] == default_key else "")}
-        row.update({r["claim"]: r["verdict"] for r in p["rows"]})
+        row.update({r["claim"]: r["verdict"] for r in current_rows(p)})
+        row["recorded"] = p.get("date", "")[:10]
         row["training (min)"] = round(p["cost"]["train_wall_s"] / 60, 1)
         row["evaluation (min)"] = round(p["cost"]["eval_wall_s"] / 60, 1)
         row["book training estimate (min)"] = round(p["cost"]["book_training_estimate_s"] / 60, 1)
@@ -388,14 +406,15 @@ def findings(rec: dict) -> list[str]:
     old = [p["name"] for p in rec["points"] if not p.get("verdicts_read_regime")]
     if old:
         out.append(f"{len(old)} of {len(rec['points'])} points were recorded before the verdicts read their runs' "
-                   "regime (issue 23): their robust- and catastrophic-overfitting verdicts did not ask whether the "
-                   "run had learned or had a robust train-test gap, so a 'not reproduced' there is not evidence "
-                   "against the claim (the default's runs, 240 SGD steps, stay next to the uniform predictor); "
-                   "recording a point again (`--recompute`) reads it with its regime.")
+                   "regime (issue 23): their robust- and catastrophic-overfitting rows did not ask whether the run "
+                   "had learned or had a robust train-test gap, so they count as *not re-judged* here, not as "
+                   "verdicts (the default's runs, 240 SGD steps, stay next to the uniform predictor); recording a "
+                   "point again (`tools/size_default.py --recompute`) reads its runs with their regime, training "
+                   "them first where the run store no longer holds them.")
     for claim, (chapter, section, text, _) in CLAIMS.items():
         by = {}
         for p in rec["points"]:
-            for r in p["rows"]:
+            for r in current_rows(p):
                 if r["claim"] == claim:
                     by.setdefault(r["verdict"], []).append(p["name"])
         if not by:
@@ -514,7 +533,7 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
     if default is None:
         return DefaultChoice(None, fresh is not None, {}, (), {}, {}, (), (
             "the current default point is not in the record: run `tools/size_default.py --grid default`",))
-    at_default = {r["claim"]: r["verdict"] for r in default["rows"]}
+    at_default = {r["claim"]: r["verdict"] for r in current_rows(default)}
     seeds_of_default = {e["key"] for e in seed_entries(rec, base)}   # the default itself among them
     estimates, within, mixed = {}, [], []
     gains, beyond = {c: [] for c in at_default}, {c: [] for c in at_default}
@@ -525,7 +544,9 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
         estimates[p["name"]] = None if est is None else round(est / 60, 1)
         fits = est is not None and est / 60 <= budget_minutes
         within += [p["name"]] if fits else []
-        shown = {r["claim"]: r["verdict"] for r in p["rows"] if r["claim"] in at_default}
+        # a row that is no verdict (not re-judged, here or at the default) shows nothing better or worse
+        shown = {r["claim"]: r["verdict"] for r in current_rows(p)
+                 if r["claim"] in at_default and r["verdict"] in SHOWS and at_default[r["claim"]] in SHOWS}
         rank = {c: SHOWS.index(v) - SHOWS.index(at_default[c]) for c, v in shown.items()}
         better = [c for c, d in rank.items() if d > 0]
         if better and any(d < 0 for d in rank.values()):
@@ -647,7 +668,7 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
     threads = tuple(tuple(e.get("cost", {}).get("threads", ())) for e in entries)
     out = []
     for claim in CLAIMS:
-        rows = [next((r for r in e["rows"] if r["claim"] == claim), None) for e in entries]
+        rows = [next((r for r in current_rows(e) if r["claim"] == claim), None) for e in entries]
         values = tuple(None if r is None else r.get("statistic") for r in rows)
         verdict_list = tuple("missing" if r is None else r["verdict"] for r in rows)
         finite = [v for v in values if v is not None]
@@ -658,9 +679,12 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
         def show(v):
             return f"{scale * v:.{digits}f}{unit}"
         sd = sd_ci = None
+        stale = verdict_list.count(NOT_REJUDGED)
         if len(finite) < 2:
             sentence = (f"{len(finite)} seed(s) with a statistic: the training noise needs at least 2 "
-                        f"(`tools/size_default.py --grid seeds`)")
+                        + (f"(the rows of {stale} seed(s) were recorded before the regime was read: "
+                           "`tools/size_default.py --grid seeds --recompute` judges them again)" if stale else
+                           "(`tools/size_default.py --grid seeds`)"))
         else:
             k = len(finite) - 1
             sd = statistics.stdev(finite)
@@ -681,17 +705,21 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
     return out
 
 
-def training_noise_table(rec: dict, base: Point | None = None):
+def training_noise_table(rec: dict, base: Point | None = None, *, as_text: bool = False):
     """`training_noise` as a table: claim → statistic at each seed, SD over seeds, one run's
-    image-sampling half-width and the half-width with both, verdicts."""
+    image-sampling half-width and the half-width with both, verdicts. Numbers in the claim's units
+    (percentage points for accuracies, energy units for ΔE); `as_text`: written as a reader reads
+    them (1 decimal in pt, 4 in energy units), since one column holds both units."""
     import pandas as pd
 
     rows = []
     for t in training_noise(rec, base):
-        scale = 100 if t.claim in ACCURACY_CLAIMS else 1
+        scale, digits = (100, 1) if t.claim in ACCURACY_CLAIMS else (1, 4)
 
         def num(v):
-            return None if v is None else round(scale * v, 4)
+            if v is None:
+                return "" if as_text else None
+            return f"{scale * v:.{digits}f}" if as_text else round(scale * v, 4)
         row = {"claim": CLAIMS[t.claim][2]}
         row.update({f"seed {s}": num(v) for s, v in zip(t.seeds, t.statistics)})
         row["SD over seeds"] = num(t.seed_sd)

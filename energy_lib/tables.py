@@ -9,6 +9,8 @@ evaluated checkpoint in its run directory) and the paper's published numbers, st
 * `comparison_table(records)` this run next to the paper, with the difference, per metric;
 * `paper_reference()`         the paper's numbers as a long DataFrame;
 * `follows_paper_protocol(rec)` whether a record is the paper's protocol (model, epochs, full test set, AA).
+* `eps_text(eps)` / `attack_texts(tracking)`: a budget and a run's attacks (its tracking.json
+  record) as readers write them: ε = 8/255, 3 steps of 6.67/255.
 * `write_summary` / `read_summaries` / `summary_table` / `book_summary`: each chapter's
   reproduction rows (built by `energy_lib.verdicts`), stored as `<runs>/summary/<profile>/<chapter>.json`,
   and the book's front page that collects them ("not run" for a chapter without a record).
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
+from .names import METHOD_USES
 
 REFERENCE_PATH = Path(__file__).resolve().parent.parent / "runs" / "paper_reference.json"
 METRICS = ("clean", "pgd", "autoattack")
@@ -245,3 +249,27 @@ def verdict_counts(table: pd.DataFrame, kind: str = REPRODUCTION) -> dict[str, i
     identities and sanity checks); "not run" chapters count with the reproductions."""
     rows = table[table["kind"] == kind] if "kind" in table else table
     return {k: int(v) for k, v in rows["verdict"].value_counts().items()}
+
+
+def eps_text(value: float) -> str:
+    """A perturbation size (or attack step) in the /255 units readers know: 8/255, 6.67/255, 0.5/255."""
+    return f"{value * 255:.3g}/255"
+
+
+def attack_texts(tracking: dict) -> dict[str, str]:
+    """A run's training and test attacks in the reader's form, from its tracking.json record
+    (`Run.tracking_attack`), which keeps the full description with every value to 6 digits:
+    {"train": "PGD-CE, 3 steps of 6.67/255, ε = 8/255", "test": "PGD-CE, 5 steps of 4/255,
+    1 restart, ε = 8/255"}. The attack's name is the first field of the recorded description."""
+    values = tracking["values"]
+    method, description = tracking["train"].split(" training attack: ", 1)
+    name = description.split(",")[0]
+    eps = eps_text(values["eps"])
+    if "fgsm_alpha" in METHOD_USES[method]:       # a single-step method
+        step = f"one step of {values['fgsm_alpha']:g}·ε"
+    else:
+        step = f"{values['attack_steps']} steps of {eps_text(values['train_step_size'])}"
+    restarts = values["test_attack_restarts"]
+    return {"train": f"{name}, {step}, ε = {eps}",
+            "test": f"PGD-CE, {values['test_attack_steps']} steps of {eps_text(values['test_step_size'])}, "
+                    f"{restarts} restart{'s' if restarts != 1 else ''}, ε = {eps}"}

@@ -1246,7 +1246,7 @@ def _paired_items(values: list) -> list[np.ndarray]:
 
 
 def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", level: float = LEVEL,
-                random_state: int = 0) -> ShiftTrend:
+                random_state: int = 0, budget_text=lambda b: f"{b:.3g}") -> ShiftTrend:
     """Does the per-item value (e.g. E(x*) − E(x) per image) move in the expected direction at every
     larger budget (ε)? `values_by_budget`: {budget: per-item values}, the same items in the same
     order at every budget (or pandas Series indexed by item id, aligned on it), so each step is a
@@ -1254,7 +1254,7 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
     (`mean_shift`). Verdict: `reproduced` when every step moves the expected way by more than its
     noise, `not reproduced` when some step moves the other way by more than its noise (intervals
     at the Bonferroni-corrected level over the steps), `inconclusive at this scale` otherwise (also
-    with a single budget)."""
+    with a single budget). `budget_text` writes a budget in the sentence (e.g. `tables.eps_text`: 8/255)."""
     budgets = tuple(sorted(values_by_budget))
     arrays = _paired_items([values_by_budget[b] for b in budgets])
     if len({len(a) for a in arrays}) > 1:
@@ -1279,7 +1279,7 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
         verdict, text = REPRODUCED, f"it {direction} at every larger budget by more than the noise"
     else:
         verdict, text = INCONCLUSIVE_SCALE, f"not every step {direction} by more than its noise"
-    steps_text = "; ".join(f"{lo:.3g} -> {hi:.3g}: {s.statistic:+.3g} [{s.ci[0]:+.3g}, {s.ci[1]:+.3g}]"
+    steps_text = "; ".join(f"{budget_text(lo)} -> {budget_text(hi)}: {s.statistic:+.3g} [{s.ci[0]:+.3g}, {s.ci[1]:+.3g}]"
                            for lo, hi, s in zip(budgets, budgets[1:], steps))
     return ShiftTrend(steps, budgets, means, expected_sign, verdict,
                       f"mean {what} {trail} over the budgets; paired changes with {level:.0%} bootstrap intervals "

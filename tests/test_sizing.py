@@ -282,7 +282,7 @@ def _seed_entry(seed, statistics, noise, verdict="reproduced", values=None, thre
     point = sizing.Point.make("default", {"seed": seed, **(values or {})})
     return {"key": point.key(), "name": point.name, "profile": "default", "overrides": point.overrides,
             "config": runs.identity(point.base_config()), "single_step_eps": point.single_step_eps,
-            "evaluation": point.identity()["evaluation"], "cost": {"threads": list(threads)},
+            "evaluation": point.identity()["evaluation"], "cost": {"threads": list(threads)}, "verdicts_read_regime": True,
             "rows": [{"claim": c, "statistic": statistics[c], "noise": noise, "verdict": verdict} for c in sizing.CLAIMS]}
 
 
@@ -323,6 +323,9 @@ def test_training_noise_is_the_spread_over_seeds_of_the_default_point():
     assert table.loc["WEAT_adv more robust than TRADES", "95 % half-width with training noise"] == pytest.approx(5.6006, abs=1e-4)
     assert table.loc["WEAT_adv more robust than TRADES", "smallest detectable effect with training noise"] == \
         pytest.approx(8.0053, abs=1e-4)
+    text = sizing.training_noise_table(rec, as_text=True)        # one column, two units: each row in its own
+    assert text.loc["WEAT_adv more robust than TRADES", "95 % half-width with training noise"] == "5.6"
+    assert text.loc["TRADES keeps ΔE(x) closer to 0 than SAT", "SD over seeds"] == "0.0200"
 
 
 def test_training_noise_needs_two_seeds_and_says_so():
@@ -343,7 +346,7 @@ def _sized_entry(values, verdicts_by_claim=None, per_run=None):
     return {"key": point.key(), "name": point.name, "profile": "default", "overrides": point.overrides,
             "config": runs.identity(point.base_config()), "single_step_eps": point.single_step_eps,
             "evaluation": point.identity()["evaluation"],
-            "cost": {"per_run": per_run or {"SAT": {"train_s": 100.0, "track_s": 300.0}}},
+            "cost": {"per_run": per_run or {"SAT": {"train_s": 100.0, "track_s": 300.0}}}, "verdicts_read_regime": True,
             "rows": [{"claim": c, "verdict": v} for c, v in shown.items()]}
 
 
@@ -398,6 +401,46 @@ def test_default_choice_keeps_the_default_unless_a_size_within_budget_shows_more
     # no default in the record
     choice = sizing.default_choice({**rec, "points": [cheap_co]}, fresh, budget_minutes=40)
     assert choice.default is None and choice.keep is None and "--grid default" in choice.sentences[0]
+
+
+def test_rows_recorded_before_the_regime_was_read_are_no_verdicts():
+    """A point recorded before issue 23 keeps its rows in the record, but its robust- and catastrophic-
+    overfitting rows (and DER's, which reads CO) are read as 'not re-judged': no statistic, no rank in
+    the choice of the default, no seed in the training noise; its other rows stay verdicts."""
+    R, N, I = verdicts.REPRODUCED, verdicts.NOT_REPRODUCED, verdicts.INCONCLUSIVE_SCALE
+    old = {**_sized_entry({"single_step_eps": "8/255"}, {"catastrophic_overfitting": N, "energy_alignment": R,
+                                                         "robust_overfitting": R}), "verdicts_read_regime": None}
+    assert [r["verdict"] for r in sizing.current_rows(old)] == [R, sizing.NOT_REJUDGED, sizing.NOT_REJUDGED,
+                                                                sizing.NOT_REJUDGED, I]
+    assert sizing.current_rows(old)[2]["recorded_verdict"] == N and sizing.current_rows(old)[2]["statistic"] is None
+    assert old["rows"][2]["verdict"] == N                                     # the record itself is untouched
+    # a stale "not reproduced" against the default's "inconclusive" is no gain, nor a stale "reproduced" a loss
+    default = _sized_entry({}, {"energy_alignment": R})
+    fresh = {"wall_seconds": 30 * 60.0, "runs_seconds": 20 * 60.0}
+    choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [default, old]}, fresh, budget_minutes=40)
+    assert choice.keep is True and not choice.mixed and not any(choice.gains.values())
+    fresh_co = {**old, "verdicts_read_regime": True}
+    choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [default, fresh_co]}, fresh, budget_minutes=40)
+    assert choice.keep is False and choice.gains["catastrophic_overfitting"] == [f"{old['name']} (not reproduced)"]
+    # the overview, the point's table and the findings say "not re-judged"
+    rec = {"kind": "sizing", "version": 1, "points": [{**default, "date": "2026-12-07T00:00:00Z", "cost": {
+        **default["cost"], "train_wall_s": 60.0, "eval_wall_s": 6.0, "book_training_estimate_s": 90.0, "threads": [1]}},
+        {**old, "date": "2026-12-02T00:00:00Z", "cost": {**old["cost"], "train_wall_s": 60.0, "eval_wall_s": 6.0,
+                                                        "book_training_estimate_s": 90.0, "threads": [2]}}]}
+    table = sizing.overview(rec, default["key"])
+    assert table.loc[old["name"], "catastrophic_overfitting"] == sizing.NOT_REJUDGED
+    assert table.loc[default["name"] + " (current default)", "recorded"] == "2026-12-07"
+    findings = sizing.findings(rec)
+    assert findings[0].startswith("1 of 2 points were recorded before the verdicts read their runs' regime")
+    assert any(f.startswith("Catastrophic overfitting") and f"not re-judged at 1 point(s) ({old['name']})" in f
+               for f in findings)
+    # seeds: a stale seed's regime rows give no statistic, and the sentence says why
+    seeds = [_seed_entry(0, {c: 0.1 for c in sizing.CLAIMS}, 0.05),
+             {**_seed_entry(1, {c: 0.2 for c in sizing.CLAIMS}, 0.05), "verdicts_read_regime": None}]
+    noise = {t.claim: t for t in sizing.training_noise({"kind": "sizing", "version": 1, "points": seeds})}
+    assert noise["robust_overfitting"].statistics == (0.1, None) and noise["robust_overfitting"].seed_sd is None
+    assert "recorded before the regime was read" in noise["robust_overfitting"].sentence
+    assert noise["weat_vs_trades"].seed_sd == pytest.approx(0.1 * math.sqrt(0.5), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- the appendix page

@@ -266,3 +266,23 @@ def test_the_front_page_collects_every_chapter_and_counts_reproductions_apart(tm
     # a table without a kind column counts every row
     assert tables.verdict_counts(pd.DataFrame({"verdict": [REPRODUCED, REPRODUCED, NOT_RUN]})) == {
         REPRODUCED: 2, NOT_RUN: 1}
+
+
+def test_budgets_and_attacks_are_written_as_readers_write_them():
+    """The reader's form of tracking.json: ε and steps in /255 (3 significant figures), a single-step
+    method's step as a multiple of ε, restarts counted; built from the record's own values."""
+    assert [tables.eps_text(v) for v in (8 / 255, 0.026143790849673203, 0.5 / 255, 16 / 255)] == \
+        ["8/255", "6.67/255", "0.5/255", "16/255"]
+    values = {"eps": 8 / 255, "train_step_size": 0.026143790849673203, "attack_steps": 3, "fgsm_alpha": 1.25,
+              "test_step_size": 0.01568627450980392, "test_attack_steps": 5, "test_attack_restarts": 1}
+    sat = {"train": "sat training attack: PGD-CE, uniform start, 3 steps of 0.0261438, eval mode, eps=0.0313725",
+           "values": values}
+    assert tables.attack_texts(sat) == {"train": "PGD-CE, 3 steps of 6.67/255, ε = 8/255",
+                                        "test": "PGD-CE, 5 steps of 4/255, 1 restart, ε = 8/255"}
+    trades = {"train": "trades training attack: TRADES-KL PGD, start x+0.001·N(0,1), 3 steps of 0.0261438",
+              "values": {**values, "test_attack_restarts": 10, "test_attack_steps": 50}}
+    assert tables.attack_texts(trades) == {"train": "TRADES-KL PGD, 3 steps of 6.67/255, ε = 8/255",
+                                           "test": "PGD-CE, 50 steps of 4/255, 10 restarts, ε = 8/255"}
+    rs = {"train": "fgsm_rs_der training attack: FGSM-RS, uniform start, one step of 1.25·eps",
+          "values": {**values, "eps": 16 / 255}}
+    assert tables.attack_texts(rs)["train"] == "FGSM-RS, one step of 1.25·ε, ε = 16/255"

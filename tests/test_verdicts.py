@@ -699,6 +699,9 @@ def test_shift_trend_found_only_when_every_larger_budget_moves_it():
     for seed in range(20):
         noise = np.random.default_rng(seed).normal(0, 1, (3, 100))
         assert V.shift_trend({2: noise[0], 4: noise[1], 8: noise[2]}, -1).verdict != V.REPRODUCED
+    # the budgets in the sentence: as given (3 significant figures) or in the caller's own form
+    assert "2 -> 4: " in V.shift_trend(growing, -1).sentence
+    assert "2/255 -> 4/255: " in V.shift_trend(growing, -1, budget_text=lambda b: f"{b:g}/255").sentence
     single = V.shift_trend({8: base}, -1)
     assert single.verdict == V.INCONCLUSIVE_SCALE and "single budget" in single.sentence
     with pytest.raises(ValueError, match="same items"):
