@@ -570,12 +570,19 @@ def describe(run: Run, *, reference_note: bool = True) -> str:
     if reference_note and is_reference(run):
         text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
                  "is deleted)")
+    note = code_note(run)
+    return f"{text}; {note}" if note else text
+
+
+def code_note(run: Run) -> str:
+    """The sentence saying which training code trained `run` when it is not today's (other code, or
+    a run from before the digest was recorded: `provenance.training_code_status`); '' when today's
+    code trained it or it was never trained. A stored run is reused as recorded, never silently."""
     sessions = run.env.get("sessions", [])
-    if sessions:   # trained: say when other (or unknown) training code trained it (reused as recorded, not silently)
-        status, code = training_code_status(sessions)
-        if status != "same":
-            text += f"; {code}"
-    return text
+    if not sessions:
+        return ""
+    status, sentence = training_code_status(sessions)
+    return "" if status == "same" else sentence
 
 
 def finished_runs(root: Path | None = None) -> list[Run]:

@@ -353,13 +353,15 @@ def current_rows(entry: dict) -> list[dict]:
     if entry.get("verdicts_read_regime"):
         return list(entry["rows"])
     return [{**r, "verdict": NOT_REJUDGED, "recorded_verdict": r["verdict"], "statistic": None, "noise": None,
-             "statistic_text": f"recorded before the regime was read (then: {r['verdict']})"}
+             "statistic_text": f"recorded before the regime was read; then {r['verdict']}"}
             if r["claim"] in REGIME_CLAIMS else r for r in entry["rows"]]
 
 
 def format_statistic(row: dict) -> str:
     """'statistic ± noise' in the claim's units: percentage points for accuracies, energy units for ΔE."""
     stat, noise = row.get("statistic"), row.get("noise")
+    if row.get("verdict") == NOT_REJUDGED:
+        return "—"
     if stat is None:
         return "n/a (" + row.get("statistic_text", "no statistic") + ")"
     if row["claim"] in ACCURACY_CLAIMS:
@@ -372,7 +374,7 @@ def point_table(entry: dict):
     import pandas as pd
 
     return pd.DataFrame([{"claim": f"{r['text']} (ch. {int(r['chapter'][:2])})", "statistic ± 95 % noise": format_statistic(r),
-                          "this build's statistic": r["statistic_text"], "verdict": r["verdict"],
+                          "statistic as recorded": r["statistic_text"], "verdict": r["verdict"],
                           "training of its runs (min)": round(r["train_s"] / 60, 1)}
                          for r in current_rows(entry)]).set_index("claim")
 

@@ -18,6 +18,7 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `delta_e_alarm`           | does a ΔE-divergence rule stop as well as PGD validation?| ALARM   |
 | `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
 | `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
+| `adaptive_stop_landing`   | do chains that start outside √τ of Ē_y stop within it? (2.8) | REPRODUCTION |
 | `spread_ratio(s)`         | is a robust model's std ΔE(x) ≥ 5x smaller than the standard one's? (5.2 item 4) | REPRODUCTION |
 
 `model_regime` gives an evaluated model (one checkpoint, e.g. a lens record) its `Regime` from its clean
@@ -1284,6 +1285,65 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
     return ShiftTrend(steps, budgets, means, expected_sign, verdict,
                       f"mean {what} {trail} over the budgets; paired changes with {level:.0%} bootstrap intervals "
                       f"{steps_text}: {text}")
+
+
+# ----------------------------------------------------------------------------- adaptive stopping lands
+MIN_MOVING_CHAINS = 10   # fewer chains that start outside the band: the rule has too little to do for a verdict
+
+
+@dataclass(frozen=True)
+class AdaptiveLanding(Result):
+    n_chains: int
+    n_start_within: int          # chains within √τ of Ē_y at step 0: the rule stops them before any step
+    landed: MeanShift | None     # of the others: share ending within √τ − ½ (Wilson); None when too few
+    verdict: str
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        start = f"{self.n_start_within} of {self.n_chains} chains start within √τ"
+        if self.landed is None:
+            return f"not testable: {start} (n = {self.n_chains})"
+        k = self.n_chains - self.n_start_within
+        share = self.landed.statistic + 0.5
+        return (f"{start}; of the other {k}, {share:.0%} end within it "
+                f"[{self.landed.ci[0] + 0.5:.0%}, {self.landed.ci[1] + 0.5:.0%}]")
+
+
+def adaptive_stop_landing(start_energy, final_energy, target_energy, tau: float, *, level: float = LEVEL,
+                          min_moving: int = MIN_MOVING_CHAINS) -> AdaptiveLanding:
+    """Does adaptive stopping (freeze a chain once (E(x_n, y) − Ē_y)² < τ, PAPER.md 2.8) end most
+    chains within √τ of their class's reference energy Ē_y? Per chain: its energy at step 0, at the
+    end, and its Ē_y. A chain that starts within the band is stopped before its first step, so it
+    says nothing about the rule: the verdict reads only the chains that start outside it (the
+    share of them that end within, against one half, Wilson interval: `mean_shift`), and is
+    `inconclusive at this scale` with the reason when fewer than `min_moving` chains start outside
+    (e.g. a PCA start that already sits at the typical energy)."""
+    start, final, target = (np.asarray(a, dtype=float).ravel() for a in (start_energy, final_energy, target_energy))
+    if not (len(start) == len(final) == len(target)):
+        raise ValueError(f"one start energy, final energy and Ē_y per chain; got {len(start)}, {len(final)}, "
+                         f"{len(target)}")
+    half = math.sqrt(tau)
+    start_within = np.abs(start - target) < half
+    moving = ~start_within
+    n, n_within = len(start), int(start_within.sum())
+    head = f"{n_within} of {n} chains ({n_within / max(n, 1):.0%}) start within √τ = {half:.3g} of Ē_y"
+    if moving.sum() < min_moving:
+        return AdaptiveLanding(n, n_within, None, INCONCLUSIVE_SCALE,
+                               f"{head}, so the rule stops them before their first step; only {int(moving.sum())} "
+                               f"chain(s) start outside the band (a verdict needs {min_moving}): the check has "
+                               "nothing to test at this start")
+    ends_within = (np.abs(final - target) < half)[moving].astype(float)
+    landed = mean_shift(ends_within, +1, what="share of the moving chains within √τ − ½", share_null=0.5,
+                        level=level)
+    k = int(ends_within.sum())
+    return AdaptiveLanding(n, n_within, landed, landed.verdict,
+                           f"{head} and are left out (the rule stops them before any step); of the "
+                           f"{int(moving.sum())} that start outside it, {k} ({k / moving.sum():.0%}) end within it, "
+                           f"{level:.0%} Wilson interval [{landed.ci[0] + 0.5:.0%}, {landed.ci[1] + 0.5:.0%}] "
+                           f"against one half: " + ("most land in the band" if landed.verdict == REPRODUCED else
+                                                    "fewer than half land in the band" if landed.verdict == NOT_REPRODUCED
+                                                    else "whether most land in it is not settled"))
 
 
 # ----------------------------------------------------------------------------- ΔE as an early alarm

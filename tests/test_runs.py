@@ -395,3 +395,10 @@ def test_a_run_described_for_a_chapter_says_when_its_training_code_differs_or_is
         {"git": {"commit": "abc", "dirty": False}, "training_code": "0" * 64,
          "training_code_files": {**code_digests(TRAINING_CODE), "losses.py": "1" * 64}}]}))
     assert other.startswith(plain + "; trained at commit abc by other training code (losses.py changed since)")
+    # the same note alone, for a chapter's table of models (chapter 6 names the reference run's)
+    assert runs.code_note(SimpleNamespace(env={})) == ""
+    assert runs.code_note(SimpleNamespace(env={"sessions": [{"git": {"commit": "abc", "dirty": True}}]})) == \
+        unknown[len(plain) + 2:]
+    assert other.endswith(runs.code_note(SimpleNamespace(env={"sessions": [
+        {"git": {"commit": "abc", "dirty": False}, "training_code": "0" * 64,
+         "training_code_files": {**code_digests(TRAINING_CODE), "losses.py": "1" * 64}}]})))

@@ -429,6 +429,11 @@ def test_rows_recorded_before_the_regime_was_read_are_no_verdicts():
                                                         "book_training_estimate_s": 90.0, "threads": [2]}}]}
     table = sizing.overview(rec, default["key"])
     assert table.loc[old["name"], "catastrophic_overfitting"] == sizing.NOT_REJUDGED
+    old_rows = {**old, "rows": [{**r, "text": r["claim"], "chapter": "02_at_phases", "statistic": 0.1, "noise": 0.01,
+                                 "statistic_text": "as then", "train_s": 60.0} for r in old["rows"]]}
+    shown = sizing.point_table(old_rows).iloc[:, :3].to_numpy().tolist()
+    assert shown[2] == ["—", "recorded before the regime was read; then not reproduced", sizing.NOT_REJUDGED]
+    assert shown[0] == ["+0.1000 ± 0.0100", "as then", R]
     assert table.loc[default["name"] + " (current default)", "recorded"] == "2026-12-07"
     findings = sizing.findings(rec)
     assert findings[0].startswith("1 of 2 points were recorded before the verdicts read their runs' regime")

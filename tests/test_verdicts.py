@@ -946,3 +946,38 @@ def test_power_respects_that_a_difference_cannot_exceed_the_discordance():
     assert power.mde_text(float("nan")).startswith("not estimable")
     # without association (φ = 0) the paired interval is the independent one
     assert power.newcombe_paired(25, 25, 25, 25) == pytest.approx(power.newcombe_unpaired(50, 100, 50, 100))
+
+
+def test_adaptive_stopping_is_judged_on_the_chains_that_start_outside_the_band():
+    """Known answers: chains already within √τ at step 0 are left out (the rule stops them before any
+    step); with too few others the check is 'cannot tell', never a pass; 'no' when most others miss."""
+    tau = 0.04                                                        # band half-width 0.2
+    target = np.zeros(100)
+    # 97 chains start inside the band (the case of chapter 5's PCA start): nothing to test
+    start = np.r_[np.full(97, 0.1), np.full(3, 2.0)]
+    vacuous = V.adaptive_stop_landing(start, start, target, tau)
+    assert vacuous.verdict == V.INCONCLUSIVE_SCALE and vacuous.landed is None
+    assert vacuous.sentence.startswith("97 of 100 chains (97%) start within √τ = 0.2 of Ē_y")
+    assert vacuous.statistic_text == "not testable: 97 of 100 chains start within √τ (n = 100)"
+    # 60 start outside: 55 of them land (a share of 0.92, Wilson interval above one half)
+    start = np.r_[np.full(40, 0.1), np.full(60, 1.0)]
+    final = np.r_[np.full(40, 0.1), np.full(55, 0.15), np.full(5, 1.0)]
+    landed = V.adaptive_stop_landing(start, final, target, tau)
+    assert landed.verdict == V.REPRODUCED and landed.landed.n == 60
+    assert landed.landed.statistic == pytest.approx(55 / 60 - 0.5, abs=1e-12)
+    assert "of the 60 that start outside it, 55 (92%) end within it" in landed.sentence
+    # the same chains, but the 40 that started inside would have made a miss look like a pass:
+    # 10 of the 60 land (17 %), so most do not, although 50 of all 100 chains end in the band
+    missed = np.r_[np.full(40, 0.1), np.full(10, 0.15), np.full(50, 1.0)]
+    assert V.adaptive_stop_landing(start, missed, target, tau).verdict == V.NOT_REPRODUCED
+    # half land: the interval holds one half, so it cannot tell
+    half = np.r_[np.full(40, 0.1), np.full(30, 0.15), np.full(30, 1.0)]
+    assert V.adaptive_stop_landing(start, half, target, tau).verdict == V.INCONCLUSIVE_SCALE
+    # the band is per chain (its class's Ē_y), strict (< √τ) and two-sided
+    target = np.r_[np.full(50, -1.0), np.full(50, 1.0)]
+    start = np.r_[np.full(50, -3.0), np.full(50, 3.0)]
+    final = np.r_[np.full(50, -1.25), np.full(50, 1.5)]                 # √τ = 0.5: first class in, second on the edge
+    edge = V.adaptive_stop_landing(start, final, target, 0.25)
+    assert edge.landed.statistic == pytest.approx(0.0, abs=1e-12) and edge.verdict == V.INCONCLUSIVE_SCALE
+    with pytest.raises(ValueError, match="one start energy"):
+        V.adaptive_stop_landing(start, final[:10], target, tau)
