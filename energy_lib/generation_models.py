@@ -71,16 +71,16 @@ def _shown(path: Path) -> str:
 
 def describe(choice: RobustChoice, profile: str) -> str:
     """Which robust model the chapter uses, how it was trained (`runs.describe`, the book's one
-    phrase for it), its selected epoch's accuracies, and how to retrain it: plain text (no markdown),
-    glued into the chapter's prose."""
+    phrase for it) and its selected epoch's accuracies: plain text (no markdown), glued into the
+    chapter's prose (how to retrain a run is the README's, not the reader's)."""
     run, c = choice.run, choice.run.config
     chosen = runs.selected_metrics(run)   # the epoch best.pt holds: the model the chapter loads
     accuracy = (f"its best.pt (epoch {int(chosen['epoch'])} of {c.epochs}) has clean / PGD test accuracy {chosen['test_acc_nat']:.0%} / {chosen['test_acc_adv']:.0%} "
                 f"on the first {c.n_test_track:,} test images")
     training = runs.describe(run, reference_note=False)   # the reference run is named below
     if choice.source == "reference":   # prose for a reader: no config dump, no run hash
-        return (f"the committed reference run: {training}; "
-                f"{accuracy}. To retrain it, delete {_shown(run.dir)} and run {REFERENCE_REMAKE}")
+        return (f"the committed reference run, trained once by {REFERENCE_REMAKE} and kept in the repository: "
+                f"{training}; {accuracy}")
     return (f"this chapter's own run, trained (or loaded from the run store) with the {profile} training profile "
             f"because {choice.why_not_reference}: {training}; {accuracy}")
 

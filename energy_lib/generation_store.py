@@ -289,5 +289,4 @@ class GenerationStore:
 
     def summary(self) -> str:
         """One sentence: how many results this execution read back and how many it computed."""
-        return (f"{len(self.reused)} stored result file(s) read back, {len(self.computed)} computed and stored "
-                f"(in generation/{self.dir.name} of the run store)")
+        return f"{len(self.reused)} stored result file(s) read back, {len(self.computed)} computed and stored"

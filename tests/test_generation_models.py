@@ -60,6 +60,7 @@ def test_the_reference_run_is_used_when_there(reference_store, trained):
     assert "REFERENCE_TRAINING" not in text and "n_train=None" not in text   # prose, not a config dump
     assert "epoch 8 of 8" in text and "60% / 25%" in text   # best.pt's epoch: the last (highest val_acc_adv)
     assert "`" not in text   # glued as plain text
+    assert "delete" not in text and "runs/reference" not in text   # no operator's instructions in a reader's prose
 
 
 def test_without_the_reference_run_the_profile_run_is_trained(reference_store, trained):

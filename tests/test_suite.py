@@ -76,7 +76,10 @@ def test_confirming_runs_follow_the_choices_with_fresh_seeds():
     assert sorted({c.der_beta for c in cfgs if c.method == "fgsm_der"}) == list(suite.DER_BETAS)
     assert len(suite.confirm_runs(co, None, co_rs=True)) == 3 * (2 * (1 + len(suite.DER_BETAS)) + 1)
     ro = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 150})
-    assert {r.config().method for r in ro} == {"sat", "sat_der", "trades", "weat_adv"} and len(ro) == 12
+    assert {r.config().method for r in ro} == {"sat", "sat_der", "trades", "weat_adv"} and len(ro) == 10
+    # the budget's cut: WEAT_adv's arm keeps its first seed, the other arms all three
+    assert sorted(r.overrides["seed"] for r in ro if r.config().method == "weat_adv") == [suite.SEEDS[0]]
+    assert sorted(r.overrides["seed"] for r in ro if r.config().method == "trades") == list(suite.SEEDS)
     assert {r.config().epochs for r in ro} == {150}     # the chosen probe's length: its schedule's milestones
     assert {r.config().schedule for r in ro} == {suite.RO_BASE["schedule"]}
     short = suite.confirm_runs(None, {"n_train": 1000, "model": "small_cnn", "lr": 0.02, "epochs": 60})
