@@ -79,8 +79,7 @@ def describe(choice: RobustChoice, profile: str) -> str:
                 f"on the first {c.n_test_track:,} test images")
     training = runs.describe(run, reference_note=False)   # the reference run is named below
     if choice.source == "reference":   # prose for a reader: no config dump, no run hash
-        return (f"the committed reference run, trained once by {REFERENCE_REMAKE} and kept in the repository: "
-                f"{training}; {accuracy}")
+        return f"the committed reference run: {training}; {accuracy}"   # the prose says how it is kept
     return (f"this chapter's own run, trained (or loaded from the run store) with the {profile} training profile "
             f"because {choice.why_not_reference}: {training}; {accuracy}")
 

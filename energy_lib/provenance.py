@@ -145,11 +145,13 @@ def code_digests(files: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> dic
     return {name: code_digest((name,), package_dir) for name in files}
 
 
-def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING_CODE) -> tuple[str, str]:
+def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING_CODE, *,
+                         for_reader: bool = False) -> tuple[str, str]:
     """Whether a stored run was trained by today's training code: ("same" | "different" | "unknown",
     sentence). `sessions`: the run's env.json sessions (each records `training_code` and `git`).
     A run is reused either way (its identity is its config); the sentence tells a reader when the
-    code that trained it differs from the code that would train it now, or was a dirty tree."""
+    code that trained it differs from the code that would train it now, or was a dirty tree.
+    `for_reader`: the book's form, without the digests and the operator's instruction to retrain."""
     digests = {s.get("training_code") for s in sessions}
     dirty = any((s.get("git") or {}).get("dirty") for s in sessions)
     commits = sorted({(s.get("git") or {}).get("commit") or "?" for s in sessions})
@@ -164,6 +166,8 @@ def training_code_status(sessions: list[dict], files: tuple[str, ...] = TRAINING
     changed = sorted({name for s in sessions for name, d in (s.get("training_code_files") or {}).items()
                       if today.get(name) != d})
     which = f" ({', '.join(changed)} changed since)" if changed else ""
+    if for_reader:
+        return "different", f"trained at {where} by other training code{which}: reused as recorded"
     return "different", (f"trained at {where} by other training code{which} (digest "
                          f"{', '.join(sorted(d[:12] for d in digests))}; today {now[:12]}): reused as recorded; delete its "
                          "directory to retrain it with today's code")

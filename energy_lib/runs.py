@@ -576,12 +576,13 @@ def describe(run: Run, *, reference_note: bool = True) -> str:
 
 def code_note(run: Run) -> str:
     """The sentence saying which training code trained `run` when it is not today's (other code, or
-    a run from before the digest was recorded: `provenance.training_code_status`); '' when today's
-    code trained it or it was never trained. A stored run is reused as recorded, never silently."""
+    a run from before the digest was recorded: `provenance.training_code_status` in its reader's
+    form); '' when today's code trained it or it was never trained. A stored run is reused as
+    recorded, never silently."""
     sessions = run.env.get("sessions", [])
     if not sessions:
         return ""
-    status, sentence = training_code_status(sessions)
+    status, sentence = training_code_status(sessions, for_reader=True)
     return "" if status == "same" else sentence
 
 

@@ -408,11 +408,10 @@ def findings(rec: dict) -> list[str]:
     old = [p["name"] for p in rec["points"] if not p.get("verdicts_read_regime")]
     if old:
         out.append(f"{len(old)} of {len(rec['points'])} points were recorded before the verdicts read their runs' "
-                   "regime (issue 23): their robust- and catastrophic-overfitting rows did not ask whether the run "
-                   "had learned or had a robust train-test gap, so they count as *not re-judged* here, not as "
-                   "verdicts (the default's runs, 240 SGD steps, stay next to the uniform predictor); recording a "
-                   "point again (`tools/size_default.py --recompute`) reads its runs with their regime, training "
-                   "them first where the run store no longer holds them.")
+                   "regime (issue 23): their robust-overfitting, catastrophic-overfitting and DER rows did not ask "
+                   "whether the run had learned or had a robust train-test gap, so they count as *not re-judged* "
+                   "here, not as verdicts; recording a point again (`tools/size_default.py --recompute`) reads its "
+                   "runs with their regime, training them first where the run store no longer holds them.")
     for claim, (chapter, section, text, _) in CLAIMS.items():
         by = {}
         for p in rec["points"]:
@@ -499,7 +498,9 @@ class DefaultChoice:
     """What the record says about the default profile's size: each candidate point's estimated fresh
     build against the budget, and per claim the points that show it better than the default
     (`SHOWS`) and no claim worse, within the budget and beyond it; `mixed`: points within the budget
-    that show some claim better and another worse (no move)."""
+    that show some claim better and another worse (no move); `unjudged`: per claim the candidate points
+    whose row is not re-judged (`current_rows`), compared on nothing; `stale_at_default`: the claims
+    whose row at the default itself is not re-judged (then no choice can be made)."""
 
     default: str | None                       # the current default point's name (None: not recorded)
     budgeted: bool                            # a fresh-build record gave the estimates
@@ -509,12 +510,14 @@ class DefaultChoice:
     beyond: dict                              # claim -> points over the budget (or of unknown cost) that do
     mixed: tuple                              # points within the budget better on one claim, worse on another
     sentences: tuple
+    unjudged: dict = dataclasses.field(default_factory=dict)   # claim -> candidate points not re-judged for it
+    stale_at_default: tuple = ()              # claims not re-judged at the default itself
 
     @property
     def keep(self) -> bool | None:
         """True: stay; False: a size within the budget shows more; None: cannot tell (no default
         point in the record, or no build-time estimate)."""
-        if self.default is None or not self.budgeted:
+        if self.default is None or not self.budgeted or self.stale_at_default:
             return None
         return not any(self.gains.values())
 
@@ -539,6 +542,8 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
     seeds_of_default = {e["key"] for e in seed_entries(rec, base)}   # the default itself among them
     estimates, within, mixed = {}, [], []
     gains, beyond = {c: [] for c in at_default}, {c: [] for c in at_default}
+    unjudged = {c: [] for c in at_default}
+    stale_at_default = tuple(c for c, v in at_default.items() if v == NOT_REJUDGED)
     for p in rec["points"]:
         if p["key"] in seeds_of_default:
             continue
@@ -550,6 +555,9 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
         shown = {r["claim"]: r["verdict"] for r in current_rows(p)
                  if r["claim"] in at_default and r["verdict"] in SHOWS and at_default[r["claim"]] in SHOWS}
         rank = {c: SHOWS.index(v) - SHOWS.index(at_default[c]) for c, v in shown.items()}
+        for r in current_rows(p):
+            if r["claim"] in unjudged and r["verdict"] == NOT_REJUDGED:
+                unjudged[r["claim"]].append(p["name"])
         better = [c for c, d in rank.items() if d > 0]
         if better and any(d < 0 for d in rank.values()):
             if fits:
@@ -566,9 +574,16 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
                      f"cost at most {max_cost_ratio(fresh, budget_minutes):.2f}x the default's (the measured fresh "
                      f"build took {fresh['wall_seconds'] / 60:.1f} min, {fresh['runs_seconds'] / 60:.1f} of them "
                      "training runs); points that share the default's runs for a claim cannot differ on it"]
+    recompute = "`tools/size_default.py --recompute`"
     for c, verdict in at_default.items():
         head = f"{CLAIMS[c][2]}: {verdict} at the default"
-        if gains[c]:
+        compared = len(estimates) - len(unjudged[c])
+        if c in stale_at_default:
+            sentences.append(f"{head} ({recompute} judges it), so it is compared with no other size")
+        elif unjudged[c] and not gains[c] and not beyond[c]:
+            sentences.append(f"{head}; no better at the {compared} other size(s) judged with their runs' regime, "
+                             f"and not re-judged at {len(unjudged[c])} ({recompute})")
+        elif gains[c]:
             sentences.append(f"{head}; shown better within the budget at {'; '.join(gains[c])}: a lead "
                              "(one training per run) to confirm with seeds there")
         elif beyond[c]:
@@ -580,15 +595,21 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
             sentences.append(head)
     if mixed:
         sentences.append(f"better on one claim but worse on another, so no move: {'; '.join(mixed)}")
+    stale_claims = [CLAIMS[c][2] for c in at_default if unjudged[c]]
     if fresh is None:
         sentences.append("**no choice can be made** without a measured fresh build")
+    elif stale_at_default:
+        sentences.append("**no choice can be made** until the default point is judged again with its runs' regime")
     else:
         sentences.append("**the default stays**: no recorded size within the budget shows a claim better"
                          if not any(gains.values()) else
                          "**a recorded size within the budget shows more**: consider moving the default there, "
                          "after confirming it with seeds")
+        if stale_claims and not any(gains.values()):
+            sentences[-1] += (f", among the sizes judged with their runs' regime; for {', '.join(stale_claims)} the "
+                              "other sizes are not re-judged, so the record cannot say whether one shows it better")
     return DefaultChoice(default["name"], fresh is not None, estimates, tuple(within), gains, beyond, tuple(mixed),
-                         tuple(sentences))
+                         tuple(sentences), {c: tuple(v) for c, v in unjudged.items() if v}, stale_at_default)
 
 
 # ----------------------------------------------------------------------------- training noise (the seeds axis)
@@ -624,7 +645,8 @@ class TrainingNoise:
 
     @property
     def agree(self) -> bool:
-        return len(set(self.verdicts)) == 1
+        """The same verdict at every seed judged with its runs' regime (not re-judged seeds left out)."""
+        return len({v for v in self.verdicts if v != NOT_REJUDGED}) == 1
 
     @property
     def image_se(self) -> float | None:
@@ -701,8 +723,11 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
                              f"± {show(halfwidth)}, and the smallest effect one run detects (80 % power, 5 % "
                              f"level) {show(mde_from_se(math.hypot(se_images, sd)))} instead of "
                              f"{show(mde_from_se(se_images))}")
-            sentence += ("; the verdict is the same at every seed" if len(set(verdict_list)) == 1
-                         else f"; the verdicts differ ({', '.join(verdict_list)})")
+            judged = [v for v in verdict_list if v != NOT_REJUDGED]
+            sentence += ("; the verdict is the same at every seed" if len(set(judged)) == 1
+                         else f"; the verdicts differ ({', '.join(judged)})")
+            if stale:
+                sentence += f" ({stale} seed(s) not re-judged and left out)"
         out.append(TrainingNoise(claim, seeds, threads, values, verdict_list, sd, sd_ci, halfwidth, sentence))
     return out
 

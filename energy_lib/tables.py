@@ -18,6 +18,7 @@ evaluated checkpoint in its run directory) and the paper's published numbers, st
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Iterable
@@ -267,6 +268,8 @@ def attack_texts(tracking: dict) -> dict[str, str]:
     eps = eps_text(values["eps"])
     if "fgsm_alpha" in METHOD_USES[method]:       # a single-step method
         step = f"one step of {values['fgsm_alpha']:g}·ε"
+        noise = re.search(r"start x\+U\[-([\d.]+)·eps", description)   # N-FGSM's noisy start defines it
+        step = f"start x + U[−{noise.group(1)}ε, {noise.group(1)}ε], {step}" if noise else step
     else:
         step = f"{values['attack_steps']} steps of {eps_text(values['train_step_size'])}"
     restarts = values["test_attack_restarts"]

@@ -18,7 +18,7 @@ intervals, bootstrap, McNemar's exact test, Gaussian mixtures, least squares + B
 | `delta_e_alarm`           | does a ΔE-divergence rule stop as well as PGD validation?| ALARM   |
 | `weight_contrast`         | do WEAT's weights separate the samples? (2.6)           | PRESENCE |
 | `mean_shift`              | is the mean of per-item shifts on the expected side of 0? (2.1, 2.8) | REPRODUCTION |
-| `adaptive_stop_landing`   | do chains that start outside √τ of Ē_y stop within it? (2.8) | REPRODUCTION |
+| `adaptive_stop_landing`   | do chains that start outside √τ of Ē_y reach it and stop? (2.8) | REPRODUCTION |
 | `spread_ratio(s)`         | is a robust model's std ΔE(x) ≥ 5x smaller than the standard one's? (5.2 item 4) | REPRODUCTION |
 
 `model_regime` gives an evaluated model (one checkpoint, e.g. a lens record) its `Regime` from its clean
@@ -1294,8 +1294,8 @@ MIN_MOVING_CHAINS = 10   # fewer chains that start outside the band: the rule ha
 @dataclass(frozen=True)
 class AdaptiveLanding(Result):
     n_chains: int
-    n_start_within: int          # chains within √τ of Ē_y at step 0: the rule stops them before any step
-    landed: MeanShift | None     # of the others: share ending within √τ − ½ (Wilson); None when too few
+    n_start_within: int          # chains the rule stopped at step 0: they start within √τ of Ē_y
+    landed: MeanShift | None     # of the others: share the rule stopped before the last step − ½ (Wilson)
     verdict: str
     sentence: str
 
@@ -1306,44 +1306,43 @@ class AdaptiveLanding(Result):
             return f"not testable: {start} (n = {self.n_chains})"
         k = self.n_chains - self.n_start_within
         share = self.landed.statistic + 0.5
-        return (f"{start}; of the other {k}, {share:.0%} end within it "
+        return (f"{start}; of the other {k}, {share:.0%} stop within it "
                 f"[{self.landed.ci[0] + 0.5:.0%}, {self.landed.ci[1] + 0.5:.0%}]")
 
 
-def adaptive_stop_landing(start_energy, final_energy, target_energy, tau: float, *, level: float = LEVEL,
+def adaptive_stop_landing(stopped_at, steps: int, *, level: float = LEVEL,
                           min_moving: int = MIN_MOVING_CHAINS) -> AdaptiveLanding:
-    """Does adaptive stopping (freeze a chain once (E(x_n, y) − Ē_y)² < τ, PAPER.md 2.8) end most
-    chains within √τ of their class's reference energy Ē_y? Per chain: its energy at step 0, at the
-    end, and its Ē_y. A chain that starts within the band is stopped before its first step, so it
-    says nothing about the rule: the verdict reads only the chains that start outside it (the
-    share of them that end within, against one half, Wilson interval: `mean_shift`), and is
-    `inconclusive at this scale` with the reason when fewer than `min_moving` chains start outside
-    (e.g. a PCA start that already sits at the typical energy)."""
-    start, final, target = (np.asarray(a, dtype=float).ravel() for a in (start_energy, final_energy, target_energy))
-    if not (len(start) == len(final) == len(target)):
-        raise ValueError(f"one start energy, final energy and Ē_y per chain; got {len(start)}, {len(final)}, "
-                         f"{len(target)}")
-    half = math.sqrt(tau)
-    start_within = np.abs(start - target) < half
-    moving = ~start_within
-    n, n_within = len(start), int(start_within.sum())
-    head = f"{n_within} of {n} chains ({n_within / max(n, 1):.0%}) start within √τ = {half:.3g} of Ē_y"
+    """Does adaptive stopping (freeze a chain once (E(x_n, y) − Ē_y)² < τ, PAPER.md 2.8) bring most
+    chains into the band around their class's reference energy Ē_y? `stopped_at`: the step each chain
+    was frozen at, as the sampler decided it (`steps`: never frozen). A chain frozen at step 0 started
+    within the band, so it says nothing about the rule: the verdict reads only the chains that start
+    outside (the share of them frozen before the last step, i.e. brought into the band, against one
+    half: Wilson interval, `mean_shift`), and is `inconclusive at this scale` with the reason when fewer
+    than `min_moving` chains start outside (e.g. a PCA start that already sits at the typical energy).
+    The sampler's own decisions are read, not recomputed from energies, so a chain at the band's edge
+    counts as the rule counted it."""
+    stopped = np.asarray(stopped_at).ravel()
+    if stopped.size and (stopped.min() < 0 or stopped.max() > steps):
+        raise ValueError(f"stopped_at holds steps outside [0, {steps}]: pass the sampler's stop steps and its "
+                         "number of steps")
+    moving = stopped > 0
+    n, n_within = len(stopped), int((~moving).sum())
+    head = f"{n_within} of {n} chains ({n_within / max(n, 1):.0%}) start within √τ of Ē_y (the rule stops them at step 0)"
     if moving.sum() < min_moving:
         return AdaptiveLanding(n, n_within, None, INCONCLUSIVE_SCALE,
-                               f"{head}, so the rule stops them before their first step; only {int(moving.sum())} "
-                               f"chain(s) start outside the band (a verdict needs {min_moving}): the check has "
-                               "nothing to test at this start")
-    ends_within = (np.abs(final - target) < half)[moving].astype(float)
-    landed = mean_shift(ends_within, +1, what="share of the moving chains within √τ − ½", share_null=0.5,
+                               f"{head}; only {int(moving.sum())} chain(s) start outside the band (a verdict needs "
+                               f"{min_moving}): the check has nothing to test at this start")
+    landed_in = (stopped[moving] < steps).astype(float)
+    landed = mean_shift(landed_in, +1, what="share of the moving chains stopped in the band − ½", share_null=0.5,
                         level=level)
-    k = int(ends_within.sum())
+    k, m = int(landed_in.sum()), int(moving.sum())
     return AdaptiveLanding(n, n_within, landed, landed.verdict,
-                           f"{head} and are left out (the rule stops them before any step); of the "
-                           f"{int(moving.sum())} that start outside it, {k} ({k / moving.sum():.0%}) end within it, "
-                           f"{level:.0%} Wilson interval [{landed.ci[0] + 0.5:.0%}, {landed.ci[1] + 0.5:.0%}] "
-                           f"against one half: " + ("most land in the band" if landed.verdict == REPRODUCED else
-                                                    "fewer than half land in the band" if landed.verdict == NOT_REPRODUCED
-                                                    else "whether most land in it is not settled"))
+                           f"{head} and are left out; of the {m} that start outside it, {k} ({k / m:.0%}) reach it "
+                           f"and stop before step {steps}, {level:.0%} Wilson interval [{landed.ci[0] + 0.5:.0%}, "
+                           f"{landed.ci[1] + 0.5:.0%}] against one half: " +
+                           ("most reach the band" if landed.verdict == REPRODUCED else
+                            "fewer than half reach the band" if landed.verdict == NOT_REPRODUCED
+                            else "whether most reach it is not settled"))
 
 
 # ----------------------------------------------------------------------------- ΔE as an early alarm

@@ -394,7 +394,8 @@ def test_a_run_described_for_a_chapter_says_when_its_training_code_differs_or_is
     other = runs.describe(SimpleNamespace(config=cfg, env={"sessions": [
         {"git": {"commit": "abc", "dirty": False}, "training_code": "0" * 64,
          "training_code_files": {**code_digests(TRAINING_CODE), "losses.py": "1" * 64}}]}))
-    assert other.startswith(plain + "; trained at commit abc by other training code (losses.py changed since)")
+    assert other == plain + "; trained at commit abc by other training code (losses.py changed since): reused as recorded"
+    assert "delete" not in other and "digest" not in other     # a reader's sentence: no operator's instruction
     # the same note alone, for a chapter's table of models (chapter 6 names the reference run's)
     assert runs.code_note(SimpleNamespace(env={})) == ""
     assert runs.code_note(SimpleNamespace(env={"sessions": [{"git": {"commit": "abc", "dirty": True}}]})) == \

@@ -419,6 +419,16 @@ def test_rows_recorded_before_the_regime_was_read_are_no_verdicts():
     fresh = {"wall_seconds": 30 * 60.0, "runs_seconds": 20 * 60.0}
     choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [default, old]}, fresh, budget_minutes=40)
     assert choice.keep is True and not choice.mixed and not any(choice.gains.values())
+    assert choice.unjudged["catastrophic_overfitting"] == (old["name"],) and choice.stale_at_default == ()
+    said = next(x for x in choice.sentences if x.startswith("Catastrophic overfitting"))
+    assert "no better at the 0 other size(s) judged with their runs' regime, and not re-judged at 1" in said
+    assert "the record cannot say whether one shows it better" in choice.sentences[-1]
+    # a default whose own row is not re-judged: no choice either way
+    stale_default = {**default, "verdicts_read_regime": None}
+    choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [stale_default, old]}, fresh,
+                                   budget_minutes=40)
+    assert choice.keep is None and set(choice.stale_at_default) == set(sizing.REGIME_CLAIMS)
+    assert "no choice can be made" in choice.sentences[-1]
     fresh_co = {**old, "verdicts_read_regime": True}
     choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [default, fresh_co]}, fresh, budget_minutes=40)
     assert choice.keep is False and choice.gains["catastrophic_overfitting"] == [f"{old['name']} (not reproduced)"]
@@ -446,6 +456,12 @@ def test_rows_recorded_before_the_regime_was_read_are_no_verdicts():
     assert noise["robust_overfitting"].statistics == (0.1, None) and noise["robust_overfitting"].seed_sd is None
     assert "recorded before the regime was read" in noise["robust_overfitting"].sentence
     assert noise["weat_vs_trades"].seed_sd == pytest.approx(0.1 * math.sqrt(0.5), rel=1e-12)
+    # two current seeds and a stale one: an SD over the two, the same verdict, the stale one named
+    seeds.append(_seed_entry(2, {c: 0.3 for c in sizing.CLAIMS}, 0.05))
+    noise = {t.claim: t for t in sizing.training_noise({"kind": "sizing", "version": 1, "points": seeds})}
+    ro = noise["robust_overfitting"]
+    assert ro.statistics == (0.1, None, 0.3) and ro.seed_sd == pytest.approx(0.2 * math.sqrt(0.5), rel=1e-12)
+    assert ro.agree and "the verdict is the same at every seed (1 seed(s) not re-judged and left out)" in ro.sentence
 
 
 # ----------------------------------------------------------------------------- the appendix page

@@ -286,3 +286,24 @@ def test_budgets_and_attacks_are_written_as_readers_write_them():
     rs = {"train": "fgsm_rs_der training attack: FGSM-RS, uniform start, one step of 1.25·eps",
           "values": {**values, "eps": 16 / 255}}
     assert tables.attack_texts(rs)["train"] == "FGSM-RS, one step of 1.25·ε, ε = 16/255"
+    nfgsm = {"train": "n_fgsm training attack: N-FGSM, start x+U[-2·eps, 2·eps], one step of 1·eps, not projected",
+             "values": {**values, "fgsm_alpha": 1.0, "eps": 16 / 255}}
+    assert tables.attack_texts(nfgsm)["train"] == "N-FGSM, start x + U[−2ε, 2ε], one step of 1·ε, ε = 16/255"
+
+
+def test_every_methods_recorded_attack_reads_as_a_reader_writes_it():
+    """Every method's tracking.json, as training writes it (`train.tracking_attack_description`), reads
+    back in /255 units with no raw long float: a change of the recorded format fails here."""
+    import re
+
+    from energy_lib.config import TrainConfig
+    from energy_lib.names import METHOD_USES
+    from energy_lib.train import tracking_attack_description
+
+    for method in METHOD_USES:
+        cfg = TrainConfig.from_profile("smoke", method=method)
+        texts = tables.attack_texts(tracking_attack_description(cfg))
+        assert texts["train"].endswith(f", ε = {tables.eps_text(cfg.eps)}"), (method, texts)
+        assert texts["test"].startswith(f"PGD-CE, {cfg.track_attack_steps} steps of "), (method, texts)
+        assert not re.search(r"\d\.\d{4,}", texts["train"] + texts["test"]), (method, texts)
+        assert ("one step of" in texts["train"]) == ("fgsm_alpha" in METHOD_USES[method]), (method, texts)

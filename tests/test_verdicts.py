@@ -949,35 +949,30 @@ def test_power_respects_that_a_difference_cannot_exceed_the_discordance():
 
 
 def test_adaptive_stopping_is_judged_on_the_chains_that_start_outside_the_band():
-    """Known answers: chains already within √τ at step 0 are left out (the rule stops them before any
-    step); with too few others the check is 'cannot tell', never a pass; 'no' when most others miss."""
-    tau = 0.04                                                        # band half-width 0.2
-    target = np.zeros(100)
-    # 97 chains start inside the band (the case of chapter 5's PCA start): nothing to test
-    start = np.r_[np.full(97, 0.1), np.full(3, 2.0)]
-    vacuous = V.adaptive_stop_landing(start, start, target, tau)
+    """Known answers, read from the sampler's own stop steps: chains frozen at step 0 started within
+    √τ of Ē_y and are left out; with fewer than 10 others the check is 'cannot tell', never a pass;
+    'no' when most others never reach the band."""
+    steps = 50
+    # 97 chains frozen at step 0 (the case of chapter 5's PCA start): nothing to test
+    vacuous = V.adaptive_stop_landing(np.r_[np.zeros(97, int), np.full(3, steps)], steps)
     assert vacuous.verdict == V.INCONCLUSIVE_SCALE and vacuous.landed is None
-    assert vacuous.sentence.startswith("97 of 100 chains (97%) start within √τ = 0.2 of Ē_y")
+    assert vacuous.sentence.startswith("97 of 100 chains (97%) start within √τ of Ē_y (the rule stops them at step 0)")
     assert vacuous.statistic_text == "not testable: 97 of 100 chains start within √τ (n = 100)"
-    # 60 start outside: 55 of them land (a share of 0.92, Wilson interval above one half)
-    start = np.r_[np.full(40, 0.1), np.full(60, 1.0)]
-    final = np.r_[np.full(40, 0.1), np.full(55, 0.15), np.full(5, 1.0)]
-    landed = V.adaptive_stop_landing(start, final, target, tau)
+    # exactly the minimum of 10 moving chains is enough for a verdict, 9 are not
+    assert V.adaptive_stop_landing(np.r_[np.zeros(90, int), np.full(10, 7)], steps).verdict == V.REPRODUCED
+    assert V.adaptive_stop_landing(np.r_[np.zeros(91, int), np.full(9, 7)], steps).landed is None
+    # 60 start outside: 55 of them stop (a share of 0.92, Wilson interval above one half)
+    landed = V.adaptive_stop_landing(np.r_[np.zeros(40, int), np.full(55, 12), np.full(5, steps)], steps)
     assert landed.verdict == V.REPRODUCED and landed.landed.n == 60
     assert landed.landed.statistic == pytest.approx(55 / 60 - 0.5, abs=1e-12)
-    assert "of the 60 that start outside it, 55 (92%) end within it" in landed.sentence
-    # the same chains, but the 40 that started inside would have made a miss look like a pass:
-    # 10 of the 60 land (17 %), so most do not, although 50 of all 100 chains end in the band
-    missed = np.r_[np.full(40, 0.1), np.full(10, 0.15), np.full(50, 1.0)]
-    assert V.adaptive_stop_landing(start, missed, target, tau).verdict == V.NOT_REPRODUCED
-    # half land: the interval holds one half, so it cannot tell
-    half = np.r_[np.full(40, 0.1), np.full(30, 0.15), np.full(30, 1.0)]
-    assert V.adaptive_stop_landing(start, half, target, tau).verdict == V.INCONCLUSIVE_SCALE
-    # the band is per chain (its class's Ē_y), strict (< √τ) and two-sided
-    target = np.r_[np.full(50, -1.0), np.full(50, 1.0)]
-    start = np.r_[np.full(50, -3.0), np.full(50, 3.0)]
-    final = np.r_[np.full(50, -1.25), np.full(50, 1.5)]                 # √τ = 0.5: first class in, second on the edge
-    edge = V.adaptive_stop_landing(start, final, target, 0.25)
-    assert edge.landed.statistic == pytest.approx(0.0, abs=1e-12) and edge.verdict == V.INCONCLUSIVE_SCALE
-    with pytest.raises(ValueError, match="one start energy"):
-        V.adaptive_stop_landing(start, final[:10], target, tau)
+    assert "of the 60 that start outside it, 55 (92%) reach it and stop before step 50" in landed.sentence
+    assert landed.statistic_text == "40 of 100 chains start within √τ; of the other 60, 92% stop within it [82%, 96%]"
+    # the 40 that start inside would make a miss look like a pass: 10 of the 60 reach the band (17 %),
+    # so most do not, although 50 of all 100 chains end stopped
+    missed = V.adaptive_stop_landing(np.r_[np.zeros(40, int), np.full(10, 12), np.full(50, steps)], steps)
+    assert missed.verdict == V.NOT_REPRODUCED
+    # half of them: the interval holds one half, so it cannot tell
+    half = V.adaptive_stop_landing(np.r_[np.zeros(40, int), np.full(30, 12), np.full(30, steps)], steps)
+    assert half.verdict == V.INCONCLUSIVE_SCALE and half.landed is not None
+    with pytest.raises(ValueError, match="outside \\[0, 50\\]"):
+        V.adaptive_stop_landing(np.array([0, 51]), steps)
