@@ -581,7 +581,9 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
         if c in stale_at_default:
             sentences.append(f"{head} ({recompute} judges it), so it is compared with no other size")
         elif unjudged[c] and not gains[c] and not beyond[c]:
-            sentences.append(f"{head}; no better at the {compared} other size(s) judged with their runs' regime, "
+            sentences.append(f"{head}; not re-judged at any of the {len(unjudged[c])} other size(s) ({recompute}), "
+                             "so it is compared with none" if not compared else
+                             f"{head}; no better at the {compared} other size(s) judged with their runs' regime, "
                              f"and not re-judged at {len(unjudged[c])} ({recompute})")
         elif gains[c]:
             sentences.append(f"{head}; shown better within the budget at {'; '.join(gains[c])}: a lead "

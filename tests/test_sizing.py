@@ -421,7 +421,12 @@ def test_rows_recorded_before_the_regime_was_read_are_no_verdicts():
     assert choice.keep is True and not choice.mixed and not any(choice.gains.values())
     assert choice.unjudged["catastrophic_overfitting"] == (old["name"],) and choice.stale_at_default == ()
     said = next(x for x in choice.sentences if x.startswith("Catastrophic overfitting"))
-    assert "no better at the 0 other size(s) judged with their runs' regime, and not re-judged at 1" in said
+    assert "not re-judged at any of the 1 other size(s)" in said and "compared with none" in said
+    judged = _sized_entry({"epochs": 60}, {"energy_alignment": R})            # re-judged, no better
+    choice = sizing.default_choice({"kind": "sizing", "version": 1, "points": [default, old, judged]}, fresh,
+                                   budget_minutes=40)
+    said = next(x for x in choice.sentences if x.startswith("Catastrophic overfitting"))
+    assert "no better at the 1 other size(s) judged with their runs' regime, and not re-judged at 1" in said
     assert "the record cannot say whether one shows it better" in choice.sentences[-1]
     # a default whose own row is not re-judged: no choice either way
     stale_default = {**default, "verdicts_read_regime": None}
