@@ -561,15 +561,14 @@ def training_images(cfg: TrainConfig) -> str:
 def describe(run: Run, *, reference_note: bool = True) -> str:
     """The one phrase saying how a run was trained, for a chapter's prose (chapters 1 and 5); plain
     text (no markdown), since chapters glue it as text. `reference_note`: say so when `run` is the
-    committed reference run, and how to retrain it (chapter 5 says it in its own sentence)."""
+    committed reference run (chapter 5 says it in its own sentence)."""
     cfg = run.config
     attack = (f"PGD-{cfg.attack_steps} training attack" if "attack_steps" in METHOD_USES[cfg.method]
               else "single-step training attack")
     text = (f"{cfg.method.upper()} on {cfg.model}, {cfg.epochs} epochs on {training_images(cfg)}, batch size "
             f"{cfg.batch_size}, {attack} at ε = {cfg.eps * 255:g}/255, seed {cfg.seed}")
     if reference_note and is_reference(run):
-        text += (" (the committed reference run in runs/reference/; make reference retrains it after its folder "
-                 "is deleted)")
+        text += " (the committed reference run, trained by make reference)"   # a reader's note, not an instruction
     note = code_note(run)
     return f"{text}; {note}" if note else text
 

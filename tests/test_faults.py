@@ -759,10 +759,14 @@ def test_a_legacy_run_without_last_pt_names_the_file_and_fixes_that_work(referen
     assert len(Run(run.config, run.dir).metrics) == 3
 
 
-def test_the_committed_reference_run_loads_as_a_legacy_run_and_is_not_written():
+def test_the_committed_reference_run_was_trained_by_committed_code_and_is_not_written():
+    """Issue 23 point 8: the committed reference run was trained from a clean tree, records the digest
+    of its training code, finished with a DONE manifest, and reading it writes nothing."""
     before = checksums(runs.reference_root())
     run = runs.reference_run()
-    assert run is not None and run.done_manifest() is None        # committed before DONE held digests
+    assert run is not None and run.done_manifest() is not None
+    sessions = run.env["sessions"]
+    assert sessions and all(s["git"]["dirty"] is False and s["training_code"] for s in sessions)
     assert len(run.metrics) == run.config.epochs and run.load_model("best") is not None
     assert runs.selected_metrics(run)["epoch"] == run.checkpoint_info("best")["epoch"]
     assert run.tracking_attack and checksums(runs.reference_root()) == before

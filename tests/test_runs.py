@@ -267,8 +267,7 @@ def test_describe_is_the_one_phrase_of_how_a_run_was_trained(tmp_path, monkeypat
         "best.pt, batch size 128, single-step training attack at ε = 16/255, seed 0")
     monkeypatch.setattr(runs, "reference_root", lambda: tmp_path / "reference")
     reference = Run(sat, tmp_path / "reference" / "r")
-    note = (" (the committed reference run in runs/reference/; make reference retrains it after its folder is "
-            "deleted)")
+    note = " (the committed reference run, trained by make reference)"
     assert runs.describe(reference) == runs.describe(Run(sat, tmp_path / "sat")) + note
     assert runs.describe(reference, reference_note=False) == runs.describe(Run(sat, tmp_path / "sat"))
     assert "`" not in runs.describe(reference)   # chapters glue it as plain text
