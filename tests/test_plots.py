@@ -92,3 +92,27 @@ def test_a_grid_of_photographs_is_shown_as_a_jpeg_a_fraction_of_its_png(monkeypa
     assert data[:3] == b"\xff\xd8\xff" and not plt.fignum_exists(fig.number)      # a JPEG; the figure closed
     assert len(shown) == 1 and shown[0].format == "jpeg" and shown[0].data == data
     assert len(data) < len(png.getvalue()) / 2
+
+
+def test_a_grid_of_curves_is_shown_as_a_palette_png_of_the_same_size(monkeypatch):
+    """The suite's arm grid as a palette PNG: the same pixels' size, at most 256 colours, the figure
+    closed, and smaller than the full-colour PNG it replaces."""
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    x = np.linspace(0, 12, 25)
+    curves = {f"arm {a}": {s: pd.DataFrame({"progress": x, "acc": np.sin(x + a + s) / 4 + 0.5}) for s in (10, 11)}
+              for a in range(4)}
+    fig = plots.arm_grid(curves, [("acc", "accuracy")])
+    full = io.BytesIO()
+    fig.savefig(full, format="png", dpi=100)
+    data = plots.show_plot(fig)
+    assert data[:4] == b"\x89PNG" and not plt.fignum_exists(fig.number)
+    assert len(shown) == 1 and shown[0].format == "png" and shown[0].data == data
+    image, original = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(full.getvalue()))
+    assert image.mode == "P" and len(image.getcolors(256) or ()) <= 256 and image.size == original.size
+    assert len(data) < len(full.getvalue())
