@@ -551,11 +551,12 @@ def default_choice(rec: dict, fresh: dict | None, budget_minutes: float,
         estimates[p["name"]] = None if est is None else round(est / 60, 1)
         fits = est is not None and est / 60 <= budget_minutes
         within += [p["name"]] if fits else []
+        rows = current_rows(p)
         # a row that is no verdict (not re-judged, here or at the default) shows nothing better or worse
-        shown = {r["claim"]: r["verdict"] for r in current_rows(p)
+        shown = {r["claim"]: r["verdict"] for r in rows
                  if r["claim"] in at_default and r["verdict"] in SHOWS and at_default[r["claim"]] in SHOWS}
         rank = {c: SHOWS.index(v) - SHOWS.index(at_default[c]) for c, v in shown.items()}
-        for r in current_rows(p):
+        for r in rows:
             if r["claim"] in unjudged and r["verdict"] == NOT_REJUDGED:
                 unjudged[r["claim"]].append(p["name"])
         better = [c for c, d in rank.items() if d > 0]
@@ -693,8 +694,9 @@ def training_noise(rec: dict, base: Point | None = None) -> list[TrainingNoise]:
     seeds = tuple(int(e["config"]["seed"]) for e in entries)
     threads = tuple(tuple(e.get("cost", {}).get("threads", ())) for e in entries)
     out = []
+    rows_of = [current_rows(e) for e in entries]   # each entry's rows as this build reads them, once
     for claim in CLAIMS:
-        rows = [next((r for r in current_rows(e) if r["claim"] == claim), None) for e in entries]
+        rows = [next((r for r in entry_rows if r["claim"] == claim), None) for entry_rows in rows_of]
         values = tuple(None if r is None else r.get("statistic") for r in rows)
         verdict_list = tuple("missing" if r is None else r["verdict"] for r in rows)
         finite = [v for v in values if v is not None]
