@@ -586,7 +586,8 @@ def code_note(run: Run) -> str:
 
 
 def finished_runs(root: Path | None = None) -> list[Run]:
-    """Every finished training run in the store, oldest first (by completion time).
+    """Every finished training run in the store, oldest first (by completion time; runs that finished
+    in the same instant by directory name).
 
     The default store (root None) also lists the committed reference run (`reference_run`),
     wherever $ENERGY_RUNS points. A directory whose config is not a TrainConfig (attack-energy
@@ -598,7 +599,8 @@ def finished_runs(root: Path | None = None) -> list[Run]:
         directories = [reference.dir / "DONE"] if reference is not None else []
     root = Path(root) if root is not None else runs_root()
     found = []
-    for directory in dict.fromkeys(p.resolve() for p in [*root.glob("*/DONE"), *directories]):
+    # sorted: the filesystem's order is arbitrary, and runs finished in the same instant keep this one
+    for directory in dict.fromkeys(p.resolve() for p in [*sorted(root.glob("*/DONE")), *directories]):
         run_path = directory.parent
         try:
             stored = Run(TrainConfig(), run_path).stored_config()

@@ -102,11 +102,15 @@ SCOPES: dict[str, Scope] = {
     "metrics.fidelity": Scope("energy_lib/metrics/fidelity.py", ("tests/test_fidelity_exact.py", "tests/test_fidelity.py"),
                               slow=_nodes("tests/test_fidelity.py", (   # Inception on real CIFAR-10 images: 90 s
                                   "test_real_cifar_fid_is_far_below_noise_fid",))),
-    "lens": Scope("energy_lib/lens.py", ("tests/test_lens.py",), (
+    "lens": Scope("energy_lib/lens.py", ("tests/test_lens_exact.py", "tests/test_lens.py"), (
         "x_detection_scores", "x_delta_distribution", "x_attack_summary", "x_energies_frame",
-        "x_smoothness_verdict", "x_smoothness_over_robust")),
+        "x_smoothness_verdict", "x_smoothness_over_robust"),
+                  slow=_nodes("tests/test_lens.py", (   # a real model, a trained run or the command line: 4-35 s
+                      "test_robust_run_has_a_much_tighter_delta_energy", "test_report_renders_to_html_for_a_run",
+                      "test_standard_model_through_the_lens", "test_cli_prints_a_summary_and_reuses_the_record",
+                      "test_cli_errors_are_one_line_exit_2", "test_robustbench_model_loads_offline_from_its_folder"))),
     "tables": Scope("energy_lib/tables.py", ("tests/test_tables_exact.py", "tests/test_tables.py")),
-    "runs": Scope("energy_lib/runs.py", ("tests/test_runs.py",), (
+    "runs": Scope("energy_lib/runs.py", ("tests/test_runs_store.py", "tests/test_runs.py"), (
         "x_identity", "x_config_hash", "x_run_dir", "x__difference", "xǁRunǁstored_config",
         "xǁRunǁcheck_config", "xǁRunǁkept_epoch", "xǁRunǁdone", "x_finished_runs", "x_selected_metrics",
         "x_robust_runs", "x_reference_run", "x_is_reference", "x_training_images")),
