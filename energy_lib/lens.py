@@ -697,12 +697,12 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05, *, label
     spearman = stats.spearmanr(s, a, alternative="less")
     rho = float(spearman.statistic)
     rank_a = stats.rankdata(a)
-    rank_a = (rank_a - rank_a.mean()) / np.linalg.norm(rank_a - rank_a.mean())
 
-    def statistic(u, axis=-1):   # Spearman's ρ = Pearson correlation of the ranks, vectorised over resamples
-        r = stats.rankdata(u, axis=axis)
-        r = r - r.mean(axis=axis, keepdims=True)
-        return (r * rank_a).sum(axis=axis) / np.linalg.norm(r, axis=axis)
+    def statistic(u, axis=-1):   # vectorised over resamples
+        # Σ rank(u)·rank(a): every pairing permutes the same ranks of u, so Spearman's ρ is an increasing
+        # affine function of this sum (its means and norms are the same for all pairings), and the sum of
+        # integer or half-integer products is exact: ties between pairings compare exactly
+        return (stats.rankdata(u, axis=axis) * rank_a).sum(axis=axis)
 
     kw = dict(permutation_type="pairings", n_resamples=PERMUTATIONS, random_state=0, vectorized=True,
               batch=100_000)
@@ -714,7 +714,7 @@ def smoothness_verdict(std_delta, robust_accuracy, alpha: float = 0.05, *, label
     elif rho > 0 and p_greater < alpha:
         verdict, reason = "not reproduced", f"ρ = {rho:+.2f} > 0 with one-sided p = {p_greater:.3g} < {alpha}{over}"
     else:
-        floor = 1.0 / float(np.prod(np.arange(1, n + 1)))
+        floor = 1.0 / math.factorial(n)
         least = correlation_mde(n, alpha)
         reason = (f"ρ = {rho:+.2f}, one-sided p = {p_less:.3g} ≥ {alpha}{over}"
                   + (f" (with {n} models no ordering can reach p < {alpha}: the smallest p is {floor:.3g})"
