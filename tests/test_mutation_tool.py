@@ -193,3 +193,31 @@ def test_survivors_are_listed_with_their_changes_and_noted_as_equivalent_only_wh
     with pytest.raises(mutation.MutationError, match="says too little"):
         mutation.add_equivalent("energy_lib.runs.xǁRunǁkept_epoch__mutmut_2", "same", table, notes)
     assert len(json.loads(notes.read_text())) == 3
+
+
+def test_mutants_that_appear_during_a_rerun_are_checked_in_the_same_run(tmp_path, monkeypatch):
+    """A changed function gets its mutants only when mutmut regenerates the module, so the first rerun
+    cannot name them: check_module runs again for those (once each), and never loops on a survivor."""
+    meta = tmp_path / "mutants" / "energy_lib" / "energy.py.meta"
+    meta.parent.mkdir(parents=True)
+    write = lambda codes: meta.write_text(json.dumps({"exit_code_by_key": codes}))   # noqa: E731
+    write({"energy_lib.energy.x_marginal_energy__mutmut_1": 1, "energy_lib.energy.x_joint_energy__mutmut_1": 0})
+    calls = []
+
+    def fake_mutmut(folder, jobs, names):
+        calls.append(list(names))
+        if len(calls) == 1:   # regenerated: the changed function's two new mutants appear, unchecked
+            write({"energy_lib.energy.x_marginal_energy__mutmut_1": 1, "energy_lib.energy.x_joint_energy__mutmut_1": 0,
+                   "energy_lib.energy.x_new__mutmut_1": None, "energy_lib.energy.x_new__mutmut_2": None})
+        else:
+            write({"energy_lib.energy.x_marginal_energy__mutmut_1": 1, "energy_lib.energy.x_joint_energy__mutmut_1": 0,
+                   "energy_lib.energy.x_new__mutmut_1": 1, "energy_lib.energy.x_new__mutmut_2": 0})
+        return 0
+
+    monkeypatch.setattr(mutation, "prepare", lambda label, scope: tmp_path)
+    monkeypatch.setattr(mutation, "run_mutmut", fake_mutmut)
+    monkeypatch.setattr(mutation, "diffs", lambda names, folder, path: {n: "-    a\n+    b" for n in names})
+    entry = mutation.check_module("energy", SCOPES["energy"], {}, jobs=1, run=True)
+    assert calls == [["energy_lib.energy.x_joint_energy__mutmut_1"],
+                     ["energy_lib.energy.x_new__mutmut_1", "energy_lib.energy.x_new__mutmut_2"]]
+    assert (entry.mutants, entry.unchecked, entry.caught, len(entry.survivors)) == (4, 0, 2, 2)

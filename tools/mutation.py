@@ -458,13 +458,20 @@ def check_module(label: str, scope: Scope, equivalent: dict, *, jobs: int, run: 
     folder = prepare(label, scope)
     results = read_results(folder / "mutants") if (folder / "mutants").is_dir() else {}
     if run:
-        names = mutant_selection(scope, results)
-        if names != []:
-            print(f"[mutation] {label}: mutmut in {folder.relative_to(ROOT)}", flush=True)
+        names, tried = mutant_selection(scope, results), set()
+        while names != []:
+            print(f"[mutation] {label}: mutmut in {os.path.relpath(folder, ROOT)}", flush=True)
             code = run_mutmut(folder, jobs, names)
             if code != 0:
                 raise MutationError(f"mutmut run stopped for {label} (exit {code}; its output above says why); "
                                     "rerun `make mutation` to resume")
+            results = read_results(folder / "mutants")
+            if names is None or any("*" in n for n in names):
+                break    # every mutant (of the scored part) was named: nothing can be left
+            # mutmut writes the mutants of a changed function only when it runs: those are new names,
+            # unchecked, that this run could not name yet; run them now (each name once)
+            tried.update(names)
+            names = [n for n in mutant_selection(scope, results) if n not in tried]
         results = read_results(folder / "mutants")
     uncaught = [n for n, code in results.items() if code not in CAUGHT and code not in UNCHECKED]
     changes = diffs(uncaught, folder, scope.path)
