@@ -307,3 +307,6 @@ def test_every_methods_recorded_attack_reads_as_a_reader_writes_it():
         assert texts["test"].startswith(f"PGD-CE, {cfg.track_attack_steps} steps of "), (method, texts)
         assert not re.search(r"\d\.\d{4,}", texts["train"] + texts["test"]), (method, texts)
         assert ("one step of" in texts["train"]) == ("fgsm_alpha" in METHOD_USES[method]), (method, texts)
+        # the record splits at its one ' training attack: ' (what makes the split's maxsplit and side
+        # irrelevant: tools/mutation_equivalent.json)
+        assert tracking_attack_description(cfg)["train"].count(" training attack: ") == 1, method
