@@ -40,6 +40,39 @@ def test_energies_frame_holds_each_images_energies_correctness_and_distance():
     assert frame["linf"].to_numpy() == pytest.approx([ln2, ln2, 0.0], abs=1e-6)
 
 
+def test_the_model_sees_batches_of_at_most_the_batch_size():
+    """The batch size is what bounds the lens's memory on a large model: both passes honour it."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x.flatten(1)
+
+    x = torch.zeros(5, 1, 1, 3)
+    lens.energies_frame(Spy(), x, torch.zeros(5, dtype=torch.long), x, "pgd", 8 / 255, batch_size=2)
+    assert seen == [2, 2, 1, 2, 2, 1]
+
+
+def test_a_block_of_one_image_is_summarised():
+    import pandas as pd
+
+    row = pd.DataFrame({"attack": ["fab"], "eps": [4 / 255], "sample": [0], "E_nat": [-5.0], "E_adv": [-4.0],
+                        "Exy_nat": [-1.0], "Exy_adv": [0.0], "correct_nat": [True], "correct_adv": [False],
+                        "linf": [0.01]})
+    s = lens.attack_summary(row)
+    assert (s["attack"], s["eps"], s["robust_accuracy"], s["max_linf"]) == ("fab", 4 / 255, 0.0, 0.01)
+
+
+def test_energies_the_attack_left_unchanged_give_chance_detection():
+    """Identical natural and adversarial energies (20 ties): every threshold admits one of each, so
+    95 % TPR comes with 95 % FPR, read at that threshold (not at the curve's next corner, (1, 1))."""
+    e = -np.arange(1.0, 21.0)
+    scores = lens.detection_scores(e, e)
+    assert scores["auroc"] == pytest.approx(0.5, abs=1e-12)
+    assert scores["fpr_at_95_tpr"] == pytest.approx(19 / 20, abs=1e-12)
+
+
 def test_fpr_is_read_where_the_true_positive_rate_first_reaches_95_percent():
     """Scores -E: naturals 1..20, adversarials 0.5, 1.5, 2.5, 3.5. 95 % TPR keeps 19 of 20 naturals
     (threshold 2): 2 of 4 adversarials lie above it. All 20 (threshold 1) would give 3 of 4."""
