@@ -89,7 +89,8 @@ SCOPES: dict[str, Scope] = {
                          "test_targeted_cross_entropy_overshoots_to_low_energy",
                          "test_targeted_pgd_reaches_its_target",
                          "test_cw_margin_with_zero_confidence_stops_pushing_once_fooled"))),
-    "verdicts": Scope("energy_lib/verdicts.py", ("tests/test_verdicts.py", "tests/test_regime.py")),
+    "verdicts": Scope("energy_lib/verdicts.py", ("tests/test_verdicts_exact.py", "tests/test_verdicts.py",
+                                                 "tests/test_verdicts_spread.py", "tests/test_regime.py")),
     "metrics.robust": Scope("energy_lib/metrics/robust.py", ("tests/test_metrics_robust_exact.py",
                                                              "tests/test_metrics_robust.py"),
                             slow=_nodes("tests/test_metrics_robust.py", (   # a trained SAT net: 1-2 min

@@ -1,0 +1,140 @@
+"""Verdicts on planted inputs whose every figure is known by hand: WEAT's weight contrast (its ratio
+of means, its bootstrap protocol, its thresholds at exactly 1 and its sentences)."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from energy_lib import verdicts as V
+
+
+def percentile_interval(wi, wc, level=0.95):
+    """The documented protocol: scipy's percentile bootstrap of mean(misclassified) / mean(correct),
+    the two groups resampled independently, 2,000 resamples, seed 0."""
+    ratio = lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis)   # noqa: E731
+    ci = stats.bootstrap((wi, wc), ratio, n_resamples=2000, random_state=0, method="percentile",
+                         confidence_level=level).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+# correctly classified weigh 0.5 on average, misclassified 2.0: ratio 4 (a product of the means is 1)
+CORRECT_W = np.tile([0.4, 0.6, 0.5, 0.5], 10)
+WRONG_W = np.tile([1.8, 2.2, 2.0], 10)
+W = np.r_[CORRECT_W, WRONG_W]
+OK = np.r_[np.ones(40, bool), np.zeros(30, bool)]
+
+
+def test_the_ratio_is_of_the_two_means_with_its_percentile_bootstrap():
+    c = V.weight_contrast(W, OK)
+    assert c.ratio == pytest.approx(4.0, abs=1e-12) and c.max_over_min == pytest.approx(2.2 / 0.4, abs=1e-12)
+    assert (c.n_correct, c.n_incorrect, c.verdict) == (40, 30, V.PRESENT)
+    assert c.ci == pytest.approx(percentile_interval(WRONG_W, CORRECT_W), abs=1e-12)
+    assert c.sentence == (f"the largest weight is 5.5x the smallest; misclassified images (30) get 4.00x the mean weight "
+                          f"of correctly classified ones (40), 95% bootstrap interval {c.ci[0]:.2f}-{c.ci[1]:.2f}: "
+                          "misclassified images get significantly larger weights, as the paper describes")
+    assert c.ci[0] < 4.0 < c.ci[1] and f"{c.ci[0]:.2f}" != f"{c.ci[1]:.2f}"
+    narrow = V.weight_contrast(W, OK, level=0.5)               # its own level, in the interval and the sentence
+    assert narrow.ci == pytest.approx(percentile_interval(WRONG_W, CORRECT_W, level=0.5), abs=1e-12)
+    assert ", 50% bootstrap interval " in narrow.sentence
+    again = V.weight_contrast(W, OK)
+    assert again.ci == c.ci                                     # a fixed seed: the same interval every time
+
+
+def test_equal_groups_are_absent_exactly_at_one():
+    """Every weight 1: the ratio and both ends of every resample are exactly 1, not above 1."""
+    c = V.weight_contrast(np.ones(10), np.r_[np.ones(5, bool), np.zeros(5, bool)])
+    assert (c.ratio, c.ci, c.verdict) == (1.0, (1.0, 1.0), V.ABSENT)
+    assert c.sentence.endswith("95% bootstrap interval 1.00-1.00: misclassified images do not get larger weights")
+
+
+def test_a_contrast_between_one_and_two_is_present_and_noise_is_inconclusive():
+    mild = V.weight_contrast(np.r_[np.full(20, 1.0), np.tile([1.45, 1.55], 10)], np.r_[np.ones(20, bool),
+                                                                                         np.zeros(20, bool)])
+    assert mild.ratio == pytest.approx(1.5) and 1 < mild.ci[0] < mild.ci[1] < 2 and mild.verdict == V.PRESENT
+    noise_wi, noise_wc = np.tile([0.5, 1.5], 10), np.tile([0.6, 1.4], 10)     # both means 1: ratio 1
+    noise = V.weight_contrast(np.r_[noise_wc, noise_wi], np.r_[np.ones(20, bool), np.zeros(20, bool)])
+    assert noise.ci[0] < 1 < noise.ci[1] < 2 and noise.verdict == V.INCONCLUSIVE
+    assert noise.sentence.endswith(": the difference between the two groups is within the noise")
+
+
+def test_two_images_per_group_are_enough_and_one_is_not():
+    two = V.weight_contrast([1.0, 1.2, 3.0, 3.4], [True, True, False, False])
+    assert two.ratio == pytest.approx(3.2 / 1.1) and math.isfinite(two.ci[0]) and math.isfinite(two.ci[1])
+    one = V.weight_contrast([1.0, 3.0, 3.4], [True, False, False])
+    assert one.verdict == V.INCONCLUSIVE and math.isnan(one.ratio) and all(math.isnan(x) for x in one.ci)
+    assert (one.n_correct, one.n_incorrect, one.max_over_min) == (1, 2, 3.4)
+    assert one.sentence == "only 1 correctly and 2 incorrectly classified images: too few to compare their weights"
+    assert one.statistic_text == "too few images per group (1 correct, 2 misclassified)"
+
+
+def test_a_zero_weight_or_no_weight_has_no_max_over_min():
+    with np.errstate(divide="raise"):                        # the largest weight is never divided by 0
+        zero = V.weight_contrast([1.0, 3.0, 0.0, 2.0], [True, True, False, False])
+    assert math.isnan(zero.max_over_min) and zero.ratio == pytest.approx(0.5)
+    empty = V.weight_contrast([], [])
+    assert empty.verdict == V.INCONCLUSIVE and math.isnan(empty.max_over_min) and (empty.n_correct, empty.n_incorrect) == (0, 0)
+
+
+def test_float32_weights_are_averaged_in_float64():
+    """WEAT's weights come from float32 energies: the ratio is of float64 means."""
+    wc = ((np.arange(1, 2001, dtype=np.float32) / 7) ** np.float32(0.5)).astype(np.float32)
+    wi = (wc * np.float32(1.3)).astype(np.float32)
+    c = V.weight_contrast(np.r_[wc, wi], np.r_[np.ones(2000, bool), np.zeros(2000, bool)])
+    assert c.ratio == float(wi.astype(np.float64).mean() / wc.astype(np.float64).mean())
+    assert c.ratio != float(wi.mean() / wc.mean())             # float32 means would differ
+
+
+# ----------------------------------------------------------------------------- energy alignment (PAPER.md 2.4)
+def alignment_interval(a, b, paired=True, level=0.95):
+    """The documented protocol: scipy's percentile bootstrap of |mean a| − |mean b| over images
+    (paired: the same images resampled for both), 2,000 resamples, seed 0."""
+    diff = lambda x, y, axis=-1: np.abs(np.mean(x, axis=axis)) - np.abs(np.mean(y, axis=axis))   # noqa: E731
+    boot = stats.bootstrap((a, b), diff, paired=paired, n_resamples=2000, random_state=0, method="percentile",
+                           confidence_level=level)
+    return (float(boot.confidence_interval.low), float(boot.confidence_interval.high)), float(boot.standard_error)
+
+
+SAT_DE = np.tile([-0.9, -0.7, -0.8, -0.85, -0.75], 40)         # mean -0.8
+TRADES_DE = np.tile([-0.1, 0.1, -0.05, 0.0, -0.2], 40)          # mean -0.05
+
+
+def test_alignment_is_the_difference_of_absolute_means_with_its_bootstrap():
+    a = V.energy_alignment(SAT_DE, TRADES_DE, attack="the test attack")
+    ci, se = alignment_interval(SAT_DE, TRADES_DE)
+    assert a.statistic == pytest.approx(0.75, abs=1e-12) and a.ci == pytest.approx(ci, abs=1e-12)
+    assert (a.mean_a, a.mean_b, a.n, a.paired) == (pytest.approx(-0.8), pytest.approx(-0.05), 200, True)
+    assert a.labels == ("SAT", "TRADES") and a.attack == "the test attack" and a.verdict == V.REPRODUCED
+    assert a.mde == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se, rel=1e-9)
+    assert a.sentence == ("mean ΔE(x) under the test attack is -0.8000 for SAT and -0.0500 for TRADES on 200 training "
+                          f"images: |SAT| − |TRADES| = +0.7500, 95% bootstrap interval [{ci[0]:+.4f}, {ci[1]:+.4f}]; "
+                          "TRADES is closer to 0 by more than the noise")
+    assert f"{ci[0]:+.4f}" != f"{ci[1]:+.4f}"
+    other = V.energy_alignment(TRADES_DE, SAT_DE, labels=("TRADES", "WEAT"), level=0.9)
+    ci90, _ = alignment_interval(TRADES_DE, SAT_DE, level=0.9)
+    assert other.ci == pytest.approx(ci90, abs=1e-12) and other.verdict == V.NOT_REPRODUCED
+    assert other.labels == ("TRADES", "WEAT") and other.sentence.endswith("; TRADES is closer to 0 by more than the noise")
+    assert V.energy_alignment(SAT_DE, TRADES_DE).ci == a.ci     # a fixed seed: the same interval every time
+
+
+def test_unpaired_alignment_resamples_each_run_on_its_own_images():
+    a = V.energy_alignment(SAT_DE, TRADES_DE[:150], paired=False)
+    ci, _ = alignment_interval(SAT_DE, TRADES_DE[:150], paired=False)
+    assert a.ci == pytest.approx(ci, abs=1e-12) and a.paired is False and a.n == 200
+    assert V.energy_alignment(SAT_DE, TRADES_DE, paired=False).ci != V.energy_alignment(SAT_DE, TRADES_DE).ci
+
+
+def test_equal_absolute_means_are_inconclusive_even_at_an_interval_of_exactly_zero():
+    same = V.energy_alignment(np.full(50, -0.3), np.full(50, 0.3))  # |−0.3| − |0.3| = 0 in every resample
+    assert (same.statistic, same.ci, same.verdict) == (0.0, (0.0, 0.0), V.INCONCLUSIVE_SCALE)
+    assert same.sentence.endswith("; the difference is within the noise (a difference of 0.0000 would have been "
+                                  "detected with 80% power)")
+
+
+def test_float32_energies_are_averaged_in_float64():
+    a32 = ((np.arange(1, 2001, dtype=np.float32) / 3) ** np.float32(0.5) / np.float32(-30)).astype(np.float32)
+    b32 = (a32 * np.float32(0.25)).astype(np.float32)
+    got = V.energy_alignment(a32, b32)
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    assert got.statistic == float(abs(a64.mean()) - abs(b64.mean()))
+    assert got.mean_a == float(a64.mean()) and float(a32.mean()) != got.mean_a
