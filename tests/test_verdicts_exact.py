@@ -138,3 +138,124 @@ def test_float32_energies_are_averaged_in_float64():
     a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
     assert got.statistic == float(abs(a64.mean()) - abs(b64.mean()))
     assert got.mean_a == float(a64.mean()) and float(a32.mean()) != got.mean_a
+
+
+# ----------------------------------------------------------------------------- the ΔE alarm (chapter 2)
+def wiggle(n: int, base: float = -0.10) -> np.ndarray:
+    """base ± 0.01, alternating (+ at even epochs)."""
+    return base + 0.01 * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+
+
+def dropping_at(index: int, n: int = 20, low: float = -1.0) -> np.ndarray:
+    d = wiggle(n)
+    d[index:] = low
+    return d
+
+
+FLAT = np.full(20, 0.3)
+
+
+def test_the_alarm_fires_once_the_drop_has_lasted_persist_epochs():
+    """20 epochs, window 5, warm-up 25 %: the rule looks from index 5. ΔE drops from about -0.1 to -1 at
+    index 12: at s = 12 the level is median(d[7:12]) = -0.11 and the robust noise of the 11 steps before
+    (six -0.02, five +0.02: MAD 0) is the 1e-12 floor; d[12..14] are all below, so it fires at index 14,
+    epoch 15. At s = 11 the level is -0.09, the noise 1.4826 · 0.02 / √2 and d[11] = -0.11 is above."""
+    a = V.delta_e_alarm(dropping_at(12), FLAT, FLAT, 500)
+    assert (a.fired, a.alarm_epoch) == (True, 15)
+    assert V.delta_e_alarm(dropping_at(12), FLAT, FLAT, 500, epochs=np.arange(101, 121)).alarm_epoch == 115
+    short = dropping_at(12)
+    short[14:] = wiggle(20)[14:]                                 # back after 2 epochs: persist 3 is not met
+    assert V.delta_e_alarm(short, FLAT, FLAT, 500).fired is False
+    assert V.delta_e_alarm(short, FLAT, FLAT, 500, persist=2).alarm_epoch == 14
+
+
+def test_the_alarm_looks_up_to_the_last_epochs_and_no_further():
+    end = V.delta_e_alarm(dropping_at(17), FLAT, FLAT, 500)     # the last 3 epochs low: fires at the last
+    assert (end.fired, end.alarm_epoch) == (True, 20)
+    late = V.delta_e_alarm(dropping_at(18), FLAT, FLAT, 500)    # only 2 epochs low: never, and no index error
+    assert (late.fired, late.alarm_epoch) == (False, 20)
+
+
+def test_the_noise_floor_of_each_epoch_is_the_one_before_the_window_it_judges():
+    """A floor of 0.5 (k = 3: 1.5 below the level) hides the drop of about 0.9 wherever it applies. Only
+    at index 11 (read by s = 12): the rule fires one epoch later, at s = 13 (level still -0.11)."""
+    assert V.delta_e_alarm(dropping_at(12), FLAT, FLAT, 500, noise_floor=0.5).fired is False
+    floor = np.zeros(20)
+    floor[11] = 0.5
+    assert V.delta_e_alarm(dropping_at(12), FLAT, FLAT, 500, noise_floor=floor).alarm_epoch == 16
+
+
+def test_a_value_exactly_at_the_threshold_is_not_below_it():
+    """Flat at -0.5 (no noise), floor 0.125, k = 2: the threshold is exactly -0.75 (dyadic, exact)."""
+    at = np.full(20, -0.5)
+    at[12:] = -0.75
+    assert V.delta_e_alarm(at, FLAT, FLAT, 500, k=2.0, noise_floor=0.125).fired is False
+    at[12:] = -0.75 - 2 ** -20
+    assert V.delta_e_alarm(at, FLAT, FLAT, 500, k=2.0, noise_floor=0.125).alarm_epoch == 15
+
+
+def test_the_noise_of_one_step_is_none_and_of_two_steps_their_mad():
+    """window 2, persist 1, no warm-up: s = 2 judges d[2] with one step behind it (noise: the 1e-12
+    floor), s = 3 with two steps [+1, 0] (MAD 0.5 · 1.4826, / √2 = 0.524: threshold 1 − 3 · 0.524)."""
+    one = V.delta_e_alarm([0.0, 1.0, 0.4, 0.4, 0.4], [0.3] * 5, [0.3] * 5, 500, window=2, persist=1, warmup=0.0)
+    assert (one.fired, one.alarm_epoch) == (True, 3)                     # 0.4 < median(0, 1) = 0.5
+    two = V.delta_e_alarm([0.0, 1.0, 1.0, -0.5, 1.0, 1.0], [0.3] * 6, [0.3] * 6, 500, window=2, persist=1, warmup=0.0)
+    assert two.fired is False                                            # -0.5 > 1 − 1.572 = -0.572
+
+
+def test_the_curves_must_be_equally_long_and_at_least_two_epochs():
+    with pytest.raises(ValueError) as err:
+        V.delta_e_alarm([0.1, 0.2, 0.3], [0.3, 0.3], [0.3, 0.3, 0.3], 100)
+    assert str(err.value) == "delta_e_alarm needs equally long per-epoch curves (≥ 2 epochs); got 3, 2, 3"
+    with pytest.raises(ValueError):
+        V.delta_e_alarm([0.1], [0.3], [0.3], 100)
+    assert V.delta_e_alarm([0.1, 0.2], [0.2, 0.3], [0.3, 0.3], 100).verdict == V.ALARM_UNTESTABLE
+
+
+def test_each_verdict_with_its_comparison_and_sentence():
+    n = 1000
+    # never fires and validation keeps the last epoch: nothing tested
+    val_last = np.linspace(0.2, 0.4, 20)
+    u = V.delta_e_alarm(wiggle(20), val_last, val_last, n)
+    assert u.verdict == V.ALARM_UNTESTABLE and (u.alarm_epoch, u.selection_epoch) == (20, 20)
+    assert u.sentence == ("the ΔE rule never fires, so training runs to epoch 20 (40.0% robust test accuracy there); "
+                          "PGD validation selects epoch 20 (40.0%); the last epoch has 40.0%. The difference +0.0 pt "
+                          "(95% interval [-4.3 pt, +4.3 pt], unpaired) makes the alarm " + V.ALARM_UNTESTABLE)
+    # never fires, but validation peaks at epoch 10 (ties: the earliest): compared, not untestable
+    val_peak = np.r_[np.linspace(0.2, 0.4, 10), np.full(10, 0.4)]
+    test_peak = np.r_[np.full(10, 0.40), np.full(10, 0.30)]
+    w = V.delta_e_alarm(wiggle(20), val_peak, test_peak, n, level=0.9)
+    assert (w.fired, w.alarm_epoch, w.selection_epoch, w.acc_alarm, w.acc_selection, w.acc_last) == \
+        (False, 20, 10, 0.30, 0.40, 0.30)
+    expected = V.compare_accuracy(0.30, 0.40, n, labels=("ΔE alarm", "PGD validation"), level=0.9, margin=0)
+    assert w.comparison == expected and w.verdict == V.ALARM_WORSE
+    assert w.sentence.endswith(f"The difference -10.0 pt (95% interval [{V._pt(expected.ci[0])}, "
+                               f"{V._pt(expected.ci[1])}], unpaired) makes the alarm {V.ALARM_WORSE}")
+    better = V.delta_e_alarm(dropping_at(12), val_last, np.r_[np.full(15, 0.45), np.full(5, 0.35)], n)
+    assert (better.alarm_epoch, better.selection_epoch, better.verdict) == (15, 20, V.ALARM_BETTER)
+    assert better.sentence.startswith("the ΔE rule fires at epoch 15 (45.0% robust test accuracy there); PGD "
+                                      "validation selects epoch 20 (35.0%); the last epoch has 35.0%.")
+    # fires where validation peaks: the same model
+    same = V.delta_e_alarm(dropping_at(12), np.r_[np.full(14, 0.2), 0.5, np.full(5, 0.2)], FLAT, n)
+    assert (same.alarm_epoch, same.selection_epoch, same.verdict) == (15, 15, V.ALARM_AS_GOOD)
+    assert same.sentence.endswith(V.ALARM_AS_GOOD + " (both keep the same epoch's model)")
+
+
+def test_equivalence_and_undecided_read_the_90_percent_interval_with_the_margin():
+    rng = np.random.default_rng(0)
+    base = rng.random((20, 4000)) < 0.4                             # per-epoch, per-image outcomes
+    close = base.copy()
+    close[19] = base[14]                                            # the last epoch = the alarm's, 3 images apart
+    close[19, :3] = ~close[19, :3]
+    test = close.mean(axis=1)
+    val = np.r_[np.full(19, 0.2), 0.5]                              # validation keeps the last epoch
+    eq = V.delta_e_alarm(dropping_at(12), val, test, 4000, test_correct=close)
+    tost = V.compare_accuracy(test[14], test[19], 4000, level=0.9, margin=0, correct_a=close[14], correct_b=close[19])
+    assert eq.comparison.paired and eq.verdict == V.ALARM_AS_GOOD
+    assert eq.sentence.endswith(f"; its 90% interval [{V._pt(tost.ci[0])}, {V._pt(tost.ci[1])}] lies within ±1.5 pt "
+                                "(equivalence, TOST at 5 %)") and tost.ci[0] != tost.ci[1]
+    wide = V.delta_e_alarm(dropping_at(12), val, test, 4000, test_correct=close, margin=0.0001)
+    assert wide.verdict == V.ALARM_UNDECIDED
+    assert wide.sentence.endswith(f"; equivalence within ±0.0 pt is not shown either (90% interval "
+                                  f"[{V._pt(tost.ci[0])}, {V._pt(tost.ci[1])}]), and the smallest difference it "
+                                  f"would detect with 80% power is {V.mde_text(eq.comparison.mde)}")
