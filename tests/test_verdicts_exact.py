@@ -259,3 +259,57 @@ def test_equivalence_and_undecided_read_the_90_percent_interval_with_the_margin(
     assert wide.sentence.endswith(f"; equivalence within ±0.0 pt is not shown either (90% interval "
                                   f"[{V._pt(tost.ci[0])}, {V._pt(tost.ci[1])}]), and the smallest difference it "
                                   f"would detect with 80% power is {V.mde_text(eq.comparison.mde)}")
+
+
+# ----------------------------------------------------------------------------- ΔE at the CO onset (P2)
+def co_at(onset, verdict=V.PRESENT):
+    return V.CatastrophicOverfitting(verdict, onset, 0.4, 0.0, 0.0, 100, "planted")
+
+
+POINTS = {"progress": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5],
+          "train_dE_mean": [-0.01, -0.02, -0.04, -0.05, -0.6, -2.0, -0.3],
+          "train_dE_std": [0.1, 0.1, 0.1, 0.3, 0.5, 0.4, 0.2]}
+
+
+def test_the_jump_is_the_largest_value_within_an_epoch_of_the_onset_against_the_point_before():
+    """Onset 2.5 (index 4); within one epoch (2.5-3.5) |ΔE| peaks at 3.0 (-2.0); before: -0.05 at 2.0.
+    |ΔE| changes by 1.95; SE = √((0.3² + 0.4²) / 100) = 0.05 (the spreads of those two points);
+    the earlier changes of |ΔE| are at most 0.02."""
+    e = V.energy_divergence_at_onset(POINTS, co_at(2.5), 100)
+    half = stats.norm.ppf(0.975) * 0.05
+    assert (e.before, e.after, e.statistic, e.verdict) == (-0.05, -2.0, pytest.approx(1.95), V.REPRODUCED)
+    assert e.ci == pytest.approx((1.95 - half, 1.95 + half), abs=1e-12)
+    assert e.sentence == ("the training-set mean ΔE(x) goes from -0.050 (epoch 2, before the collapse) to -2.000 "
+                          "(epoch 3, its largest |value| within 1 epoch of the collapse at 2.5): |ΔE| changes by "
+                          "+1.950, 95% interval [+1.852, +2.048] over 100 tracked training images, against a largest "
+                          "earlier change of 0.020; the energies diverge at the collapse, by more than any earlier change")
+    near = V.energy_divergence_at_onset(POINTS, co_at(2.4), 100, level=0.9, within=0.25)   # nearest point: 2.5
+    half90 = stats.norm.ppf(0.95) * math.sqrt((0.3 ** 2 + 0.5 ** 2) / 100)
+    assert (near.after, near.statistic) == (-0.6, pytest.approx(0.55))
+    assert near.ci == pytest.approx((0.55 - half90, 0.55 + half90), abs=1e-12)
+    assert "within 0.25 epoch of the collapse at 2.5" in near.sentence and ", 90% interval [" in near.sentence
+
+
+def test_a_shrinking_or_drift_sized_change_is_not_the_claim():
+    shrinks = dict(POINTS, train_dE_mean=[-0.9, -0.95, -1.0, -1.0, -0.1, -0.05, -0.02])
+    s = V.energy_divergence_at_onset(shrinks, co_at(2.5), 100)
+    assert s.verdict == V.NOT_REPRODUCED and s.statistic == pytest.approx(-0.9)
+    assert s.sentence.endswith("; |ΔE(x)| shrinks at the collapse")
+    drifting = dict(POINTS, train_dE_mean=[-0.1, -0.6, -0.1, -0.2, -0.5, -0.6, -0.3])   # earlier change 0.5
+    d = V.energy_divergence_at_onset(drifting, co_at(2.5), 100)
+    assert d.statistic == pytest.approx(0.4) and d.ci[0] > 0 and d.verdict == V.INCONCLUSIVE_SCALE
+    assert d.sentence.endswith("against a largest earlier change of 0.500; the change is within the noise or no "
+                               "larger than earlier changes")
+
+
+def test_an_onset_at_the_first_or_second_point_or_no_onset():
+    first = V.energy_divergence_at_onset(POINTS, co_at(0.5), 100)
+    assert first.verdict == V.INCONCLUSIVE_SCALE and first.sentence == ("the collapse is at the first tracked "
+                                                                         "point: no point before it")
+    assert all(math.isnan(x) for x in (first.before, first.after, first.statistic, *first.ci))
+    second = V.energy_divergence_at_onset(POINTS, co_at(1.0), 100)     # one point before: no earlier change
+    assert second.before == -0.01 and "against a largest earlier change of 0.000" in second.sentence
+    for co in (co_at(None), co_at(2.5, V.ABSENT)):
+        none = V.energy_divergence_at_onset(POINTS, co, 100)
+        assert none.verdict == V.INCONCLUSIVE_SCALE and math.isnan(none.statistic)
+        assert none.sentence == f"catastrophic overfitting is {co.verdict} in this run: no onset to read ΔE(x) at"
