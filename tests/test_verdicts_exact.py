@@ -313,3 +313,62 @@ def test_an_onset_at_the_first_or_second_point_or_no_onset():
         none = V.energy_divergence_at_onset(POINTS, co, 100)
         assert none.verdict == V.INCONCLUSIVE_SCALE and math.isnan(none.statistic)
         assert none.sentence == f"catastrophic overfitting is {co.verdict} in this run: no onset to read ΔE(x) at"
+
+
+# ----------------------------------------------------------------------------- DER prevents CO (PAPER.md 2.7)
+def co_run(verdict, final, *, correct=None, untestable="", diverged=False, n=200):
+    from energy_lib import bits
+
+    return V.CatastrophicOverfitting(verdict, 2.5 if verdict == V.PRESENT else None, 0.4, final, final, n, "planted",
+                                     final_correct=None if correct is None else bits.pack(correct),
+                                     untestable=untestable, diverged=diverged)
+
+
+def test_der_prevents_co_compares_the_final_accuracies_paired_when_both_runs_hold_outcomes():
+    rng = np.random.default_rng(1)
+    base_ok, der_ok = rng.random(200) < 0.05, rng.random(200) < 0.3
+    base, der = co_run(V.PRESENT, base_ok.mean(), correct=base_ok), co_run(V.ABSENT, der_ok.mean(), correct=der_ok)
+    r = V.der_prevents_co(base, der, level=0.9)
+    expected = V.compare_accuracy(der_ok.mean(), base_ok.mean(), 200, labels=("with DER", "without DER"), level=0.9,
+                                  correct_a=der_ok.astype(np.uint8), correct_b=base_ok.astype(np.uint8))
+    assert r.final == expected and r.final.paired and (r.base, r.der) == (base, der)
+    assert r.verdict == V.REPRODUCED
+    assert r.sentence == ("without DER catastrophic overfitting is present, with DER absent: DER prevented the collapse; "
+                          f"final robust accuracy {expected.sentence}")
+    one_sided = V.der_prevents_co(co_run(V.PRESENT, 0.05, correct=base_ok), co_run(V.ABSENT, 0.3))
+    assert not one_sided.final.paired
+    assert one_sided.final == V.compare_accuracy(
+        0.3, 0.05, 200, labels=("with DER", "without DER"),
+        why_unpaired="a run's metrics hold no per-image outcomes of its last epoch")
+
+
+@pytest.mark.parametrize("base, der, verdict, text", [
+    (co_run(V.PRESENT, 0.0), co_run(V.PRESENT, 0.0), V.NOT_REPRODUCED, "the run with DER collapsed too"),
+    (co_run(V.ABSENT, 0.3), co_run(V.ABSENT, 0.3), V.INCONCLUSIVE_SCALE,
+     "the run without DER has no catastrophic overfitting to prevent"),
+    (co_run(V.PRESENT, 0.0), co_run(V.INCONCLUSIVE, 0.1), V.INCONCLUSIVE_SCALE, "the run with DER is itself inconclusive"),
+    (co_run(V.PRESENT, 0.0, untestable="the network never learned: its best clean test accuracy is 9 %"),
+     co_run(V.ABSENT, 0.3), V.INCONCLUSIVE_SCALE, "in the run without DER the network never learned"),
+    (co_run(V.PRESENT, 0.0), co_run(V.ABSENT, 0.3, untestable="the network never learned: flat"),
+     V.INCONCLUSIVE_SCALE, "in the run with DER the network never learned"),
+    (co_run(V.PRESENT, 0.0, untestable="the network never learned: a"),
+     co_run(V.ABSENT, 0.3, untestable="the network never learned: b"), V.INCONCLUSIVE_SCALE,
+     "in both runs the network never learned"),
+    (co_run(V.PRESENT, 0.0, diverged=True), co_run(V.ABSENT, 0.3), V.INCONCLUSIVE_SCALE,
+     "the run without DER diverged (clean accuracy at chance or a constant output)"),
+    (co_run(V.PRESENT, 0.0), co_run(V.ABSENT, 0.3, diverged=True), V.INCONCLUSIVE_SCALE,
+     "the run with DER diverged (clean accuracy at chance or a constant output)"),
+    (co_run(V.PRESENT, 0.0, diverged=True), co_run(V.ABSENT, 0.3, diverged=True), V.INCONCLUSIVE_SCALE,
+     "both runs diverged (clean accuracy at chance or a constant output)"),
+])
+def test_der_prevents_co_only_when_the_base_run_collapsed_and_the_der_run_did_not(base, der, verdict, text):
+    r = V.der_prevents_co(base, der)
+    assert r.verdict == verdict
+    assert r.sentence.startswith(f"without DER catastrophic overfitting is {base.verdict}, with DER {der.verdict}: "
+                                 f"{text}; final robust accuracy ")
+
+
+def test_der_prevents_co_needs_the_same_test_images():
+    with pytest.raises(ValueError) as err:
+        V.der_prevents_co(co_run(V.PRESENT, 0.0), co_run(V.ABSENT, 0.3, n=100))
+    assert str(err.value) == "the two runs were tracked on different numbers of test images; track both on the same"
