@@ -372,3 +372,66 @@ def test_der_prevents_co_needs_the_same_test_images():
     with pytest.raises(ValueError) as err:
         V.der_prevents_co(co_run(V.PRESENT, 0.0), co_run(V.ABSENT, 0.3, n=100))
     assert str(err.value) == "the two runs were tracked on different numbers of test images; track both on the same"
+
+
+# ----------------------------------------------------------------------------- three phases with phase 3 at RO
+def ro_result(verdict=V.PRESENT, statistic=-0.05, best_end=80, epochs=100, untestable=""):
+    return V.RobustOverfitting(statistic, 0.01, (statistic - 0.02, statistic + 0.02), 0.45, 0.40,
+                               (best_end - 4, best_end), (epochs - 4, epochs), "validation", 500, 0.0, verdict,
+                               "planted", untestable=untestable)
+
+
+def phase_fit(second=85.0, slopes=(-0.05, -0.001, -0.02), verdict=V.THREE_PHASES, bic=None):
+    return V.PhaseFit(verdict, (10.0, second), slopes, {"line": 100.0, "one": 80.0, "two": 50.0} if bic is None else bic,
+                      50.0, "planted phases")
+
+
+def test_phase_3_must_begin_within_a_tenth_of_the_run_of_where_ro_begins():
+    r = V.phases_reproduced(phase_fit(85.0), ro_result())
+    assert (r.verdict, r.ro_onset, r.phases, r.ro) == (V.REPRODUCED, 80.0, phase_fit(85.0), ro_result())
+    assert r.sentence == ("three phases of the paper's shape and robust overfitting: phase 3 begins at epoch 85, 5 "
+                          "epochs from where robust overfitting begins (after epoch 80; allowed 10): reproduced")
+    assert V.phases_reproduced(phase_fit(90.0), ro_result()).verdict == V.REPRODUCED          # exactly 10 off
+    far = V.phases_reproduced(phase_fit(91.0), ro_result())
+    assert far.verdict == V.NOT_REPRODUCED and far.sentence.endswith("(after epoch 80; allowed 10): not where the "
+                                                                      "paper puts it")
+    short = V.phases_reproduced(phase_fit(12.0), ro_result(best_end=10, epochs=15))   # 1.5 epochs: at least 2
+    assert short.verdict == V.REPRODUCED and "(after epoch 10; allowed 2)" in short.sentence
+    assert V.phases_reproduced(phase_fit(85.0), ro_result(), tolerance=0.03).verdict == V.NOT_REPRODUCED   # 3 epochs
+
+
+def test_without_ro_or_without_a_fit_phase_3_cannot_be_read():
+    absent = V.phases_reproduced(phase_fit(), ro_result(verdict=V.ABSENT))
+    assert absent.verdict == V.INCONCLUSIVE_SCALE and absent.ro_onset == 80.0
+    assert absent.sentence == ("phase 3 is where robust overfitting begins, and robust overfitting is absent in this "
+                               "run: the three-phase claim cannot be read here (the ΔE(x) curve: three phases)")
+    gapless = V.phases_reproduced(phase_fit(), ro_result(V.INCONCLUSIVE, float("nan"), untestable="no gap: none"))
+    assert gapless.ro_onset is None and gapless.sentence.startswith("phase 3 is where robust overfitting begins, "
+                                                                    "and no gap: none: ")
+    unfit = V.PhaseFit(V.NO_PHASES, (), (), {}, 0.0, "6 finite epochs are too few")
+    none = V.phases_reproduced(unfit, ro_result())
+    assert (none.verdict, none.sentence, none.phases) == (V.INCONCLUSIVE_SCALE, "6 finite epochs are too few", unfit)
+
+
+@pytest.mark.parametrize("fit, verdict, ending", [
+    # three phases, but rising: of another shape
+    (phase_fit(slopes=(0.05, 0.001, 0.02)), V.NOT_REPRODUCED, "shows three phases of another shape than the paper's"),
+    # one change point, and a line beats the three-phase fit by more than the margin (40 < 55 − 10)
+    (phase_fit(verdict=V.ONE_CHANGE, bic={"line": 40.0, "one": 45.0, "two": 55.0}), V.NOT_REPRODUCED,
+     "shows one change point"),
+    # ... a smooth polynomial does (the line does not)
+    (phase_fit(verdict=V.ONE_CHANGE, bic={"line": 60.0, "poly2": 40.0, "two": 55.0}), V.NOT_REPRODUCED,
+     "shows one change point"),
+    # the simpler curve wins by exactly the margin: not by more
+    (phase_fit(verdict=V.ONE_CHANGE, bic={"line": 45.0, "one": 30.0, "two": 55.0}), V.INCONCLUSIVE_SCALE,
+     "shows one change point, and no simpler curve beats a three-phase fit by the margin either: the phases are not "
+     "detected at this noise, which is not evidence against them"),
+    # the one-change model is not a "simpler curve" for this purpose
+    (phase_fit(verdict=V.ONE_CHANGE, bic={"line": 60.0, "one": 30.0, "poly2": 50.0, "two": 55.0}),
+     V.INCONCLUSIVE_SCALE, "which is not evidence against them"),
+])
+def test_not_reproduced_needs_evidence_against_the_phases(fit, verdict, ending):
+    r = V.phases_reproduced(fit, ro_result())
+    assert r.verdict == verdict and (r.phases, r.ro, r.ro_onset) == (fit, ro_result(), 80.0)
+    assert r.sentence.startswith("robust overfitting is present (it begins after epoch 80) but the ΔE(x) curve ")
+    assert r.sentence.endswith(ending)
