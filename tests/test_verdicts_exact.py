@@ -435,3 +435,67 @@ def test_not_reproduced_needs_evidence_against_the_phases(fit, verdict, ending):
     assert r.verdict == verdict and (r.phases, r.ro, r.ro_onset) == (fit, ro_result(), 80.0)
     assert r.sentence.startswith("robust overfitting is present (it begins after epoch 80) but the ΔE(x) curve ")
     assert r.sentence.endswith(ending)
+
+
+# ----------------------------------------------------------------------------- the trend over budgets (chapter 1)
+A4 = np.arange(40) * 0.01                                        # mean 0.195
+A8 = A4 + 1.0 + np.where(np.arange(40) % 2 == 0, 0.05, -0.05)  # + 1 per item, ± 0.05
+A16 = A8 + 0.5
+
+
+def eps255(b):
+    return f"{b * 255:g}/255"
+
+
+def test_a_rising_trend_reads_each_paired_step_with_its_interval():
+    t = V.shift_trend({8 / 255: A8, 4 / 255: A4}, +1, what="E(x*) − E(x)", level=0.9, budget_text=eps255)
+    step = V.mean_shift(A8 - A4, +1, what="change of E(x*) − E(x)", level=0.9, random_state=0)
+    assert t.steps == (step,) and t.budgets == (4 / 255, 8 / 255) and t.expected_sign == 1
+    assert t.means == (pytest.approx(0.195), pytest.approx(1.195)) and t.verdict == V.REPRODUCED
+    assert t.sentence == (f"mean E(x*) − E(x) +0.195, +1.19 over the budgets; paired changes with 90% bootstrap intervals "
+                          f"4/255 -> 8/255: +1 [{step.ci[0]:+.3g}, {step.ci[1]:+.3g}]: it rises at every larger budget "
+                          "by more than the noise")
+    assert f"{step.ci[0]:+.3g}" != f"{step.ci[1]:+.3g}"
+    falling = V.shift_trend({1: -A4, 2: -A8, 3: -A16}, -1)
+    assert falling.verdict == V.REPRODUCED and falling.sentence.endswith(": it falls at every larger budget by more "
+                                                                          "than the noise")
+    assert falling.sentence.startswith("mean shift -0.195, -1.19, -1.69 over the budgets; paired changes with 95% "
+                                       "bootstrap intervals 1 -> 2: -1 [")
+
+
+def test_every_interval_uses_the_callers_seed_and_the_other_way_is_bonferroni_corrected(monkeypatch):
+    calls = []
+    original = V.mean_shift
+
+    def spy(values, expected_sign, **kw):
+        calls.append((kw.get("level", V.LEVEL), kw.get("random_state", "default")))
+        return original(values, expected_sign, **kw)
+
+    monkeypatch.setattr(V, "mean_shift", spy)
+    V.shift_trend({1: A4, 2: A8, 3: A16}, +1, random_state=7)
+    # two steps at the verdict's level, then the same two at 1 − 0.05 / 2 for "some step goes the other way"
+    assert calls == [(0.95, 7), (0.95, 7), (pytest.approx(0.975), 7), (pytest.approx(0.975), 7)]
+
+
+def test_a_step_the_other_way_or_a_flat_step():
+    back = V.shift_trend({1: A4, 2: A8, 3: A4}, +1)
+    assert back.verdict == V.NOT_REPRODUCED and back.sentence.endswith(": at some larger budget it moves the other "
+                                                                        "way by more than the noise")
+    flat = V.shift_trend({1: A4, 2: A8, 3: A8 + np.where(np.arange(40) % 2 == 0, 0.01, -0.01)}, +1)
+    assert flat.verdict == V.INCONCLUSIVE_SCALE and flat.sentence.endswith(": not every step rises by more than its "
+                                                                            "noise")
+
+
+def test_one_budget_has_no_trend_and_an_empty_one_has_no_mean():
+    import warnings
+
+    one = V.shift_trend({4: A4}, -1, what="E(x*) − E(x)")
+    assert (one.steps, one.budgets, one.means, one.expected_sign, one.verdict) == \
+        ((), (4,), (pytest.approx(0.195),), -1, V.INCONCLUSIVE_SCALE)
+    assert one.sentence == "mean E(x*) − E(x) +0.195 at a single budget: no trend to read"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # no mean of an empty slice is taken
+        empty = V.shift_trend({4: []}, +1)
+    assert math.isnan(empty.means[0]) and empty.sentence == "mean shift +nan at a single budget: no trend to read"
+    with pytest.raises(ValueError, match=r"the same items in the same order .*got \[40, 39\] values"):
+        V.shift_trend({1: A4, 2: A8[:39]}, +1)
