@@ -499,3 +499,71 @@ def test_one_budget_has_no_trend_and_an_empty_one_has_no_mean():
     assert math.isnan(empty.means[0]) and empty.sentence == "mean shift +nan at a single budget: no trend to read"
     with pytest.raises(ValueError, match=r"the same items in the same order .*got \[40, 39\] values"):
         V.shift_trend({1: A4, 2: A8[:39]}, +1)
+
+
+# ----------------------------------------------------------------------------- adaptive stopping (chapter 5)
+def test_chains_stopped_at_step_one_moved_and_count():
+    """12 chains frozen at step 1 (one step brought them in), 3 at step 0 (they started in the band)."""
+    r = V.adaptive_stop_landing([1] * 12 + [0] * 3, 50, level=0.9)
+    expected = V.mean_shift(np.ones(12), +1, what="share of the moving chains stopped in the band − ½",
+                            share_null=0.5, level=0.9)
+    assert (r.n_chains, r.n_start_within, r.landed, r.verdict) == (15, 3, expected, expected.verdict)
+    assert r.sentence == ("3 of 15 chains (20%) start within √τ of Ē_y (the rule stops them at step 0) and are left "
+                          "out; of the 12 that start outside it, 12 (100%) reach it and stop before step 50, 90% Wilson "
+                          f"interval [{expected.ci[0] + 0.5:.0%}, {expected.ci[1] + 0.5:.0%}] against one half: "
+                          + ("most reach the band" if expected.verdict == V.REPRODUCED else "?"))
+    assert expected.verdict == V.REPRODUCED and f"{expected.ci[0] + 0.5:.0%}" != f"{expected.ci[1] + 0.5:.0%}"
+
+
+def test_chains_that_never_stop_did_not_land():
+    r = V.adaptive_stop_landing([50] * 14 + [3], 50)
+    assert r.verdict == V.NOT_REPRODUCED and r.sentence.endswith(": fewer than half reach the band")
+    half = V.adaptive_stop_landing([50] * 6 + [3] * 6, 50)
+    assert half.verdict == V.INCONCLUSIVE_SCALE and half.sentence.endswith(": whether most reach it is not settled")
+
+
+def test_too_few_moving_chains_or_one_chain():
+    one = V.adaptive_stop_landing([0], 50)
+    assert (one.n_chains, one.n_start_within, one.landed, one.verdict) == (1, 1, None, V.INCONCLUSIVE_SCALE)
+    assert one.sentence == ("1 of 1 chains (100%) start within √τ of Ē_y (the rule stops them at step 0); only 0 "
+                            "chain(s) start outside the band (a verdict needs 10): the check has nothing to test at "
+                            "this start")
+    none = V.adaptive_stop_landing([], 50)
+    assert none.sentence.startswith("0 of 0 chains (0%) start within")
+
+
+# ----------------------------------------------------------------------------- spreads over robust models
+def test_spread_ratios_forwards_its_settings_to_every_ratio_and_bonferroni_to_the_other_way(monkeypatch):
+    from energy_lib import verdicts
+
+    learned = verdicts.model_regime(clean=0.6, n_images=400, n_classes=10, ce=1.2)
+    rng = np.random.default_rng(2)
+    reference = rng.normal(0, 1.0, 200)
+    others = {"TRADES": rng.normal(0, 0.1, 200), "MART": rng.normal(0, 0.12, 200)}
+    calls = []
+    original = V.spread_ratio
+
+    def spy(ref, other, **kw):
+        calls.append(kw)
+        return original(ref, other, **kw)
+
+    monkeypatch.setattr(V, "spread_ratio", spy)
+    r = V.spread_ratios(reference, others, regimes=dict.fromkeys(others, learned))
+    each = [dict(threshold=V.SPREAD_RATIO, labels=("standard", name), paired=True, level=0.95, random_state=0,
+                 regime=learned) for name in others]
+    strict = [dict(threshold=V.SPREAD_RATIO, paired=True, level=pytest.approx(0.975), random_state=0)] * 2
+    assert calls == each + strict
+    assert r.verdict == V.REPRODUCED and r.sentence.startswith("std ΔE(x) of standard over each robust model's: TRADES: ")
+    assert r.sentence.endswith(f"; every robust model is at least {V.SPREAD_RATIO:g}x tighter by more than the noise")
+    calls.clear()
+    V.spread_ratios(reference, others, regimes=dict.fromkeys(others, learned), threshold=3.0, reference_label="ResNet",
+                    paired=False, level=0.9, random_state=4)
+    assert calls[0] == dict(threshold=3.0, labels=("ResNet", "TRADES"), paired=False, level=0.9, random_state=4,
+                            regime=learned)
+    assert calls[2] == dict(threshold=3.0, paired=False, level=pytest.approx(0.95), random_state=4)
+
+
+def test_no_robust_model_is_inconclusive_with_the_threshold_kept():
+    r = V.spread_ratios(np.ones(5), {}, regimes={}, threshold=4.0)
+    assert (r.ratios, r.threshold, r.verdict, r.sentence) == ({}, 4.0, V.INCONCLUSIVE_SCALE,
+                                                             "no robust model to compare with the standard one")
