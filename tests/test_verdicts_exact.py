@@ -567,3 +567,62 @@ def test_no_robust_model_is_inconclusive_with_the_threshold_kept():
     r = V.spread_ratios(np.ones(5), {}, regimes={}, threshold=4.0)
     assert (r.ratios, r.threshold, r.verdict, r.sentence) == ({}, 4.0, V.INCONCLUSIVE_SCALE,
                                                              "no robust model to compare with the standard one")
+
+
+# ----------------------------------------------------------------------------- small readers of a comparison
+def planted_comparison(ci, p_value):
+    import dataclasses
+
+    base = V.compare_accuracy(0.45, 0.42, 1000, labels=("SAT + DER", "SAT"))
+    return dataclasses.replace(base, ci=ci, p_value=p_value)
+
+
+@pytest.mark.parametrize("ci, p, verdict", [
+    ((0.02, 0.05), 0.001, V.REPRODUCED),            # significant, above the threshold
+    ((0.02, 0.05), 1 - V.LEVEL, V.INCONCLUSIVE_SCALE),   # p = 1 − level is not below it
+    ((0.02, 0.05), 0.5, V.INCONCLUSIVE_SCALE),      # not significant
+    ((0.005, 0.05), 0.001, V.INCONCLUSIVE_SCALE),   # significant, but the interval contains the threshold
+    ((0.01, 0.05), 0.001, V.INCONCLUSIVE_SCALE),    # its lower end exactly at the threshold: not above it
+    ((-0.02, 0.01), 0.5, V.INCONCLUSIVE_SCALE),     # its upper end exactly at the threshold: not below it
+    ((-0.02, 0.005), 0.5, V.NOT_REPRODUCED),        # below the threshold: a smaller gain than claimed
+])
+def test_at_least_a_threshold_needs_significance_and_the_interval_above_it(ci, p, verdict):
+    r = V.at_least(planted_comparison(ci, p), 0.01, "SAT + DER ≥ SAT + 1 pt")
+    assert r.verdict == verdict
+    assert r.sentence.startswith("SAT + DER 45.0% vs SAT 42.0% on 1000 images: +3.0 pt, 95% Newcombe interval "
+                                 f"[{V._pt(ci[0])}, {V._pt(ci[1])}]")
+
+
+def test_the_best_window_on_even_epochs_reaches_the_last_window_and_no_further():
+    import warnings
+
+    acc = np.where(np.arange(20) % 2 == 0, 0.3, 0.4)
+    acc[18] = 0.6                                              # the best even epoch is the 19th
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # no window past the end (a mean of nothing)
+        r = V.robust_overfitting(acc, 500)
+    # windows of k = 2: (17, 19) and (18, 20) both hold position 18; the first wins: epochs 18-19
+    assert r.best_window == (18, 19) and r.selected_on == "even epochs (scored on odd epochs)"
+    early = np.where(np.arange(20) % 2 == 0, 0.3, 0.4)
+    early[4] = 0.6
+    assert V.robust_overfitting(early, 500).best_window == (4, 5)
+
+
+# ----------------------------------------------------------------------------- scores with a spread (KID)
+def test_score_comparisons_need_both_spreads_and_read_the_interval_strictly():
+    none = V.compare_scores(0.30, 0.0, 0.40, 0.02, labels=("pca", "noise"))
+    assert (none.statistic, none.labels, none.verdict) == (pytest.approx(0.1), ("pca", "noise"), V.INCONCLUSIVE_SCALE)
+    assert math.isnan(none.halfwidth)
+    assert none.sentence == ("KID pca 0.3000 vs noise 0.4000: difference +0.1000, but a score has no spread estimate "
+                             "(one subset of samples), so no verdict")
+    assert V.compare_scores(0.30, 0.02, 0.40, 0.0).verdict == V.INCONCLUSIVE_SCALE
+    # half-width z·√(0.03² + 0.04²) = 1.96 · 0.05: a difference of exactly that is not beyond it
+    half = stats.norm.ppf(0.975) * 0.05
+    edge = V.compare_scores(0.0, 0.03, half, 0.04, what="FID")
+    assert edge.halfwidth == pytest.approx(half, rel=1e-12) and edge.statistic == pytest.approx(half, rel=1e-12)
+    assert edge.verdict == V.INCONCLUSIVE_SCALE and edge.sentence.startswith("FID A 0.0000 ± 0.0300 vs B ")
+    below = V.compare_scores(half, 0.03, 0.0, 0.04)
+    assert below.verdict == V.INCONCLUSIVE_SCALE
+    clear = V.compare_scores(0.0, 0.03, 0.2, 0.04, labels=("pca", "noise"))
+    assert (clear.statistic, clear.labels, clear.verdict) == (0.2, ("pca", "noise"), V.REPRODUCED)
+    assert clear.sentence.endswith("; pca is lower by more than the noise")
