@@ -626,3 +626,62 @@ def test_score_comparisons_need_both_spreads_and_read_the_interval_strictly():
     clear = V.compare_scores(0.0, 0.03, 0.2, 0.04, labels=("pca", "noise"))
     assert (clear.statistic, clear.labels, clear.verdict) == (0.2, ("pca", "noise"), V.REPRODUCED)
     assert clear.sentence.endswith("; pca is lower by more than the noise")
+
+
+# ----------------------------------------------------------------------------- notes, identities, inputs
+def test_scale_note_is_comparable_only_for_the_papers_model_on_all_images():
+    assert V.scale_note("resnet18", None) == "this run uses the paper's model and data, so the values are comparable"
+    assert V.scale_note("resnet18", 5000) == ("a resnet18 on 5,000 images lives on a different energy scale, so only "
+                                              "the direction and the shape are comparable")
+    assert V.scale_note("small_cnn", None) == ("a small_cnn on all images lives on a different energy scale, so only "
+                                               "the direction and the shape are comparable")
+    assert V.scale_note("wrn", None, paper_model="wrn").startswith("this run uses the paper's model")
+
+
+def test_late_phase_note_from_50_epochs_on():
+    assert V.late_phase_note(50) == "the runs last 50 epochs, long enough for the late phase the paper describes"
+    assert V.late_phase_note(49).startswith("with 49 epochs there is no late phase")
+    assert V.late_phase_note(50, late_from=51).startswith("with 50 epochs there is no late phase")
+
+
+def test_late_delta_e_averages_each_image_over_the_last_quarter_of_the_epochs():
+    import pandas as pd
+
+    samples = pd.DataFrame({"epoch": np.repeat(np.arange(1, 9), 2), "sample": np.tile([0, 1], 8),
+                            "dE": np.arange(16, dtype=float)})
+    # epochs > 8 · 0.75 = 6: epochs 7 and 8 (rows 12-15); epoch 6 is not in it
+    assert V.late_delta_e(samples).to_dict() == {0: 13.0, 1: 14.0}
+    assert V.late_delta_e(samples, last_fraction=0.5).to_dict() == {0: 11.0, 1: 12.0}   # epochs 5-8
+
+
+def test_identity_check_at_its_tolerance():
+    assert V.identity_check(1e-9)[0] == V.NOT_REPRODUCED            # at the tolerance: not below it
+    assert V.identity_check(9.9e-10) == (V.REPRODUCED, "9.9e-10, float64 rounding (below 1e-09), so the identity holds")
+
+
+def test_images_needed_unpaired_at_the_mean_accuracy_and_paired_at_the_discordance():
+    from energy_lib.power import paired_n_needed, unpaired_n_needed
+
+    unpaired = V.compare_accuracy(0.5, 0.3, 1000)
+    assert unpaired.images_needed(0.02) == unpaired_n_needed(0.02, 0.4)
+    assert unpaired.power_text(0.02) == (f"the paper's +2.0 pt needs about {math.ceil(unpaired_n_needed(0.02, 0.4)):,} "
+                                         "images per method (unpaired); this build has 1,000")
+    a = np.zeros(1000, bool)
+    b = np.zeros(1000, bool)
+    a[:100] = True                                             # 100 of 1,000 images discordant
+    paired = V.compare_accuracy(0.1, 0.0, 1000, correct_a=a, correct_b=b)
+    assert paired.images_needed(0.02) == paired_n_needed(0.02, 0.1)
+    assert paired.power_text(0.02).startswith("the paper's +2.0 pt needs about ")
+    assert "paired images at this discordance (10%)" in paired.power_text(0.02)
+    agree = V.compare_accuracy(0.0, 0.0, 1000, correct_a=b, correct_b=b)   # no discordant image at all
+    assert agree.images_needed(0.02) == math.inf
+    assert agree.power_text(0.02) == ("the paper's +2.0 pt needs more images than exist paired images at this "
+                                      "discordance (0%); this build has 1,000")
+
+
+def test_reproduction_refuses_what_is_not_a_presence_verdict():
+    with pytest.raises(ValueError) as err:
+        V.reproduction(V.REPRODUCED)
+    assert str(err.value) == f"verdict 'reproduced' / expected 'present': use one of {V.PRESENCE}"
+    with pytest.raises(ValueError):
+        V.reproduction(V.PRESENT, expected=V.INCONCLUSIVE)
