@@ -685,3 +685,15 @@ def test_reproduction_refuses_what_is_not_a_presence_verdict():
     assert str(err.value) == f"verdict 'reproduced' / expected 'present': use one of {V.PRESENCE}"
     with pytest.raises(ValueError):
         V.reproduction(V.PRESENT, expected=V.INCONCLUSIVE)
+
+
+def test_a_result_as_a_dict_holds_every_field_with_tuples_as_lists_and_a_summary_row():
+    e = V.energy_divergence_at_onset(POINTS, co_at(2.5), 100)
+    d = e.to_dict()
+    assert list(d) == ["verdict", "before", "after", "statistic", "ci", "sentence"]
+    assert d["ci"] == list(e.ci) and isinstance(d["ci"], list) and d["verdict"] == V.REPRODUCED
+    row = e.summary("ΔE diverges at CO", "2.3", "sharply", kind="sanity check")
+    assert row == {"claim": "ΔE diverges at CO", "section": "2.3", "paper": "sharply", "this build": e.statistic_text,
+                   "verdict": V.REPRODUCED, "kind": "sanity check"}
+    with pytest.raises(ValueError, match="a summary row needs one of"):
+        e.summary("x", "2.3", "y", verdict=V.PRESENT)
