@@ -221,3 +221,18 @@ def test_mutants_that_appear_during_a_rerun_are_checked_in_the_same_run(tmp_path
     assert calls == [["energy_lib.energy.x_joint_energy__mutmut_1"],
                      ["energy_lib.energy.x_new__mutmut_1", "energy_lib.energy.x_new__mutmut_2"]]
     assert (entry.mutants, entry.unchecked, entry.caught, len(entry.survivors)) == (4, 0, 2, 2)
+
+
+def test_a_report_never_rewrites_the_mutmut_configuration(tmp_path, monkeypatch):
+    """A report during a run must not touch the run's pyproject.toml: mutmut resets every result of a
+    module whose test selection changed (a report with an edited SCOPES did that to verdicts' run)."""
+    folder = tmp_path / "energy"
+    (folder / "mutants" / "energy_lib").mkdir(parents=True)
+    (folder / "mutants" / "energy_lib" / "energy.py.meta").write_text(json.dumps({"exit_code_by_key": {
+        "energy_lib.energy.x_marginal_energy__mutmut_1": 1}}))
+    (folder / "pyproject.toml").write_text("# the run's own configuration\n")
+    monkeypatch.setattr(mutation, "MUTANTS", tmp_path)
+    entry = mutation.check_module("energy", SCOPES["energy"], {}, jobs=1, run=False)
+    assert (entry.mutants, entry.caught) == (1, 1)
+    assert (folder / "pyproject.toml").read_text() == "# the run's own configuration\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["mutants", "pyproject.toml"]   # no links made either

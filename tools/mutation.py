@@ -456,7 +456,9 @@ def run_mutmut(folder: Path, jobs: int, names: list[str] | None = None) -> int:
 
 
 def check_module(label: str, scope: Scope, equivalent: dict, *, jobs: int, run: bool) -> ModuleScore:
-    folder = prepare(label, scope)
+    # a report only reads: rewriting the mutmut configuration (its test selection) under a run in
+    # progress makes that run's next invocation reset every result of the module
+    folder = prepare(label, scope) if run else workdir(label)
     results = read_results(folder / "mutants") if (folder / "mutants").is_dir() else {}
     if run:
         names, tried = mutant_selection(scope, results), set()
