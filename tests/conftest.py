@@ -27,6 +27,13 @@ def repo_root() -> Path:
 
 
 @pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """An empty run store that $ENERGY_RUNS points at (created by whatever writes to it)."""
+    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
 def interrupt_autoattack(monkeypatch):
     """`arm(n)` makes the n-th AutoAttack chunk raise KeyboardInterrupt (an interrupted
     evaluation) and returns `disarm()`, which restores the real attack for the resume."""

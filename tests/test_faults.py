@@ -122,12 +122,6 @@ def reference(tmp_path_factory) -> Path:
     return store / NAME
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def copy_of(reference: Path, store: Path) -> Run:
     shutil.copytree(reference, store / NAME)
     cfg = TrainConfig.from_dict(json.loads((store / NAME / "config.json").read_text()))

@@ -21,12 +21,6 @@ TINY1 = TINY.replace(epochs=1, schedule="constant")   # one-cycle needs more tha
 TIMING = ("time_train_s", "time_track_s", "images_per_s")
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def failing_at(epoch, make_error):
     """The SAT loss, except that it fails at the first step of `epoch` (0-based)."""
     original = losses.LOSSES["sat"]

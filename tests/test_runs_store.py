@@ -21,12 +21,6 @@ TINY = TrainConfig.from_profile("smoke", overrides=dict(
     attack_steps=1, track_attack_steps=1, device="cpu"))
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENERGY_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def checkpoint(cfg: TrainConfig, epoch: int = 2) -> dict:
     """A checkpoint with every key a run checkpoint holds (no weights: the store never needs them here)."""
     return {"model": {}, "optimizer": {}, "scheduler": {}, "epoch": epoch, "rng": {}, "best": 0.25,

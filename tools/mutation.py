@@ -475,7 +475,6 @@ def check_module(label: str, scope: Scope, equivalent: dict, *, jobs: int, run: 
             # unchecked, that this run could not name yet; run them now (each name once)
             tried.update(names)
             names = [n for n in mutant_selection(scope, results) if n not in tried]
-        results = read_results(folder / "mutants")
     uncaught = [n for n, code in results.items() if code not in CAUGHT and code not in UNCHECKED]
     changes = diffs(uncaught, folder, scope.path)
     return score(results, equivalent, show=changes.__getitem__, scopes={label: scope})[label]
