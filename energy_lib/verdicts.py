@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import dataclasses
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -1521,6 +1522,9 @@ class SpreadRatio(Result):
             return f"not testable here: {self.untestable.split(':')[0]} (n = {self.n}{measured})"
         if not math.isfinite(self.statistic):
             return f"not measurable ({self.sentence})"
+        if not math.isfinite(self.ci[0]):
+            return (f"std ΔE(x) {self.labels[0]} / {self.labels[1]} = {_times(self.statistic)}× (n = {self.n}; no "
+                    "bootstrap interval: resamples without spread)")
         return (f"std ΔE(x) {self.labels[0]} / {self.labels[1]} = {_times(self.statistic)}× "
                 f"[{_times(self.ci[0])}, {_times(self.ci[1])}] (n = {self.n}; detectable: ×/÷ {self.mde:.2f} from "
                 f"{self.threshold:g}×)")
@@ -1536,22 +1540,21 @@ def _log_sd_ratio(a, b, axis=-1):
 
 
 def model_regime(clean: float, n_images: int, n_classes: int, *, ce: float | None = None, robust: float | None = None,
-                 energy_mean: float | None = None, energy_std: float | None = None, steps: int | None = None,
-                 level: float = LEVEL) -> Regime:
+                 energy_mean: float | None = None, steps: int | None = None, level: float = LEVEL) -> Regime:
     """The regime of an evaluated model (one checkpoint: a lens record, a RobustBench model) from its
     clean outcomes on the `n_images` images a verdict reads: `regime.regime_from_metrics` of that one
     point, so the rule is the one every training run is read with. The network **learned** when its
     clean accuracy `clean` is significantly (Wilson, `level`) above `regime.LEARNED_FACTOR` x chance
     (1 / `n_classes`) and its mean clean CE `ce` (per image E(x, y) − E(x)) is at least
     `regime.INFORMATION_FLOOR` x ln K below the uniform prediction's ln K (not judged when `ce` is None).
-    `robust`, `energy_mean`, `energy_std` (of E(x) on the same images) and `steps` (optimizer steps,
-    when known) are shown in its texts. One point, so nothing can have diverged."""
+    `robust`, `energy_mean` (of E(x) on the same images) and `steps` (optimizer steps, when known) are
+    kept in it and shown in its texts. One point, so nothing can have diverged (the spread of E(x),
+    which a run's regime reads for a constant output after it learned, has no later point to read)."""
     if n_images < 1 or not 0 <= clean <= 1:
         raise ValueError(f"model_regime needs n_images >= 1 and a clean accuracy in [0, 1]; got {n_images}, {clean}")
     nan = float("nan")
     point = {"test_acc_nat": [float(clean)], "test_acc_adv": [nan if robust is None else float(robust)],
              "test_E_nat_mean": [nan if energy_mean is None else float(energy_mean)],
-             "test_E_nat_std": [nan if energy_std is None else float(energy_std)],
              "test_ce_nat": [nan if ce is None else float(ce)]}
     import pandas as pd
 
@@ -1569,8 +1572,9 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
     interval (scipy.stats.bootstrap of the log ratio; `paired` when both were measured on the same
     images: plain arrays in the same order, or pandas Series keyed by image id, aligned on it).
     Verdict: `reproduced` when the interval lies above `threshold`, `not reproduced` when it lies
-    below, `inconclusive at this scale` when it contains it, or when a spread is 0 or there are fewer
-    than 3 values (no spread to compare). `mde`: the factor by which the true ratio must lie above or
+    below, `inconclusive at this scale` when it contains it, when a spread is 0 or there are fewer
+    than 3 values (no spread to compare), or when some resamples have no spread (few or tied values:
+    no interval). Missing values (NaN, None) are dropped, pairwise when `paired`. `mde`: the factor by which the true ratio must lie above or
     below `threshold` for a test with this noise to notice at 80 % power and the 5 % level.
 
     `regime` (the robust model's `energy_lib.regime.Regime`, e.g. `model_regime` of its clean outcomes
@@ -1588,9 +1592,11 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
         if a.shape != b.shape:
             raise ValueError(f"a paired spread ratio needs the same images for both models; got {a.shape} and "
                              f"{b.shape} values (pass paired=False for different images)")
+        both = np.isfinite(a) & np.isfinite(b)   # an image missing for either model leaves both: pairs stay aligned
+        a, b = a[both], b[both]
     else:
         a, b = (np.asarray(v, dtype=float).ravel() for v in (reference, other))
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     ref, oth = labels
     sd_a = float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")
     sd_b = float(np.std(b, ddof=1)) if len(b) > 1 else float("nan")
@@ -1603,24 +1609,32 @@ def spread_ratio(reference, other, *, threshold: float = SPREAD_RATIO, labels=("
         return SpreadRatio(float("nan"), nan2, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired,
                            INCONCLUSIVE_SCALE, why, untestable=untestable)
     ratio = sd_a / sd_b
-    boot = stats.bootstrap((a, b), _log_sd_ratio, paired=paired, vectorized=True, n_resamples=2000,
-                           random_state=random_state, method="percentile", confidence_level=level)
+    # a resample without spread has no log ratio (its nan is read below, not warned about)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        boot = stats.bootstrap((a, b), _log_sd_ratio, paired=paired, vectorized=True, n_resamples=2000,
+                               random_state=random_state, method="percentile", confidence_level=level)
     ci = (float(np.exp(boot.confidence_interval.low)), float(np.exp(boot.confidence_interval.high)))
-    verdict = REPRODUCED if ci[0] > threshold else NOT_REPRODUCED if ci[1] < threshold else INCONCLUSIVE_SCALE
     factor = float(np.exp(mde_from_se(boot.standard_error)))
-    text = {REPRODUCED: f"at least {threshold:g}x tighter by more than the noise, as the paper expects",
-            NOT_REPRODUCED: f"less than {threshold:g}x tighter by more than the noise",
-            INCONCLUSIVE_SCALE: (f"{threshold:g}x lies within the interval (a true ratio {factor:.2f} times above or "
-                                 f"below {threshold:g}x would have been detected with {POWER:.0%} power)")}[verdict]
+    if not all(map(math.isfinite, ci)):   # few or tied values: some resamples repeat one value, and no interval
+        verdict, text = INCONCLUSIVE_SCALE, ("some bootstrap resamples have no spread (too few distinct values), so "
+                                             "there is no interval to read: inconclusive at this scale")
+        ci, factor = nan2, float("nan")
+    else:
+        verdict = REPRODUCED if ci[0] > threshold else NOT_REPRODUCED if ci[1] < threshold else INCONCLUSIVE_SCALE
+        text = {REPRODUCED: f"at least {threshold:g}x tighter by more than the noise, as the paper expects",
+                NOT_REPRODUCED: f"less than {threshold:g}x tighter by more than the noise",
+                INCONCLUSIVE_SCALE: (f"{threshold:g}x lies within the interval (a true ratio {factor:.2f} times above "
+                                     f"or below {threshold:g}x would have been detected with {POWER:.0%} power)")}[verdict]
+    interval = f"interval {_times(ci[0])}-{_times(ci[1])}" if math.isfinite(ci[0]) else "no interval"
     sentence = (f"std ΔE(x) is {sd_a:.3g} for {ref} and {sd_b:.3g} for {oth} on {min(len(a), len(b))} "
-                f"{'shared ' if paired else ''}images: {oth} is {_times(ratio)}x tighter, {level:.0%} bootstrap "
-                f"interval {_times(ci[0])}-{_times(ci[1])}; {text}")
+                f"{'shared ' if paired else ''}images: {oth} is {_times(ratio)}x tighter"
+                + (f", {level:.0%} bootstrap {interval}" if math.isfinite(ci[0]) else "") + f"; {text}")
     if untestable:
         verdict = INCONCLUSIVE_SCALE
         sentence = (f"{untestable}; a network that did not learn is tight by construction, so {oth}'s std ΔE(x) "
-                    f"({sd_b:.3g} against {sd_a:.3g} for {ref}: {_times(ratio)}x tighter, interval "
-                    f"{_times(ci[0])}-{_times(ci[1])}) says nothing about a robust classifier's landscape: inconclusive "
-                    "at this scale")
+                    f"({sd_b:.3g} against {sd_a:.3g} for {ref}: {_times(ratio)}x tighter, {interval}) says nothing "
+                    "about a robust classifier's landscape: inconclusive at this scale")
     return SpreadRatio(float(ratio), ci, threshold, sd_a, sd_b, tuple(labels), min(len(a), len(b)), paired, verdict,
                        sentence, factor, untestable)
 
@@ -1700,8 +1714,10 @@ def spread_ratios(reference, others: dict, *, regimes: dict, threshold: float = 
         if r.untestable:
             measured = f", its {_times(r.statistic)}x not read" if math.isfinite(r.statistic) else ""
             return f"{name}: {r.untestable.split(':')[0]}{measured}"
-        if math.isfinite(r.statistic):
+        if math.isfinite(r.statistic) and math.isfinite(r.ci[0]):
             return f"{name}: {_times(r.statistic)}x [{_times(r.ci[0])}, {_times(r.ci[1])}]"
+        if math.isfinite(r.statistic):
+            return f"{name}: {_times(r.statistic)}x, no interval (resamples without spread)"
         return f"{name}: not measurable"
 
     listed = "; ".join(item(name, r) for name, r in each.items())

@@ -697,3 +697,242 @@ def test_a_result_as_a_dict_holds_every_field_with_tuples_as_lists_and_a_summary
                    "verdict": V.REPRODUCED, "kind": "sanity check"}
     with pytest.raises(ValueError, match="a summary row needs one of"):
         e.summary("x", "2.3", "y", verdict=V.PRESENT)
+
+
+# ----------------------------------------------------------------------------- mean shifts (PAPER.md 2.1, 5.3)
+def mean_interval(v, level=0.95, seed=0):
+    """The documented protocol: scipy's percentile bootstrap of the mean, 2,000 resamples, seed 0."""
+    ci = stats.bootstrap((np.asarray(v, float),), np.mean, n_resamples=2000, random_state=seed, method="percentile",
+                         confidence_level=level).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+DOWN = np.tile([-0.2, -0.4, -0.3, 0.1], 10)                      # mean -0.2, spread enough for a bootstrap
+
+
+def test_a_mean_shift_is_the_mean_with_its_percentile_bootstrap_and_t_test():
+    r = V.mean_shift(DOWN, -1, what="E(x*) − E(x)")
+    assert (r.statistic, r.n, r.expected_sign, r.what, r.verdict) == (pytest.approx(-0.2, abs=1e-15), 40, -1,
+                                                                    "E(x*) − E(x)", V.REPRODUCED)
+    assert r.ci == pytest.approx(mean_interval(DOWN), abs=1e-15) and r.ci != pytest.approx(mean_interval(DOWN, seed=1))
+    assert r.p_value == pytest.approx(stats.ttest_1samp(DOWN, 0.0).pvalue, rel=1e-12)
+    assert r.sentence == (f"mean E(x*) − E(x) -0.2 over 40 values, 95% bootstrap interval [{r.ci[0]:+.3g}, "
+                          f"{r.ci[1]:+.3g}] (t-test p = {r.p_value:.2g}): below 0 by more than the noise, as the paper "
+                          "expects")
+    assert r.statistic_text == f"mean E(x*) − E(x) -0.2 [{r.ci[0]:+.3g}, {r.ci[1]:+.3g}] (n = 40)"
+    wide = V.mean_shift(DOWN, -1, level=0.5, random_state=3)           # the caller's level and seed
+    assert wide.ci == pytest.approx(mean_interval(DOWN, level=0.5, seed=3), abs=1e-15)
+    assert ", 50% bootstrap interval " in wide.sentence
+
+
+def test_the_side_of_zero_names_the_papers_sign_in_every_verdict():
+    up = V.mean_shift(-DOWN, +1)
+    assert up.verdict == V.REPRODUCED and up.sentence.endswith(": above 0 by more than the noise, as the paper expects")
+    assert up.sentence.startswith("mean shift +0.2 over 40 values")                    # the default name
+    wrong_down = V.mean_shift(-DOWN, -1)
+    assert wrong_down.verdict == V.NOT_REPRODUCED
+    assert wrong_down.sentence.endswith(": on the other side of 0 than the paper expects (below), by more than the noise")
+    wrong_up = V.mean_shift(DOWN, +1)
+    assert wrong_up.verdict == V.NOT_REPRODUCED
+    assert wrong_up.sentence.endswith(": on the other side of 0 than the paper expects (above), by more than the noise")
+    unsure = V.mean_shift(np.tile([-1.0, 1.0, -0.5, 0.5], 10), -1)
+    assert unsure.verdict == V.INCONCLUSIVE_SCALE
+    assert unsure.sentence.endswith(": 0 lies within the interval, so the sign is not settled")
+
+
+def test_values_without_spread_have_the_value_as_interval_and_a_p_value_of_0_or_1():
+    for value, p, verdict in [(0.3, 0.0, V.REPRODUCED), (1.0, 0.0, V.REPRODUCED), (0.0, 1.0, V.INCONCLUSIVE_SCALE)]:
+        r = V.mean_shift(np.full(8, value), +1)
+        assert (r.statistic, r.ci, r.p_value, r.verdict) == (value, (value, value), p, verdict)
+    halves = V.mean_shift(np.tile([0.0, 1.0], 10), +1)      # a spread of exactly 1 is still a spread: bootstrapped
+    assert halves.ci == pytest.approx(mean_interval(np.tile([0.0, 1.0], 10)), abs=1e-15) and halves.ci[0] < halves.ci[1]
+
+
+def test_missing_values_are_dropped_and_indicators_may_be_booleans():
+    with_gaps = [-0.2, None, -0.4, float("nan"), -0.3, 0.1] + list(DOWN[4:])
+    assert V.mean_shift(with_gaps, -1) == V.mean_shift(DOWN, -1)
+    hits = np.tile([True, True, False, True], 5)
+    assert V.mean_shift(hits, +1) == V.mean_shift(hits.astype(float), +1)
+    assert V.mean_shift(hits, +1, share_null=0.5) == V.mean_shift(hits.astype(float), +1, share_null=0.5)
+
+
+def test_fewer_than_two_values_have_no_mean_interval_or_p_value():
+    for values in ([], [0.4], [0.4, float("nan")]):
+        r = V.mean_shift(values, +1, what="ΔE")
+        assert math.isnan(r.statistic) and all(map(math.isnan, r.ci)) and math.isnan(r.p_value)
+        n = 0 if not values else 1
+        assert (r.expected_sign, r.n, r.what, r.verdict) == (+1, n, "ΔE", V.INCONCLUSIVE_SCALE)
+        assert r.sentence == f"{n} value(s) of ΔE: too few for a verdict"
+        assert r.statistic_text == f"too few values (n = {n})"
+
+
+def wilson_by_hand(k, n, level):
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_a_share_against_its_null_reads_the_wilson_interval_at_the_callers_level():
+    hits = np.r_[np.ones(14), np.zeros(6)]                   # 14 of 20 against a null share of 0.3
+    r = V.mean_shift(hits, +1, share_null=0.3, level=0.9)
+    low, high = wilson_by_hand(14, 20, 0.9)
+    assert r.statistic == pytest.approx(0.4, abs=1e-15) and r.ci == pytest.approx((low - 0.3, high - 0.3), abs=1e-12)
+    assert r.p_value == pytest.approx(stats.binomtest(14, 20, 0.3).pvalue, rel=1e-12)
+    assert r.p_value != pytest.approx(stats.binomtest(14, 20, 0.5).pvalue, rel=1e-3)
+    assert r.sentence == (f"mean shift +0.4 over 20 values, 90% Wilson interval [{r.ci[0]:+.3g}, {r.ci[1]:+.3g}] "
+                          f"(binomial p = {r.p_value:.2g}): above 0 by more than the noise, as the paper expects")
+
+
+# ----------------------------------------------------------------------------- spread ratios, exactly
+def log_ratio_interval(a, b, paired=True, level=0.95, seed=0):
+    """The documented protocol: scipy's percentile bootstrap of log(std(a) / std(b)) (sample standard
+    deviations), 2,000 resamples, seed 0, back on the ratio scale."""
+    log_ratio = lambda x, y, axis=-1: np.log(np.std(x, ddof=1, axis=axis) / np.std(y, ddof=1, axis=axis))  # noqa: E731
+    ci = stats.bootstrap((a, b), log_ratio, paired=paired, n_resamples=2000, random_state=seed, method="percentile",
+                         confidence_level=level).confidence_interval
+    return float(np.exp(ci.low)), float(np.exp(ci.high))
+
+
+WIDE = np.tile([-3.0, 1.0, 4.0, -2.0, 0.0], 8)                  # 40 values
+TIGHT = np.tile([0.1, -0.2, 0.3, 0.0, -0.1, 0.2, -0.3, 0.05], 5)
+T = V._times          # pinned on its own below
+
+
+def test_a_spread_ratio_is_of_sample_deviations_with_its_percentile_bootstrap():
+    r = V.spread_ratio(WIDE, TIGHT)
+    sd_a, sd_b = np.std(WIDE, ddof=1), np.std(TIGHT, ddof=1)
+    assert (r.statistic, r.std_reference, r.std_other) == (pytest.approx(sd_a / sd_b, rel=1e-14), sd_a, sd_b)
+    assert r.ci == pytest.approx(log_ratio_interval(WIDE, TIGHT), rel=1e-12) and T(r.ci[0]) != T(r.ci[1])
+    assert r.ci != pytest.approx(log_ratio_interval(WIDE, TIGHT, seed=1), rel=1e-6)
+    assert (r.threshold, r.labels, r.n, r.paired, r.verdict) == (5.0, ("standard", "robust"), 40, True, V.REPRODUCED)
+    assert r.sentence == (f"std ΔE(x) is {sd_a:.3g} for standard and {sd_b:.3g} for robust on 40 shared images: robust "
+                          f"is {T(r.statistic)}x tighter, 95% bootstrap interval {T(r.ci[0])}-{T(r.ci[1])}; at least "
+                          "5x tighter by more than the noise, as the paper expects")
+    apart = V.spread_ratio(WIDE, TIGHT[:30], paired=False, level=0.9, random_state=2, labels=("std", "AT"))
+    assert apart.ci == pytest.approx(log_ratio_interval(WIDE, TIGHT[:30], paired=False, level=0.9, seed=2), rel=1e-12)
+    assert (apart.n, apart.paired, apart.labels) == (30, False, ("std", "AT"))
+    assert " for AT on 30 images: AT is " in apart.sentence and ", 90% bootstrap interval " in apart.sentence
+
+
+def test_the_ratios_text_has_two_decimals_below_ten_and_none_from_ten():
+    assert [V._times(x) for x in (4.734, 9.994, 10.0, 35.1, 12663.6)] == ["4.73", "9.99", "10", "35", "12,664"]
+
+
+def test_a_ratio_equal_to_the_threshold_in_every_resample_is_not_beyond_it():
+    """`other` is `reference` / 4 (exact in floating point), so every resample's ratio is 4: the
+    interval touches the threshold from above or below and is never beyond it."""
+    tight = WIDE * 0.25
+    r = V.spread_ratio(WIDE, tight, threshold=4.0)
+    assert r.statistic == 4.0 and r.ci[0] == 4.0 and r.verdict == V.INCONCLUSIVE_SCALE
+    at_top = V.spread_ratio(WIDE, tight, threshold=r.ci[1])
+    assert at_top.ci[1] == at_top.threshold and at_top.verdict == V.INCONCLUSIVE_SCALE
+    assert V.spread_ratio(WIDE, tight, threshold=0.5).verdict == V.REPRODUCED       # any positive threshold is a claim
+
+
+def test_three_values_are_enough_for_a_ratio_and_a_flat_reference_has_none():
+    three = V.spread_ratio([1.0, 5.0, 9.0], [1.0, 1.5, 2.0], threshold=2.0)
+    assert three.statistic == pytest.approx(8.0) and three.n == 3 and three.std_other == pytest.approx(0.5)
+    flat = V.spread_ratio(np.zeros(20), TIGHT[:20])
+    assert math.isnan(flat.statistic) and flat.verdict == V.INCONCLUSIVE_SCALE
+    assert flat.sentence == f"std ΔE(x) is 0 for standard and {np.std(TIGHT[:20], ddof=1):.3g} for robust: a spread of 0 has no ratio"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_too_few_values_keep_every_field_and_warn_nothing(n):
+    import warnings
+
+    a, b = [1.0, 4.0][:n], [0.5, 0.25][:n]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no 'degrees of freedom <= 0' from a deviation of one value
+        r = V.spread_ratio(a, b, paired=False, labels=("S", "R"), threshold=3.0)
+    sd = (lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))
+    assert math.isnan(r.statistic) and all(map(math.isnan, r.ci)) and r.sentence == f"{n} value(s): too few to compare spreads"
+    assert (r.threshold, r.labels, r.n, r.paired, r.verdict) == (3.0, ("S", "R"), n, False, V.INCONCLUSIVE_SCALE)
+    np.testing.assert_equal((r.std_reference, r.std_other), (sd(a), sd(b)))
+
+
+def test_missing_values_are_dropped_from_unpaired_spreads_as_from_paired_ones():
+    gaps = [None, float("nan")] + list(TIGHT)
+    assert V.spread_ratio(WIDE, gaps, paired=False) == V.spread_ratio(WIDE, TIGHT, paired=False)
+    assert V.spread_ratio([None] + list(WIDE), [0.0] + list(TIGHT)) == V.spread_ratio(WIDE, TIGHT)
+
+
+def never_learned():
+    return V.model_regime(0.12, 100, 10, ce=0.05)
+
+
+def test_a_never_learned_model_shows_its_ratio_with_its_interval_unread():
+    r = V.spread_ratio(WIDE, TIGHT, regime=never_learned())
+    assert r.verdict == V.INCONCLUSIVE_SCALE and r.untestable == never_learned().never_learned_text
+    assert T(r.ci[0]) != T(r.ci[1])
+    assert r.sentence == (f"{r.untestable}; a network that did not learn is tight by construction, so robust's std ΔE(x) "
+                          f"({r.std_other:.3g} against {r.std_reference:.3g} for standard: {T(r.statistic)}x tighter, "
+                          f"interval {T(r.ci[0])}-{T(r.ci[1])}) says nothing about a robust classifier's landscape: "
+                          "inconclusive at this scale")
+
+
+def test_spread_ratios_list_each_model_with_its_interval_and_why_one_is_left_out():
+    learned = V.model_regime(0.8, 100, 10, ce=1.5)
+    rs = V.spread_ratios(WIDE, {"AT": TIGHT, "flat": TIGHT * 2}, regimes={"AT": learned, "flat": never_learned()})
+    at, flat = rs.ratios["AT"], rs.ratios["flat"]
+    why = never_learned().never_learned_text.split(": ", 1)[1]
+    assert rs.sentence == (f"std ΔE(x) of standard over each robust model's: AT: {T(at.statistic)}x [{T(at.ci[0])}, "
+                           f"{T(at.ci[1])}]; flat: the network never learned, its {T(flat.statistic)}x not read; every "
+                           f"robust model that learned is at least 5x tighter by more than the noise; left out of the "
+                           f"claim, because the network never learned (a network that did not learn is tight by "
+                           f"construction): flat ({why})")
+
+
+# ----------------------------------------------------------------------------- the regime of one evaluated model
+def test_a_models_regime_keeps_what_it_is_given():
+    r = V.model_regime(0.62, 500, 10, ce=1.0, robust=0.31, energy_mean=-3.0, steps=1200, level=0.9)
+    assert (r.learned, r.n_test, r.n_train_track, r.chance, r.steps) == (True, 500, 0, 0.1, 1200)
+    assert (r.clean_best, r.clean_final, r.robust_test, r.robust_train, r.gap) == (0.62, 0.62, 0.31, None, None)
+    assert r.energy_offset == pytest.approx(-3.0 + math.log(10), abs=1e-15)
+    assert r.information == pytest.approx(math.log(10) - 1.0, abs=1e-15)
+    assert r.clean_best_ci == pytest.approx(wilson_by_hand(310, 500, 0.9), abs=1e-12) == r.clean_final_ci
+    assert r.sentence.startswith("learned: 1,200 optimizer steps; clean test accuracy best 62.0% [58.4%, 65.5%, ")
+    assert "at the end mean E(x) -0.70 from −ln K, clean CE 1.30 nats below ln K" in r.sentence
+
+
+def test_a_models_regime_without_its_optional_figures():
+    r = V.model_regime(0.62, 500, 10)
+    assert r.learned and r.steps is None and all(map(math.isnan, (r.robust_test, r.energy_offset, r.information)))
+    assert r.clean_best_ci == pytest.approx(wilson_by_hand(310, 500, 0.95), abs=1e-12)
+
+
+def test_a_models_regime_from_one_image_and_at_both_ends_of_accuracy():
+    assert V.model_regime(1.0, 1, 10).n_test == 1
+    assert not V.model_regime(0.0, 50, 10).learned and V.model_regime(1.0, 50, 10, ce=2.0).learned
+    for n, clean in [(0, 0.5), (10, 1.01), (10, -0.01)]:
+        with pytest.raises(ValueError, match=rf"^model_regime needs n_images >= 1 and a clean accuracy in \[0, 1\]; "
+                                             rf"got {n}, {clean}$"):
+            V.model_regime(clean, n, 10)
+
+
+def test_resamples_without_spread_leave_no_interval_and_no_verdict():
+    """Three distinct values in 8 images: some of the 2,000 resamples repeat one value and have no
+    spread (a log ratio of 0/0), so there is no interval: inconclusive, said, and nothing warned."""
+    import warnings
+
+    a, b = np.tile([1.0, 5.0, 9.0], 3)[:8], np.tile([1.0, 1.5, 2.0], 3)[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = V.spread_ratio(a, b, threshold=2.0)
+    assert r.statistic == pytest.approx(8.0) and all(map(math.isnan, r.ci)) and math.isnan(r.mde)
+    assert r.verdict == V.INCONCLUSIVE_SCALE
+    assert r.sentence == (f"std ΔE(x) is {np.std(a, ddof=1):.3g} for standard and {np.std(b, ddof=1):.3g} for robust on "
+                          "8 shared images: robust is 8.00x tighter; some bootstrap resamples have no spread (too few "
+                          "distinct values), so there is no interval to read: inconclusive at this scale")
+    assert r.statistic_text == ("std ΔE(x) standard / robust = 8.00× (n = 8; no bootstrap interval: resamples without "
+                                "spread)")
+    rs = V.spread_ratios(a, {"AT": b}, regimes={"AT": V.model_regime(0.8, 100, 10)}, threshold=2.0)
+    assert rs.verdict == V.INCONCLUSIVE_SCALE and "AT: 8.00x, no interval (resamples without spread)" in rs.sentence
+
+
+def test_a_paired_image_missing_for_one_model_is_left_out_for_both():
+    b = TIGHT.copy()
+    b[[3, 17]] = np.nan
+    keep = np.isfinite(b)
+    assert V.spread_ratio(WIDE, b) == V.spread_ratio(WIDE[keep], TIGHT[keep])
