@@ -178,7 +178,7 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     window). The interval is D ± z·SE. Verdict: `present` when the interval lies below 0 (a significant decline),
     `absent` when it excludes a decline of `margin` or more (PAPER.md 5.3: RO is ≥ 1 pt),
     `inconclusive` otherwise. k defaults to 10 % of the epochs (the paper's selection window),
-    at least 2. `mde`: the smallest decline the interval would detect (80 % power, 5 % level).
+    at least 2 (the epoch split needs 2). `mde`: the smallest decline the interval would detect (80 % power, 5 % level).
 
     Not testable (`inconclusive`, `untestable` says why): when the best window overlaps the last
     one (nothing follows the best to decline: a learning rate annealed to ~0 at the end puts the
@@ -194,6 +194,9 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     k = max(2, round(0.1 * n_ep)) if k is None else int(k)
     if k < 1 or n_images < 1:
         raise ValueError(f"robust_overfitting needs k >= 1 and n_images >= 1; got k={k}, n_images={n_images}")
+    if val_acc is None and k < 2:   # one epoch chosen on an even position leaves no odd one to score it on
+        raise ValueError("robust_overfitting without val_acc chooses each window on its even epochs and scores it on "
+                         "its odd ones, so a window needs k >= 2 epochs; got k=1 (pass k >= 2, or val_acc)")
     if n_ep < 2 * k:   # too short to hold two windows: nothing to measure, say so
         nan = float("nan")
         return RobustOverfitting(nan, nan, (nan, nan), nan, nan, (0, 0), (0, 0), "", n_images, margin,

@@ -936,3 +936,139 @@ def test_a_paired_image_missing_for_one_model_is_left_out_for_both():
     b[[3, 17]] = np.nan
     keep = np.isfinite(b)
     assert V.spread_ratio(WIDE, b) == V.spread_ratio(WIDE[keep], TIGHT[keep])
+
+
+# ----------------------------------------------------------------------------- robust overfitting, exactly
+# 20 epochs, windows of k = 4. Chosen on the even positions: the windows starting at positions 5
+# and 6 both hold even positions 6 and 8 (0.52, 0.51: a planted tie, the first wins), so the best
+# window is positions 5-8, scored on its odd positions 5 and 7 (0.47, 0.49); the last window is
+# positions 16-19, scored on 17 and 19 (0.39, 0.36).
+RO_ACC = np.array([0.10, 0.20, 0.30, 0.42, 0.50, 0.47, 0.52, 0.49, 0.51, 0.46,
+                   0.45, 0.44, 0.43, 0.41, 0.40, 0.42, 0.38, 0.39, 0.37, 0.36])
+RO_EPOCHS = np.arange(10, 201, 10)
+
+
+def test_ro_on_the_epoch_split_by_hand():
+    r = V.robust_overfitting(RO_ACC, 500, epochs=RO_EPOCHS, k=4)
+    a_best, a_last = (0.47 + 0.49) / 2, (0.39 + 0.36) / 2
+    se_images = math.sqrt((a_best * (1 - a_best) + a_last * (1 - a_last)) / 500)
+    var_epoch = np.var(np.diff(RO_ACC[20 // 3:]), ddof=1) / 2     # over the last two thirds, per epoch
+    se = math.sqrt(se_images ** 2 + var_epoch / 2 + var_epoch / 2)  # two scored epochs in each window
+    z = stats.norm.ppf(0.975)
+    assert (r.acc_best, r.acc_last) == (pytest.approx(a_best, abs=1e-15), pytest.approx(a_last, abs=1e-15))
+    assert r.statistic == pytest.approx(a_last - a_best, abs=1e-15) and r.se == pytest.approx(se, rel=1e-12)
+    assert r.ci == pytest.approx((r.statistic - z * se, r.statistic + z * se), rel=1e-12)
+    assert (r.best_window, r.last_window, r.n_images, r.margin) == ((60, 90), (170, 200), 500, 0.01)
+    assert (r.selected_on, r.verdict, r.untestable) == ("even epochs (scored on odd epochs)", V.PRESENT, "")
+    assert r.mde == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se, rel=1e-12)
+    assert r.sentence == ("the last 4 epochs (170-200) average 37.5% robust test accuracy against 48.0% in the best "
+                          "window (epochs 60-90, chosen on even epochs (scored on odd epochs)): a change of -10.5 pt, "
+                          f"95% interval [{V._pt(r.ci[0])}, {V._pt(r.ci[1])}] on 500 test images (the smallest decline "
+                          f"it would detect with 80% power: {V.mde_text(r.mde)}); a decline larger than its noise: "
+                          "robust overfitting is present")
+    assert r.statistic_text == f"-10.5 pt ± {100 * z * se:.1f} (last vs best window, n = 500; detectable ≥ {V.mde_text(r.mde)})"
+    default = V.robust_overfitting(RO_ACC, 500)                    # k defaults to 10 % of 20 epochs: 2
+    assert default.last_window == (19, 20) and default.best_window != r.best_window
+
+
+def test_ro_on_a_validation_curve_scores_every_epoch_of_both_windows():
+    val = np.r_[np.linspace(0.2, 0.4, 10), np.linspace(0.6, 0.3, 10)]    # best validation window: positions 10-13
+    r = V.robust_overfitting(RO_ACC, 500, val_acc=val, k=4, level=0.9)
+    a_best, a_last = RO_ACC[10:14].mean(), RO_ACC[16:].mean()
+    var_epoch = np.var(np.diff(RO_ACC[6:]), ddof=1) / 2
+    se = math.sqrt((a_best * (1 - a_best) + a_last * (1 - a_last)) / 500 + var_epoch / 4 + var_epoch / 4)
+    assert (r.best_window, r.selected_on) == ((11, 14), "validation accuracy")
+    assert r.statistic == pytest.approx(a_last - a_best, abs=1e-15) and r.se == pytest.approx(se, rel=1e-12)
+    assert r.ci == pytest.approx((r.statistic - stats.norm.ppf(0.95) * se, r.statistic + stats.norm.ppf(0.95) * se),
+                                 rel=1e-12)
+    assert ", 90% interval [" in r.sentence
+
+
+def test_ro_with_per_image_outcomes_bootstraps_each_images_window_difference():
+    correct = np.random.default_rng(7).random((20, 60)) < np.linspace(0.3, 0.6, 20)[:, None]
+    r = V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct)
+    per_image = correct[[17, 19]].mean(0) - correct[[5, 7]].mean(0)
+    boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=0, method="percentile")
+    assert r.se == pytest.approx(boot.standard_error, rel=1e-12)
+    assert V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct, random_state=5).se == pytest.approx(
+        stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=5).standard_error, rel=1e-12)
+    assert V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct.astype(np.float32)) == r
+    with pytest.raises(ValueError, match=r"^test_correct has 19 rows; it needs one per epoch \(20\)$"):
+        V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct[:19])
+
+
+def test_ro_float32_curves_are_averaged_in_float64():
+    acc32 = RO_ACC.astype(np.float32)
+    assert V.robust_overfitting(acc32, 500, k=4) == V.robust_overfitting(acc32.astype(np.float64), 500, k=4)
+
+
+def test_the_epoch_scatter_needs_three_points_in_the_last_two_thirds():
+    """k = 1 on 3 epochs: the last two thirds hold 2 points, one difference: no variance, 0 scatter;
+    on 5 epochs they hold 4 (3 differences, a sample variance)."""
+    three = V.robust_overfitting([0.3, 0.5, 0.4], 100, k=1, val_acc=[0.9, 0.1, 0.2])
+    assert three.se == pytest.approx(math.sqrt((0.3 * 0.7 + 0.4 * 0.6) / 100), rel=1e-12)
+    acc = np.array([0.3, 0.5, 0.45, 0.6, 0.4])
+    five = V.robust_overfitting(acc, 100, k=1, val_acc=[0.1, 0.2, 0.9, 0.3, 0.2])
+    var_epoch = np.var(np.diff(acc[1:]), ddof=1) / 2
+    assert five.se == pytest.approx(math.sqrt((0.45 * 0.55 + 0.4 * 0.6) / 100 + 2 * var_epoch), rel=1e-12)
+    four = V.robust_overfitting([0.3, 0.5, 0.4, 0.45], 100, k=2)
+    assert math.isfinite(four.statistic)                          # exactly 2k epochs hold two windows
+
+
+def test_ro_needs_k_and_images_of_at_least_one_and_2k_epochs():
+    assert V.robust_overfitting([0.3, 0.5], 1, k=1, val_acc=[0.5, 0.2]).n_images == 1
+    with pytest.raises(ValueError, match=r"^robust_overfitting without val_acc chooses each window on its even epochs "
+                                         r"and scores it on its odd ones, so a window needs k >= 2 epochs; got k=1 "
+                                         r"\(pass k >= 2, or val_acc\)$"):
+        V.robust_overfitting(RO_ACC, 100, k=1)
+    for k, n in [(0, 100), (2, 0)]:
+        with pytest.raises(ValueError, match=rf"^robust_overfitting needs k >= 1 and n_images >= 1; got k={k}, "
+                                             rf"n_images={n}$"):
+            V.robust_overfitting(RO_ACC, n, k=k)
+    short = V.robust_overfitting(RO_ACC[:7], 300, k=4, margin=0.02)
+    assert all(map(math.isnan, (short.statistic, short.se, short.acc_best, short.acc_last, *short.ci)))
+    assert (short.best_window, short.last_window, short.selected_on) == ((0, 0), (0, 0), "")
+    assert (short.n_images, short.margin, short.verdict) == (300, 0.02, V.INCONCLUSIVE)
+    assert short.sentence == "7 epochs are too few to compare two windows of 4 epochs: inconclusive"
+
+
+def flat_ro(n_images=100_000, best_at=14, n_ep=20):
+    """A flat test curve (0.5 everywhere) with the validation peak's window (k = 2) at `best_at`."""
+    val = np.full(n_ep, 0.3)
+    val[best_at:best_at + 2] = 0.6
+    return np.full(n_ep, 0.5), val
+
+
+def test_no_decline_is_absent_unless_the_best_window_ends_after_80_percent():
+    acc, val = flat_ro(best_at=14)                        # the best window ends at epoch 16 of 20: exactly 80 %
+    r = V.robust_overfitting(acc, 100_000, val_acc=val, k=2)
+    assert (r.statistic, r.verdict, r.untestable) == (0.0, V.ABSENT, "")
+    assert r.sentence.endswith("the interval excludes a decline of 1 pt or more: robust overfitting is absent")
+    assert V.robust_overfitting(acc, 100_000, val_acc=val, k=2, margin=0.02).sentence.endswith(
+        "a decline of 2 pt or more: robust overfitting is absent")
+    acc, val = flat_ro(best_at=15)                        # ends at epoch 17: 85 %
+    late = V.robust_overfitting(acc, 100_000, val_acc=val, k=2)
+    assert late.verdict == V.INCONCLUSIVE
+    assert late.untestable == ("the best window ends at 85% of training (epochs 16-17): too little training follows it "
+                               "to rule a decline out")
+    assert late.sentence.endswith(f"robust overfitting cannot be read from this run, because {late.untestable}: "
+                                  "inconclusive at this scale")
+    assert late.statistic_text == "not testable here: the best window ends at 85% of training (epochs 16-17) (n = 100000)"
+
+
+def test_absent_needs_the_interval_strictly_above_minus_the_margin():
+    acc, val = flat_ro(n_images=400)
+    first = V.robust_overfitting(acc, 400, val_acc=val, k=2)
+    at_edge = V.robust_overfitting(acc, 400, val_acc=val, k=2, margin=-first.ci[0])
+    assert at_edge.ci[0] == -at_edge.margin and at_edge.verdict == V.INCONCLUSIVE
+    assert at_edge.sentence.endswith(f"the interval contains both 0 and a decline of {100 * at_edge.margin:.0f} pt: "
+                                     "inconclusive")
+
+
+def test_a_best_window_overlapping_the_last_is_not_a_measurement():
+    acc, val = flat_ro(best_at=17)
+    r = V.robust_overfitting(acc, 1000, val_acc=val, k=2)
+    assert r.verdict == V.INCONCLUSIVE and r.best_window == (18, 19) and r.last_window == (19, 20)
+    assert r.untestable == ("the best window is the last one: the validation-best window (epochs 18-19) overlaps the "
+                            "last 2 epochs (19-20), so nothing follows the best to decline (a learning rate annealed to "
+                            "~0 at the end puts the best there) and the change is 0 by construction")
