@@ -1072,3 +1072,130 @@ def test_a_best_window_overlapping_the_last_is_not_a_measurement():
     assert r.untestable == ("the best window is the last one: the validation-best window (epochs 18-19) overlaps the "
                             "last 2 epochs (19-20), so nothing follows the best to decline (a learning rate annealed to "
                             "~0 at the end puts the best there) and the change is 0 by construction")
+
+
+# ----------------------------------------------------------------------------- catastrophic overfitting, exactly
+def co(acc, n=1000, **kw):
+    return V.catastrophic_overfitting(acc, n, **kw)
+
+
+def test_co_onset_is_the_first_collapsed_point_against_the_peak_before_it():
+    """The peak before epoch 5 is 45 % (at epoch 3, not the first point); 5 % <= 0.3 x 45 % with its
+    interval below the peak's, 44 % and 45 % in the two points before (abrupt), and 3.5 % on average
+    from there (stays). Against the first point's 10 % instead, the onset would be epoch 6."""
+    r = co([0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02])
+    assert (r.verdict, r.onset, r.peak, r.final, r.n_images) == (V.PRESENT, 5, 0.45, 0.02, 1000)
+    assert isinstance(r.onset, int) and r.after == pytest.approx(0.035, abs=1e-15)
+    assert (r.clean_final, r.diverged, r.untestable, r.final_correct) == (None, False, "", None)
+    assert r.sentence == ("robust test accuracy falls from a peak of 45.0% to 5.0% at epoch 5 and averages 3.5% from "
+                          "there to the end (1000 test images: the drop is larger than the binomial noise): "
+                          "catastrophic overfitting is present")
+    assert r.statistic_text == "collapse at epoch 5: 45.0% → 3.5% (n = 1000)"
+    halves = co([0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02], epochs=np.arange(1, 9) / 2)
+    assert halves.onset == 2.5 and "at epoch 2.5 and" in halves.sentence
+
+
+def test_co_can_begin_at_the_second_point_and_needs_two():
+    assert co([0.5, 0.05, 0.04, 0.03]).onset == 2
+    assert co([0.5, 0.05]).onset == 2 and co([0.5, 0.05], n=1).n_images == 1
+    for acc, n in [([0.5], 100), ([0.5, 0.05], 0)]:
+        with pytest.raises(ValueError, match=rf"^catastrophic_overfitting needs at least 2 epochs and n_images >= 1; "
+                                             rf"got {len(acc)}, {n}$"):
+            co(acc, n)
+
+
+def test_co_is_abrupt_only_when_the_two_points_before_were_at_least_half_the_peak():
+    gradual = co([0.10, 0.50, 0.20, 0.20, 0.12, 0.10, 0.10, 0.10])     # 20 % < half of 50 % just before
+    assert (gradual.verdict, gradual.onset, gradual.after) == (V.INCONCLUSIVE, None, 0.1)
+    assert gradual.sentence == ("robust test accuracy peaks at 50.0% and ends at 10.0% on 1000 test images; the accuracy "
+                                "ends too close to the collapsed level to rule a collapse out: inconclusive")
+    assert gradual.statistic_text == "no collapse: peak 50.0%, final 10.0% (n = 1000)"
+    assert co([0.10, 0.50, 0.20, 0.20, 0.12, 0.10, 0.10, 0.10], abrupt=3).onset == 5
+    exactly_half = co([0.10, 0.40, 0.20, 0.20, 0.05, 0.04, 0.04])      # 20 % is exactly half of 40 %: still high
+    assert exactly_half.onset == 5
+
+
+def test_co_at_exactly_frac_of_the_peak_has_collapsed_and_stays():
+    r = co([0.1, 0.4, 0.38, 0.2, 0.2], frac=0.5)          # 20 % = 0.5 x 40 %, and their mean is exactly 20 %
+    assert (r.verdict, r.onset, r.peak, r.after) == (V.PRESENT, 4, 0.4, 0.2)
+
+
+def test_a_collapse_that_does_not_stay_is_not_co():
+    r = co([0.1, 0.45, 0.44, 0.05, 0.30, 0.40, 0.20])      # back up to 24 % on average after the drop
+    assert (r.verdict, r.onset, r.after) == (V.ABSENT, None, 0.2)
+    assert r.sentence == ("robust test accuracy peaks at 45.0% and ends at 20.0%, significantly above 30% of the peak, "
+                          "with no abrupt collapse: catastrophic overfitting is absent")
+
+
+def test_co_stays_when_the_last_point_is_low_whatever_the_one_before():
+    r = co([0.1, 0.45, 0.44] + [0.02] * 10 + [0.40, 0.02])
+    assert (r.verdict, r.onset) == (V.PRESENT, 4)
+
+
+def test_the_peak_is_the_one_before_the_onset_even_when_a_later_point_is_higher():
+    r = co([0.1, 0.40, 0.38] + [0.02] * 10 + [0.45] + [0.02] * 3)
+    assert (r.verdict, r.onset, r.peak) == (V.PRESENT, 4, 0.40)
+
+
+def test_a_drop_within_the_binomial_noise_is_not_a_collapse():
+    """On 20 images 10 % and 45 % have overlapping 95 % Wilson intervals; at the 50 % level they do not."""
+    acc = [0.1, 0.45, 0.45, 0.10, 0.10, 0.10]
+    assert co(acc, 20).verdict == V.INCONCLUSIVE and co(acc, 20, level=0.5).onset == 4
+    # on 100 images the drop to 5 % is beyond the noise, but the last point (30 %) is not below the peak's interval
+    r = co([0.1, 0.45, 0.44] + [0.05] * 8 + [0.30], 100)
+    assert (r.verdict, r.onset) == (V.ABSENT, None)
+
+
+def test_a_run_that_never_became_robust_says_so():
+    r = co([0.0, 0.0, 0.0], 100)
+    assert r.sentence == ("robust test accuracy peaks at 0.0% and ends at 0.0% on 100 test images; the run never became "
+                          "significantly robust: inconclusive")
+
+
+def test_absent_needs_the_last_interval_strictly_above_frac_of_the_peak():
+    acc = [0.1, 0.45, 0.44, 0.40, 0.42]
+    low = V.wilson(420, 1000)[0]
+    frac = low / 0.45
+    for _ in range(8):                       # the fraction whose product with the peak is exactly that bound
+        if frac * 0.45 == low:
+            break
+        frac = np.nextafter(frac, 1.0 if frac * 0.45 < low else 0.0)
+    assert frac * 0.45 == low
+    assert co(acc, frac=frac).verdict == V.INCONCLUSIVE and co(acc, frac=0.9 * frac).verdict == V.ABSENT
+
+
+def test_a_run_whose_clean_accuracy_ends_at_chance_has_diverged():
+    acc = [0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02]
+    clean = [0.3, 0.6, 0.7, 0.7, 0.72, 0.7, 0.69, 0.11]           # 11 % of 1000: its interval reaches 10 %
+    r = co(acc, clean=clean, chance=0.1)
+    assert (r.verdict, r.diverged, r.clean_final) == (V.INCONCLUSIVE, True, 0.11)
+    assert r.sentence == ("clean test accuracy ends at 11.0%, not significantly above chance (10%, 1000 test images): the "
+                          "run diverged, so its robust accuracy (2.0% at the end, peak 45.0%) says nothing about "
+                          "catastrophic overfitting: inconclusive")
+    assert r.statistic_text == "diverged: clean 11.0%; robust peak 45.0%, final 2.0% (n = 1000)"
+    assert co(acc, clean=clean, chance=0.1, level=0.5).verdict == V.PRESENT     # at 50 %, 11 % is above chance
+    at_end_only = clean[:-2] + [0.11, 0.7]                                   # the point before the end does not count
+    assert co(acc, clean=at_end_only, chance=0.1).verdict == V.PRESENT
+    same = co(acc, clean=clean[:-1] + [0.7], chance=0.1, constant_output=True)
+    assert same.diverged and same.sentence.startswith("the network gives every tracked test image the same logits: the "
+                                                      "run diverged")
+    with pytest.raises(ValueError, match=r"^clean has 7 epochs, acc 8: give both per epoch of the same run$"):
+        co(acc, clean=clean[:7], chance=0.1)
+    with pytest.raises(ValueError, match=r"^catastrophic_overfitting: give both `clean` and `chance`"):
+        co(acc, clean=clean)
+
+
+def test_a_divergence_before_the_end_in_the_regime_counts_too():
+    import dataclasses
+
+    diverged = dataclasses.replace(V.model_regime(0.8, 1000, 10), diverged=True,
+                                   sentence="diverged (constant output at epoch 6): 1,200 optimizer steps; ...")
+    r = co([0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02], regime=diverged)
+    assert (r.verdict, r.diverged, r.untestable) == (V.INCONCLUSIVE, True, "")
+    assert r.sentence == ("the run diverged (constant output at epoch 6): a network that stopped classifying says nothing "
+                          "about catastrophic overfitting (robust accuracy peak 45.0%, final 2.0%): inconclusive")
+
+
+def test_co_float32_curves_are_read_in_float64():
+    acc = np.array([0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02], np.float32)
+    assert co(acc) == co(acc.astype(np.float64))
