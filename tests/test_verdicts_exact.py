@@ -1199,3 +1199,169 @@ def test_a_divergence_before_the_end_in_the_regime_counts_too():
 def test_co_float32_curves_are_read_in_float64():
     acc = np.array([0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02], np.float32)
     assert co(acc) == co(acc.astype(np.float64))
+
+
+# ----------------------------------------------------------------------------- accuracy comparisons, exactly
+from energy_lib.power import newcombe_paired, newcombe_unpaired, paired_mde, unpaired_mde  # noqa: E402
+
+
+def outcomes(both, only_a, only_b, neither):
+    """Per-image 0/1 outcomes (integers, as a record unpacks them) of A and B, in that order of images."""
+    a = np.repeat([1, 1, 0, 0], [both, only_a, only_b, neither])
+    b = np.repeat([1, 0, 1, 0], [both, only_a, only_b, neither])
+    return a, b
+
+
+def test_a_paired_comparison_by_hand():
+    a, b = outcomes(100, 30, 10, 60)                      # d = 20 / 200 = +10 pt
+    r = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, labels=("SAT", "TRADES"), margin=0.005)
+    se = math.sqrt(30 + 10 - 200 * 0.1 ** 2) / 200
+    assert (r.statistic, r.acc_a, r.acc_b, r.n_images, r.paired) == (pytest.approx(0.1), 0.65, 0.55, 200, True)
+    assert r.se == pytest.approx(se, rel=1e-12) and r.discordance == 0.2
+    assert r.se_unpaired == pytest.approx(math.sqrt((0.65 * 0.35 + 0.55 * 0.45) / 200), rel=1e-12)
+    assert r.p_value == pytest.approx(stats.binomtest(30, 40).pvalue, rel=1e-12)
+    assert r.ci == pytest.approx(newcombe_paired(100, 30, 10, 60, 0.95), abs=1e-15)
+    assert r.mde == pytest.approx(paired_mde(200, 0.2), abs=1e-15) and r.verdict == V.REPRODUCED
+    assert r.test == "McNemar exact test on the 30 vs 10 discordant images (paired)"
+    assert r.sentence == (f"SAT 65.0% vs TRADES 55.0% on 200 test images: +10.0 pt, 95% Newcombe interval "
+                          f"[{V._pt(r.ci[0])}, {V._pt(r.ci[1])}] (paired SE {100 * se:.1f} pt, unpaired SE "
+                          f"{100 * r.se_unpaired:.1f} pt; verdict from the McNemar exact test on the 30 vs 10 discordant "
+                          f"images (paired), p = {r.p_value:.2g}); SAT is significantly more robust than TRADES; one "
+                          "trained model each: a direction needs the interval beyond ±0.5 pt")
+    narrow = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, level=0.9)
+    assert narrow.ci == pytest.approx(newcombe_paired(100, 30, 10, 60, 0.9), abs=1e-15)
+    assert V.compare_accuracy(0, 0, 0, correct_a=a.astype(bool), correct_b=b.astype(bool)) == \
+        V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b)
+    with pytest.raises(ValueError, match=r"^per-image correctness of different shapes \(200,\) / \(199,\): the "
+                                         r"comparison needs the same test images$"):
+        V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b[:199])
+
+
+def test_one_sides_outcomes_alone_are_not_a_pairing():
+    a, _ = outcomes(100, 30, 10, 60)
+    r = V.compare_accuracy(0.65, 0.55, 200, correct_a=a)
+    assert not r.paired and r == V.compare_accuracy(0.65, 0.55, 200)
+
+
+def test_an_unpaired_comparison_by_hand():
+    r = V.compare_accuracy(0.55, 0.45, 400, margin=0)
+    se = math.sqrt((0.55 * 0.45 + 0.45 * 0.55) / 400)
+    assert (r.se, r.se_unpaired) == (pytest.approx(se, rel=1e-12), pytest.approx(se, rel=1e-12))
+    assert r.p_value == pytest.approx(2 * stats.norm.sf(0.1 / se), rel=1e-12) and r.discordance is None
+    assert r.ci == pytest.approx(newcombe_unpaired(220, 400, 180, 400, 0.95), abs=1e-15)
+    assert r.mde == pytest.approx(unpaired_mde(400, 0.5), abs=1e-15)
+    assert r.test == "two-proportion z-test (unpaired binomial SE)"
+    assert r.sentence == (f"A 55.0% vs B 45.0% on 400 test images: +10.0 pt, 95% Newcombe interval [{V._pt(r.ci[0])}, "
+                          f"{V._pt(r.ci[1])}] (SE {100 * se:.1f} pt; verdict from the two-proportion z-test (unpaired "
+                          f"binomial SE), p = {r.p_value:.2g}); A is significantly more robust than B")
+    assert V.compare_accuracy(0.55, 0.45, 400, level=0.9).ci == pytest.approx(
+        newcombe_unpaired(220, 400, 180, 400, 0.9), abs=1e-15)
+    why = V.compare_accuracy(0.55, 0.45, 400, why_unpaired="old records")
+    assert why.test == "two-proportion z-test (unpaired binomial SE; old records)"
+
+
+def test_without_noise_p_is_one_for_no_difference_and_zero_for_any():
+    same = V.compare_accuracy(1.0, 1.0, 50)
+    assert (same.se, same.p_value, same.verdict) == (0.0, 1.0, V.INCONCLUSIVE_SCALE)
+    apart = V.compare_accuracy(1.0, 0.0, 50)
+    assert (apart.se, apart.p_value, apart.verdict) == (0.0, 0.0, V.REPRODUCED)
+
+
+def test_significance_is_strictly_below_one_minus_the_level():
+    """5 discordant images all for A: McNemar's p is exactly 2 / 2^5 = 0.0625 = 1 − 0.9375."""
+    a, b = outcomes(20, 5, 0, 35)
+    r = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, level=0.9375, margin=0)
+    assert r.p_value == 0.0625 and r.verdict == V.INCONCLUSIVE_SCALE
+    assert V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, level=0.9374, margin=0).verdict == V.REPRODUCED
+
+
+def test_a_direction_needs_the_interval_strictly_beyond_the_margin():
+    a, b = outcomes(100, 30, 10, 60)
+    ci = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b).ci
+    assert V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, margin=ci[0]).verdict == V.INCONCLUSIVE_SCALE
+    assert V.compare_accuracy(0, 0, 0, correct_a=b, correct_b=a, margin=ci[0]).verdict == V.INCONCLUSIVE_SCALE
+    at_edge = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, margin=0.9 * ci[0])
+    assert at_edge.verdict == V.REPRODUCED
+    worse = V.compare_accuracy(0, 0, 0, correct_a=b, correct_b=a, margin=0.9 * ci[0])
+    assert worse.verdict == V.NOT_REPRODUCED and worse.sentence.endswith(
+        f"B is significantly more robust than A; one trained model each: a direction needs the interval beyond "
+        f"±{100 * 0.9 * ci[0]:.1f} pt")
+    a, b = outcomes(800, 30, 60, 110)                      # -3 pt, interval below 0 but not below -2 pt
+    small = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, margin=0.02)
+    assert small.p_value < 0.05 and -0.02 < small.ci[1] < 0 and small.verdict == V.INCONCLUSIVE_SCALE
+    assert small.sentence.endswith(
+        "significant on these test images, but the interval reaches into the ±2.0 pt that training-seed noise can give "
+        f"(PAPER.md 5.3); the smallest true difference it would detect is {V.mde_text(small.mde)} (80% power, 5% level)")
+
+
+def test_what_an_inconclusive_comparison_says_follows_the_test_then_the_interval():
+    """Not significant with an interval beside 0 (5 vs 0 discordant: p 0.0625) is within the noise; a
+    significant z-test whose Newcombe interval reaches 0 (4 of 20 vs 0 of 20) is too."""
+    a, b = outcomes(20, 5, 0, 35)
+    beside = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, margin=0)
+    assert beside.ci[0] > 0 and beside.p_value > 0.05
+    assert "; the difference is within the noise of this many test images; " in beside.sentence
+    reaching = V.compare_accuracy(0.2, 0.0, 20, margin=0)
+    assert reaching.p_value < 0.05 and reaching.ci[0] < 0 < reaching.ci[1]
+    assert "; the difference is within the noise of this many test images; " in reaching.sentence
+
+
+# ----------------------------------------------------------------------------- records compared (chapter 4)
+def eval_record(correct=None, *, acc=None, n=None, metrics=("pgd", "autoattack"), settings=None):
+    from energy_lib import bits
+
+    if correct is not None:
+        correct = np.asarray(correct, dtype=np.uint8)
+        n, acc = correct.size, float(correct.mean())
+    rec = {"images": {"dataset": "cifar10", "split": "test", "start": 0, "n": n}, "n_images": n,
+           "settings": settings or {"eps": 8 / 255, "pgd_steps": 20, "batch_size": 64},
+           "accuracy": {"clean": 0.9, **{m: acc for m in metrics}}}
+    if correct is not None:
+        rec["correct"] = {m: bits.pack(correct) for m in metrics}
+    return rec
+
+
+def test_records_compare_on_autoattack_when_both_have_it_paired_when_both_hold_outcomes():
+    a, b = outcomes(100, 30, 10, 60)
+    r = V.compare_records(eval_record(a), eval_record(b), labels=("WEAT", "TRADES"), level=0.9, margin=0)
+    assert r == V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, labels=("WEAT", "TRADES"), level=0.9, margin=0)
+    old = eval_record(acc=0.55, n=200)
+    one = V.compare_records(eval_record(a), old, labels=("WEAT", "TRADES"))
+    assert not one.paired and one.test == ("two-proportion z-test (unpaired binomial SE; the record of TRADES holds no "
+                                           "per-image outcomes, being older than record version 2)")
+    both = V.compare_records(eval_record(acc=0.65, n=200), old, labels=("WEAT", "TRADES"))
+    assert both.test.endswith("; the records of WEAT and TRADES hold no per-image outcomes, being older than record "
+                              "version 2)")
+    assert V.compare_records(eval_record(acc=0.65, n=200), eval_record(acc=0.55, n=200)).acc_a == 0.65
+
+
+def test_records_on_different_metrics_use_pgd():
+    a, b = outcomes(100, 30, 10, 60)
+    aa = eval_record(a)
+    pgd = eval_record(b, metrics=("pgd",))
+    r = V.compare_records(aa, pgd)
+    assert r.paired and (r.acc_a, r.acc_b) == (0.65, 0.55)
+    aa["accuracy"]["pgd"] = 0.6                   # a PGD accuracy that its per-image outcomes do not give
+    with pytest.raises(ValueError, match="per-image pgd outcomes"):
+        V.compare_records(aa, pgd)
+
+
+def test_records_with_other_settings_or_image_counts_are_refused_by_name():
+    a, b = outcomes(100, 30, 10, 60)
+    chunked = {"eps": 8 / 255, "pgd_steps": 20, "batch_size": 256, "aa_chunk_size": 100}
+    assert V.compare_records(eval_record(a), eval_record(b, settings=chunked)).paired
+    other = {"eps": 4 / 255, "pgd_steps": 20, "restarts": 2}
+    with pytest.raises(ValueError, match=r"^the two records used different attack settings \(eps, restarts\); evaluate "
+                                         r"both with the same RobustEvalSettings$"):
+        V.compare_records(eval_record(a), eval_record(b, settings=other))
+    with pytest.raises(ValueError, match=r"\(restarts\)"):
+        V.compare_records(eval_record(b, settings={**other, "eps": 8 / 255}), eval_record(a, settings={
+            "eps": 8 / 255, "pgd_steps": 20}))
+    no_settings = [eval_record(a), eval_record(b)]
+    for rec in no_settings:
+        rec.pop("settings")
+    assert V.compare_records(*no_settings).paired
+    short = eval_record(acc=0.5, n=200)
+    short["n_images"] = 150
+    with pytest.raises(ValueError, match=r"^the two records hold 200 and 150 images; evaluate both on the same$"):
+        V.compare_records(eval_record(acc=0.6, n=200), short)
