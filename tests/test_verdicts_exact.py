@@ -1365,3 +1365,109 @@ def test_records_with_other_settings_or_image_counts_are_refused_by_name():
     short["n_images"] = 150
     with pytest.raises(ValueError, match=r"^the two records hold 200 and 150 images; evaluate both on the same$"):
         V.compare_records(eval_record(acc=0.6, n=200), short)
+
+
+# ----------------------------------------------------------------------------- the ΔE alarm, more exactly
+def test_the_alarm_window_is_five_epochs_by_default():
+    """Drop at index 5, the first the rule reads: its level is the median of d[0:5] (-0.09) and it fires
+    at index 7 (epoch 8); a window of 6 would start at index 6 and fire at epoch 9."""
+    assert V.delta_e_alarm(dropping_at(5), FLAT, FLAT, 500).alarm_epoch == 8
+    assert V.delta_e_alarm(dropping_at(5), FLAT, FLAT, 500, window=6).alarm_epoch == 9
+
+
+def test_the_noise_is_read_from_the_window_before_the_first_judged_epoch_on():
+    """40 epochs, warm-up 50 %: the rule judges from index 20 and reads its noise from index 15 on. The
+    first 15 epochs jitter by ±1 (most of all steps, if they were read, and the drop would hide in
+    them); from index 15 the curve wiggles by ±0.01 and drops at index 25: fired at index 27."""
+    d = np.r_[np.where(np.arange(15) % 2 == 0, 1.0, -1.0), wiggle(25)]
+    d[25:] = -1.0
+    r = V.delta_e_alarm(d, np.full(40, 0.3), np.full(40, 0.3), 500, warmup=0.5)
+    assert (r.fired, r.alarm_epoch) == (True, 28)
+
+
+def test_a_window_of_one_epoch_has_no_steps_and_the_least_noise():
+    """window 1, no warm-up: the rule judges d[1] against d[0] with no step behind it (noise: the 1e-12 floor)."""
+    r = V.delta_e_alarm([0.0, -0.5, -0.5, -0.5, -0.5], [0.3] * 5, [0.3] * 5, 500, window=1, persist=1, warmup=0.0)
+    assert (r.fired, r.alarm_epoch) == (True, 2)          # d[1] < d[0] − 3 · 1e-12
+
+
+def test_the_noise_is_never_below_1e_minus_12():
+    """Flat at -0.5: no noise. A value 2^-45 (3e-14) below the level is within 3 · 1e-12 of it; 2^-30 is not."""
+    d = np.full(20, -0.5)
+    d[12:] = -0.5 - 2 ** -45
+    assert V.delta_e_alarm(d, FLAT, FLAT, 500).fired is False
+    d[12:] = -0.5 - 2 ** -30
+    assert V.delta_e_alarm(d, FLAT, FLAT, 500).alarm_epoch == 15
+
+
+def test_the_alarm_reads_the_last_epoch_and_float32_curves_in_float64():
+    test = np.r_[np.full(18, 0.40), 0.35, 0.30]
+    r = V.delta_e_alarm(wiggle(20), np.r_[np.full(10, 0.2), 0.5, np.full(9, 0.2)], test, 1000)
+    assert (r.acc_alarm, r.acc_selection, r.acc_last) == (0.30, 0.40, 0.30)
+    assert "; the last epoch has 30.0%. The difference" in r.sentence
+    f32 = [np.asarray(v, np.float32) for v in (dropping_at(12), np.r_[np.full(19, 0.2), 0.5], test)]
+    assert V.delta_e_alarm(*f32, 1000) == V.delta_e_alarm(*(v.astype(np.float64) for v in f32), 1000)
+
+
+def tost_outcomes(n=2000, apart=40):
+    """Per-epoch, per-image outcomes: every epoch as epoch 0 except the last, whose first `apart` images
+    are flipped (half each way): a paired difference of 0 with `apart` discordant images."""
+    base = np.random.default_rng(3).random(n) < 0.45
+    rows = np.tile(base, (20, 1))
+    rows[19, :apart] = ~rows[19, :apart]
+    rows[19, :apart // 2] = True
+    rows[19, apart // 2:apart] = False
+    rows[14, :apart // 2] = False                         # the alarm's epoch: the other half of them
+    rows[14, apart // 2:apart] = True
+    return rows
+
+
+def test_as_good_reads_the_90_percent_interval_of_the_paired_difference():
+    rows = tost_outcomes()
+    test, val = rows.mean(axis=1), np.r_[np.full(19, 0.2), 0.5]
+    t90 = V.compare_accuracy(0, 0, 0, correct_a=rows[14], correct_b=rows[19], level=0.9, margin=0)
+    t95 = V.compare_accuracy(0, 0, 0, correct_a=rows[14], correct_b=rows[19], level=0.95, margin=0)
+    edge = max(-t90.ci[0], t90.ci[1]) * 1.001
+    assert max(-t95.ci[0], t95.ci[1]) > edge              # the 95% interval would not be within it
+    r = V.delta_e_alarm(dropping_at(12), val, test, 2000, test_correct=rows, margin=edge)
+    assert (r.alarm_epoch, r.selection_epoch, r.verdict) == (15, 20, V.ALARM_AS_GOOD) and r.comparison.paired
+    assert "(95% interval [" in r.sentence and ", paired) makes the alarm " in r.sentence
+    assert V.delta_e_alarm(dropping_at(12), val, test, 2000, test_correct=rows.astype(np.uint8), margin=edge) == r
+
+
+def test_the_margin_is_written_in_points():
+    test = np.r_[np.full(14, 0.35), 0.30, np.full(5, 0.35)]
+    r = V.delta_e_alarm(dropping_at(12), np.r_[np.full(19, 0.2), 0.5], test, 100, margin=0.06)
+    assert r.verdict == V.ALARM_UNDECIDED and "; equivalence within ±6.0 pt is not shown either" in r.sentence
+    close = V.delta_e_alarm(dropping_at(12), np.r_[np.full(19, 0.2), 0.5], np.full(20, 0.35), 100_000, margin=0.06)
+    assert close.verdict == V.ALARM_AS_GOOD and " lies within ±6.0 pt (equivalence, TOST at 5 %)" in close.sentence
+
+
+# ----------------------------------------------------------------------------- ΔE at the CO onset, more exactly
+def test_no_onset_leaves_every_figure_undefined():
+    r = V.energy_divergence_at_onset(POINTS, co_at(None), 100)
+    assert all(math.isnan(x) for x in (r.before, r.after, r.statistic, *r.ci))
+    assert r.statistic_text == "no collapse to read"
+
+
+def test_two_points_before_the_onset_have_one_earlier_change():
+    r = V.energy_divergence_at_onset(POINTS, co_at(1.5), 100)        # index 2: |ΔE| moved by 0.01 before it
+    assert "against a largest earlier change of 0.010;" in r.sentence
+
+
+def test_an_onset_jump_equal_to_the_drift_or_to_zero_is_not_a_verdict():
+    """No spread (SE 0): the interval is the jump itself. A jump of exactly the earlier change (0.5) is not
+    above it, and a jump of exactly 0 is not below 0."""
+    flat_sd = [0.0, 0.0, 0.0, 0.0]
+    drift = {"progress": [1.0, 2.0, 3.0, 4.0], "train_dE_mean": [-0.5, -1.0, -1.5, -1.5], "train_dE_std": flat_sd}
+    r = V.energy_divergence_at_onset(drift, co_at(3.0), 100, within=0.5)
+    assert (r.statistic, r.ci, r.verdict) == (0.5, (0.5, 0.5), V.INCONCLUSIVE_SCALE)
+    still = {"progress": [1.0, 2.0, 3.0, 4.0], "train_dE_mean": [-0.5, -1.0, -1.0, -0.5], "train_dE_std": flat_sd}
+    s = V.energy_divergence_at_onset(still, co_at(3.0), 100, within=0.5)
+    assert (s.statistic, s.ci, s.verdict) == (0.0, (0.0, 0.0), V.INCONCLUSIVE_SCALE)
+
+
+def test_float32_energies_at_the_onset_are_read_in_float64():
+    f32 = {k: np.asarray(v, np.float32) for k, v in POINTS.items()}
+    f64 = {k: v.astype(np.float64) for k, v in f32.items()}
+    assert V.energy_divergence_at_onset(f32, co_at(2.5), 100) == V.energy_divergence_at_onset(f64, co_at(2.5), 100)
