@@ -1031,7 +1031,8 @@ def bimodality(values, *, random_state: int = 0, bic_margin: float = BIC_MARGIN,
     A 1- and a 2-component Gaussian mixture (sklearn.mixture.GaussianMixture, fixed random_state,
     5 initialisations) are compared by BIC. A skewed unimodal sample is often fitted better by two
     overlapping Gaussians, so BIC alone would call it bimodal. The fitted two-component density
-    must therefore also show two real modes: two local maxima within the data's range, each
+    must therefore also show two real modes: two local maxima within the data's range (on a grid of
+    2,001 points; a maximum is above its left neighbour and not below its right one), each
     component at least `min_weight` of the mass, the components separated (Ashman's
     D = √2|μ1−μ2|/√(σ1²+σ2²) > 2) and a valley between the modes (density at the valley / at the
     lower mode below 0.8; skewed or heavy-tailed unimodal samples give a bump on the tail, 0.8-1).

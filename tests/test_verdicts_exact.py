@@ -1471,3 +1471,80 @@ def test_float32_energies_at_the_onset_are_read_in_float64():
     f32 = {k: np.asarray(v, np.float32) for k, v in POINTS.items()}
     f64 = {k: v.astype(np.float64) for k, v in f32.items()}
     assert V.energy_divergence_at_onset(f32, co_at(2.5), 100) == V.energy_divergence_at_onset(f64, co_at(2.5), 100)
+
+
+# ----------------------------------------------------------------------------- bimodality, by its protocol
+def bimodality_by_hand(x):
+    """The documented protocol: 1- and 2-component mixtures (5 initialisations, seed 0) on standardised
+    values; the 2-component density on 2,001 points over the data's range, its local maxima (above
+    the left neighbour, not below the right), the valley between the outer ones over the lower of them."""
+    from sklearn.mixture import GaussianMixture
+
+    z = ((x - x.mean()) / x.std()).reshape(-1, 1)
+    g1 = GaussianMixture(1, random_state=0).fit(z)
+    g2 = GaussianMixture(2, n_init=5, random_state=0).fit(z)
+    grid = np.linspace(z.min(), z.max(), 2001).reshape(-1, 1)
+    dens = np.exp(g2.score_samples(grid))
+    peaks = [i for i in range(1, 2000) if dens[i] > dens[i - 1] and dens[i] >= dens[i + 1]]
+    dip = dens[peaks[0]:peaks[-1] + 1].min() / min(dens[peaks[0]], dens[peaks[-1]]) if len(peaks) > 1 else 1.0
+    return g1.bic(z) - g2.bic(z), g2, len(peaks), dip
+
+
+BIMODAL = 5.0 + np.r_[np.random.default_rng(11).normal(-2.0, 0.5, 150), np.random.default_rng(12).normal(2.0, 0.7, 100)]
+
+
+def test_bimodality_follows_its_protocol_exactly():
+    delta, g2, modes, dip = bimodality_by_hand(BIMODAL)
+    r = V.bimodality(BIMODAL)
+    assert (r.delta_bic, r.modes, r.dip, r.n, r.verdict) == (delta, 2, dip, 250, V.PRESENT) and modes == 2
+    assert r.means == tuple(float(m) * BIMODAL.std() + BIMODAL.mean() for m in g2.means_[:, 0])
+    assert r.weights == tuple(float(w) for w in g2.weights_)
+    sds = np.sqrt(g2.covariances_.ravel())
+    assert r.separation == pytest.approx(math.sqrt(2) * abs(g2.means_[0, 0] - g2.means_[1, 0]) / math.sqrt(
+        (sds ** 2).sum()), rel=1e-12)
+    ci = stats.bootstrap((BIMODAL,), V.bimodality_coefficient, n_resamples=1000, random_state=0, method="percentile",
+                         vectorized=True).confidence_interval
+    assert r.coefficient == V.bimodality_coefficient(BIMODAL) and r.coefficient_ci == (ci.low, ci.high)
+    assert r.sentence.endswith(f"two components win by BIC and their density has two modes: bimodal. The bimodality "
+                               f"coefficient is {r.coefficient:.3f} (95% bootstrap interval {ci.low:.3f}-{ci.high:.3f}; "
+                               "5/9 ≈ 0.556 is the usual threshold, which skewed unimodal data also reach)")
+    assert V.bimodality(BIMODAL, random_state=4).coefficient_ci != r.coefficient_ci
+
+
+def test_bimodality_thresholds_on_its_valley():
+    r = V.bimodality(BIMODAL)
+    assert V.bimodality(BIMODAL, max_dip=r.dip).verdict == V.PRESENT             # at most max_dip
+    shallow = V.bimodality(BIMODAL, max_dip=r.dip * 0.999)
+    assert shallow.verdict == V.INCONCLUSIVE and shallow.sentence.count(f"(density ratio {r.dip:.2f} > ") == 1
+    assert V.bimodality(BIMODAL, bic_margin=r.delta_bic).verdict == V.INCONCLUSIVE   # BIC must win by more
+
+
+def test_bimodality_needs_ten_finite_values():
+    assert V.bimodality(BIMODAL[:10]).n == 10
+    with pytest.raises(ValueError, match=r"^bimodality needs at least 10 finite values, got 9$"):
+        V.bimodality(np.r_[BIMODAL[:9], np.nan, np.inf])
+
+
+def test_a_valley_between_half_and_shallow_is_inconclusive_by_default():
+    x = np.r_[np.random.default_rng(1).normal(-1.4, 1, 400), np.random.default_rng(2).normal(1.4, 1, 400)]
+    r = V.bimodality(x)
+    assert 0.5 < r.dip < V.SHALLOW_DIP and r.delta_bic > V.BIC_MARGIN and r.verdict == V.INCONCLUSIVE
+
+
+def test_the_valley_is_read_against_the_lower_peak_whichever_side_it_is_on():
+    swapped = 5.0 + np.r_[np.random.default_rng(12).normal(-2.0, 0.7, 100), np.random.default_rng(11).normal(2.0, 0.5, 150)]
+    delta, g2, modes, dip = bimodality_by_hand(swapped)
+    assert (V.bimodality(swapped).dip, modes) == (dip, 2)
+    one = np.abs(np.random.default_rng(5).normal(size=300))               # one mode: no valley
+    r = V.bimodality(one)
+    assert (r.modes, r.dip) == (1, 1.0) and "valley/peak 1.00 (" in r.sentence
+
+
+def test_the_two_component_fit_keeps_the_best_of_five_starts():
+    """Three clusters fitted with two components: one start (seed 0) ends in a worse local optimum than
+    the best of five, and a sixth start moves the result."""
+    rng = np.random.default_rng(14)
+    x = np.r_[rng.normal(-3, 0.5, 100), rng.normal(0, 0.5, 90), rng.normal(3, 0.5, 110)]
+    delta, g2, modes, dip = bimodality_by_hand(x)
+    r = V.bimodality(x)
+    assert r.means == tuple(float(m) * x.std() + x.mean() for m in g2.means_[:, 0]) and r.delta_bic == delta
