@@ -1548,3 +1548,94 @@ def test_the_two_component_fit_keeps_the_best_of_five_starts():
     delta, g2, modes, dip = bimodality_by_hand(x)
     r = V.bimodality(x)
     assert r.means == tuple(float(m) * x.std() + x.mean() for m in g2.means_[:, 0]) and r.delta_bic == delta
+
+
+# ----------------------------------------------------------------------------- readers of a run's metrics
+def test_ro_of_a_run_reads_its_epochs_its_regime_and_pairs_only_a_complete_column():
+    import pandas as pd
+
+    from energy_lib import bits
+
+    correct = np.random.default_rng(7).random((20, 60)) < np.linspace(0.3, 0.6, 20)[:, None]
+    acc = correct.mean(1)
+    val = np.r_[np.linspace(0.2, 0.4, 10), np.linspace(0.6, 0.3, 10)]
+    frame = pd.DataFrame({"epoch": np.arange(2, 41, 2), "test_acc_adv": acc, "val_acc_adv": val,
+                          "test_correct_adv": [bits.pack(c) for c in correct]})
+    r = V.robust_overfitting_of(frame, 60)
+    assert r == V.robust_overfitting(acc, 60, val_acc=val, epochs=np.arange(2, 41, 2), test_correct=correct)
+    assert r.best_window == (22, 24)
+    gap = frame.astype({"test_correct_adv": object})
+    gap.loc[0, "test_correct_adv"] = float("nan")                 # one epoch without per-image outcomes: unpaired
+    assert V.robust_overfitting_of(gap, 60) == V.robust_overfitting(acc, 60, val_acc=val, epochs=np.arange(2, 41, 2))
+    never = V.model_regime(0.12, 100, 10, ce=0.05)
+    assert V.robust_overfitting_of(frame, 60, regime=never).untestable == never.never_learned_text
+
+
+def test_co_of_a_run_reads_its_progress_its_regime_and_a_constant_output_below_the_spread():
+    import pandas as pd
+
+    acc = [0.10, 0.42, 0.45, 0.44, 0.05, 0.03, 0.04, 0.02]
+    frame = pd.DataFrame({"epoch": np.arange(2, 17, 2), "test_acc_adv": acc, "test_acc_nat": 0.6,
+                          "test_E_nat_std": np.r_[np.full(7, 0.3), V.CONSTANT_SPREAD]})
+    r = V.catastrophic_overfitting_of(frame, 1000, 10)
+    assert (r.verdict, r.onset, r.diverged) == (V.PRESENT, 10, False)          # a spread of exactly 1e-4 is not constant
+    frame.loc[7, "test_E_nat_std"] = np.nextafter(V.CONSTANT_SPREAD, 0)
+    assert V.catastrophic_overfitting_of(frame, 1000, 10).diverged
+    never = V.model_regime(0.12, 100, 10, ce=0.05)
+    assert V.catastrophic_overfitting_of(frame, 1000, 10, regime=never).untestable == never.never_learned_text
+
+
+def test_phases_that_cannot_be_read_keep_their_fit_ro_and_onset():
+    fit, ro = phase_fit(), ro_result(verdict=V.ABSENT)
+    r = V.phases_reproduced(fit, ro)
+    assert (r.phases, r.ro, r.ro_onset) == (fit, ro, 80.0)
+    unfitted = V.phase_structure(np.linspace(1.0, 0.0, 10))              # too short to fit: no BIC
+    r = V.phases_reproduced(unfitted, ro_result())
+    assert (r.phases, r.ro, r.ro_onset, r.sentence) == (unfitted, ro_result(), 80.0, unfitted.sentence)
+
+
+def accurate_but_uniform():
+    """A regime that never learned although accurate enough: its text has two ': ' (the reason after the first)."""
+    import dataclasses
+
+    return dataclasses.replace(V.model_regime(0.12, 100, 10, ce=0.05), information_when_accurate=0.1)
+
+
+def test_a_never_learned_reason_is_everything_after_its_first_colon():
+    never = accurate_but_uniform()
+    assert never.never_learned_text.count(": ") == 2
+    reason = never.never_learned_text.split(": ", 1)[1]
+    rep = V.replicated({"s0": V.PRESENT, "s1": V.PRESENT, "s2": V.PRESENT}, "CO",
+                       regimes={"s0": V.model_regime(0.8, 100, 10), "s1": V.model_regime(0.8, 100, 10), "s2": never})
+    assert rep.sentence.endswith(f"; left out of the claim, because the network never learned: s2 ({reason})")
+    rs = V.spread_ratios(WIDE, {"AT": TIGHT}, regimes={"AT": never})
+    assert rs.sentence.endswith(f": AT ({reason})")
+
+
+def test_nothing_found_is_said_without_an_empty_list():
+    assert V.replicated({}, "CO").sentence == "CO: 0 run(s) read, fewer than the 2 a replication needs"
+
+
+def test_a_summary_row_refuses_a_verdict_that_is_not_a_reproduction_by_name():
+    with pytest.raises(ValueError) as err:
+        V.mean_shift(DOWN, -1).summary("claim", "2.1", "E down", verdict=V.PRESENT)
+    assert str(err.value) == (f"a summary row needs one of {V.REPRODUCTION}, got 'present': map it with "
+                              "verdicts.reproduction(...)")
+
+
+def test_a_trend_reads_boolean_indicators_keyed_by_image():
+    import pandas as pd
+
+    low = pd.Series(np.tile([True, False, False, False], 25), index=np.arange(100))
+    high = pd.Series(np.tile([True, True, False, True], 25), index=np.arange(100))
+    t = V.shift_trend({2: low, 8: high}, +1, what="success")
+    step = V.mean_shift(high.to_numpy(float) - low.to_numpy(float), +1, what="change of success", random_state=0)
+    assert t.steps[0].ci == step.ci and t.verdict == V.REPRODUCED
+
+
+def test_a_trend_bootstraps_with_seed_0_by_default():
+    low = np.tile([0.1, -0.3, 0.25, 0.05, -0.12], 8)
+    high = low + np.tile([0.31, 0.02, 0.17, -0.05, 0.4, 0.11, 0.23, -0.02], 5)
+    t = V.shift_trend({2: low, 8: high}, +1)
+    assert t.steps[0].ci == V.mean_shift(high - low, +1, what="change of shift", random_state=0).ci
+    assert t.steps[0].ci != V.mean_shift(high - low, +1, what="change of shift", random_state=1).ci
