@@ -1639,3 +1639,40 @@ def test_a_trend_bootstraps_with_seed_0_by_default():
     t = V.shift_trend({2: low, 8: high}, +1)
     assert t.steps[0].ci == V.mean_shift(high - low, +1, what="change of shift", random_state=0).ci
     assert t.steps[0].ci != V.mean_shift(high - low, +1, what="change of shift", random_state=1).ci
+
+
+def test_two_modes_need_weight_separation_and_a_valley_each():
+    expo = V.bimodality(np.random.default_rng(3).exponential(size=300))      # a bump on the tail: no valley
+    assert (expo.modes, expo.verdict) == (2, V.ABSENT) and expo.dip > V.SHALLOW_DIP and expo.separation > 2
+    assert expo.delta_bic > V.BIC_MARGIN and min(expo.weights) > 0.1
+    assert ("; two components fit better but they overlap (one mode, Ashman's D ≤ 2, a component under 10% of the "
+            "mass or a valley under 20% deep: a skewed or heavy-tailed unimodal sample): not bimodal. ") in expo.sentence
+    small = np.r_[np.random.default_rng(5).normal(0, 1, 285), np.random.default_rng(6).normal(6, 0.5, 15)]
+    light = V.bimodality(small)                                             # a 5 % cluster: under min_weight
+    assert light.verdict == V.ABSENT and light.dip < 0.01 and light.separation > 3
+    assert V.bimodality(small, min_weight=min(light.weights)).verdict == V.PRESENT   # at least min_weight
+    near = np.r_[np.random.default_rng(1).normal(-1.3, 1, 400), np.random.default_rng(2).normal(1.3, 1, 400)]
+    close = V.bimodality(near)                                              # separated by D between 2 and 3
+    assert 2 < close.separation < 3 and close.verdict == V.INCONCLUSIVE
+    gauss = V.bimodality(np.random.default_rng(4).normal(size=300))
+    assert gauss.delta_bic < 0 and "; one component wins by BIC: unimodal. " in gauss.sentence
+
+
+def test_the_bimodality_sentence_names_each_component_in_order():
+    r = V.bimodality(BIMODAL, level=0.9)
+    assert (f"(means {r.means[0]:.2f} and {r.means[1]:.2f}, weights {r.weights[0]:.2f} / {r.weights[1]:.2f})"
+            in r.sentence) and f"{r.means[0]:.2f}" != f"{r.means[1]:.2f}" and f"{r.weights[0]:.2f}" != f"{r.weights[1]:.2f}"
+    ci = stats.bootstrap((BIMODAL,), V.bimodality_coefficient, n_resamples=1000, random_state=0, method="percentile",
+                         confidence_level=0.9).confidence_interval
+    assert r.coefficient_ci == (ci.low, ci.high) and "(90% bootstrap interval " in r.sentence
+
+
+def test_the_bimodality_coefficient_along_an_axis_and_from_four_values():
+    x = np.random.default_rng(8).normal(size=(3, 12))
+    along = V.bimodality_coefficient(x, axis=1)
+    assert along.shape == (3,) and list(along) == [V.bimodality_coefficient(row) for row in x]
+    four = [0.0, 1.0, 3.0, 7.0]
+    g, k = stats.skew(four, bias=False), stats.kurtosis(four, bias=False)
+    assert V.bimodality_coefficient(four) == pytest.approx((g ** 2 + 1) / (k + 3 * 9 / 2), rel=1e-12)
+    with pytest.raises(ValueError, match=r"^the bimodality coefficient needs at least 4 values, got 3$"):
+        V.bimodality_coefficient(four[:3])
