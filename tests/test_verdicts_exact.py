@@ -1676,3 +1676,39 @@ def test_the_bimodality_coefficient_along_an_axis_and_from_four_values():
     assert V.bimodality_coefficient(four) == pytest.approx((g ** 2 + 1) / (k + 3 * 9 / 2), rel=1e-12)
     with pytest.raises(ValueError, match=r"^the bimodality coefficient needs at least 4 values, got 3$"):
         V.bimodality_coefficient(four[:3])
+
+
+def test_outcomes_given_as_floats_are_read_as_booleans():
+    a, b = outcomes(100, 30, 10, 60)
+    assert V.compare_accuracy(0, 0, 0, correct_a=a.astype(float), correct_b=b.astype(float)) == \
+        V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b)
+
+
+def test_standard_errors_and_margins_are_written_in_points():
+    a, b = outcomes(50, 5, 3, 242)                       # paired SE 0.94 pt, unpaired 3.14 pt
+    r = V.compare_accuracy(0, 0, 0, correct_a=a, correct_b=b, margin=0.06)
+    assert "(paired SE 0.9 pt, unpaired SE 3.1 pt; " in r.sentence
+    near = V.compare_accuracy(0.55, 0.45, 400, margin=0.06)
+    assert near.verdict == V.INCONCLUSIVE_SCALE and ("; significant on these test images, but the interval reaches into "
+                                                     "the ±6.0 pt that training-seed noise can give") in near.sentence
+    far = V.compare_accuracy(0.75, 0.45, 400, margin=0.06)
+    assert far.sentence.endswith("A is significantly more robust than B; one trained model each: a direction needs the "
+                                 "interval beyond ±6.0 pt")
+
+
+def test_a_run_robust_only_after_its_first_epoch_is_robust():
+    """No collapse; the first epoch has 0 % but the peak (35 %) is significantly above 0: not 'never robust'."""
+    r = co([0.0, 0.30, 0.35, 0.33], 1000)
+    assert (r.verdict, r.onset) == (V.ABSENT, None)
+
+
+def test_a_drop_within_noise_then_beyond_it_begins_where_it_is_beyond():
+    """20 images: 10 % has an interval overlapping the 45 % peak's, 0 % does not: the onset is the 0 %."""
+    r = co([0.1, 0.45, 0.45, 0.10, 0.0, 0.0], 20)
+    assert (r.verdict, r.onset) == (V.PRESENT, 5)
+
+
+def test_float32_samples_are_fitted_in_float64():
+    x32 = BIMODAL.astype(np.float32)
+    assert V.bimodality(x32) == V.bimodality(x32.astype(np.float64))
+    assert V.bimodality_coefficient(x32) == V.bimodality_coefficient(x32.astype(np.float64))
