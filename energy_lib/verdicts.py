@@ -1261,6 +1261,8 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
     noise, `not reproduced` when some step moves the other way by more than its noise (intervals
     at the Bonferroni-corrected level over the steps), `inconclusive at this scale` otherwise (also
     with a single budget). `budget_text` writes a budget in the sentence (e.g. `tables.eps_text`: 8/255)."""
+    if expected_sign not in (-1, 1):
+        raise ValueError(f"expected_sign must be -1 or +1, got {expected_sign!r}")
     budgets = tuple(sorted(values_by_budget))
     arrays = _paired_items([values_by_budget[b] for b in budgets])
     if len({len(a) for a in arrays}) > 1:

@@ -1712,3 +1712,48 @@ def test_float32_samples_are_fitted_in_float64():
     x32 = BIMODAL.astype(np.float32)
     assert V.bimodality(x32) == V.bimodality(x32.astype(np.float64))
     assert V.bimodality_coefficient(x32) == V.bimodality_coefficient(x32.astype(np.float64))
+
+
+def test_a_trend_refuses_a_missing_sign_even_at_one_budget():
+    with pytest.raises(ValueError, match=r"^expected_sign must be -1 or \+1, got 0$"):
+        V.shift_trend({8: DOWN}, 0)
+
+
+def test_three_values_of_which_one_side_is_flat_have_no_ratio_rather_than_too_few():
+    r = V.spread_ratio([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    assert r.sentence == "std ΔE(x) is 0 for standard and 1 for robust: a spread of 0 has no ratio"
+
+
+def test_a_never_learned_model_without_an_interval_says_so():
+    a, b = np.tile([1.0, 5.0, 9.0], 3)[:8], np.tile([1.0, 1.5, 2.0], 3)[:8]
+    r = V.spread_ratio(a, b, regime=never_learned())
+    assert r.verdict == V.INCONCLUSIVE_SCALE and ": 8.00x tighter, no interval) says nothing about" in r.sentence
+    few = V.spread_ratios(WIDE, {"AT": [0.1, 0.2]}, regimes={"AT": never_learned()}, paired=False)
+    assert few.sentence.startswith("std ΔE(x) of standard over each robust model's: AT: the network never learned; none ")
+
+
+def test_the_epoch_scatter_of_three_points_is_a_variance():
+    """4 epochs: the last two thirds hold 3 points (2 differences, a sample variance)."""
+    acc = np.array([0.3, 0.5, 0.45, 0.6])
+    r = V.robust_overfitting(acc, 100, k=1, val_acc=[0.1, 0.9, 0.2, 0.3])
+    var_epoch = np.var(np.diff(acc[1:]), ddof=1) / 2
+    assert var_epoch > 0 and r.se == pytest.approx(math.sqrt((0.5 * 0.5 + 0.6 * 0.4) / 100 + 2 * var_epoch), rel=1e-12)
+
+
+def test_ro_margins_are_written_in_whole_points():
+    acc, val = flat_ro(best_at=14)
+    absent = V.robust_overfitting(acc, 100_000, val_acc=val, k=2, margin=0.025)
+    assert absent.sentence.endswith("the interval excludes a decline of 2 pt or more: robust overfitting is absent")
+    acc, val = flat_ro(n_images=400)
+    unsure = V.robust_overfitting(acc, 400, val_acc=val, k=2, margin=0.025)
+    assert unsure.sentence.endswith("the interval contains both 0 and a decline of 2 pt: inconclusive")
+
+
+def test_residual_autocorrelation_is_clipped_to_0_95_and_to_0():
+    assert V._lag1(np.linspace(-1.0, 1.0, 200)) == 0.95                 # a trend left in the residuals: about 0.985
+    assert V._lag1(np.tile([1.0, -1.0], 50)) == 0.0                      # negative: not counted
+    assert V._lag1(np.zeros(10)) == 0.0
+
+
+def test_one_bimodality_coefficient_is_a_python_float():
+    assert type(V.bimodality_coefficient([0.0, 1.0, 3.0, 7.0])) is float
