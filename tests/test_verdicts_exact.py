@@ -1757,3 +1757,20 @@ def test_residual_autocorrelation_is_clipped_to_0_95_and_to_0():
 
 def test_one_bimodality_coefficient_is_a_python_float():
     assert type(V.bimodality_coefficient([0.0, 1.0, 3.0, 7.0])) is float
+
+
+def test_two_components_that_win_by_less_than_one_bic_still_win():
+    x = np.r_[np.random.default_rng(2).normal(-0.85, 1, 400), np.random.default_rng(12).normal(0.85, 1, 400)]
+    r = V.bimodality(x)
+    assert 0 < r.delta_bic < 1 and r.verdict == V.ABSENT
+    assert "; two components fit better but they overlap (one mode, " in r.sentence
+
+
+def test_the_80_percent_rule_reads_the_last_epoch_of_a_longer_best_window():
+    """k = 4, the validation peak's window at positions 12-15: it ends at epoch 16 of 20 (80 %), so a flat
+    curve is absent; one position later (ends at 85 %) it is not read."""
+    val = np.full(20, 0.3)
+    val[12:16] = 0.6
+    assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.ABSENT
+    val = np.roll(val, 1)
+    assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.INCONCLUSIVE
