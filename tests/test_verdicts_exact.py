@@ -1774,3 +1774,106 @@ def test_the_80_percent_rule_reads_the_last_epoch_of_a_longer_best_window():
     assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.ABSENT
     val = np.roll(val, 1)
     assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.INCONCLUSIVE
+
+
+# ----------------------------------------------------------------------------- phases, by their protocol
+def phases_by_hand(y, x=None, min_segment=5):
+    """PAPER.md 2.2's model comparison written out plainly: every breakpoint position fitted on its own
+    (np.linalg.lstsq), polynomials with np.polyfit on the raw epochs, the lag-1 autocorrelation of the
+    richest best-fitting model's residuals, n_eff, and BIC = n_eff ln(max(RSS/n, floor)) + (p + 2 knots
+    + 1) ln(n_eff). Returns {model: BIC}, the best knots of each phase model and their coefficients."""
+    y = np.asarray(y, float)
+    n = len(y)
+    x = np.arange(1.0, n + 1) if x is None else np.asarray(x, float)
+
+    def fit(knots):
+        basis = np.column_stack([np.ones(n), x] + [np.maximum(x - k, 0.0) for k in knots])
+        coef = np.linalg.lstsq(basis, y, rcond=None)[0]
+        resid = y - basis @ coef
+        return resid @ resid, coef, resid
+
+    inner = range(min_segment - 1, n - min_segment)
+    one = min(((fit([x[i]]), (x[i],)) for i in inner), key=lambda f: f[0][0])
+    two = min(((fit([x[i], x[j]]), (x[i], x[j])) for i in inner for j in range(i + min_segment, n - min_segment)),
+              key=lambda f: f[0][0])
+    poly = {d: y - np.polyval(np.polyfit(x, y, d), x) for d in (2, 3, 4, 5)}
+    rich = two[0][2] if two[0][0] < poly[5] @ poly[5] else poly[5]
+    r = rich - rich.mean()
+    rho = min(max((r[1:] @ r[:-1]) / (r @ r), 0.0), 0.95)
+    n_eff = max(2.0, n * (1 - rho) / (1 + rho))
+    floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
+    bic = lambda rss, p, k: n_eff * math.log(max(rss / n, floor)) + (p + 2 * k + 1) * math.log(n_eff)  # noqa: E731
+    scores = {"line": bic(fit([])[0], 2, 0), "one": bic(one[0][0], 3, 1), "two": bic(two[0][0], 4, 2),
+              **{f"poly{d}": bic(poly[d] @ poly[d], d + 1, 0) for d in poly}}
+    return scores, {"one": one, "two": two}, rho, n_eff
+
+
+def wavy(n, amplitude=0.004):
+    """A deterministic wiggle (no random draw): its values are the same on every machine."""
+    return amplitude * np.sin(np.arange(n) * 2.3) * np.cos(np.arange(n) * 0.7)
+
+
+PAPER_CURVE = np.r_[np.linspace(0.0, -0.5, 13)[:-1], np.linspace(-0.5, -0.56, 41)[:-1], np.linspace(-0.56, -0.9, 13)]
+PAPER_CURVE = PAPER_CURVE + wavy(len(PAPER_CURVE))
+
+
+def test_three_phases_follow_the_protocol_by_hand():
+    epochs = 2.0 * np.arange(1, len(PAPER_CURVE) + 1)                  # tracked every other epoch
+    r = V.phase_structure(PAPER_CURVE, epochs)
+    scores, best, rho, n_eff = phases_by_hand(PAPER_CURVE, epochs)
+    assert r.verdict == V.THREE_PHASES and r.boundaries == best["two"][1] == (26.0, 106.0)
+    assert r.bic.keys() == scores.keys()
+    assert all(abs(r.bic[m] - scores[m]) <= 0.005 + 1e-9 for m in scores)
+    assert r.delta_bic == pytest.approx(scores["line"] - scores["two"], rel=1e-9)
+    assert r.slopes == pytest.approx(tuple(np.cumsum(best["two"][0][1][1:])), rel=1e-9)
+    assert f"residual autocorrelation {rho:.2f}, so {n_eff:.0f} effectively independent epochs of 65" in r.sentence
+    assert r.sentence.startswith(f"a piecewise-linear fit with breakpoint(s) at epoch 26, 106 beats one line by "
+                                 f"ΔBIC = {r.delta_bic:.1f} and the best smooth curve (degree ")
+    assert r.statistic_text == f"three phases (breakpoints: 26, 106; ΔBIC vs one line {r.delta_bic:.1f})"
+
+
+def test_one_change_follows_the_protocol_by_hand():
+    y = np.r_[np.linspace(0.0, -0.5, 16)[:-1], np.linspace(-0.5, -0.6, 25)] + wavy(40)
+    r = V.phase_structure(y)
+    scores, best, *_ = phases_by_hand(y)
+    assert r.verdict == V.ONE_CHANGE and r.boundaries == best["one"][1] == (16.0,)
+    assert all(abs(r.bic[m] - scores[m]) <= 0.005 + 1e-9 for m in scores)
+    assert r.slopes == pytest.approx(tuple(np.cumsum(best["one"][0][1][1:])), rel=1e-9)
+
+
+def test_an_exact_line_is_decided_on_the_rss_floor_not_on_rounding():
+    """Every model fits an exact line to rounding (RSS ~ 1e-30), below the floor (1e-9 x (range + max |y|))^2:
+    the BICs differ by their penalties alone, (p + 2 knots + 1) ln(n_eff), and the line's is
+    n_eff ln(floor) + 3 ln(n_eff), whatever the rounding residuals' autocorrelation made n_eff."""
+    y = 0.5 - 0.01 * np.arange(1, 31)
+    r = V.phase_structure(y)
+    log_n_eff = (r.bic["one"] - r.bic["line"]) / 3
+    floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
+    assert r.verdict == V.NO_PHASES and log_n_eff > math.log(2) - 0.01
+    assert r.bic["line"] == pytest.approx(math.exp(log_n_eff) * math.log(floor) + 3 * log_n_eff, abs=0.05)
+    gaps = {"two": 6, "poly2": 1, "poly3": 2, "poly4": 3, "poly5": 4}
+    assert all(r.bic[m] - r.bic["line"] == pytest.approx(k * log_n_eff, abs=0.02) for m, k in gaps.items())
+    assert r.sentence.startswith("one straight line (slope -0.0100 per epoch) describes the curve as well as models "
+                                 "with breakpoints or smooth bends once their extra parameters are paid for (BIC: line ")
+
+
+def test_phases_need_three_segments_of_min_segment_epochs_plus_one():
+    y = PAPER_CURVE[::4][:16]                                     # 16 points: exactly 3 x 5 + 1
+    assert V.phase_structure(y).bic
+    short = V.phase_structure(y[:15])
+    assert (short.verdict, short.boundaries, short.slopes, short.bic, short.delta_bic) == (V.NO_PHASES, (), (), {}, 0.0)
+    assert short.sentence == "15 finite epochs are too few to look for phases (a three-phase fit needs at least 16)"
+    assert V.phase_structure(y, min_segment=4).bic and not V.phase_structure(y[:12], min_segment=4).bic
+    with_nan = y.copy()
+    with_nan[3] = np.nan
+    assert not V.phase_structure(with_nan).bic
+
+
+def test_breakpoints_are_searched_from_the_min_segment_th_epoch_on():
+    """A kink at epoch 4 lies before the first allowed breakpoint (epoch 5: five epochs before it): the
+    one-breakpoint fit puts it at 5, and its BIC is the hand fit's over exactly the allowed positions."""
+    y = np.r_[np.linspace(0.0, -0.6, 4), np.linspace(-0.6, -0.75, 27)[1:]] + wavy(30, 0.002)
+    r = V.phase_structure(y)
+    scores, best, *_ = phases_by_hand(y)
+    assert best["one"][1] == (5.0,) and abs(r.bic["one"] - scores["one"]) <= 0.005 + 1e-9
+    assert abs(r.bic["two"] - scores["two"]) <= 0.005 + 1e-9
