@@ -1767,13 +1767,13 @@ def test_two_components_that_win_by_less_than_one_bic_still_win():
 
 
 def test_the_80_percent_rule_reads_the_last_epoch_of_a_longer_best_window():
-    """k = 4, the validation peak's window at positions 12-15: it ends at epoch 16 of 20 (80 %), so a flat
-    curve is absent; one position later (ends at 85 %) it is not read."""
-    val = np.full(20, 0.3)
-    val[12:16] = 0.6
-    assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.ABSENT
-    val = np.roll(val, 1)
-    assert V.robust_overfitting(np.full(20, 0.5), 100_000, val_acc=val, k=4).verdict == V.INCONCLUSIVE
+    """k = 4 over 25 epochs, the validation peak's window at positions 16-19: it ends at epoch 20 (80 %), so
+    a flat curve is absent; one position later (ends at 84 %, still clear of the last window) it is not read."""
+    val = np.full(25, 0.3)
+    val[16:20] = 0.6
+    assert V.robust_overfitting(np.full(25, 0.5), 100_000, val_acc=val, k=4).verdict == V.ABSENT
+    late = V.robust_overfitting(np.full(25, 0.5), 100_000, val_acc=np.roll(val, 1), k=4)
+    assert late.verdict == V.INCONCLUSIVE and late.untestable.startswith("the best window ends at 84% of training")
 
 
 # ----------------------------------------------------------------------------- phases, by their protocol
@@ -1828,7 +1828,8 @@ def test_three_phases_follow_the_protocol_by_hand():
     assert r.slopes == pytest.approx(tuple(np.cumsum(best["two"][0][1][1:])), rel=1e-9)
     assert f"residual autocorrelation {rho:.2f}, so {n_eff:.0f} effectively independent epochs of 65" in r.sentence
     assert r.sentence.startswith(f"a piecewise-linear fit with breakpoint(s) at epoch 26, 106 beats one line by "
-                                 f"ΔBIC = {r.delta_bic:.1f} and the best smooth curve (degree ")
+                                 f"ΔBIC = {r.delta_bic:.1f} and the best smooth curve (degree 5) by ")
+    assert min((m for m in scores if m.startswith("poly")), key=scores.get) == "poly5"
     assert r.statistic_text == f"three phases (breakpoints: 26, 106; ΔBIC vs one line {r.delta_bic:.1f})"
 
 
@@ -1877,3 +1878,29 @@ def test_breakpoints_are_searched_from_the_min_segment_th_epoch_on():
     scores, best, *_ = phases_by_hand(y)
     assert best["one"][1] == (5.0,) and abs(r.bic["one"] - scores["one"]) <= 0.005 + 1e-9
     assert abs(r.bic["two"] - scores["two"]) <= 0.005 + 1e-9
+
+
+def test_a_mean_shift_bootstraps_2000_resamples_of_continuous_values():
+    v = np.sin(np.arange(60) * 1.7) * 0.3 - 0.1                    # 60 distinct values: every resample count shows
+    r = V.mean_shift(v, -1)
+    assert r.ci == pytest.approx(mean_interval(v), abs=1e-15)
+    ci_2001 = stats.bootstrap((v,), np.mean, n_resamples=2001, random_state=0, method="percentile").confidence_interval
+    assert r.ci != pytest.approx((ci_2001.low, ci_2001.high), abs=1e-15)
+
+
+def test_phases_of_a_float32_curve_are_fitted_in_float64():
+    y32 = PAPER_CURVE.astype(np.float32)
+    e32 = (2.0 * np.arange(1, len(PAPER_CURVE) + 1)).astype(np.float32)
+    assert V.phase_structure(y32, e32) == V.phase_structure(y32.astype(np.float64), e32.astype(np.float64))
+
+
+def test_a_smooth_bend_is_named_with_its_degree_and_every_bic():
+    x = np.arange(1, 41)
+    r = V.phase_structure(0.0015 * (x - 12.0) ** 2 + wavy(40, 0.002))
+    b = r.bic
+    assert r.verdict == V.NO_PHASES and min((m for m in b if m.startswith("poly")), key=b.get) == "poly2"
+    assert r.sentence.startswith(f"a smooth curve (polynomial of degree 2) describes the curve as well as models with "
+                                 f"breakpoints once their extra parameters are paid for (BIC: line {b['line']:.1f}, one "
+                                 f"breakpoint {b['one']:.1f}, two {b['two']:.1f}, best smooth {b['poly2']:.1f}; residual "
+                                 "autocorrelation ")
+    assert r.sentence.endswith("): no phase structure")
