@@ -9,12 +9,17 @@ from scipy import stats
 from energy_lib import verdicts as V
 
 
+def protocol_bootstrap(data, statistic, *, paired=False, level=0.95, seed=0):
+    """Every verdict's documented interval protocol: scipy's percentile bootstrap, 2,000 resamples, seed 0
+    (the caller's level and seed where a test asks for them)."""
+    return stats.bootstrap(data, statistic, paired=paired, n_resamples=2000, random_state=seed, method="percentile",
+                           confidence_level=level)
+
+
 def percentile_interval(wi, wc, level=0.95):
-    """The documented protocol: scipy's percentile bootstrap of mean(misclassified) / mean(correct),
-    the two groups resampled independently, 2,000 resamples, seed 0."""
+    """WEAT's weight contrast: mean(misclassified) / mean(correct), the two groups resampled independently."""
     ratio = lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis)   # noqa: E731
-    ci = stats.bootstrap((wi, wc), ratio, n_resamples=2000, random_state=0, method="percentile",
-                         confidence_level=level).confidence_interval
+    ci = protocol_bootstrap((wi, wc), ratio, level=level).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -87,11 +92,9 @@ def test_float32_weights_are_averaged_in_float64():
 
 # ----------------------------------------------------------------------------- energy alignment (PAPER.md 2.4)
 def alignment_interval(a, b, paired=True, level=0.95):
-    """The documented protocol: scipy's percentile bootstrap of |mean a| − |mean b| over images
-    (paired: the same images resampled for both), 2,000 resamples, seed 0."""
+    """The energy alignment: |mean a| − |mean b| over images (paired: the same images resampled for both)."""
     diff = lambda x, y, axis=-1: np.abs(np.mean(x, axis=axis)) - np.abs(np.mean(y, axis=axis))   # noqa: E731
-    boot = stats.bootstrap((a, b), diff, paired=paired, n_resamples=2000, random_state=0, method="percentile",
-                           confidence_level=level)
+    boot = protocol_bootstrap((a, b), diff, paired=paired, level=level)
     return (float(boot.confidence_interval.low), float(boot.confidence_interval.high)), float(boot.standard_error)
 
 
@@ -701,9 +704,8 @@ def test_a_result_as_a_dict_holds_every_field_with_tuples_as_lists_and_a_summary
 
 # ----------------------------------------------------------------------------- mean shifts (PAPER.md 2.1, 5.3)
 def mean_interval(v, level=0.95, seed=0):
-    """The documented protocol: scipy's percentile bootstrap of the mean, 2,000 resamples, seed 0."""
-    ci = stats.bootstrap((np.asarray(v, float),), np.mean, n_resamples=2000, random_state=seed, method="percentile",
-                         confidence_level=level).confidence_interval
+    """A mean shift: the mean over items."""
+    ci = protocol_bootstrap((np.asarray(v, float),), np.mean, level=level, seed=seed).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -786,11 +788,9 @@ def test_a_share_against_its_null_reads_the_wilson_interval_at_the_callers_level
 
 # ----------------------------------------------------------------------------- spread ratios, exactly
 def log_ratio_interval(a, b, paired=True, level=0.95, seed=0):
-    """The documented protocol: scipy's percentile bootstrap of log(std(a) / std(b)) (sample standard
-    deviations), 2,000 resamples, seed 0, back on the ratio scale."""
+    """A spread ratio: log(std(a) / std(b)) (sample standard deviations), back on the ratio scale."""
     log_ratio = lambda x, y, axis=-1: np.log(np.std(x, ddof=1, axis=axis) / np.std(y, ddof=1, axis=axis))  # noqa: E731
-    ci = stats.bootstrap((a, b), log_ratio, paired=paired, n_resamples=2000, random_state=seed, method="percentile",
-                         confidence_level=level).confidence_interval
+    ci = protocol_bootstrap((a, b), log_ratio, paired=paired, level=level, seed=seed).confidence_interval
     return float(np.exp(ci.low)), float(np.exp(ci.high))
 
 
@@ -988,10 +988,10 @@ def test_ro_with_per_image_outcomes_bootstraps_each_images_window_difference():
     correct = np.random.default_rng(7).random((20, 60)) < np.linspace(0.3, 0.6, 20)[:, None]
     r = V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct)
     per_image = correct[[17, 19]].mean(0) - correct[[5, 7]].mean(0)
-    boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=0, method="percentile")
+    boot = protocol_bootstrap((per_image,), np.mean)
     assert r.se == pytest.approx(boot.standard_error, rel=1e-12)
     assert V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct, random_state=5).se == pytest.approx(
-        stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=5).standard_error, rel=1e-12)
+        protocol_bootstrap((per_image,), np.mean, seed=5).standard_error, rel=1e-12)
     assert V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct.astype(np.float32)) == r
     with pytest.raises(ValueError, match=r"^test_correct has 19 rows; it needs one per epoch \(20\)$"):
         V.robust_overfitting(RO_ACC, 60, k=4, test_correct=correct[:19])
