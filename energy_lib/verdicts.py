@@ -330,6 +330,32 @@ def _lag1(resid: np.ndarray) -> float:
     return 0.0 if denom <= 0 else float(np.clip((r[1:] @ r[:-1]) / denom, 0.0, 0.95))
 
 
+def _effective_epochs(n: int, rho: float) -> float:
+    """n(1 − ρ)/(1 + ρ) epochs carry the information of independent ones under lag-1 autocorrelation ρ;
+    at least 2, since ln(n_eff) is the BIC's price of a parameter and must stay positive."""
+    return max(2.0, n * (1 - rho) / (1 + rho))
+
+
+def _phase_model(scores: dict, bic_margin: float) -> str:
+    """The model `phase_structure` chooses from its BICs ({"line", "one", optionally "two", "poly<d>"...}).
+
+    A phase model must beat the line and every smooth curve by `bic_margin`; two breakpoints must
+    also beat one breakpoint by the margin, unless one breakpoint did not itself qualify (then two
+    needs only to be the better of the two). Otherwise "line": no phase structure."""
+    smooth = [m for m in scores if m.startswith("poly")]
+
+    def wins(model, others):
+        return all(scores[model] < scores[o] - bic_margin for o in others)
+
+    if "two" in scores and wins("two", ["line", "one", *smooth]):
+        return "two"
+    if wins("one", ["line", *smooth]):
+        return "one"
+    if "two" in scores and wins("two", ["line", *smooth]) and scores["two"] < scores["one"]:
+        return "two"
+    return "line"
+
+
 def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: float = BIC_MARGIN) -> PhaseFit:
     """Phases of a per-epoch curve (training-set mean ΔE(x), PAPER.md 2.2) by model comparison.
 
@@ -342,9 +368,11 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     searched over the epochs buys more fit than one coefficient does), and n_eff = n(1 − ρ)/(1 + ρ)
     with ρ the lag-1 autocorrelation of the residuals of the best-fitting rich model (two
     breakpoints or degree 5): a per-epoch curve's noise is autocorrelated, and treating it as
-    independent would let any wiggle look like a phase. A phase model is chosen only when its BIC
-    beats the line, every simpler phase model and every smooth alternative by `bic_margin` (10:
-    very strong evidence), so noise, a line or one smooth bend give "no phase structure". The two
+    independent would let any wiggle look like a phase (n_eff is at least 2). A phase model is
+    chosen only when its BIC beats the line and every smooth alternative by `bic_margin` (10: very
+    strong evidence); two breakpoints must also beat one by the margin when one breakpoint qualifies
+    on its own, and merely be lower when it does not (`_phase_model`). So noise, a line or one
+    smooth bend give "no phase structure". The two
     breakpoints of a three-phase model are the end of phase 1 and the start of phase 3. Whether
     the paper's phases are reproduced also needs robust overfitting where phase 3 begins:
     `phases_reproduced`.
@@ -377,26 +405,16 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     rich = resid_smooth[max(SMOOTH_DEGREES)]
     if "two" in fits and fits["two"][0] < fits[f"poly{max(SMOOTH_DEGREES)}"][0]:
         rich = y - _hinge_basis(x, fits["two"][3]) @ fits["two"][4]
-    rho = _lag1(rich)
-    n_eff = max(2.0, n * (1 - rho) / (1 + rho))   # at least 2: ln(n_eff) is the parameters' penalty
+    # residuals at the RSS floor are rounding (an exact line): their autocorrelation depends on the BLAS, not the curve
+    rho = _lag1(rich) if float(rich @ rich) / n > floor else 0.0
+    n_eff = _effective_epochs(n, rho)
 
     def bic(rss, n_coef, n_knots):
         return n_eff * math.log(max(rss / n, floor)) + (n_coef + KNOT_COST * n_knots + 1) * math.log(n_eff)
 
     scores = {m: bic(f[0], f[1], f[2]) for m, f in fits.items()}
-    smooth = [m for m in scores if m.startswith("poly")]
-    best_smooth = min(smooth, key=scores.get)
-
-    def wins(model, others):
-        return all(scores[model] < scores[o] - bic_margin for o in others)
-
-    chosen = "line"
-    if wins("one", ["line", *smooth]):
-        chosen = "one"
-    if "two" in fits and wins("two", ["line", "one", *smooth]):
-        chosen = "two"
-    elif "two" in fits and chosen == "line" and wins("two", ["line", *smooth]) and scores["two"] < scores["one"]:
-        chosen = "two"
+    best_smooth = min((m for m in scores if m.startswith("poly")), key=scores.get)
+    chosen = _phase_model(scores, bic_margin)
     _, _, _, knots, coef = fits[chosen]
     slopes = tuple(float(v) for v in np.cumsum(coef[1:]))
     verdict = {"line": NO_PHASES, "one": ONE_CHANGE, "two": THREE_PHASES}[chosen]
@@ -1024,6 +1042,17 @@ def bimodality_coefficient(values, axis: int = -1):
     return float(out) if np.ndim(out) == 0 else out
 
 
+def _bimodality_verdict(delta_bic: float, two_modes: bool, dip: float, *, bic_margin: float, max_dip: float) -> str:
+    """`bimodality`'s reading of its fit: present when two components win by more than `bic_margin`
+    and the valley is deep (ratio ≤ `max_dip`); inconclusive when they win at all with two separated
+    modes; absent otherwise."""
+    if delta_bic > bic_margin and two_modes and dip <= max_dip:
+        return PRESENT
+    if delta_bic > 0 and two_modes:
+        return INCONCLUSIVE
+    return ABSENT
+
+
 def bimodality(values, *, random_state: int = 0, bic_margin: float = BIC_MARGIN, min_weight: float = 0.1, max_dip: float = 0.5,
                level: float = LEVEL) -> Bimodality:
     """Is the sample bimodal (PAPER.md 5.2 item 2)?
@@ -1068,12 +1097,7 @@ def bimodality(values, *, random_state: int = 0, bic_margin: float = BIC_MARGIN,
     sds = np.sqrt(g2.covariances_.ravel())
     separation = float(math.sqrt(2) * abs(g2.means_[0, 0] - g2.means_[1, 0]) / math.sqrt((sds ** 2).sum()))
     two_modes = modes >= 2 and min(weights) >= min_weight and separation > 2 and dip < SHALLOW_DIP
-    if delta > bic_margin and two_modes and dip <= max_dip:
-        verdict = PRESENT
-    elif delta > 0 and two_modes:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = ABSENT
+    verdict = _bimodality_verdict(delta, two_modes, dip, bic_margin=bic_margin, max_dip=max_dip)
     why = {PRESENT: "two components win by BIC and their density has two modes: bimodal",
            INCONCLUSIVE: (f"two separated modes, but two components win by less than {bic_margin:g} BIC or the "
                          f"valley between them is shallow (density ratio {dip:.2f} > {max_dip:g}): inconclusive"),
@@ -1282,7 +1306,7 @@ def shift_trend(values_by_budget, expected_sign: int, *, what: str = "shift", le
     strict = [mean_shift(hi - lo, expected_sign, level=1 - (1 - level) / len(steps), random_state=random_state).verdict
               for lo, hi in zip(arrays, arrays[1:])]
     if NOT_REPRODUCED in strict:
-        verdict, text = NOT_REPRODUCED, f"at some larger budget it moves the other way by more than the noise"
+        verdict, text = NOT_REPRODUCED, "at some larger budget it moves the other way by more than the noise"
     elif all(v == REPRODUCED for v in verdicts):
         verdict, text = REPRODUCED, f"it {direction} at every larger budget by more than the noise"
     else:
@@ -1728,8 +1752,8 @@ def spread_ratios(reference, others: dict, *, regimes: dict, threshold: float = 
 
     listed = "; ".join(item(name, r) for name, r in each.items())
     if never:
-        text += (f"; left out of the claim, because the network never learned (a network that did not learn is tight "
-                 f"by construction): " + "; ".join(f"{name} ({each[name].untestable.split(': ', 1)[1]})"
+        text += ("; left out of the claim, because the network never learned (a network that did not learn is tight "
+                 "by construction): " + "; ".join(f"{name} ({each[name].untestable.split(': ', 1)[1]})"
                                                     for name in never))
     return SpreadRatios(each, threshold, verdict, f"std ΔE(x) of {reference_label} over each robust model's: {listed}; "
                                                  f"{text}")

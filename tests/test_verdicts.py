@@ -8,6 +8,7 @@ import pytest
 
 from energy_lib import bits, power
 from energy_lib import verdicts as V
+from verdict_inputs import eval_record, outcomes
 
 SEEDS = range(50)
 
@@ -369,33 +370,9 @@ def test_compare_accuracy_paired_and_unpaired():
 
 
 # ----------------------------------------------------------------------------- paired records (chapter 4)
-def _eval_record(correct=None, *, acc=None, n=None, start=0, metric="autoattack"):
-    """A robust-evaluation record as `metrics.robust.evaluate` writes it (the fields compare_records
-    reads); `correct`: per-image 0/1 outcomes of `metric` (packed like the record), or only `acc`
-    and `n` for a record written before per-image outcomes (version 1)."""
-    from energy_lib import bits
-
-    if correct is not None:
-        correct = np.asarray(correct, dtype=np.uint8)
-        n, acc = correct.size, float(correct.mean())
-    rec = {"images": {"dataset": "cifar10", "split": "test", "start": start, "n": n, "sha256": f"img{start}-{n}"},
-           "n_images": n, "settings": {"eps": 8 / 255, "pgd_steps": 20, "batch_size": 64},
-           "accuracy": {"clean": 0.9, "pgd": acc, metric: acc}}
-    if correct is not None:
-        rec["correct"] = {metric: bits.pack(correct), "pgd": bits.pack(correct)}
-    return rec
-
-
-def _pairs(both, only_a, only_b, neither):
-    """Per-image outcomes of A and B: `both` images right for both, then A only, B only, neither."""
-    a = np.repeat([1, 1, 0, 0], [both, only_a, only_b, neither])
-    b = np.repeat([1, 0, 1, 0], [both, only_a, only_b, neither])
-    return a, b
-
-
 def test_identical_per_image_outcomes_differ_by_exactly_zero():
-    a, _ = _pairs(37, 0, 0, 63)
-    res = V.compare_records(_eval_record(a), _eval_record(a.copy()), labels=("WEAT_adv", "TRADES"))
+    a, _ = outcomes(37, 0, 0, 63)
+    res = V.compare_records(eval_record(a), eval_record(a.copy()), labels=("WEAT_adv", "TRADES"))
     assert res.paired and "McNemar" in res.test and "paired" in res.sentence
     assert (res.statistic, res.se, res.p_value) == (0.0, 0.0, 1.0)
     # Newcombe: symmetric around 0, as wide as 0 discordant images of 100 allow (about ±2 pt)
@@ -405,10 +382,10 @@ def test_identical_per_image_outcomes_differ_by_exactly_zero():
 
 def test_a_planted_paired_difference_is_detected_and_the_unpaired_se_stated():
     # 100 images: B right on 30, A on those and 40 more; no image where only B is right
-    a, b = _pairs(30, 40, 0, 30)
-    rec_a = _eval_record(a)
+    a, b = outcomes(30, 40, 0, 30)
+    rec_a = eval_record(a)
     rec_a["accuracy"]["autoattack"] = float(np.float32(0.7))   # evaluate() stores float32 means
-    res = V.compare_records(rec_a, _eval_record(b), labels=("WEAT_adv", "TRADES"))
+    res = V.compare_records(rec_a, eval_record(b), labels=("WEAT_adv", "TRADES"))
     assert res.paired and res.n_images == 100 and (res.acc_a, res.acc_b) == (0.7, 0.3)
     assert res.statistic == pytest.approx(0.4, abs=1e-15)
     assert res.se == pytest.approx(np.sqrt(40 - 100 * 0.4 ** 2) / 100, rel=1e-12)    # √(b + c − n d²) / n
@@ -426,7 +403,7 @@ def test_a_planted_paired_difference_is_detected_and_the_unpaired_se_stated():
     assert res.se_unpaired == pytest.approx(np.sqrt((0.7 * 0.3 + 0.3 * 0.7) / 100), rel=1e-12)
     assert "unpaired SE 6.5 pt" in res.sentence and "paired SE 4.9 pt" in res.sentence
     assert "40 vs 0 discordant" in res.test and res.verdict == V.REPRODUCED
-    assert V.compare_records(_eval_record(b), _eval_record(a)).verdict == V.NOT_REPRODUCED
+    assert V.compare_records(eval_record(b), eval_record(a)).verdict == V.NOT_REPRODUCED
 
 
 def test_a_direction_needs_the_exact_test_and_the_interval_on_the_same_side():
@@ -436,12 +413,12 @@ def test_a_direction_needs_the_exact_test_and_the_interval_on_the_same_side():
     whatever an interval says."""
     for only_a in range(41):
         for only_b in range(41 - only_a):
-            a, b = _pairs(30, only_a, only_b, 70 - only_a - only_b)
-            res = V.compare_records(_eval_record(a), _eval_record(b), margin=0)
+            a, b = outcomes(30, only_a, only_b, 70 - only_a - only_b)
+            res = V.compare_records(eval_record(a), eval_record(b), margin=0)
             assert res.ci[0] <= res.statistic <= res.ci[1]
             directional = res.p_value < 0.05 and (res.ci[0] > 0 or res.ci[1] < 0)
             assert directional == (res.verdict != V.INCONCLUSIVE_SCALE), (only_a, only_b, res.ci, res.p_value)
-    five = V.compare_records(*(_eval_record(v) for v in _pairs(30, 5, 0, 65)), margin=0)
+    five = V.compare_records(*(eval_record(v) for v in outcomes(30, 5, 0, 65)), margin=0)
     assert five.verdict == V.INCONCLUSIVE_SCALE and five.p_value == pytest.approx(2 * 0.5 ** 5)
     wald_low = five.statistic - V._z() * five.se
     assert wald_low > 0                                     # what the Wald interval would have claimed
@@ -457,8 +434,8 @@ def test_every_comparison_says_the_smallest_effect_it_could_have_detected():
     assert power.paired_mde(4369, 0.10) == pytest.approx(0.0134, abs=1e-5)
     assert power.paired_mde(1000, 0.10) > 0.0134 and power.paired_mde(1000, 0.05) < power.paired_mde(1000, 0.10)
     assert power.unpaired_mde(1000, 0.5) == pytest.approx((1.959964 + 0.841621) * np.sqrt(0.5 / 1000), rel=1e-5)
-    a, b = _pairs(300, 55, 45, 600)                          # 10 % discordance, +1.0 pt
-    res = V.compare_records(_eval_record(a), _eval_record(b))
+    a, b = outcomes(300, 55, 45, 600)                          # 10 % discordance, +1.0 pt
+    res = V.compare_records(eval_record(a), eval_record(b))
     assert res.verdict == V.INCONCLUSIVE_SCALE and res.discordance == pytest.approx(0.10)
     assert res.mde == pytest.approx(power.paired_mde(1000, 0.10)) and "smallest true difference it would detect" in res.sentence
     assert "about 4,369 paired images at this discordance (10%); this build has 1,000" in res.power_text(0.0134)
@@ -472,65 +449,65 @@ def test_every_comparison_says_the_smallest_effect_it_could_have_detected():
 def test_a_direction_is_claimed_only_beyond_the_ranking_margin():
     """PAPER.md 5.3: ranking assertions only beyond 0.5 pt. 100 of 10,000 images right only for A
     and none only for B: +1.0 pt, far beyond the margin; 40 vs 0: +0.4 pt, significant but inside it."""
-    far = V.compare_records(*(_eval_record(v) for v in _pairs(5000, 100, 0, 4900)))
+    far = V.compare_records(*(eval_record(v) for v in outcomes(5000, 100, 0, 4900)))
     assert far.verdict == V.REPRODUCED and far.ci[0] > V.RANKING_MARGIN
-    near = V.compare_records(*(_eval_record(v) for v in _pairs(5000, 40, 0, 4960)))
+    near = V.compare_records(*(eval_record(v) for v in outcomes(5000, 40, 0, 4960)))
     assert near.p_value < 1e-11 and near.ci[0] > 0 and near.verdict == V.INCONCLUSIVE_SCALE
-    assert V.compare_records(*(_eval_record(v) for v in _pairs(5000, 0, 100, 4900))).verdict == V.NOT_REPRODUCED
+    assert V.compare_records(*(eval_record(v) for v in outcomes(5000, 0, 100, 4900))).verdict == V.NOT_REPRODUCED
     with pytest.raises(ValueError, match="margin"):
         V.compare_accuracy(0.5, 0.4, 100, margin=-0.01)
 
 
 def test_concordant_images_leave_the_paired_noise_much_smaller_than_the_unpaired():
     # 1000 images, 500 right for both, 486 wrong for both, 12 only A, 2 only B
-    a, b = _pairs(500, 12, 2, 486)
-    res = V.compare_records(_eval_record(a), _eval_record(b))
+    a, b = outcomes(500, 12, 2, 486)
+    res = V.compare_records(eval_record(a), eval_record(b))
     # McNemar exact by hand: P(X >= 12 or X <= 2), X ~ Bin(14, 1/2) = 2 (C(14,12) + C(14,13) + C(14,14)) / 2^14
     assert res.p_value == pytest.approx(2 * (91 + 14 + 1) / 2 ** 14, rel=1e-12)
     assert res.statistic == pytest.approx(0.01, abs=1e-15)
     assert res.se == pytest.approx(np.sqrt(14 - 1000 * 0.01 ** 2) / 1000, rel=1e-12)
     assert res.se_unpaired == pytest.approx(np.sqrt((0.512 * 0.488 + 0.502 * 0.498) / 1000), rel=1e-12)
     assert res.se_unpaired > 5 * res.se
-    assert V.compare_records(_eval_record(a), _eval_record(b), margin=0).verdict == V.REPRODUCED   # p = 0.0129
+    assert V.compare_records(eval_record(a), eval_record(b), margin=0).verdict == V.REPRODUCED   # p = 0.0129
     # significant on these images, but +1.0 pt whose interval starts below PAPER.md 5.3's 0.5 pt: one
     # trained model per method cannot tell it from training-seed noise
     assert res.ci[0] < V.RANKING_MARGIN and res.verdict == V.INCONCLUSIVE_SCALE
     assert "training-seed noise" in res.sentence
     # the same accuracies without per-image outcomes: the unpaired z-test cannot tell
-    old = V.compare_records(_eval_record(acc=0.512, n=1000), _eval_record(acc=0.502, n=1000))
+    old = V.compare_records(eval_record(acc=0.512, n=1000), eval_record(acc=0.502, n=1000))
     assert not old.paired and old.se == pytest.approx(res.se_unpaired, rel=1e-12)
     assert old.verdict == V.INCONCLUSIVE_SCALE
 
 
 def test_records_without_per_image_outcomes_fall_back_to_the_unpaired_test_and_say_so():
-    a, b = _pairs(30, 10, 0, 60)
-    old_b = _eval_record(acc=0.3, n=100)
-    for rec_a, rec_b, missing in ((_eval_record(a), old_b, "record of TRADES holds"),
-                                  (_eval_record(acc=0.4, n=100), old_b, "records of WEAT_adv and TRADES hold")):
+    a, b = outcomes(30, 10, 0, 60)
+    old_b = eval_record(acc=0.3, n=100)
+    for rec_a, rec_b, missing in ((eval_record(a), old_b, "record of TRADES holds"),
+                                  (eval_record(acc=0.4, n=100), old_b, "records of WEAT_adv and TRADES hold")):
         res = V.compare_records(rec_a, rec_b, labels=("WEAT_adv", "TRADES"))
         assert not res.paired and res.test.startswith("two-proportion z-test (unpaired binomial SE; the record")
         assert f"the {missing} no per-image outcomes" in res.sentence
         assert "unpaired" in res.statistic_text
         assert res.statistic == pytest.approx(0.1) and res.se == pytest.approx(np.sqrt((0.4 * 0.6 + 0.3 * 0.7) / 100))
-    paired = V.compare_records(_eval_record(a), _eval_record(b))
+    paired = V.compare_records(eval_record(a), eval_record(b))
     assert paired.paired and "paired, McNemar" in paired.statistic_text
 
 
 def test_records_of_other_images_or_inconsistent_outcomes_are_refused_in_one_line():
-    a, b = _pairs(30, 10, 0, 60)
-    for other in (_eval_record(b, start=100), _eval_record(np.concatenate([b, [1]]))):
+    a, b = outcomes(30, 10, 0, 60)
+    for other in (eval_record(b, start=100), eval_record(np.concatenate([b, [1]]))):
         with pytest.raises(ValueError, match="different test images") as err:
-            V.compare_records(_eval_record(a), other)
+            V.compare_records(eval_record(a), other)
         assert "\n" not in str(err.value)
-    bad = _eval_record(b)
+    bad = eval_record(b)
     bad["accuracy"]["autoattack"] = 0.35                      # the outcomes count 30 %, the accuracy says 35 %
     with pytest.raises(ValueError, match="outcomes give 0.3000, its accuracy says 0.3500") as err:
-        V.compare_records(_eval_record(a), bad, labels=("WEAT_adv", "TRADES"))
+        V.compare_records(eval_record(a), bad, labels=("WEAT_adv", "TRADES"))
     assert "\n" not in str(err.value) and "TRADES" in str(err.value)
-    short = _eval_record(b)
+    short = eval_record(b)
     short["correct"]["autoattack"] = short["correct"]["autoattack"][:-2]   # 96 of 100 images
     with pytest.raises(ValueError, match="holds 24 hex characters .* not the 26 of its 100 images"):
-        V.compare_records(_eval_record(a), short)
+        V.compare_records(eval_record(a), short)
 
 
 # ----------------------------------------------------------------------------- ΔE alarm
@@ -901,14 +878,14 @@ def test_undetected_phases_are_not_evidence_against_them():
 
 
 def test_a_claim_of_at_least_one_point_needs_the_interval_on_its_side_of_one_point():
-    a, b = _pairs(4000, 300, 100, 5600)                       # +2.0 pt on 10,000 images
-    big = V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "SAT + DER ≥ SAT + 1 pt")
+    a, b = outcomes(4000, 300, 100, 5600)                       # +2.0 pt on 10,000 images
+    big = V.at_least(V.compare_records(eval_record(a), eval_record(b)), 0.01, "SAT + DER ≥ SAT + 1 pt")
     assert big.verdict == V.REPRODUCED and "for the claim SAT + DER ≥ SAT + 1 pt" in big.sentence
-    a, b = _pairs(4000, 110, 90, 5800)                        # +0.2 pt, interval well below +1 pt
-    small = V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "x")
+    a, b = outcomes(4000, 110, 90, 5800)                        # +0.2 pt, interval well below +1 pt
+    small = V.at_least(V.compare_records(eval_record(a), eval_record(b)), 0.01, "x")
     assert small.ci[1] < 0.01 and small.verdict == V.NOT_REPRODUCED
-    a, b = _pairs(40, 6, 4, 50)                               # +2 pt on 100 images: cannot tell
-    unsure = V.at_least(V.compare_records(_eval_record(a), _eval_record(b)), 0.01, "x")
+    a, b = outcomes(40, 6, 4, 50)                               # +2 pt on 100 images: cannot tell
+    unsure = V.at_least(V.compare_records(eval_record(a), eval_record(b)), 0.01, "x")
     assert unsure.verdict == V.INCONCLUSIVE_SCALE
     # ... and says what it could have detected and what the claimed +1 pt would need (10 % discordance)
     need = math.ceil(power.paired_n_needed(0.01, 0.10))
