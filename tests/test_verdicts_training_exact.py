@@ -785,6 +785,17 @@ def test_residual_autocorrelation_is_clipped_to_0_95_and_to_0():
     assert V._lag1(np.linspace(-1.0, 1.0, 200)) == 0.95                 # a trend left in the residuals: about 0.985
     assert V._lag1(np.tile([1.0, -1.0], 50)) == 0.0                      # negative: not counted
     assert V._lag1(np.zeros(10)) == 0.0
+    assert V._lag1(np.arange(1.0, 7.0)) == 0.5                          # centred: 8.75 / 17.5
+    assert V._lag1(np.tile([1.0, 2.0], 5) + 10.0) == 0.0                # about its own mean, not about zero
+
+
+def test_residuals_below_the_rss_floor_are_rounding_whatever_their_pattern():
+    """A wiggle of 1e-10 on a line: its residuals' mean square (4e-21) is under the floor (6e-19), so they
+    are read as rounding (no autocorrelation, all 30 epochs) although their lag-1 autocorrelation is 0.53."""
+    k = np.arange(1, 31)
+    r = V.phase_structure(0.5 - 0.01 * k + 1e-10 * np.sin(k))
+    assert r.verdict == V.NO_PHASES
+    assert "; residual autocorrelation 0.00, so 30 effectively independent epochs of 30): " in r.sentence
 
 
 def test_the_80_percent_rule_reads_the_last_epoch_of_a_longer_best_window():
