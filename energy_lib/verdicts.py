@@ -340,8 +340,9 @@ def _phase_model(scores: dict, bic_margin: float) -> str:
     """The model `phase_structure` chooses from its BICs ({"line", "one", optionally "two", "poly<d>"...}).
 
     A phase model must beat the line and every smooth curve by `bic_margin`; two breakpoints must
-    also beat one breakpoint by the margin, unless one breakpoint did not itself qualify (then two
-    needs only to be the better of the two). Otherwise "line": no phase structure."""
+    also beat one breakpoint by the margin, unless one breakpoint did not itself qualify (two is then
+    lower than one anyway: one lost to a model that two beat by the margin). Otherwise "line": no
+    phase structure."""
     smooth = [m for m in scores if m.startswith("poly")]
 
     def wins(model, others):
@@ -351,7 +352,7 @@ def _phase_model(scores: dict, bic_margin: float) -> str:
         return "two"
     if wins("one", ["line", *smooth]):
         return "one"
-    if "two" in scores and wins("two", ["line", *smooth]) and scores["two"] < scores["one"]:
+    if "two" in scores and wins("two", ["line", *smooth]):
         return "two"
     return "line"
 
@@ -363,16 +364,18 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     breakpoint and with two (breakpoints searched over the epochs, each segment at least
     `min_segment` epochs); and, as smooth alternatives with as many free values, polynomials of
     degree 2-5 (`SMOOTH_DEGREES`: a curve that bends smoothly has no phases, and the two-breakpoint
-    model has 4 coefficients + 2 searched breakpoints). BIC = n_eff·ln(RSS/n) + p·ln(n_eff), where p
-    counts the coefficients, the noise variance and each breakpoint twice (`KNOT_COST`: a location
-    searched over the epochs buys more fit than one coefficient does), and n_eff = n(1 − ρ)/(1 + ρ)
-    with ρ the lag-1 autocorrelation of the residuals of the best-fitting rich model (two
-    breakpoints or degree 5): a per-epoch curve's noise is autocorrelated, and treating it as
-    independent would let any wiggle look like a phase (n_eff is at least 2). A phase model is
-    chosen only when its BIC beats the line and every smooth alternative by `bic_margin` (10: very
-    strong evidence); two breakpoints must also beat one by the margin when one breakpoint qualifies
-    on its own, and merely be lower when it does not (`_phase_model`). So noise, a line or one
-    smooth bend give "no phase structure". The two
+    model has 4 coefficients + 2 searched breakpoints). BIC = n_eff·ln(max(RSS/n, floor)) +
+    p·ln(n_eff), where p counts the coefficients, the noise variance and each breakpoint twice
+    (`KNOT_COST`: a location searched over the epochs buys more fit than one coefficient does), the
+    floor is (1e-9 × the curve's scale)² (an exact fit is decided on its parameters, not on
+    rounding), and n_eff = n(1 − ρ)/(1 + ρ) with ρ the lag-1 autocorrelation of the residuals of the
+    best-fitting rich model (two breakpoints or degree 5): a per-epoch curve's noise is
+    autocorrelated, and treating it as independent would let any wiggle look like a phase (n_eff is
+    at least 2). ρ is 0 when the rich model's RSS/n is at the floor: such residuals are rounding, and
+    their autocorrelation depends on the CPU's arithmetic, not on the curve. A phase model is chosen
+    only when its BIC beats the line and every smooth alternative by `bic_margin` (10: very strong
+    evidence); two breakpoints must also beat one by the margin when one breakpoint qualifies on its
+    own (`_phase_model`). So noise, a line or one smooth bend give "no phase structure". The two
     breakpoints of a three-phase model are the end of phase 1 and the start of phase 3. Whether
     the paper's phases are reproduced also needs robust overfitting where phase 3 begins:
     `phases_reproduced`.
@@ -405,7 +408,7 @@ def phase_structure(values, epochs=None, *, min_segment: int = 5, bic_margin: fl
     rich = resid_smooth[max(SMOOTH_DEGREES)]
     if "two" in fits and fits["two"][0] < fits[f"poly{max(SMOOTH_DEGREES)}"][0]:
         rich = y - _hinge_basis(x, fits["two"][3]) @ fits["two"][4]
-    # residuals at the RSS floor are rounding (an exact line): their autocorrelation depends on the BLAS, not the curve
+    # residuals at the RSS floor are rounding (a curve the rich model fits exactly): their autocorrelation is the BLAS's
     rho = _lag1(rich) if float(rich @ rich) / n > floor else 0.0
     n_eff = _effective_epochs(n, rho)
 

@@ -939,11 +939,11 @@ SMOOTH = {"poly2": 100.0, "poly3": 100.0, "poly4": 100.0, "poly5": 100.0}
 @pytest.mark.parametrize("line, one, two, chosen", [
     (100.0, 89.0, 78.0, "two"),     # two beats one by 11: three phases
     (100.0, 89.0, 79.0, "one"),     # two beats one by exactly the margin: not beyond it, one breakpoint stays
-    (100.0, 90.0, 81.0, "two"),     # one ties the margin against the line, so it does not qualify; two is lower
+    (100.0, 90.0, 81.0, "two"),     # one ties the margin against the line, so it does not qualify; two beats line and smooth
     (100.0, 90.0, 90.0, "line"),    # neither beats the line beyond the margin
-    (100.0, 95.0, 85.0, "two"),     # one short of the margin: two needs only to be lower than one...
+    (100.0, 95.0, 85.0, "two"),     # one short of the margin: two need not beat it by the margin...
     (100.0, 84.0, 85.0, "one"),     # ...and one qualifying, two must beat it by the margin
-    (100.0, 92.0, 89.0, "two"),     # one unqualified, two below it by 3: two
+    (100.0, 92.0, 89.0, "two"),     # one unqualified, two below it by 3 only: two
     (100.0, 89.99, 89.99, "one"),   # both beat the line by more than the margin, a tie: one (the simpler)
 ])
 def test_the_phase_model_choice_on_planted_bics(line, one, two, chosen):
@@ -980,3 +980,27 @@ def test_the_three_phase_sentence_states_the_gap_to_the_best_smooth_curve_and_ev
     s1, s2, s3 = r.slopes
     assert r.sentence.endswith(f"epochs of 65); slopes per segment {s1:+.4f}, {s2:+.4f}, {s3:+.4f} per epoch")
     assert s1 < s3 < s2 < 0 and r.paper_shaped
+
+
+def test_a_smooth_bend_is_named_only_beyond_the_margin():
+    """An exact parabola: every polynomial fits it to rounding (RSS under the floor, so rho = 0 and n_eff = 30)
+    and the degree-2 one is the best smooth curve, with BIC 30 ln(floor) + 4 ln 30. At a margin where the
+    line's BIC minus the margin equals it exactly (found here, on this machine's arithmetic), the bend does
+    not beat the line beyond the margin and the line is named; one step of the margin lower, the bend is."""
+    x = np.arange(1.0, 31)
+    y = 0.001 * (x - 10) ** 2
+    floor = (1e-9 * (np.ptp(y) + np.abs(y).max() + 1e-12)) ** 2
+    rss_line, _ = V._hinge_fit(x, y, [])
+    line = 30 * math.log(max(rss_line / 30, floor)) + 3 * math.log(30)
+    poly2 = 30 * math.log(floor) + 4 * math.log(30)
+    margin = line - poly2                    # 1,091: its steps are as fine as poly2's (-1,243), so one hits it
+    for _ in range(8):                       # the margin at which the two sides are equal to the last bit
+        if line - margin == poly2:
+            break
+        margin = np.nextafter(margin, np.inf if line - margin > poly2 else -np.inf)
+    assert line - margin == poly2
+    at = V.phase_structure(y, bic_margin=float(margin))
+    assert at.verdict == V.NO_PHASES and at.sentence.startswith("one straight line (slope ")
+    beyond = V.phase_structure(y, bic_margin=float(np.nextafter(margin, -np.inf)))
+    assert beyond.verdict == V.NO_PHASES
+    assert beyond.sentence.startswith("a smooth curve (polynomial of degree 2) describes the curve as well as models")
