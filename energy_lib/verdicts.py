@@ -1842,6 +1842,19 @@ def robust_overfitting_of(metrics, n_test_track: int, regime: Regime | None = No
                               epochs=metrics["epoch"], test_correct=correct, regime=regime)
 
 
+def delta_e_alarm_of(metrics, n_test_track: int, n_train_track: int) -> DeltaEAlarm:
+    """`delta_e_alarm` of one run's per-epoch metrics, as chapter 2 calls it on its own runs and on
+    the phenomena suite's (`suite.ro_alarms`): the training-set mean ΔE(x) with its per-epoch standard
+    error (`train_dE_std` / √`n_train_track`) as the noise floor, paired over the tracked test images
+    when the run recorded which of them were robust (`test_correct_adv`)."""
+    correct = None
+    if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
+        correct = np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
+    return delta_e_alarm(metrics["train_dE_mean"], metrics["val_acc_adv"], metrics["test_acc_adv"], n_test_track,
+                         metrics["epoch"], noise_floor=metrics["train_dE_std"] / math.sqrt(n_train_track),
+                         test_correct=correct)
+
+
 def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int,
                                 regime: Regime | None = None) -> CatastrophicOverfitting:
     """`catastrophic_overfitting` of one single-step run's per-epoch metrics, as chapter 2 and the

@@ -241,3 +241,136 @@ def test_the_chapters_say_how_many_planned_seeds_have_finished(monkeypatch):
     assert suite.seeds_text("ro") == "SAT 2 of 3, TRADES 0 of 1, SAT + DER 1 of 1"
     assert suite.seeds_text("ro", ["TRADES", "SAT", "WEAT_adv"]) == "TRADES 0 of 1, SAT 2 of 3"
     assert suite.seeds_text("co") == "FGSM 1 of 1"
+
+
+def test_the_alarm_is_read_on_every_ro_run_and_replicated_per_arm(monkeypatch):
+    """Chapter 2's ΔE alarm on planted RO runs of known answer: SAT's two seeds drop at epoch 13 (the
+    rule stops at 15) with the same 30 % of the same 500 test images robust at every epoch: as good as
+    PGD validation (equivalent) in both, reproduced. TRADES' one seed never fires and loses 20 pt after
+    the epoch PGD validation keeps: worse, and one seed cannot replicate."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from energy_lib import bits, verdicts
+
+    def run(delta_e, robust_per_epoch):
+        correct = np.zeros((20, 500), dtype=bool)
+        for i, k in enumerate(robust_per_epoch):
+            correct[i, :k] = True
+        m = pd.DataFrame({"epoch": np.arange(1, 21), "train_dE_mean": delta_e, "train_dE_std": 0.0,
+                          "val_acc_adv": correct.mean(1), "test_acc_adv": correct.mean(1),
+                          "test_correct_adv": [bits.pack(c) for c in correct]})
+        return SimpleNamespace(metrics=m, config=SimpleNamespace(n_test_track=500, n_train_track=100))
+
+    wiggle = -0.10 + 0.01 * np.where(np.arange(20) % 2 == 0, 1.0, -1.0)
+    drop = wiggle.copy()
+    drop[12:] = -1.0
+    trades = [100] * 20
+    trades[5] = 200
+    planted = {"sat-10": run(drop, [150] * 20), "sat-11": run(drop, [150] * 20), "trades-10": run(wiggle, trades)}
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: {
+        "SAT": {10: "sat-10", 11: "sat-11"}, "TRADES": {10: "trades-10"}} if phenomenon == "ro" else {})
+    monkeypatch.setattr(suite, "load", lambda entry, root=None: planted[entry])
+    found = suite.ro_alarms()
+    sat, trades_ = found["runs"]["SAT"], found["runs"]["TRADES"][10]
+    assert [(a.fired, a.alarm_epoch, a.verdict) for a in sat.values()] == [(True, 15, verdicts.ALARM_AS_GOOD)] * 2
+    assert (trades_.fired, trades_.alarm_epoch, trades_.selection_epoch, trades_.verdict) == (
+        False, 20, 6, verdicts.ALARM_WORSE)
+    assert found["claims"]["SAT"].verdict == verdicts.REPRODUCED
+    assert found["claims"]["SAT"].sentence.startswith(
+        "SAT: stopping where ΔE(x) diverges keeps a model as good as PGD validation's in every one of the 2 runs")
+    assert found["claims"]["TRADES"].verdict == verdicts.INCONCLUSIVE_SCALE
+    assert "1 run(s) read, fewer than the 2 a replication needs" in found["claims"]["TRADES"].sentence
+    assert (found["fired"], found["fired_text"]) == (2, "the rule fired in 2 of the 3 runs")
+    planted.update({"sat-10": run(wiggle, [150] * 20), "sat-11": run(wiggle, trades)})   # nothing fires
+    none = suite.ro_alarms()
+    assert none["fired"] == 0 and none["fired_text"].startswith("the rule fired in 0 of the 3 runs: in none did")
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: {})
+    assert suite.ro_alarms() == {}
+
+
+def test_the_method_claims_read_each_arm_against_the_right_one(monkeypatch):
+    """Chapters 3 and 4 on planted RO runs of known answer: TRADES' late ΔE(x) is nearer 0 than SAT's and
+    WEAT_adv's nearer 0 than TRADES' (by far more than the noise of 200 images) in seeds 10 and 11: both
+    reproduced; each no-RO claim reads its own arm's runs (planted verdicts, named by run); SAT + DER's
+    final epoch has 60 of 500 more images robust than SAT's: at least 1 pt above it in both seeds."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from energy_lib import bits, verdicts
+    from energy_lib import regime as regime_module
+
+    def run(name, delta_e, robust):
+        samples = pd.DataFrame({"epoch": np.repeat([1, 2, 3, 4], 200), "sample": np.tile(np.arange(200), 4),
+                                "dE": delta_e + 0.01 * np.tile((-1.0) ** np.arange(200), 4)})   # mean delta_e
+        correct = np.zeros(500, dtype=bool)
+        correct[:robust] = True
+        metrics = pd.DataFrame({"epoch": [1], "test_acc_adv": [correct.mean()], "test_correct_adv": [bits.pack(correct)]})
+        return SimpleNamespace(name=name, tracked_samples=samples, metrics=metrics,
+                               config=SimpleNamespace(n_test_track=500))
+
+    planted = {f"{arm}-{s}": run(f"{arm}-{s}", d, r) for arm, d, r in (
+        ("sat", -0.5, 100), ("trades", -0.2, 100), ("der", -0.3, 160), ("weat", -0.05, 100)) for s in (10, 11)}
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: {
+        "SAT": {10: "sat-10", 11: "sat-11"}, "TRADES": {10: "trades-10", 11: "trades-11"},
+        "SAT + DER": {10: "der-10", 11: "der-11"}, "WEAT_adv": {10: "weat-10", 11: "weat-11"}})
+    monkeypatch.setattr(suite, "load", lambda entry, root=None: planted[entry])
+    monkeypatch.setattr(regime_module, "regime_of", lambda run: run.name)
+    ro_verdicts = {"trades-10": verdicts.ABSENT, "trades-11": verdicts.ABSENT, "der-10": verdicts.PRESENT,
+                   "der-11": verdicts.PRESENT, "weat-10": verdicts.ABSENT, "weat-11": verdicts.INCONCLUSIVE}
+    monkeypatch.setattr(verdicts, "robust_overfitting_of",
+                        lambda metrics, n, regime: SimpleNamespace(verdict=ro_verdicts[regime]))
+    monkeypatch.setattr(suite, "seed_averaged_comparison", lambda a, b, labels, root=None: {"labels": labels})
+    claims = suite.ro_method_claims()
+    assert claims["alignment"].verdict == claims["weat_alignment"].verdict == verdicts.REPRODUCED
+    assert claims["weat_alignment"].sentence.startswith("WEAT_adv keeps ΔE(x) closer to 0 than TRADES in every one")
+    first = claims["weat_alignment_runs"][10]
+    assert first.labels == ("TRADES", "WEAT_adv") and (first.mean_a, first.mean_b) == pytest.approx((-0.2, -0.05))
+    assert claims["trades_ro"].verdict == verdicts.REPRODUCED                 # absent in both: as claimed
+    assert claims["der_ro"].verdict == verdicts.NOT_REPRODUCED                # present in both
+    assert claims["weat_ro"].verdict == verdicts.INCONCLUSIVE_SCALE and "seed 11: inconclusive" in claims["weat_ro"].sentence
+    assert claims["der_final"].verdict == verdicts.REPRODUCED
+    assert claims["weat_vs_trades"] == {"labels": ("WEAT_adv", "TRADES")}
+    assert claims["der_vs_sat"] == {"labels": ("SAT + DER", "SAT")}
+
+
+def test_the_ro_claims_read_only_the_sat_arm_per_seed(monkeypatch):
+    """"SAT overfits" and the three phases are read on SAT's confirming runs only (planted verdicts named
+    by run), each replicated over its seeds; the phase verdict is given that seed's RO verdict."""
+    from types import SimpleNamespace
+
+    from energy_lib import regime as regime_module
+    from energy_lib import verdicts
+
+    planted = {name: SimpleNamespace(name=name, metrics={"train_dE_mean": name, "epoch": None},
+                                     config=SimpleNamespace(n_test_track=500))
+               for name in ("sat-10", "sat-11", "sat-12", "trades-10")}
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: {
+        "SAT": {10: "sat-10", 11: "sat-11", 12: "sat-12"}, "TRADES": {10: "trades-10"}})
+    monkeypatch.setattr(suite, "load", lambda entry, root=None: planted[entry])
+    monkeypatch.setattr(regime_module, "regime_of", lambda run: run.name)
+    ro = {"sat-10": verdicts.PRESENT, "sat-11": verdicts.PRESENT, "sat-12": verdicts.INCONCLUSIVE}
+    monkeypatch.setattr(verdicts, "robust_overfitting_of",
+                        lambda metrics, n, regime: SimpleNamespace(verdict=ro[regime], of=regime))
+    monkeypatch.setattr(verdicts, "phase_structure", lambda curve, epochs: curve)
+    monkeypatch.setattr(verdicts, "phases_reproduced", lambda structure, ro_: SimpleNamespace(
+        verdict=verdicts.REPRODUCED if structure == ro_.of and ro_.verdict == verdicts.PRESENT else verdicts.NOT_REPRODUCED))
+    claims = suite.ro_claims()
+    assert claims["ro"].verdict == verdicts.INCONCLUSIVE_SCALE
+    assert claims["ro"].sentence.startswith("SAT overfits (robust overfitting): present in 2 of the 3 runs")
+    assert claims["phases"].sentence.endswith("(seed 10: reproduced, seed 11: reproduced, seed 12: not reproduced)")
+    monkeypatch.setattr(suite, "replicates", lambda phenomenon, root=None: {"TRADES": {10: "trades-10"}})
+    assert suite.ro_claims() == {}
+
+
+def test_quiet_hours_are_the_epochs_at_the_pace_of_the_fastest_tenth():
+    assert suite.quiet_hours([36.0] * 100) == 1.0                       # 100 epochs of 36 s
+    assert suite.quiet_hours([36.0] * 90 + [360.0] * 10) == 1.0         # a slow tenth (another job) is left out
+    assert suite.quiet_hours([36.0] * 80 + [360.0] * 20) == 1.0
+    assert suite.quiet_hours([360.0] * 89 + [36.0] * 11) == 1.0         # only the fastest tenth sets the pace
+    assert suite.quiet_hours([0.0, 36000.0]) == 2.0                     # numpy's linear 10th percentile: 3,600 s
+    assert suite.quiet_hours([]) == 0.0

@@ -85,6 +85,34 @@ def test_the_curves_must_be_equally_long_and_at_least_two_epochs():
     assert V.delta_e_alarm([0.1, 0.2], [0.2, 0.3], [0.3, 0.3], 100).verdict == V.ALARM_UNTESTABLE
 
 
+def test_the_alarm_of_a_runs_metrics_reads_its_columns_and_pairs_its_images():
+    """`delta_e_alarm_of` is `delta_e_alarm` on a run's columns: the noise floor is train_dE_std / √n_train
+    (std 4 on 64 images: floor 0.5, which hides the drop, as above), and the comparison is paired
+    exactly when every epoch recorded which tracked test images were robust."""
+    import pandas as pd
+
+    from energy_lib import bits
+
+    n_test, n_train = 40, 64
+    correct = np.zeros((20, n_test), dtype=bool)
+    correct[:, :12] = True                                                  # 30 % robust at every epoch
+    frame = pd.DataFrame({"epoch": np.arange(1, 21), "train_dE_mean": dropping_at(12), "train_dE_std": 0.0,
+                          "val_acc_adv": FLAT, "test_acc_adv": correct.mean(1),
+                          "test_correct_adv": [bits.pack(c) for c in correct]})
+    a = V.delta_e_alarm_of(frame, n_test, n_train)
+    by_hand = V.delta_e_alarm(dropping_at(12), FLAT, correct.mean(1), n_test, np.arange(1, 21),
+                              noise_floor=np.zeros(20), test_correct=correct)
+    assert (a.sentence, a.comparison.sentence, a.comparison.ci) == (by_hand.sentence, by_hand.comparison.sentence,
+                                                                    by_hand.comparison.ci)
+    assert (a.fired, a.alarm_epoch, a.selection_epoch, a.comparison.paired) == (True, 15, 1, True)
+    assert V.delta_e_alarm_of(frame.assign(train_dE_std=4.0), n_test, n_train).fired is False
+    unpaired = V.delta_e_alarm_of(frame.drop(columns="test_correct_adv"), n_test, n_train)
+    assert unpaired.comparison.paired is False and unpaired.alarm_epoch == 15
+    older = frame.astype({"test_correct_adv": object})
+    older.loc[3, "test_correct_adv"] = None                                 # one epoch without the record
+    assert V.delta_e_alarm_of(older, n_test, n_train).comparison.paired is False
+
+
 def test_each_verdict_with_its_comparison_and_sentence():
     n = 1000
     # never fires and validation keeps the last epoch: nothing tested
