@@ -558,15 +558,21 @@ def training_images(cfg: TrainConfig) -> str:
     return f"{cfg.n_train:,} {cfg.dataset} training images ({cfg.n_val:,} more held out to select best.pt)"
 
 
+def training_setup(cfg: TrainConfig) -> str:
+    """What `describe` says of a run's training, less its method and seed: "small_cnn, 150 epochs on
+    1,000 cifar10 training images (...), batch size 64, PGD-5 training attack at ε = 8/255"."""
+    attack = (f"PGD-{cfg.attack_steps} training attack" if "attack_steps" in METHOD_USES[cfg.method]
+              else "single-step training attack")
+    return (f"{cfg.model}, {cfg.epochs} epochs on {training_images(cfg)}, batch size {cfg.batch_size}, {attack} at "
+            f"ε = {cfg.eps * 255:g}/255")
+
+
 def describe(run: Run, *, reference_note: bool = True) -> str:
     """The one phrase saying how a run was trained, for a chapter's prose (chapters 1 and 5); plain
     text (no markdown), since chapters glue it as text. `reference_note`: say so when `run` is the
     committed reference run (chapter 5 says it in its own sentence)."""
     cfg = run.config
-    attack = (f"PGD-{cfg.attack_steps} training attack" if "attack_steps" in METHOD_USES[cfg.method]
-              else "single-step training attack")
-    text = (f"{cfg.method.upper()} on {cfg.model}, {cfg.epochs} epochs on {training_images(cfg)}, batch size "
-            f"{cfg.batch_size}, {attack} at ε = {cfg.eps * 255:g}/255, seed {cfg.seed}")
+    text = f"{cfg.method.upper()} on {training_setup(cfg)}, seed {cfg.seed}"
     if reference_note and is_reference(run):
         text += " (the committed reference run, trained by make reference)"   # a reader's note, not an instruction
     note = code_note(run)

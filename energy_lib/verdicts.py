@@ -270,6 +270,76 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
                              mde, untestable)
 
 
+@dataclass(frozen=True)
+class LessOverfitting(Result):
+    statistic: float             # decline of B − decline of A (each: last window − best window); > 0: B declines less
+    ci: tuple[float, float]
+    decline_a: float
+    decline_b: float
+    labels: tuple[str, str]
+    n_images: int
+    verdict: str                 # REPRODUCTION of "B overfits less than A"
+    mde: float
+    sentence: str
+
+    @property
+    def statistic_text(self) -> str:
+        if not math.isfinite(self.statistic):
+            return "not measurable"
+        return (f"{self.labels[1]} − {self.labels[0]} change {_pt(self.statistic)} [{_pt(self.ci[0])}, "
+                f"{_pt(self.ci[1])}] (n = {self.n_images}; detectable ≥ {mde_text(self.mde)})")
+
+
+def _window_rows(window: tuple[int, int], epochs) -> np.ndarray:
+    """Row indices of the epochs from window[0] to window[1] (inclusive) in a per-epoch array."""
+    e = np.asarray(epochs)
+    return np.flatnonzero((e >= window[0]) & (e <= window[1]))
+
+
+def less_robust_overfitting(ro_a: RobustOverfitting, correct_a, ro_b: RobustOverfitting, correct_b, *, epochs_a=None,
+                            epochs_b=None, labels=("SAT", "TRADES"), level: float = LEVEL,
+                            random_state: int = 0) -> LessOverfitting:
+    """B overfits less than A (PAPER.md 2.4: TRADES mitigates robust overfitting; 2.6: so does WEAT),
+    read on two runs that tracked the same test images (`correct_*`: epochs x images, each run's
+    per-image robust correctness, as `robust_overfitting` reads it). Each run's change per image is
+    its last window's mean minus its best window's (the windows of `ro_a` / `ro_b`, chosen on
+    validation accuracy); the statistic is B's mean change minus A's (> 0: B declines less), with a
+    paired bootstrap over the images. Verdict: `reproduced` when the interval lies above 0, `not
+    reproduced` when below, `inconclusive at this scale` otherwise, and whenever either run cannot
+    show robust overfitting (`untestable`: never learned, no robust gap, best window at the end):
+    "less" needs a decline that could occur in both."""
+    la, lb = labels
+    ca, cb = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if ca.shape[1:] != cb.shape[1:]:
+        raise ValueError(f"less_robust_overfitting needs both runs on the same test images; got {ca.shape[1:]} and "
+                         f"{cb.shape[1:]} images")
+    n = int(ca.shape[1])
+    changes = []
+    for ro, c, epochs in ((ro_a, ca, epochs_a), (ro_b, cb, epochs_b)):
+        epochs = np.arange(1, len(c) + 1) if epochs is None else epochs
+        changes.append(c[_window_rows(ro.last_window, epochs)].mean(0) - c[_window_rows(ro.best_window, epochs)].mean(0))
+    per_image = changes[1] - changes[0]
+    stat = float(per_image.mean())
+    boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state, method="percentile",
+                           confidence_level=level)
+    ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    mde = mde_from_se(boot.standard_error)
+    blocked = [f"{label}: {ro.untestable}" for label, ro in ((la, ro_a), (lb, ro_b)) if ro.untestable]
+    verdict = (INCONCLUSIVE_SCALE if blocked else REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0
+               else INCONCLUSIVE_SCALE)
+    meaning = (f"{lb} declines less than {la} by more than the noise" if verdict == REPRODUCED else
+               f"{lb} declines more than {la} by more than the noise" if verdict == NOT_REPRODUCED else
+               f"the difference is within the noise (the smallest it would detect with {POWER:.0%} power: "
+               f"{mde_text(mde)})")
+    if blocked:
+        meaning = "less overfitting cannot be read, because " + "; ".join(blocked) + ": inconclusive at this scale"
+    sentence = (f"robust test accuracy from the best window to the last changes by {_pt(float(changes[0].mean()))} "
+                f"for {la} and {_pt(float(changes[1].mean()))} for {lb} on the same {n} test images: {lb} − {la} = "
+                f"{_pt(stat)}, {level:.0%} paired bootstrap interval [{_pt(ci[0])}, {_pt(ci[1])}]; {meaning}")
+    return LessOverfitting(stat, ci, float(changes[0].mean()), float(changes[1].mean()), tuple(labels), n, verdict,
+                           float(mde), sentence)
+
+
 # ----------------------------------------------------------------------------- phases
 @dataclass(frozen=True)
 class PhaseFit(Result):
@@ -1399,8 +1469,16 @@ class DeltaEAlarm(Result):
                 f"({self.acc_selection:.1%})")
 
 
-def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, window: int = 5, k: float = 3.0,
-                  persist: int = 3, warmup: float = 0.25, noise_floor=None, level: float = LEVEL,
+ALARM_WINDOW, ALARM_WARMUP = 5, 0.25   # the ΔE rule's running-level window (epochs) and warm-up (share of the run)
+
+
+def alarm_start(n_epochs: int, window: int = ALARM_WINDOW, warmup: float = ALARM_WARMUP) -> int:
+    """The first epoch (0-based) the ΔE rule judges: after the warm-up, with a full window behind it."""
+    return max(window, int(math.ceil(warmup * n_epochs)))
+
+
+def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, window: int = ALARM_WINDOW, k: float = 3.0,
+                  persist: int = 3, warmup: float = ALARM_WARMUP, noise_floor=None, level: float = LEVEL,
                   test_correct=None, margin: float = EQUIVALENCE_MARGIN) -> DeltaEAlarm:
     """ΔE as an early-stopping alarm (chapter 2), against PGD-validation selection.
 
@@ -1427,7 +1505,7 @@ def delta_e_alarm(delta_e, val_acc, test_acc, n_images: int, epochs=None, *, win
                          f"{len(test)}")
     epochs = np.arange(1, n_ep + 1) if epochs is None else np.asarray(epochs)
     floor = np.broadcast_to(np.asarray(0.0 if noise_floor is None else noise_floor, dtype=float), (n_ep,))
-    start = max(window, int(math.ceil(warmup * n_ep)))
+    start = alarm_start(n_ep, window, warmup)
     first = max(0, start - window)
     fired_at = None
     for s in range(start, n_ep - persist + 1):
@@ -1834,12 +1912,30 @@ def robust_overfitting_of(metrics, n_test_track: int, regime: Regime | None = No
     """`robust_overfitting` of one run's per-epoch metrics (a run's `metrics` frame), as chapter 2
     and the sizing sweep (`energy_lib.sizing`) both call it: paired over test images when the run
     tracked which test images were robust (`test_correct_adv`, packed by `bits.pack`)."""
-
-    correct = None
-    if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
-        correct = np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
     return robust_overfitting(metrics["test_acc_adv"], n_test_track, val_acc=metrics["val_acc_adv"],
-                              epochs=metrics["epoch"], test_correct=correct, regime=regime)
+                              epochs=metrics["epoch"], test_correct=test_correct_of(metrics, n_test_track),
+                              regime=regime)
+
+
+def test_correct_of(metrics, n_test_track: int):
+    """A run's per-epoch, per-image robust correctness on its tracked test images (epochs x images,
+    from `test_correct_adv`, packed by `bits.pack`), or None when an epoch did not record it."""
+    if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
+        return np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
+    return None
+
+
+def less_robust_overfitting_of(metrics_a, metrics_b, n_test_track: int, *, regime_a: Regime | None = None,
+                               regime_b: Regime | None = None, labels=("SAT", "TRADES")) -> LessOverfitting | None:
+    """`less_robust_overfitting` of two runs' per-epoch metrics (each read by `robust_overfitting_of`
+    with its regime), as the suite reads TRADES and WEAT_adv against SAT; None when either run did not
+    record which tracked test images were robust (nothing to pair)."""
+    ca, cb = test_correct_of(metrics_a, n_test_track), test_correct_of(metrics_b, n_test_track)
+    if ca is None or cb is None:
+        return None
+    return less_robust_overfitting(robust_overfitting_of(metrics_a, n_test_track, regime=regime_a), ca,
+                                   robust_overfitting_of(metrics_b, n_test_track, regime=regime_b), cb,
+                                   epochs_a=metrics_a["epoch"], epochs_b=metrics_b["epoch"], labels=labels)
 
 
 def delta_e_alarm_of(metrics, n_test_track: int, n_train_track: int) -> DeltaEAlarm:
@@ -1847,12 +1943,9 @@ def delta_e_alarm_of(metrics, n_test_track: int, n_train_track: int) -> DeltaEAl
     the phenomena suite's (`suite.ro_alarms`): the training-set mean ΔE(x) with its per-epoch standard
     error (`train_dE_std` / √`n_train_track`) as the noise floor, paired over the tracked test images
     when the run recorded which of them were robust (`test_correct_adv`)."""
-    correct = None
-    if "test_correct_adv" in metrics and metrics["test_correct_adv"].map(lambda v: isinstance(v, str)).all():
-        correct = np.stack([bits.unpack(v, n_test_track) for v in metrics["test_correct_adv"]])
     return delta_e_alarm(metrics["train_dE_mean"], metrics["val_acc_adv"], metrics["test_acc_adv"], n_test_track,
                          metrics["epoch"], noise_floor=metrics["train_dE_std"] / math.sqrt(n_train_track),
-                         test_correct=correct)
+                         test_correct=test_correct_of(metrics, n_test_track))
 
 
 def catastrophic_overfitting_of(metrics, n_test_track: int, n_classes: int,

@@ -1032,3 +1032,76 @@ def test_a_smooth_bend_is_named_only_beyond_the_margin():
     beyond = V.phase_structure(y, bic_margin=float(np.nextafter(margin, -np.inf)))
     assert beyond.verdict == V.NO_PHASES
     assert beyond.sentence.startswith("a smooth curve (polynomial of degree 2) describes the curve as well as models")
+
+
+# ----------------------------------------------------------------------------- less robust overfitting than SAT
+def _planted_run(robust_at_best: int, robust_at_end: int, n: int = 100):
+    """20 epochs, n images, validation peaking at epochs 5-6 (k = 2: the best window is epochs 5-6, the
+    last 19-20); the first `robust_at_best` images robust from epoch 1 to 18, the first `robust_at_end`
+    in epochs 19-20."""
+    correct = np.zeros((20, n), dtype=bool)
+    correct[:18, :robust_at_best] = True
+    correct[18:, :robust_at_end] = True
+    val = np.full(20, 0.3)
+    val[4:6] = 0.6
+    return V.robust_overfitting(correct.mean(1), n, val_acc=val, test_correct=correct), correct
+
+
+def test_less_overfitting_is_the_paired_difference_of_the_two_runs_changes():
+    """SAT loses 20 of 100 images (images 30-49: 50 -> 30 robust) from its best window to its last, TRADES
+    none: each image's TRADES change minus SAT's is +1 for those 20 and 0 for the rest, so +20 pt, with
+    the protocol's bootstrap over the images in their order."""
+    sat, c_sat = _planted_run(50, 30)
+    trades, c_trades = _planted_run(50, 50)
+    assert (sat.best_window, sat.last_window) == ((5, 6), (19, 20))
+    r = V.less_robust_overfitting(sat, c_sat, trades, c_trades)
+    per_image = np.zeros(100)
+    per_image[30:50] = 1.0                                   # the images SAT lost, in their order
+    boot = protocol_bootstrap((per_image,), np.mean)
+    assert (r.statistic, r.decline_a, r.decline_b, r.n_images) == (0.2, -0.2, 0.0, 100)
+    assert r.ci == (boot.confidence_interval.low, boot.confidence_interval.high) and r.ci[0] > 0
+    assert r.verdict == V.REPRODUCED and r.sentence == (
+        "robust test accuracy from the best window to the last changes by -20.0 pt for SAT and +0.0 pt for TRADES on "
+        f"the same 100 test images: TRADES − SAT = +20.0 pt, 95% paired bootstrap interval [{100 * r.ci[0]:+.1f} pt, "
+        f"{100 * r.ci[1]:+.1f} pt]; TRADES declines less than SAT by more than the noise")
+    worse = V.less_robust_overfitting(trades, c_trades, sat, c_sat, labels=("TRADES", "SAT"))
+    assert (worse.statistic, worse.verdict) == (-0.2, V.NOT_REPRODUCED)
+    assert worse.sentence.endswith("SAT declines more than TRADES by more than the noise")
+    same = V.less_robust_overfitting(sat, c_sat, sat, c_sat)
+    assert (same.statistic, same.ci, same.verdict) == (0.0, (0.0, 0.0), V.INCONCLUSIVE_SCALE)
+    assert "the difference is within the noise (the smallest it would detect with 80% power:" in same.sentence
+
+
+def test_less_overfitting_reads_each_runs_own_windows_at_its_own_epochs():
+    """A run whose epochs are numbered 101-120 has its windows at 105-106 and 119-120: the same rows."""
+    import pandas as pd
+
+    from energy_lib import bits
+
+    sat, c_sat = _planted_run(50, 30)
+    trades, c_trades = _planted_run(50, 50)
+    late = V.robust_overfitting(c_trades.mean(1), 100, val_acc=np.r_[[0.3] * 4, 0.6, 0.6, [0.3] * 14],
+                                epochs=np.arange(101, 121), test_correct=c_trades)
+    assert late.best_window == (105, 106)
+    r = V.less_robust_overfitting(sat, c_sat, late, c_trades, epochs_b=np.arange(101, 121))
+    assert r.statistic == 0.2
+    frame = lambda c, first: pd.DataFrame({"epoch": np.arange(first, first + 20), "test_acc_adv": c.mean(1),
+                                           "val_acc_adv": np.r_[[0.3] * 4, 0.6, 0.6, [0.3] * 14],
+                                           "test_correct_adv": [bits.pack(row) for row in c]})
+    of = V.less_robust_overfitting_of(frame(c_sat, 1), frame(c_trades, 101), 100)
+    assert (of.statistic, of.sentence) == (r.statistic, r.sentence)
+    assert V.less_robust_overfitting_of(frame(c_sat, 1).drop(columns="test_correct_adv"), frame(c_trades, 1), 100) is None
+
+
+def test_less_overfitting_needs_a_decline_that_could_occur_in_both_runs():
+    import dataclasses
+
+    sat, c_sat = _planted_run(50, 30)
+    trades, c_trades = _planted_run(50, 50)
+    blocked = dataclasses.replace(sat, untestable="there is no robust generalisation gap to overfit")
+    r = V.less_robust_overfitting(blocked, c_sat, trades, c_trades)
+    assert (r.statistic, r.verdict) == (0.2, V.INCONCLUSIVE_SCALE)
+    assert r.sentence.endswith("less overfitting cannot be read, because SAT: there is no robust generalisation gap "
+                               "to overfit: inconclusive at this scale")
+    with pytest.raises(ValueError, match=r"the same test images; got \(100,\) and \(60,\) images"):
+        V.less_robust_overfitting(sat, c_sat, trades, c_trades[:, :60])
