@@ -186,18 +186,20 @@ LENS_SEED = SEEDS[0]   # chapter 6 reads each RO arm's run of this seed: their b
 def robust_models(root: Path | None = None) -> dict:
     """The suite's robust classifiers for chapter 6's energy lens: each RO arm's finished confirming run
     of seed `LENS_SEED` (long multi-step runs of one architecture), the same set in every checkout.
-    {"runs": {label: runs.Run} of those whose best.pt is here, "without_weights": [labels] of finished
-    ones whose best.pt is not (committed with the run's record; a checkout without it says so)}."""
-    found, missing = {}, []
+    {"runs": {label: runs.Run} of those whose best.pt is here, "arms": [their arms, in the same order],
+    "without_weights": [labels] of finished ones whose best.pt is not (committed with the run's record; a
+    checkout without it says so)}."""
+    found, arms, missing = {}, [], []
     for entry in current_plan(root).confirm:
         directory = entry.directory(root)
         if entry.phenomenon != "ro" or entry.overrides.get("seed") != LENS_SEED or not (directory / "DONE").is_file():
             continue
         if (directory / "best.pt").is_file():
             found[_label(entry)] = load(entry, root)
+            arms.append(arm(entry))
         else:
             missing.append(_label(entry))
-    return {"runs": found, "without_weights": missing}
+    return {"runs": found, "arms": arms, "without_weights": missing}
 
 
 def quiet_hours(epoch_seconds) -> float:
@@ -876,7 +878,8 @@ def ro_method_claims(root: Path | None = None) -> dict:
         for s in sorted(set(sat) & set(arm_runs)):
             a, b = load(sat[s], root), load(arm_runs[s], root)
             found = verdicts.less_robust_overfitting_of(a.metrics, b.metrics, a.config.n_test_track,
-                                                        regime_a=regime_of(a), regime_b=regime_of(b), labels=("SAT", name))
+                                                        b.config.n_test_track, regime_a=regime_of(a),
+                                                        regime_b=regime_of(b), labels=("SAT", name))
             if found is not None:
                 less[s] = found
         if less:

@@ -124,6 +124,10 @@ class Result:
 
 
 # ----------------------------------------------------------------------------- robust overfitting
+# why a run cannot show robust overfitting (RobustOverfitting.untestable_kind)
+UNTESTABLE_KINDS = ("too_short", "never_learned", "no_gap", "window_end", "late_best")
+
+
 @dataclass(frozen=True)
 class RobustOverfitting(Result):
     statistic: float              # mean test robust acc (last k epochs) − (k epochs around the best)
@@ -140,6 +144,7 @@ class RobustOverfitting(Result):
     sentence: str
     mde: float = float("nan")     # smallest decline detectable at 80 % power, 5 % level (from se)
     untestable: str = ""          # why this run cannot show RO (never learned, no gap, best window = last)
+    untestable_kind: str = ""     # which of UNTESTABLE_KINDS set `untestable` ("too_short": no two windows)
 
     @property
     def statistic_text(self) -> str:
@@ -201,7 +206,7 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
         nan = float("nan")
         return RobustOverfitting(nan, nan, (nan, nan), nan, nan, (0, 0), (0, 0), "", n_images, margin,
                                  INCONCLUSIVE, f"{n_ep} epochs are too few to compare two windows of {k} epochs: "
-                                 "inconclusive")
+                                 "inconclusive", untestable_kind="too_short")
     if val_acc is not None:
         score = np.convolve(np.asarray(val_acc, dtype=float), np.ones(k) / k, mode="valid")
         start = int(np.argmax(score))
@@ -242,19 +247,19 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
     bw = (int(epochs[best[0]]), int(epochs[best[-1]]))
     lw = (int(epochs[last[0]]), int(epochs[last[-1]]))
     mde = mde_from_se(se)
-    untestable = ""
+    untestable = kind = ""
     if verdict == ABSENT and (best[-1] + 1) / n_ep > best_before:
         untestable = (f"the best window ends at {(best[-1] + 1) / n_ep:.0%} of training (epochs {bw[0]}-{bw[1]}): too "
                       "little training follows it to rule a decline out")
-        verdict = INCONCLUSIVE
+        verdict, kind = INCONCLUSIVE, "late_best"
     if set(best) & set(last):
         untestable = (f"the best window is the last one: the validation-best window (epochs {bw[0]}-{bw[1]}) overlaps "
                       f"the last {k} epochs ({lw[0]}-{lw[1]}), so nothing follows the best to decline (a learning rate "
                       "annealed to ~0 at the end puts the best there) and the change is 0 by construction")
-        verdict = INCONCLUSIVE
+        verdict, kind = INCONCLUSIVE, "window_end"
     why = regime.why_untestable("ro") if regime is not None else None
     if why and (not regime.learned or verdict != PRESENT):
-        untestable, verdict = why, INCONCLUSIVE
+        untestable, verdict, kind = why, INCONCLUSIVE, ("never_learned" if not regime.learned else "no_gap")
     meaning = {PRESENT: "a decline larger than its noise: robust overfitting is present",
                ABSENT: f"the interval excludes a decline of {100 * margin:.0f} pt or more: robust overfitting "
                        "is absent",
@@ -267,7 +272,7 @@ def robust_overfitting(test_acc, n_images: int, *, val_acc=None, epochs=None, k:
                 f"of {_pt(d)}, {level:.0%} interval [{_pt(ci[0])}, {_pt(ci[1])}] on {n_images} test images "
                 f"(the smallest decline it would detect with {POWER:.0%} power: {mde_text(mde)}); {meaning}")
     return RobustOverfitting(d, se, ci, a_best, a_last, bw, lw, selected_on, n_images, margin, verdict, sentence,
-                             mde, untestable)
+                             mde, untestable, kind)
 
 
 @dataclass(frozen=True)
@@ -297,47 +302,73 @@ def _window_rows(window: tuple[int, int], epochs) -> np.ndarray:
 
 
 def less_robust_overfitting(ro_a: RobustOverfitting, correct_a, ro_b: RobustOverfitting, correct_b, *, epochs_a=None,
-                            epochs_b=None, labels=("SAT", "TRADES"), level: float = LEVEL,
-                            random_state: int = 0) -> LessOverfitting:
+                            epochs_b=None, labels=("SAT", "TRADES"), level: float = LEVEL, random_state: int = 0,
+                            best_before: float = 0.8) -> LessOverfitting:
     """B overfits less than A (PAPER.md 2.4: TRADES mitigates robust overfitting; 2.6: so does WEAT),
     read on two runs that tracked the same test images (`correct_*`: epochs x images, each run's
     per-image robust correctness, as `robust_overfitting` reads it). Each run's change per image is
-    its last window's mean minus its best window's (the windows of `ro_a` / `ro_b`, chosen on
-    validation accuracy); the statistic is B's mean change minus A's (> 0: B declines less), with a
-    paired bootstrap over the images. Verdict: `reproduced` when the interval lies above 0, `not
-    reproduced` when below, `inconclusive at this scale` otherwise, and whenever either run cannot
-    show robust overfitting (`untestable`: never learned, no robust gap, best window at the end):
-    "less" needs a decline that could occur in both."""
+    its last window's mean minus its best window's (the windows of `ro_a` / `ro_b`, each chosen on its
+    own validation accuracy, so that runs learning at different speeds are each read at their best);
+    the statistic is B's mean change minus A's (> 0: B declines less), with a paired bootstrap over
+    the images (seed-to-seed noise is `replicated`'s business).
+
+    Verdict: `reproduced` when the interval lies above 0 *and* A's own robust overfitting is present
+    (less than a decline that is not established says nothing about mitigating it), `not
+    reproduced` when the interval lies below 0, `inconclusive at this scale` otherwise. It cannot be
+    read when A cannot show robust overfitting (too short, never learned, no robust gap, its best
+    window at the end or ending after `best_before` of training: too little follows it), or when B
+    never learned. B's best window at its end, or B without a robust gap, is what the claim predicts,
+    not a reason to stop reading."""
     la, lb = labels
+    for label, ro in ((la, ro_a), (lb, ro_b)):
+        if ro.untestable_kind != "too_short" and ro.selected_on != "validation accuracy":
+            raise ValueError(f"less_robust_overfitting needs each run's best window chosen on validation accuracy; "
+                             f"{label}'s was chosen on {ro.selected_on} (pass val_acc to robust_overfitting)")
     ca, cb = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if ca.shape[1:] != cb.shape[1:]:
         raise ValueError(f"less_robust_overfitting needs both runs on the same test images; got {ca.shape[1:]} and "
                          f"{cb.shape[1:]} images")
     n = int(ca.shape[1])
-    changes = []
+    blocked = []
+    if ro_a.untestable_kind in ("too_short", "never_learned", "no_gap", "window_end"):
+        blocked.append(f"{la}: {ro_a.untestable or ro_a.sentence}")
+    if ro_b.untestable_kind in ("too_short", "never_learned"):
+        blocked.append(f"{lb}: {ro_b.untestable or ro_b.sentence}")
+    changes, ends = [], []
     for ro, c, epochs in ((ro_a, ca, epochs_a), (ro_b, cb, epochs_b)):
         epochs = np.arange(1, len(c) + 1) if epochs is None else epochs
-        changes.append(c[_window_rows(ro.last_window, epochs)].mean(0) - c[_window_rows(ro.best_window, epochs)].mean(0))
+        best, last = _window_rows(ro.best_window, epochs), _window_rows(ro.last_window, epochs)
+        ends.append((best[-1] + 1) / len(c) if best.size else float("nan"))
+        changes.append(c[last].mean(0) - c[best].mean(0) if best.size and last.size else np.full(n, np.nan))
+    if not blocked and ends[0] > best_before:
+        blocked.append(f"{la}: its best window ends at {ends[0]:.0%} of training (epochs {ro_a.best_window[0]}-"
+                       f"{ro_a.best_window[1]}), too little training follows it to decline")
     per_image = changes[1] - changes[0]
     stat = float(per_image.mean())
-    boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state, method="percentile",
-                           confidence_level=level)
-    ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
-    mde = mde_from_se(boot.standard_error)
-    blocked = [f"{label}: {ro.untestable}" for label, ro in ((la, ro_a), (lb, ro_b)) if ro.untestable]
-    verdict = (INCONCLUSIVE_SCALE if blocked else REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0
-               else INCONCLUSIVE_SCALE)
+    if np.isfinite(per_image).all():
+        boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state,
+                               method="percentile", confidence_level=level)
+        ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+        mde = float(mde_from_se(boot.standard_error))
+    else:
+        ci, mde = (float("nan"), float("nan")), float("nan")
+    verdict = REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0 else INCONCLUSIVE_SCALE
     meaning = (f"{lb} declines less than {la} by more than the noise" if verdict == REPRODUCED else
                f"{lb} declines more than {la} by more than the noise" if verdict == NOT_REPRODUCED else
                f"the difference is within the noise (the smallest it would detect with {POWER:.0%} power: "
                f"{mde_text(mde)})")
+    if verdict == REPRODUCED and ro_a.verdict != PRESENT:
+        verdict = INCONCLUSIVE_SCALE
+        meaning += (f", but {la}'s own robust overfitting is {ro_a.verdict} in this run, so there is no established "
+                    "decline to be less than: inconclusive at this scale")
     if blocked:
+        verdict = INCONCLUSIVE_SCALE
         meaning = "less overfitting cannot be read, because " + "; ".join(blocked) + ": inconclusive at this scale"
     sentence = (f"robust test accuracy from the best window to the last changes by {_pt(float(changes[0].mean()))} "
                 f"for {la} and {_pt(float(changes[1].mean()))} for {lb} on the same {n} test images: {lb} − {la} = "
                 f"{_pt(stat)}, {level:.0%} paired bootstrap interval [{_pt(ci[0])}, {_pt(ci[1])}]; {meaning}")
     return LessOverfitting(stat, ci, float(changes[0].mean()), float(changes[1].mean()), tuple(labels), n, verdict,
-                           float(mde), sentence)
+                           mde, sentence)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -1925,16 +1956,19 @@ def test_correct_of(metrics, n_test_track: int):
     return None
 
 
-def less_robust_overfitting_of(metrics_a, metrics_b, n_test_track: int, *, regime_a: Regime | None = None,
+def less_robust_overfitting_of(metrics_a, metrics_b, n_test_a: int, n_test_b: int, *, regime_a: Regime | None = None,
                                regime_b: Regime | None = None, labels=("SAT", "TRADES")) -> LessOverfitting | None:
     """`less_robust_overfitting` of two runs' per-epoch metrics (each read by `robust_overfitting_of`
-    with its regime), as the suite reads TRADES and WEAT_adv against SAT; None when either run did not
-    record which tracked test images were robust (nothing to pair)."""
-    ca, cb = test_correct_of(metrics_a, n_test_track), test_correct_of(metrics_b, n_test_track)
+    with its regime and its own number of tracked test images), as the suite reads TRADES and WEAT_adv
+    against SAT; None when either run did not record which tracked test images were robust."""
+    if n_test_a != n_test_b:
+        raise ValueError(f"{labels[0]} tracked {n_test_a} test images and {labels[1]} {n_test_b}; less overfitting "
+                         "is read on the same images: compare runs with the same n_test_track")
+    ca, cb = test_correct_of(metrics_a, n_test_a), test_correct_of(metrics_b, n_test_b)
     if ca is None or cb is None:
         return None
-    return less_robust_overfitting(robust_overfitting_of(metrics_a, n_test_track, regime=regime_a), ca,
-                                   robust_overfitting_of(metrics_b, n_test_track, regime=regime_b), cb,
+    return less_robust_overfitting(robust_overfitting_of(metrics_a, n_test_a, regime=regime_a), ca,
+                                   robust_overfitting_of(metrics_b, n_test_b, regime=regime_b), cb,
                                    epochs_a=metrics_a["epoch"], epochs_b=metrics_b["epoch"], labels=labels)
 
 

@@ -196,6 +196,7 @@ def test_chapter_6_reads_each_ro_arm_of_the_lens_seed_and_names_those_without_we
     assert suite.LENS_SEED == 10 and list(found["runs"]) == ["SAT (1000 images, small_cnn, lr 0.02, seed 10)"]
     assert found["runs"]["SAT (1000 images, small_cnn, lr 0.02, seed 10)"].dir == by_name["ro-sat-n1000-e150-s10"].directory()
     assert found["without_weights"] == ["TRADES (1000 images, small_cnn, lr 0.02, seed 10)"]
+    assert found["arms"] == ["SAT"]   # chapter 6 says how these were trained (suite.how_trained)
 
 
 def test_each_der_arm_is_judged_against_the_same_attack_without_der(monkeypatch):
@@ -350,7 +351,7 @@ def test_the_method_claims_read_each_arm_against_the_right_one(monkeypatch):
     monkeypatch.setattr(suite, "seed_averaged_comparison", lambda a, b, labels, root=None: {"labels": labels})
     less = {("sat-10", "trades-10"): verdicts.REPRODUCED, ("sat-11", "trades-11"): verdicts.REPRODUCED,
             ("sat-10", "weat-10"): verdicts.NOT_REPRODUCED, ("sat-11", "weat-11"): verdicts.INCONCLUSIVE_SCALE}
-    monkeypatch.setattr(verdicts, "less_robust_overfitting_of", lambda a, b, n, regime_a, regime_b, labels: (
+    monkeypatch.setattr(verdicts, "less_robust_overfitting_of", lambda a, b, na, nb, regime_a, regime_b, labels: (
         SimpleNamespace(verdict=less[(regime_a, regime_b)], labels=labels)))
     claims = suite.ro_method_claims()
     assert claims["trades_less_ro"].verdict == verdicts.REPRODUCED

@@ -1035,73 +1035,129 @@ def test_a_smooth_bend_is_named_only_beyond_the_margin():
 
 
 # ----------------------------------------------------------------------------- less robust overfitting than SAT
-def _planted_run(robust_at_best: int, robust_at_end: int, n: int = 100):
-    """20 epochs, n images, validation peaking at epochs 5-6 (k = 2: the best window is epochs 5-6, the
-    last 19-20); the first `robust_at_best` images robust from epoch 1 to 18, the first `robust_at_end`
-    in epochs 19-20."""
+def _planted_run(at_best: int, at_end: int, peak: int, n: int = 100):
+    """20 epochs, n images, validation peaking at epochs `peak`, `peak` + 1 (k = 2: that is the best
+    window; the last is 19-20). Robust images: the first `at_best` in the window's first epoch and
+    `at_best` - 10 in its second, the first 10 in every other epoch before the last window, the first
+    `at_end` in it. A reading of the wrong window (another run's, the first epochs, one epoch short)
+    sees other counts."""
     correct = np.zeros((20, n), dtype=bool)
-    correct[:18, :robust_at_best] = True
-    correct[18:, :robust_at_end] = True
+    correct[:, :10] = True
+    correct[peak - 1, :at_best] = True
+    correct[peak, :at_best - 10] = True
+    correct[18:, :] = False
+    correct[18:, :at_end] = True
     val = np.full(20, 0.3)
-    val[4:6] = 0.6
+    val[peak - 1:peak + 1] = 0.6
     return V.robust_overfitting(correct.mean(1), n, val_acc=val, test_correct=correct), correct
 
 
-def test_less_overfitting_is_the_paired_difference_of_the_two_runs_changes():
-    """SAT loses 20 of 100 images (images 30-49: 50 -> 30 robust) from its best window to its last, TRADES
-    none: each image's TRADES change minus SAT's is +1 for those 20 and 0 for the rest, so +20 pt, with
-    the protocol's bootstrap over the images in their order."""
-    sat, c_sat = _planted_run(50, 30)
-    trades, c_trades = _planted_run(50, 50)
-    assert (sat.best_window, sat.last_window) == ((5, 6), (19, 20))
+def test_less_overfitting_is_the_paired_difference_of_each_runs_own_windows():
+    """SAT's best window is epochs 5-6 (50 and 40 robust), TRADES' 9-10 (60 and 50); at the end SAT has 30
+    and TRADES 55. Per image, each run's change (end minus its window's mean): SAT -1 for images 30-39 and
+    -0.5 for 40-49 (-15 pt); TRADES +0.5 for 50-54 and -0.5 for 55-59 (0 pt). TRADES' minus SAT's: +15 pt,
+    with the protocol's bootstrap over the images in their order. SAT's own decline is present."""
+    sat, c_sat = _planted_run(50, 30, peak=5)
+    trades, c_trades = _planted_run(60, 55, peak=9)
+    assert (sat.best_window, trades.best_window, sat.last_window) == ((5, 6), (9, 10), (19, 20))
+    assert sat.verdict == V.PRESENT
     r = V.less_robust_overfitting(sat, c_sat, trades, c_trades)
     per_image = np.zeros(100)
-    per_image[30:50] = 1.0                                   # the images SAT lost, in their order
+    per_image[30:40], per_image[40:55], per_image[55:60] = 1.0, 0.5, -0.5
     boot = protocol_bootstrap((per_image,), np.mean)
-    assert (r.statistic, r.decline_a, r.decline_b, r.n_images) == (0.2, -0.2, 0.0, 100)
+    assert (r.statistic, r.decline_a, r.decline_b, r.n_images) == (0.15, -0.15, 0.0, 100)
     assert r.ci == (boot.confidence_interval.low, boot.confidence_interval.high) and r.ci[0] > 0
     assert r.verdict == V.REPRODUCED and r.sentence == (
-        "robust test accuracy from the best window to the last changes by -20.0 pt for SAT and +0.0 pt for TRADES on "
-        f"the same 100 test images: TRADES − SAT = +20.0 pt, 95% paired bootstrap interval [{100 * r.ci[0]:+.1f} pt, "
+        "robust test accuracy from the best window to the last changes by -15.0 pt for SAT and +0.0 pt for TRADES on "
+        f"the same 100 test images: TRADES − SAT = +15.0 pt, 95% paired bootstrap interval [{100 * r.ci[0]:+.1f} pt, "
         f"{100 * r.ci[1]:+.1f} pt]; TRADES declines less than SAT by more than the noise")
     worse = V.less_robust_overfitting(trades, c_trades, sat, c_sat, labels=("TRADES", "SAT"))
-    assert (worse.statistic, worse.verdict) == (-0.2, V.NOT_REPRODUCED)
+    assert (worse.statistic, worse.verdict) == (-0.15, V.NOT_REPRODUCED)
     assert worse.sentence.endswith("SAT declines more than TRADES by more than the noise")
     same = V.less_robust_overfitting(sat, c_sat, sat, c_sat)
     assert (same.statistic, same.ci, same.verdict) == (0.0, (0.0, 0.0), V.INCONCLUSIVE_SCALE)
     assert "the difference is within the noise (the smallest it would detect with 80% power:" in same.sentence
 
 
-def test_less_overfitting_reads_each_runs_own_windows_at_its_own_epochs():
-    """A run whose epochs are numbered 101-120 has its windows at 105-106 and 119-120: the same rows."""
+def test_less_overfitting_reads_each_runs_windows_at_its_own_epochs():
+    """TRADES numbered 101-120 has its windows at 109-110 and 119-120: the same rows as 9-10 and 19-20."""
     import pandas as pd
 
     from energy_lib import bits
 
-    sat, c_sat = _planted_run(50, 30)
-    trades, c_trades = _planted_run(50, 50)
-    late = V.robust_overfitting(c_trades.mean(1), 100, val_acc=np.r_[[0.3] * 4, 0.6, 0.6, [0.3] * 14],
-                                epochs=np.arange(101, 121), test_correct=c_trades)
-    assert late.best_window == (105, 106)
+    sat, c_sat = _planted_run(50, 30, peak=5)
+    trades, c_trades = _planted_run(60, 55, peak=9)
+    val = np.full(20, 0.3)
+    val[8:10] = 0.6
+    late = V.robust_overfitting(c_trades.mean(1), 100, val_acc=val, epochs=np.arange(101, 121), test_correct=c_trades)
+    assert late.best_window == (109, 110)
     r = V.less_robust_overfitting(sat, c_sat, late, c_trades, epochs_b=np.arange(101, 121))
-    assert r.statistic == 0.2
-    frame = lambda c, first: pd.DataFrame({"epoch": np.arange(first, first + 20), "test_acc_adv": c.mean(1),
-                                           "val_acc_adv": np.r_[[0.3] * 4, 0.6, 0.6, [0.3] * 14],
-                                           "test_correct_adv": [bits.pack(row) for row in c]})
-    of = V.less_robust_overfitting_of(frame(c_sat, 1), frame(c_trades, 101), 100)
+    assert (r.statistic, r.decline_b) == (0.15, 0.0)
+
+    def frame(c, first, peak):
+        v = np.full(20, 0.3)
+        v[peak - 1:peak + 1] = 0.6
+        return pd.DataFrame({"epoch": np.arange(first, first + 20), "test_acc_adv": c.mean(1), "val_acc_adv": v,
+                             "test_correct_adv": [bits.pack(row) for row in c]})
+    of = V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 101, 9), 100, 100)
     assert (of.statistic, of.sentence) == (r.statistic, r.sentence)
-    assert V.less_robust_overfitting_of(frame(c_sat, 1).drop(columns="test_correct_adv"), frame(c_trades, 1), 100) is None
+    assert V.less_robust_overfitting_of(frame(c_sat, 1, 5).drop(columns="test_correct_adv"), frame(c_trades, 1, 9),
+                                        100, 100) is None
+    with pytest.raises(ValueError, match="SAT tracked 100 test images and TRADES 60; less overfitting is read on the "
+                                         "same images"):
+        V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 1, 9), 100, 60)
 
 
-def test_less_overfitting_needs_a_decline_that_could_occur_in_both_runs():
+def test_less_overfitting_needs_a_decline_in_a_and_a_network_that_learned_in_b():
     import dataclasses
 
-    sat, c_sat = _planted_run(50, 30)
-    trades, c_trades = _planted_run(50, 50)
-    blocked = dataclasses.replace(sat, untestable="there is no robust generalisation gap to overfit")
-    r = V.less_robust_overfitting(blocked, c_sat, trades, c_trades)
-    assert (r.statistic, r.verdict) == (0.2, V.INCONCLUSIVE_SCALE)
-    assert r.sentence.endswith("less overfitting cannot be read, because SAT: there is no robust generalisation gap "
-                               "to overfit: inconclusive at this scale")
+    sat, c_sat = _planted_run(50, 30, peak=5)
+    trades, c_trades = _planted_run(60, 55, peak=9)
+    for kind in ("never_learned", "no_gap", "window_end"):      # A cannot show a decline: nothing to be less than
+        a = dataclasses.replace(sat, untestable=f"because {kind}", untestable_kind=kind)
+        r = V.less_robust_overfitting(a, c_sat, trades, c_trades)
+        assert (r.statistic, r.verdict) == (0.15, V.INCONCLUSIVE_SCALE)
+        assert r.sentence.endswith(f"less overfitting cannot be read, because SAT: because {kind}: inconclusive at "
+                                   "this scale")
+    b_never = dataclasses.replace(trades, untestable="it never learned", untestable_kind="never_learned")
+    assert V.less_robust_overfitting(sat, c_sat, b_never, c_trades).sentence.endswith(
+        "because TRADES: it never learned: inconclusive at this scale")
+    for kind in ("no_gap", "window_end", "late_best"):         # what the claim predicts for B: still read
+        b = dataclasses.replace(trades, untestable=f"because {kind}", untestable_kind=kind)
+        assert V.less_robust_overfitting(sat, c_sat, b, c_trades).verdict == V.REPRODUCED
+    undeclined = dataclasses.replace(sat, verdict=V.INCONCLUSIVE)   # A's own decline not established
+    u = V.less_robust_overfitting(undeclined, c_sat, trades, c_trades)
+    assert u.verdict == V.INCONCLUSIVE_SCALE and u.sentence.endswith(
+        "TRADES declines less than SAT by more than the noise, but SAT's own robust overfitting is inconclusive in "
+        "this run, so there is no established decline to be less than: inconclusive at this scale")
+    assert V.less_robust_overfitting(trades, c_trades, undeclined, c_sat, labels=("T", "S")).verdict == \
+        V.NOT_REPRODUCED                                         # "more" needs no established decline in A
+
+
+def test_less_overfitting_by_where_a_best_window_ends_not_by_a_verdict():
+    """A's best window at epochs 16-17 of 20 ends at 85 % of training (> 80 %): blocked, whatever its verdict; at
+    15-16 (80 %) it is read."""
+    at_85, c85 = _planted_run(50, 30, peak=16)
+    at_80, c80 = _planted_run(50, 30, peak=15)
+    trades, c_trades = _planted_run(60, 55, peak=9)
+    assert (at_85.verdict, at_80.verdict) == (V.PRESENT, V.PRESENT)
+    r = V.less_robust_overfitting(at_85, c85, trades, c_trades)
+    assert r.verdict == V.INCONCLUSIVE_SCALE and r.sentence.endswith(
+        "SAT: its best window ends at 85% of training (epochs 16-17), too little training follows it to decline: "
+        "inconclusive at this scale")
+    assert V.less_robust_overfitting(at_80, c80, trades, c_trades).verdict == V.REPRODUCED
+
+
+def test_less_overfitting_refuses_windows_not_chosen_on_validation_and_says_when_too_short():
+    sat, c_sat = _planted_run(50, 30, peak=5)
+    split = V.robust_overfitting(c_sat.mean(1), 100, test_correct=c_sat)     # windows chosen on even epochs
+    with pytest.raises(ValueError, match="SAT's was chosen on even epochs \\(scored on odd epochs\\) \\(pass val_acc"):
+        V.less_robust_overfitting(split, c_sat, sat, c_sat)
     with pytest.raises(ValueError, match=r"the same test images; got \(100,\) and \(60,\) images"):
-        V.less_robust_overfitting(sat, c_sat, trades, c_trades[:, :60])
+        V.less_robust_overfitting(sat, c_sat, sat, c_sat[:, :60])
+    short = V.robust_overfitting(c_sat[:3].mean(1), 100, val_acc=np.full(3, 0.3), test_correct=c_sat[:3])
+    assert short.untestable_kind == "too_short"
+    r = V.less_robust_overfitting(short, c_sat[:3], sat, c_sat)
+    assert r.verdict == V.INCONCLUSIVE_SCALE and math.isnan(r.statistic)
+    assert r.sentence.endswith("less overfitting cannot be read, because SAT: 3 epochs are too few to compare two "
+                               "windows of 2 epochs: inconclusive: inconclusive at this scale")
