@@ -295,8 +295,11 @@ class LessOverfitting(Result):
                 f"{_pt(self.ci[1])}] (n = {self.n_images}; detectable ≥ {mde_text(self.mde)})")
 
 
-def _window_rows(window: tuple[int, int], epochs) -> np.ndarray:
-    """Row indices of the epochs from window[0] to window[1] (inclusive) in a per-epoch array."""
+def _window_rows(window: tuple[int, int], epochs=None) -> np.ndarray:
+    """Row indices of the epochs from window[0] to window[1] (inclusive) in a per-epoch array whose
+    epochs are `epochs` (None: 1, 2, ...)."""
+    if epochs is None:
+        return np.arange(window[0] - 1, window[1])
     e = np.asarray(epochs)
     return np.flatnonzero((e >= window[0]) & (e <= window[1]))
 
@@ -320,38 +323,39 @@ def less_robust_overfitting(ro_a: RobustOverfitting, correct_a, ro_b: RobustOver
     never learned. B's best window at its end, or B without a robust gap, is what the claim predicts,
     not a reason to stop reading."""
     la, lb = labels
-    for label, ro in ((la, ro_a), (lb, ro_b)):
-        if ro.untestable_kind != "too_short" and ro.selected_on != "validation accuracy":
-            raise ValueError(f"less_robust_overfitting needs each run's best window chosen on validation accuracy; "
-                             f"{label}'s was chosen on {ro.selected_on} (pass val_acc to robust_overfitting)")
-    ca, cb = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    ca, cb = np.asarray(correct_a), np.asarray(correct_b)
     if ca.shape[1:] != cb.shape[1:]:
         raise ValueError(f"less_robust_overfitting needs both runs on the same test images; got {ca.shape[1:]} and "
                          f"{cb.shape[1:]} images")
     n = int(ca.shape[1])
+    short = [f"{label}: {ro.sentence}" for label, ro in ((la, ro_a), (lb, ro_b)) if ro.untestable_kind == "too_short"]
+    if short:   # no two windows to read in one of the runs
+        return LessOverfitting(math.nan, (math.nan, math.nan), math.nan, math.nan, tuple(labels), n, INCONCLUSIVE_SCALE,
+                               math.nan, f"less overfitting cannot be read, because {'; '.join(short)}: inconclusive "
+                               "at this scale")
+    for label, ro in ((la, ro_a), (lb, ro_b)):
+        if ro.selected_on != "validation accuracy":
+            raise ValueError(f"less_robust_overfitting needs each run's best window chosen on validation accuracy; "
+                             f"{label}'s was chosen on {ro.selected_on} (pass val_acc to robust_overfitting)")
     blocked = []
-    if ro_a.untestable_kind in ("too_short", "never_learned", "no_gap", "window_end"):
-        blocked.append(f"{la}: {ro_a.untestable or ro_a.sentence}")
-    if ro_b.untestable_kind in ("too_short", "never_learned"):
-        blocked.append(f"{lb}: {ro_b.untestable or ro_b.sentence}")
-    changes, ends = [], []
+    if ro_a.untestable_kind in ("never_learned", "no_gap", "window_end"):
+        blocked.append(f"{la}: {ro_a.untestable}")
+    if ro_b.untestable_kind == "never_learned":
+        blocked.append(f"{lb}: {ro_b.untestable}")
+    changes = []
     for ro, c, epochs in ((ro_a, ca, epochs_a), (ro_b, cb, epochs_b)):
-        epochs = np.arange(1, len(c) + 1) if epochs is None else epochs
-        best, last = _window_rows(ro.best_window, epochs), _window_rows(ro.last_window, epochs)
-        ends.append((best[-1] + 1) / len(c) if best.size else float("nan"))
-        changes.append(c[last].mean(0) - c[best].mean(0) if best.size and last.size else np.full(n, np.nan))
-    if not blocked and ends[0] > best_before:
-        blocked.append(f"{la}: its best window ends at {ends[0]:.0%} of training (epochs {ro_a.best_window[0]}-"
+        last, best = _window_rows(ro.last_window, epochs), _window_rows(ro.best_window, epochs)
+        changes.append(c[last].mean(0) - c[best].mean(0))
+    end_a = (_window_rows(ro_a.best_window, epochs_a).max() + 1) / len(ca)
+    if not blocked and end_a > best_before:
+        blocked.append(f"{la}: its best window ends at {end_a:.0%} of training (epochs {ro_a.best_window[0]}-"
                        f"{ro_a.best_window[1]}), too little training follows it to decline")
     per_image = changes[1] - changes[0]
     stat = float(per_image.mean())
-    if np.isfinite(per_image).all():
-        boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state,
-                               method="percentile", confidence_level=level)
-        ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
-        mde = float(mde_from_se(boot.standard_error))
-    else:
-        ci, mde = (float("nan"), float("nan")), float("nan")
+    boot = stats.bootstrap((per_image,), np.mean, n_resamples=2000, random_state=random_state, method="percentile",
+                           confidence_level=level)
+    ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
+    mde = float(mde_from_se(boot.standard_error))
     verdict = REPRODUCED if ci[0] > 0 else NOT_REPRODUCED if ci[1] < 0 else INCONCLUSIVE_SCALE
     meaning = (f"{lb} declines less than {la} by more than the noise" if verdict == REPRODUCED else
                f"{lb} declines more than {la} by more than the noise" if verdict == NOT_REPRODUCED else

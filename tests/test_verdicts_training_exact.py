@@ -5,11 +5,14 @@ planted tables, each breakpoint fitted on its own); boundaries are planted exact
 import math
 import re
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from energy_lib import verdicts as V
+from energy_lib.power import mde_from_se
 from verdict_inputs import protocol_bootstrap
 
 
@@ -106,6 +109,9 @@ def test_the_alarm_of_a_runs_metrics_reads_its_columns_and_pairs_its_images():
                                                                     by_hand.comparison.ci)
     assert (a.fired, a.alarm_epoch, a.selection_epoch, a.comparison.paired) == (True, 15, 1, True)
     assert V.delta_e_alarm_of(frame.assign(train_dE_std=4.0), n_test, n_train).fired is False
+    assert V.delta_e_alarm_of(frame.assign(train_dE_std=0.05), n_test, n_train).fired is True   # floor 0.05 / 8
+    assert V.delta_e_alarm_of(frame.assign(epoch=np.arange(101, 121)), n_test, n_train).alarm_epoch == 115
+    assert (V.alarm_start(20), V.alarm_start(40), V.alarm_start(41)) == (5, 10, 11)   # after 25 %, >= the window
     unpaired = V.delta_e_alarm_of(frame.drop(columns="test_correct_adv"), n_test, n_train)
     assert unpaired.comparison.paired is False and unpaired.alarm_epoch == 15
     older = frame.astype({"test_correct_adv": object})
@@ -1067,6 +1073,10 @@ def test_less_overfitting_is_the_paired_difference_of_each_runs_own_windows():
     boot = protocol_bootstrap((per_image,), np.mean)
     assert (r.statistic, r.decline_a, r.decline_b, r.n_images) == (0.15, -0.15, 0.0, 100)
     assert r.ci == (boot.confidence_interval.low, boot.confidence_interval.high) and r.ci[0] > 0
+    assert (r.labels, r.mde) == (("SAT", "TRADES"), mde_from_se(boot.standard_error))
+    at_90 = protocol_bootstrap((per_image,), np.mean, level=0.9)
+    assert V.less_robust_overfitting(sat, c_sat, trades, c_trades, level=0.9).ci == (
+        at_90.confidence_interval.low, at_90.confidence_interval.high)
     assert r.verdict == V.REPRODUCED and r.sentence == (
         "robust test accuracy from the best window to the last changes by -15.0 pt for SAT and +0.0 pt for TRADES on "
         f"the same 100 test images: TRADES − SAT = +15.0 pt, 95% paired bootstrap interval [{100 * r.ci[0]:+.1f} pt, "
@@ -1074,6 +1084,9 @@ def test_less_overfitting_is_the_paired_difference_of_each_runs_own_windows():
     worse = V.less_robust_overfitting(trades, c_trades, sat, c_sat, labels=("TRADES", "SAT"))
     assert (worse.statistic, worse.verdict) == (-0.15, V.NOT_REPRODUCED)
     assert worse.sentence.endswith("SAT declines more than TRADES by more than the noise")
+    close = V.less_robust_overfitting(sat, c_sat, *_planted_run(50, 31, peak=9))   # one image apart: +1 pt
+    assert close.statistic == pytest.approx(0.01) and close.ci[0] <= 0 < close.ci[1] and \
+        close.verdict == V.INCONCLUSIVE_SCALE
     same = V.less_robust_overfitting(sat, c_sat, sat, c_sat)
     assert (same.statistic, same.ci, same.verdict) == (0.0, (0.0, 0.0), V.INCONCLUSIVE_SCALE)
     assert "the difference is within the noise (the smallest it would detect with 80% power:" in same.sentence
@@ -1099,8 +1112,15 @@ def test_less_overfitting_reads_each_runs_windows_at_its_own_epochs():
         v[peak - 1:peak + 1] = 0.6
         return pd.DataFrame({"epoch": np.arange(first, first + 20), "test_acc_adv": c.mean(1), "val_acc_adv": v,
                              "test_correct_adv": [bits.pack(row) for row in c]})
-    of = V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 101, 9), 100, 100)
+    of = V.less_robust_overfitting_of(frame(c_sat, 51, 5), frame(c_trades, 101, 9), 100, 100)
     assert (of.statistic, of.sentence) == (r.statistic, r.sentence)
+    named = V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 1, 9), 100, 100, labels=("S", "T"))
+    assert named.labels == ("S", "T") and "changes by -15.0 pt for S and +0.0 pt for T" in named.sentence
+    never = SimpleNamespace(learned=False, why_untestable=lambda claim: "it never learned")
+    assert V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 1, 9), 100, 100, regime_a=never
+                                        ).sentence.endswith("because SAT: it never learned: inconclusive at this scale")
+    assert V.less_robust_overfitting_of(frame(c_sat, 1, 5), frame(c_trades, 1, 9), 100, 100, regime_b=never
+                                        ).sentence.endswith("because TRADES: it never learned: inconclusive at this scale")
     assert V.less_robust_overfitting_of(frame(c_sat, 1, 5).drop(columns="test_correct_adv"), frame(c_trades, 1, 9),
                                         100, 100) is None
     with pytest.raises(ValueError, match="SAT tracked 100 test images and TRADES 60; less overfitting is read on the "
@@ -1158,6 +1178,32 @@ def test_less_overfitting_refuses_windows_not_chosen_on_validation_and_says_when
     short = V.robust_overfitting(c_sat[:3].mean(1), 100, val_acc=np.full(3, 0.3), test_correct=c_sat[:3])
     assert short.untestable_kind == "too_short"
     r = V.less_robust_overfitting(short, c_sat[:3], sat, c_sat)
-    assert r.verdict == V.INCONCLUSIVE_SCALE and math.isnan(r.statistic)
-    assert r.sentence.endswith("less overfitting cannot be read, because SAT: 3 epochs are too few to compare two "
-                               "windows of 2 epochs: inconclusive: inconclusive at this scale")
+    assert r.verdict == V.INCONCLUSIVE_SCALE and math.isnan(r.statistic) and r.labels == ("SAT", "TRADES")
+    assert r.sentence == ("less overfitting cannot be read, because SAT: 3 epochs are too few to compare two windows "
+                          "of 2 epochs: inconclusive: inconclusive at this scale")
+    assert V.less_robust_overfitting(sat, c_sat, short, c_sat[:3]).sentence.startswith(
+        "less overfitting cannot be read, because TRADES: 3 epochs are too few")
+
+
+def test_robust_overfitting_says_which_reason_makes_a_run_untestable():
+    """untestable_kind, read by less_robust_overfitting: each reason of robust_overfitting's docstring."""
+    sat, c_sat = _planted_run(50, 30, peak=5)
+    assert (sat.verdict, sat.untestable, sat.untestable_kind) == (V.PRESENT, "", "")
+    at_end, _ = _planted_run(50, 30, peak=19)
+    assert at_end.untestable_kind == "window_end"
+    flat = np.zeros((20, 100), dtype=bool)
+    flat[:, :40] = True
+    val = np.full(20, 0.3)
+    val[16:18] = 0.6                                            # best window 17-18 (90 %), nothing declines: absent
+    late = V.robust_overfitting(flat.mean(1), 100, val_acc=val, test_correct=flat)
+    assert (late.verdict, late.untestable_kind) == (V.INCONCLUSIVE, "late_best")
+    never = SimpleNamespace(learned=False, why_untestable=lambda claim: "it never learned")
+    no_gap = SimpleNamespace(learned=True, why_untestable=lambda claim: "there is no gap")
+    val_early = np.full(20, 0.3)
+    val_early[4:6] = 0.6
+    absent = V.robust_overfitting(flat.mean(1), 100, val_acc=val_early, test_correct=flat, regime=no_gap)
+    assert (absent.untestable, absent.untestable_kind) == ("there is no gap", "no_gap")
+    assert V.robust_overfitting(c_sat.mean(1), 100, val_acc=val_early, test_correct=c_sat,
+                                regime=never).untestable_kind == "never_learned"
+    assert V.robust_overfitting(c_sat.mean(1), 100, val_acc=val_early, test_correct=c_sat,
+                                regime=no_gap).untestable_kind == ""   # a decline measured without a gap stays present
