@@ -1178,11 +1178,16 @@ def test_less_overfitting_refuses_windows_not_chosen_on_validation_and_says_when
     short = V.robust_overfitting(c_sat[:3].mean(1), 100, val_acc=np.full(3, 0.3), test_correct=c_sat[:3])
     assert short.untestable_kind == "too_short"
     r = V.less_robust_overfitting(short, c_sat[:3], sat, c_sat)
-    assert r.verdict == V.INCONCLUSIVE_SCALE and math.isnan(r.statistic) and r.labels == ("SAT", "TRADES")
+    assert r.verdict == V.INCONCLUSIVE_SCALE and r.labels == ("SAT", "TRADES") and r.n_images == 100
+    assert all(math.isnan(x) for x in (r.statistic, *r.ci, r.decline_a, r.decline_b, r.mde))
     assert r.sentence == ("less overfitting cannot be read, because SAT: 3 epochs are too few to compare two windows "
                           "of 2 epochs: inconclusive: inconclusive at this scale")
     assert V.less_robust_overfitting(sat, c_sat, short, c_sat[:3]).sentence.startswith(
         "less overfitting cannot be read, because TRADES: 3 epochs are too few")
+    assert V.less_robust_overfitting(short, c_sat[:3], short, c_sat[:3]).sentence == (
+        "less overfitting cannot be read, because SAT: 3 epochs are too few to compare two windows of 2 epochs: "
+        "inconclusive; TRADES: 3 epochs are too few to compare two windows of 2 epochs: inconclusive: inconclusive at "
+        "this scale")
 
 
 def test_robust_overfitting_says_which_reason_makes_a_run_untestable():
