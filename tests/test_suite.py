@@ -244,6 +244,49 @@ def test_the_chapters_say_how_many_planned_seeds_have_finished(monkeypatch):
     assert suite.seeds_text("co") == "FGSM 1 of 1"
 
 
+def test_each_committed_suite_checkpoint_is_the_one_its_records_were_written_with(repo_root):
+    """The suite's records rebuild bit for bit from a committed run's checkpoint (issue 24): every
+    best.pt under runs/suite/ was made by its run's config, holds the epoch the run's records select
+    (train.best_epoch on metrics.jsonl), holds exactly the first rows of metrics.jsonl and
+    samples.jsonl, and its weights give the energies those rows record for the tracked images. Every
+    RO arm of LENS_SEED that finished has one (chapter 6 puts them through the energy lens)."""
+    import json
+
+    import torch
+
+    from energy_lib import fileio
+    from energy_lib.runs import load_checkpoint, selected_metrics
+    from energy_lib.train import load_training_data
+
+    root = repo_root / "runs" / "suite"
+    plan = suite.current_plan(root)
+    lens = [e for e in plan.confirm if e.phenomenon == "ro" and e.overrides.get("seed") == suite.LENS_SEED]
+    assert lens and all((e.directory(root) / "DONE").is_file() for e in lens)
+    missing = [e.name for e in lens if not (e.directory(root) / "best.pt").is_file()]
+    assert not missing, f"finished lens runs without a committed best.pt: {missing}"
+    committed = sorted(root.rglob("best.pt"))
+    assert len(committed) == len(lens)                      # weights only where a chapter needs them
+    entries = {e.directory(root): e for e in plan.entries().values()}
+    for path in committed:
+        run = suite.load(entries[path.parent], root)
+        ckpt = load_checkpoint(path)
+        assert run.checkpoint_info("best")["epoch"] == ckpt["epoch"] == int(selected_metrics(run)["epoch"])
+        for filename, key in (("metrics.jsonl", "metrics"), ("samples.jsonl", "samples")):
+            rows = fileio.read_jsonl(path.parent / filename)
+            assert json.loads(json.dumps(ckpt[key])) == rows[:ckpt["epoch"]], (path, filename)
+        assert len(run.metrics) == run.config.epochs and run.done   # the full records check against DONE
+        kept = fileio.read_jsonl(path.parent / "samples.jsonl")[ckpt["epoch"] - 1]
+        x, y = load_training_data(run.config).train_track.tensors()
+        x, y = x[:run.config.n_track_samples], y[:run.config.n_track_samples]
+        with torch.no_grad():
+            logits = run.load_model("best").double()(x.double())
+        energy = -torch.logsumexp(logits, dim=1)
+        class_energy = -logits.gather(1, y[:, None]).squeeze(1)
+        # the records keep 5 decimals of fp32 energies: a few 1e-6 of float noise around the rounding
+        assert torch.allclose(energy, torch.tensor(kept["E_nat"], dtype=torch.float64), rtol=0, atol=2e-5), path
+        assert torch.allclose(class_energy, torch.tensor(kept["Ey_nat"], dtype=torch.float64), rtol=0, atol=2e-5)
+
+
 def test_the_alarm_is_read_on_every_ro_run_and_replicated_per_arm(monkeypatch):
     """Chapter 2's ΔE alarm on planted RO runs of known answer (20 epochs, 500 test images). SAT: ΔE
     drops at epoch 13 (the rule stops at 15) with the same 30 % of the images robust at every epoch: as
